@@ -1,0 +1,67 @@
+# Every target sets up what it needs; on a fresh machine `make dev` and `make test`
+# are the only two commands required.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+CONSTRAINTS := requirements/constraints.txt
+STAMP := $(VENV)/.installed
+PROTO_FILES := $(wildcard proto/tether/v1/*.proto)
+GEN_DIR := sdk_python/tether/v1
+PIP_FLAGS := --quiet --disable-pip-version-check
+
+.PHONY: dev test test-fast lint proto proto-check bench clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e '.[dev,proto]'
+	touch $(STAMP)
+
+## dev: the control plane on SQLite (./.tether) with the onboarding example's worker
+dev: $(STAMP)
+	$(BIN)/tether dev --worker examples.onboarding.worker:app
+
+## test: lint, the generated-code check, then every test suite
+test: $(STAMP) lint proto-check
+	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/integration tests/e2e
+
+## lint: ruff and mypy --strict on our code (generated code excluded)
+lint: $(STAMP)
+	$(BIN)/ruff check controlplane sdk_python tests examples bench
+	$(BIN)/ruff format --check controlplane sdk_python tests examples bench
+	$(BIN)/mypy controlplane sdk_python/tether examples bench tests
+
+## proto: regenerate sdk_python/tether/v1 from proto/
+proto: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(PY) -m grpc_tools.protoc -I proto \
+		--python_out=sdk_python --grpc_python_out=sdk_python \
+		--mypy_out=sdk_python --mypy_grpc_out=sdk_python $(PROTO_FILES)
+
+## proto-check: fail when the committed generated code is stale
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	PATH=$(abspath $(BIN)):$$PATH $(PY) -m grpc_tools.protoc -I proto \
+		--python_out=$$tmp --grpc_python_out=$$tmp \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >/dev/null && \
+	if diff -r -x __init__.py -x __pycache__ $$tmp/tether/v1 $(GEN_DIR) >/dev/null; then \
+		echo "generated code is up to date"; rm -rf $$tmp; \
+	else \
+		diff -r -x __init__.py -x __pycache__ $$tmp/tether/v1 $(GEN_DIR) | head -20; \
+		echo "generated code is stale: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; \
+	fi
+
+## bench: durable steps/s and latency on SQLite and PostgreSQL, next to DBOS
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml $(CONSTRAINTS) requirements/bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e . -r requirements/bench.txt
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) .tether .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,300 @@
+"""Translation between wire messages (tether.v1) and engine models."""
+
+from __future__ import annotations
+
+from controlplane.engine.errors import InvalidArgument
+from controlplane.engine.models import (
+    DEFAULT_RETRIES,
+    CronTrigger,
+    ErrorData,
+    EventInput,
+    EventTrigger,
+    Execution,
+    FunctionInfo,
+    FunctionSpec,
+    HistoryEntry,
+    HistoryKind,
+    NonDeterminism,
+    Outcome,
+    OutcomeBody,
+    PlannedSleep,
+    RunCompleted,
+    RunFailed,
+    RunStatus,
+    RunSummary,
+    StepCompleted,
+    StepFailed,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    StoredEvent,
+    Suspended,
+    Trigger,
+    WorkerHello,
+)
+from controlplane.engine.settings import Limits
+from tether.v1 import common_pb2 as common
+from tether.v1 import run_service_pb2 as rs
+from tether.v1 import worker_service_pb2 as ws
+
+RUN_STATUS_TO_PB = {
+    RunStatus.QUEUED: common.RUN_STATUS_QUEUED,
+    RunStatus.RUNNING: common.RUN_STATUS_RUNNING,
+    RunStatus.SLEEPING: common.RUN_STATUS_SLEEPING,
+    RunStatus.WAITING: common.RUN_STATUS_WAITING,
+    RunStatus.COMPLETED: common.RUN_STATUS_COMPLETED,
+    RunStatus.FAILED: common.RUN_STATUS_FAILED,
+    RunStatus.CANCELLED: common.RUN_STATUS_CANCELLED,
+}
+RUN_STATUS_FROM_PB = {v: k for k, v in RUN_STATUS_TO_PB.items()}
+
+STEP_KIND_TO_PB = {
+    StepKind.RUN: common.STEP_KIND_RUN,
+    StepKind.SLEEP: common.STEP_KIND_SLEEP,
+    StepKind.WAIT_FOR_EVENT: common.STEP_KIND_WAIT_FOR_EVENT,
+    StepKind.INVOKE: common.STEP_KIND_INVOKE,
+    StepKind.SEND_EVENT: common.STEP_KIND_SEND_EVENT,
+}
+STEP_KIND_FROM_PB = {v: k for k, v in STEP_KIND_TO_PB.items()}
+
+STEP_STATUS_TO_PB = {
+    StepStatus.COMPLETED: rs.STEP_STATUS_COMPLETED,
+    StepStatus.FAILED: rs.STEP_STATUS_FAILED,
+    StepStatus.RETRYING: rs.STEP_STATUS_RETRYING,
+    StepStatus.PENDING: rs.STEP_STATUS_PENDING,
+}
+
+HISTORY_KIND_TO_PB = {
+    HistoryKind.EXECUTION_STARTED: rs.HISTORY_KIND_EXECUTION_STARTED,
+    HistoryKind.EXECUTION_LOST: rs.HISTORY_KIND_EXECUTION_LOST,
+    HistoryKind.STEP_FAILED: rs.HISTORY_KIND_STEP_FAILED,
+    HistoryKind.SLEEP_STARTED: rs.HISTORY_KIND_SLEEP_STARTED,
+    HistoryKind.SLEEP_ENDED: rs.HISTORY_KIND_SLEEP_ENDED,
+    HistoryKind.RUN_RETRY_SCHEDULED: rs.HISTORY_KIND_RUN_RETRY_SCHEDULED,
+    HistoryKind.RUN_COMPLETED: rs.HISTORY_KIND_RUN_COMPLETED,
+    HistoryKind.RUN_FAILED: rs.HISTORY_KIND_RUN_FAILED,
+    HistoryKind.RUN_CANCELLED: rs.HISTORY_KIND_RUN_CANCELLED,
+    HistoryKind.NON_DETERMINISM: rs.HISTORY_KIND_NON_DETERMINISM,
+    HistoryKind.RUN_REPLAYED: rs.HISTORY_KIND_RUN_REPLAYED,
+}
+
+REJECT_CODES = {
+    "unsupported_protocol": ws.REJECT_CODE_UNSUPPORTED_PROTOCOL,
+    "invalid_hello": ws.REJECT_CODE_INVALID_HELLO,
+    "duplicate_function": ws.REJECT_CODE_DUPLICATE_FUNCTION,
+    "invalid_function": ws.REJECT_CODE_INVALID_FUNCTION,
+    "shutting_down": ws.REJECT_CODE_SHUTTING_DOWN,
+}
+
+
+# -- inbound ---------------------------------------------------------------------
+
+
+def event_input(event: common.Event) -> EventInput:
+    return EventInput(
+        id=event.id, name=event.name, data=event.data, user=event.user, ts_ms=event.ts_ms
+    )
+
+
+def error_data(error: common.ErrorInfo) -> ErrorData:
+    return ErrorData(error.name, error.message, error.stack)
+
+
+def function_spec(app_id: str, definition: common.FunctionDefinition) -> FunctionSpec:
+    triggers: list[Trigger] = []
+    for trigger in definition.triggers:
+        kind = trigger.WhichOneof("kind")
+        if kind == "event":
+            triggers.append(EventTrigger(trigger.event.name, trigger.event.if_expression))
+        elif kind == "cron":
+            triggers.append(CronTrigger(trigger.cron.schedule, trigger.cron.timezone))
+        else:
+            raise InvalidArgument(f"function {definition.id!r}: a trigger has no kind")
+    return FunctionSpec(
+        app_id=app_id,
+        id=definition.id,
+        name=definition.name or definition.id,
+        triggers=tuple(triggers),
+        retries=definition.retries if definition.HasField("retries") else DEFAULT_RETRIES,
+    )
+
+
+def worker_hello(hello: ws.Hello) -> WorkerHello:
+    return WorkerHello(
+        protocol_version=hello.protocol_version,
+        app_id=hello.app_id,
+        instance_id=hello.instance_id,
+        sdk_language=hello.sdk_language,
+        sdk_version=hello.sdk_version,
+        capacity=hello.capacity,
+        functions=[function_spec(hello.app_id, f) for f in hello.functions],
+    )
+
+
+def outcome(message: ws.Outcome) -> Outcome:
+    kind = message.WhichOneof("kind")
+    body: OutcomeBody
+    if kind == "step_completed":
+        m = message.step_completed
+        body = StepCompleted(
+            step_id=m.step_id,
+            name=m.name,
+            kind=STEP_KIND_FROM_PB.get(m.kind, StepKind.RUN),
+            output=m.output or b"null",
+            started_at_ms=m.started_at_ms,
+            ended_at_ms=m.ended_at_ms,
+        )
+    elif kind == "step_failed":
+        f = message.step_failed
+        body = StepFailed(
+            step_id=f.step_id,
+            name=f.name,
+            kind=STEP_KIND_FROM_PB.get(f.kind, StepKind.RUN),
+            error=error_data(f.error),
+            retriable=f.retriable,
+            retry_delay_ms=max(0, f.retry_delay_ms),
+            started_at_ms=f.started_at_ms,
+            ended_at_ms=f.ended_at_ms,
+        )
+    elif kind == "suspended":
+        body = Suspended(
+            waits=[
+                PlannedSleep(w.step_id, w.name, w.sleep.until_ms)
+                for w in message.suspended.waits
+                if w.WhichOneof("kind") == "sleep"
+            ]
+        )
+    elif kind == "run_completed":
+        body = RunCompleted(output=message.run_completed.output or b"null")
+    elif kind == "run_failed":
+        r = message.run_failed
+        body = RunFailed(
+            error=error_data(r.error),
+            retriable=r.retriable,
+            retry_delay_ms=max(0, r.retry_delay_ms),
+        )
+    elif kind == "non_determinism":
+        n = message.non_determinism
+        body = NonDeterminism(n.message, list(n.new_steps), list(n.unreached_step_ids))
+    else:
+        raise InvalidArgument(f"outcome {message.seq} has no kind")
+    return Outcome(message.seq, message.execution_id, message.run_id, body)
+
+
+# -- outbound --------------------------------------------------------------------
+
+
+def error_info(error: ErrorData | None) -> common.ErrorInfo | None:
+    if error is None:
+        return None
+    return common.ErrorInfo(name=error.name, message=error.message, stack=error.stack)
+
+
+def event_message(event: StoredEvent) -> common.Event:
+    return common.Event(
+        id=event.id, name=event.name, data=event.data, user=event.user, ts_ms=event.ts_ms
+    )
+
+
+def execute(execution: Execution) -> ws.Execute:
+    message = ws.Execute(
+        execution_id=execution.execution_id,
+        run_id=execution.run_id,
+        function_id=execution.function_id,
+        attempt=execution.attempt,
+        events=[event_message(e) for e in execution.events],
+        step_attempts=execution.step_attempts,
+        trace=common.TraceContext(traceparent=execution.traceparent),
+        lease_deadline_ms=execution.lease_deadline_ms,
+        server_time_ms=execution.server_time_ms,
+    )
+    for step in execution.steps:
+        if step.error is not None:
+            message.steps.add(step_id=step.step_id, error=error_info(step.error))
+        else:
+            message.steps.add(step_id=step.step_id, output=step.output or b"null")
+    return message
+
+
+def limits(value: Limits) -> common.Limits:
+    return common.Limits(
+        max_event_bytes=value.max_event_bytes,
+        max_step_output_bytes=value.max_step_output_bytes,
+        max_run_state_bytes=value.max_run_state_bytes,
+        max_steps_per_run=value.max_steps_per_run,
+        max_frame_bytes=value.max_frame_bytes,
+    )
+
+
+def run_message(run: RunSummary) -> rs.Run:
+    return rs.Run(
+        id=run.id,
+        app_id=run.app_id,
+        function_id=run.function_id,
+        status=RUN_STATUS_TO_PB[run.status],
+        event_id=run.event_id,
+        attempt=run.attempt,
+        created_at_ms=run.created_at_ms,
+        started_at_ms=run.started_at_ms,
+        ended_at_ms=run.ended_at_ms,
+        output=run.output or b"",
+        error=error_info(run.error),
+        replay_of=run.replay_of,
+        trace_id=run.trace_id,
+    )
+
+
+def step_record(step: StepRecord) -> rs.StepRecord:
+    return rs.StepRecord(
+        step_id=step.step_id,
+        name=step.name,
+        kind=STEP_KIND_TO_PB[step.kind],
+        status=STEP_STATUS_TO_PB[step.status],
+        output=step.output or b"",
+        error=error_info(step.error),
+        attempts=step.attempts,
+        started_at_ms=step.started_at_ms,
+        ended_at_ms=step.ended_at_ms,
+    )
+
+
+def history_entry(entry: HistoryEntry) -> rs.HistoryEntry:
+    return rs.HistoryEntry(
+        ts_ms=entry.ts_ms,
+        kind=HISTORY_KIND_TO_PB[entry.kind],
+        step_id=entry.step_id,
+        step_name=entry.step_name,
+        attempt=entry.attempt,
+        error=error_info(entry.error),
+        until_ms=entry.until_ms,
+        message=entry.message,
+        execution_id=entry.execution_id,
+    )
+
+
+def function_definition(spec: FunctionSpec) -> common.FunctionDefinition:
+    definition = common.FunctionDefinition(id=spec.id, name=spec.name, retries=spec.retries)
+    for trigger in spec.triggers:
+        if isinstance(trigger, EventTrigger):
+            definition.triggers.add(
+                event=common.EventTrigger(name=trigger.name, if_expression=trigger.if_expression)
+            )
+        else:
+            definition.triggers.add(
+                cron=common.CronTrigger(schedule=trigger.schedule, timezone=trigger.timezone)
+            )
+    return definition
+
+
+def function_info(info: FunctionInfo) -> rs.FunctionInfo:
+    return rs.FunctionInfo(
+        app_id=info.spec.app_id,
+        definition=function_definition(info.spec),
+        connected_workers=info.connected_workers,
+        registered_at_ms=info.registered_at_ms,
+        updated_at_ms=info.updated_at_ms,
+    )
+
+
+def stored_event(event: StoredEvent) -> rs.StoredEvent:
+    return rs.StoredEvent(event=event_message(event), received_at_ms=event.received_at_ms)

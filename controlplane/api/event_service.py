@@ -1,0 +1,28 @@
+"""EventService: sending events."""
+
+from __future__ import annotations
+
+import grpc
+
+from controlplane.api import convert
+from controlplane.api.errors import unary
+from controlplane.engine.engine import Engine
+from tether.v1 import event_service_pb2 as es
+from tether.v1 import event_service_pb2_grpc as es_grpc
+
+Context = grpc.aio.ServicerContext[es.SendRequest, es.SendResponse]
+
+
+class EventServicer(es_grpc.EventServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @unary
+    async def Send(self, request: es.SendRequest, context: Context) -> es.SendResponse:
+        results = await self._engine.send_events([convert.event_input(e) for e in request.events])
+        return es.SendResponse(
+            results=[
+                es.SendResult(event_id=r.event_id, duplicate=r.duplicate, run_ids=r.run_ids)
+                for r in results
+            ]
+        )

@@ -1,0 +1,197 @@
+"""WorkerService: one bidirectional stream per worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import grpc
+
+from controlplane import __version__
+from controlplane.api import convert
+from controlplane.engine.engine import Engine
+from controlplane.engine.errors import EngineError, WorkerRejected
+from controlplane.engine.models import Execution, Refusal
+from controlplane.engine.sessions import WorkerSession
+from controlplane.engine.validation import PROTOCOL_VERSION
+from tether.v1 import worker_service_pb2 as ws
+from tether.v1 import worker_service_pb2_grpc as ws_grpc
+
+log = logging.getLogger("tether.workers")
+
+Context = grpc.aio.ServicerContext[ws.WorkerFrame, ws.ServerFrame]
+# What context.read() returns at the end of the stream (missing from the stubs).
+EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+class StreamSink:
+    """Frames for one worker, queued for the stream's writer. Never blocks."""
+
+    def __init__(self) -> None:
+        self._frames: asyncio.Queue[ws.ServerFrame | None] = asyncio.Queue()
+
+    def dispatch(self, executions: list[Execution]) -> None:
+        frame = ws.ServerFrame(
+            dispatch=ws.Dispatch(executions=[convert.execute(e) for e in executions])
+        )
+        self._frames.put_nowait(frame)
+
+    def ack(self, through_seq: int, refusals: list[Refusal]) -> None:
+        acks = ws.Acks(
+            through_seq=through_seq,
+            refused=[
+                ws.Refusal(seq=r.seq, execution_id=r.execution_id, reason=r.reason)
+                for r in refusals
+            ],
+        )
+        self._frames.put_nowait(ws.ServerFrame(acks=acks))
+
+    def cancel(self, execution_id: str, run_id: str, reason: str) -> None:
+        cancel = ws.Cancel(execution_id=execution_id, run_id=run_id, reason=reason)
+        self._frames.put_nowait(ws.ServerFrame(cancel=cancel))
+
+    def ping(self, now_ms: int) -> None:
+        self._frames.put_nowait(ws.ServerFrame(ping=ws.Ping(server_time_ms=now_ms)))
+
+    def close(self) -> None:
+        self._frames.put_nowait(None)
+
+    async def next_frames(self) -> list[ws.ServerFrame] | None:
+        """Every frame queued, with neighbouring acks and dispatches merged; None
+        once the sink is closed."""
+        first = await self._frames.get()
+        if first is None:
+            return None
+        frames = [first]
+        closed = False
+        while not self._frames.empty():
+            frame = self._frames.get_nowait()
+            if frame is None:
+                closed = True
+                break
+            frames.append(frame)
+        merged = _merge(frames)
+        if closed:
+            self._frames.put_nowait(None)
+        return merged
+
+
+def _merge(frames: list[ws.ServerFrame]) -> list[ws.ServerFrame]:
+    merged: list[ws.ServerFrame] = []
+    for frame in frames:
+        kind = frame.WhichOneof("frame")
+        last = merged[-1] if merged else None
+        if last is not None and last.WhichOneof("frame") == kind:
+            if kind == "acks":
+                last.acks.through_seq = max(last.acks.through_seq, frame.acks.through_seq)
+                last.acks.refused.extend(frame.acks.refused)
+                continue
+            if kind == "dispatch":
+                last.dispatch.executions.extend(frame.dispatch.executions)
+                continue
+        merged.append(frame)
+    return merged
+
+
+class WorkerServicer(ws_grpc.WorkerServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sinks: set[StreamSink] = set()
+
+    def close_all(self) -> None:
+        """End every worker stream (shutdown); workers reconnect elsewhere or later."""
+        for sink in list(self._sinks):
+            sink.close()
+
+    async def Connect(self, request_iterator: Any, context: Context) -> None:  # type: ignore[override]
+        first = await context.read()
+        if first is EOF:
+            return
+        assert isinstance(first, ws.WorkerFrame)
+        if first.WhichOneof("frame") != "hello":
+            await _reject(context, "invalid_hello", "the first frame on the stream must be Hello")
+            return
+        sink = StreamSink()
+        try:
+            session = await self._engine.connect_worker(convert.worker_hello(first.hello), sink)
+        except WorkerRejected as rejected:
+            log.warning("worker rejected: %s", rejected)
+            await _reject(context, rejected.code, str(rejected))
+            return
+        except EngineError as error:
+            log.warning("worker rejected: %s", error)
+            await _reject(context, "invalid_function", str(error))
+            return
+        settings = self._engine.settings
+        await context.write(
+            ws.ServerFrame(
+                welcome=ws.Welcome(
+                    session_id=session.id,
+                    protocol_version=PROTOCOL_VERSION,
+                    heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                    lease_timeout_ms=settings.lease_timeout_ms,
+                    limits=convert.limits(settings.limits),
+                    server_version=__version__,
+                )
+            )
+        )
+        self._sinks.add(sink)
+        reader = asyncio.create_task(self._read(context, session, sink))
+        pinger = asyncio.create_task(self._ping(sink))
+        try:
+            while (frames := await sink.next_frames()) is not None:
+                for frame in frames:
+                    await context.write(frame)
+        finally:
+            self._sinks.discard(sink)
+            reason = "stream ended" if reader.done() else "control plane closed the stream"
+            reader.cancel()
+            pinger.cancel()
+            await asyncio.shield(self._engine.disconnect_worker(session, reason))
+
+    async def _read(self, context: Context, session: WorkerSession, sink: StreamSink) -> None:
+        engine = self._engine
+        heartbeats: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                frame = await context.read()
+                if frame is EOF:
+                    return
+                assert isinstance(frame, ws.WorkerFrame)
+                kind = frame.WhichOneof("frame")
+                if kind == "outcomes":
+                    outcomes = [convert.outcome(o) for o in frame.outcomes.outcomes]
+                    engine.receive_outcomes(session, outcomes)
+                elif kind == "heartbeat":
+                    task = asyncio.create_task(
+                        engine.heartbeat(session, list(frame.heartbeat.execution_ids))
+                    )
+                    heartbeats.add(task)
+                    task.add_done_callback(heartbeats.discard)
+                elif kind == "drain":
+                    engine.drain(session)
+                else:
+                    log.warning("session %s sent an unexpected %s frame", session.id, kind)
+        except EngineError as error:
+            log.error("session %s sent a malformed frame: %s", session.id, error)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        finally:
+            sink.close()
+
+    async def _ping(self, sink: StreamSink) -> None:
+        interval = self._engine.settings.heartbeat_interval_ms / 1000
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(interval)
+                sink.ping(self._engine.clock.now_ms())
+
+
+async def _reject(context: Context, code: str, reason: str) -> None:
+    await context.write(
+        ws.ServerFrame(
+            rejected=ws.Rejected(code=convert.REJECT_CODES.get(code, 0), reason=reason)  # type: ignore[arg-type]
+        )
+    )

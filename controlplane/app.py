@@ -1,0 +1,108 @@
+"""The control plane as one object: store, engine and gRPC server, started and
+stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+
+from grpc_health.v1 import health_pb2
+
+from controlplane import __version__
+from controlplane.api.server import GrpcServer, build_server
+from controlplane.config import Config
+from controlplane.engine.clock import Clock, SystemClock, VirtualClock
+from controlplane.engine.engine import Engine
+from controlplane.engine.settings import EngineSettings
+from controlplane.store import Store, migrate, open_store
+from controlplane.telemetry import RunTracer
+
+log = logging.getLogger("tether")
+
+
+class ControlPlane:
+    def __init__(self, config: Config, *, tracer: RunTracer | None = None) -> None:
+        self.config = config
+        self._tracer = tracer
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.grpc: GrpcServer | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        assert self.grpc is not None, "not started"
+        return self.grpc.port
+
+    async def start(self) -> None:
+        config = self.config
+        store = open_store(config.db_url, sqlite_synchronous=config.sqlite_synchronous)
+        revision = await asyncio.to_thread(migrate, store.engine)
+        log.info("database %s at schema revision %s", _redact(config.db_url), revision)
+        await store.start()
+        self.store = store
+        clock: Clock = VirtualClock() if config.clock == "virtual" else SystemClock()
+        settings = EngineSettings(
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            lease_timeout_ms=config.lease_timeout_ms,
+            release_leases_on_start=not store.shared,
+        )
+        tracer = self._tracer or RunTracer.from_environment()
+        self.engine = Engine(store, clock, settings, tracer)
+        await self.engine.start()
+        tls = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            tls = (config.tls_key.read_bytes(), config.tls_cert.read_bytes())
+        self.grpc = await build_server(
+            self.engine, f"{config.host}:{config.port}", api_keys=config.api_keys, tls=tls
+        )
+        await self.grpc.server.start()
+        log.info(
+            "Tether %s listening on %s:%d (gRPC%s%s), %s clock",
+            __version__,
+            config.host,
+            self.grpc.port,
+            ", TLS" if tls else "",
+            ", API keys required" if config.api_keys else "",
+            config.clock,
+        )
+        if config.ready_file is not None:
+            payload = {"grpc_port": self.grpc.port, "pid": os.getpid()}
+            tmp = config.ready_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(payload))
+            tmp.replace(config.ready_file)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self.grpc is not None:
+            for name in ("",):
+                await self.grpc.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            self.grpc.workers.close_all()
+            await self.grpc.server.stop(grace_s)
+            self.grpc = None
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        self._stopped.set()
+
+    async def run_until_signalled(self) -> None:
+        """Start, serve until SIGTERM or SIGINT, then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        log.info("shutting down")
+        await self.stop()
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

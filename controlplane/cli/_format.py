@@ -1,0 +1,363 @@
+"""Rendering runs, timelines, functions and events for people and as JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from tether.v1 import common_pb2, run_service_pb2
+
+STATUS_NAMES: dict[int, str] = {
+    common_pb2.RUN_STATUS_QUEUED: "queued",
+    common_pb2.RUN_STATUS_RUNNING: "running",
+    common_pb2.RUN_STATUS_SLEEPING: "sleeping",
+    common_pb2.RUN_STATUS_WAITING: "waiting",
+    common_pb2.RUN_STATUS_COMPLETED: "completed",
+    common_pb2.RUN_STATUS_FAILED: "failed",
+    common_pb2.RUN_STATUS_CANCELLED: "cancelled",
+}
+STATUS_BY_NAME: dict[str, int] = {v: k for k, v in STATUS_NAMES.items()}
+STATUS_COLORS = {
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "sleeping": "blue",
+    "waiting": "blue",
+    "queued": "white",
+}
+STEP_KIND_NAMES: dict[int, str] = {
+    common_pb2.STEP_KIND_RUN: "run",
+    common_pb2.STEP_KIND_SLEEP: "sleep",
+    common_pb2.STEP_KIND_WAIT_FOR_EVENT: "wait_for_event",
+    common_pb2.STEP_KIND_INVOKE: "invoke",
+    common_pb2.STEP_KIND_SEND_EVENT: "send_event",
+}
+STEP_STATUS_NAMES: dict[int, str] = {
+    run_service_pb2.STEP_STATUS_COMPLETED: "completed",
+    run_service_pb2.STEP_STATUS_FAILED: "failed",
+    run_service_pb2.STEP_STATUS_RETRYING: "retrying",
+    run_service_pb2.STEP_STATUS_PENDING: "pending",
+}
+HISTORY_NAMES: dict[int, str] = {
+    run_service_pb2.HISTORY_KIND_EXECUTION_STARTED: "execution.started",
+    run_service_pb2.HISTORY_KIND_EXECUTION_LOST: "execution.lost",
+    run_service_pb2.HISTORY_KIND_STEP_FAILED: "step.failed",
+    run_service_pb2.HISTORY_KIND_SLEEP_STARTED: "sleep.started",
+    run_service_pb2.HISTORY_KIND_SLEEP_ENDED: "sleep.ended",
+    run_service_pb2.HISTORY_KIND_RUN_RETRY_SCHEDULED: "run.retry_scheduled",
+    run_service_pb2.HISTORY_KIND_RUN_COMPLETED: "run.completed",
+    run_service_pb2.HISTORY_KIND_RUN_FAILED: "run.failed",
+    run_service_pb2.HISTORY_KIND_RUN_CANCELLED: "run.cancelled",
+    run_service_pb2.HISTORY_KIND_NON_DETERMINISM: "non_determinism",
+    run_service_pb2.HISTORY_KIND_RUN_REPLAYED: "run.replayed",
+}
+
+
+# -- small pieces ------------------------------------------------------------------
+
+
+def timestamp(ms: int) -> str:
+    if not ms:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def iso(ms: int) -> str | None:
+    if not ms:
+        return None
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def duration(ms: int) -> str:
+    """``1234`` -> ``1.2 s``; ``90000000`` -> ``1 d 1 h``."""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    units = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
+    parts = []
+    rest = ms
+    for name, size in units:
+        if rest >= size:
+            parts.append(f"{rest // size} {name}")
+            rest %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def payload(raw: bytes, limit: int = 80) -> str:
+    """JSON bytes, compact and shortened for a table."""
+    if not raw:
+        return ""
+    try:
+        text = json.dumps(json.loads(raw), separators=(", ", ": "), ensure_ascii=False)
+    except ValueError:
+        text = raw.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decoded(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def status_name(status: int) -> str:
+    return STATUS_NAMES.get(status, "unknown")
+
+
+def styled_status(status: int) -> str:
+    name = status_name(status)
+    return click.style(name, fg=STATUS_COLORS.get(name, "white"), bold=name == "failed")
+
+
+def error_text(error: common_pb2.ErrorInfo) -> str:
+    return f"{error.name}: {error.message}" if error.name else error.message
+
+
+# -- JSON ------------------------------------------------------------------------------
+
+
+def error_json(error: common_pb2.ErrorInfo | None) -> dict[str, str] | None:
+    if error is None or not (error.name or error.message):
+        return None
+    return {"name": error.name, "message": error.message, "stack": error.stack}
+
+
+def run_json(run: run_service_pb2.Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "app_id": run.app_id,
+        "function_id": run.function_id,
+        "status": status_name(run.status),
+        "event_id": run.event_id,
+        "attempt": run.attempt,
+        "created_at": iso(run.created_at_ms),
+        "started_at": iso(run.started_at_ms),
+        "ended_at": iso(run.ended_at_ms),
+        "output": decoded(run.output),
+        "error": error_json(run.error) if run.HasField("error") else None,
+        "replay_of": run.replay_of or None,
+        "trace_id": run.trace_id,
+    }
+
+
+def event_json(event: common_pb2.Event, received_at_ms: int = 0) -> dict[str, Any]:
+    result = {
+        "id": event.id,
+        "name": event.name,
+        "data": decoded(event.data) or {},
+        "user": decoded(event.user),
+        "ts": iso(event.ts_ms),
+    }
+    if received_at_ms:
+        result["received_at"] = iso(received_at_ms)
+    return result
+
+
+def run_detail_json(response: run_service_pb2.GetRunResponse) -> dict[str, Any]:
+    result = run_json(response.run)
+    result["events"] = [event_json(e) for e in response.events]
+    result["steps"] = [
+        {
+            "id": s.name,
+            "hashed_id": s.step_id,
+            "kind": STEP_KIND_NAMES.get(s.kind, "run"),
+            "status": STEP_STATUS_NAMES.get(s.status, "completed"),
+            "attempts": s.attempts,
+            "started_at": iso(s.started_at_ms),
+            "ended_at": iso(s.ended_at_ms),
+            "output": decoded(s.output),
+            "error": error_json(s.error) if s.HasField("error") else None,
+        }
+        for s in response.steps
+    ]
+    result["history"] = [
+        {
+            "at": iso(h.ts_ms),
+            "kind": HISTORY_NAMES.get(h.kind, "unknown"),
+            "step": h.step_name or None,
+            "attempt": h.attempt or None,
+            "until": iso(h.until_ms),
+            "error": error_json(h.error) if h.HasField("error") else None,
+            "message": h.message or None,
+        }
+        for h in response.history
+    ]
+    return result
+
+
+def function_json(info: run_service_pb2.FunctionInfo) -> dict[str, Any]:
+    definition = info.definition
+    triggers: list[dict[str, str]] = []
+    for trigger in definition.triggers:
+        if trigger.WhichOneof("kind") == "event":
+            triggers.append({"event": trigger.event.name, "if": trigger.event.if_expression})
+        else:
+            triggers.append({"cron": trigger.cron.schedule, "timezone": trigger.cron.timezone})
+    return {
+        "app_id": info.app_id,
+        "id": definition.id,
+        "name": definition.name,
+        "triggers": triggers,
+        "retries": definition.retries,
+        "connected_workers": info.connected_workers,
+        "registered_at": iso(info.registered_at_ms),
+        "updated_at": iso(info.updated_at_ms),
+    }
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+# -- tables ------------------------------------------------------------------------------
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned table; cells may carry ANSI styles."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(click.unstyle(cell)))
+    lines = ["  ".join(click.style(h.ljust(widths[i]), bold=True) for i, h in enumerate(headers))]
+    for row in rows:
+        cells = [cell + " " * (widths[i] - len(click.unstyle(cell))) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[run_service_pb2.Run]) -> str:
+    rows = []
+    for run in runs:
+        took = ""
+        if run.ended_at_ms and run.created_at_ms:
+            took = duration(run.ended_at_ms - run.created_at_ms)
+        rows.append(
+            [
+                run.id,
+                run.function_id,
+                styled_status(run.status),
+                timestamp(run.created_at_ms),
+                took,
+            ]
+        )
+    return table(["RUN", "FUNCTION", "STATUS", "CREATED (UTC)", "TOOK"], rows)
+
+
+# -- the timeline ------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class _Line:
+    at_ms: int
+    order: int
+    text: str
+
+
+def timeline(response: run_service_pb2.GetRunResponse) -> str:
+    """A run as people read it: header, then each step, attempt, sleep, in time order."""
+    run = response.run
+    out = [
+        f"{click.style('Run', bold=True)} {run.id}  {run.function_id} "
+        f"(app {run.app_id})  {styled_status(run.status)}"
+    ]
+    for event in response.events:
+        out.append(f"  event    {event.id}  {event.name}  {payload(event.data, 100)}")
+    took = f"  took {duration(run.ended_at_ms - run.created_at_ms)}" if run.ended_at_ms else ""
+    out.append(
+        f"  created  {timestamp(run.created_at_ms)}   ended {timestamp(run.ended_at_ms)}{took}"
+    )
+    if run.replay_of:
+        out.append(f"  replays  {run.replay_of}")
+    if run.trace_id:
+        out.append(f"  trace    {run.trace_id}")
+    if run.status == common_pb2.RUN_STATUS_COMPLETED:
+        out.append(f"  output   {payload(run.output, 200)}")
+    elif run.HasField("error") and (run.error.name or run.error.message):
+        out.append("  error    " + click.style(error_text(run.error), fg="red"))
+    out.append("")
+    base = run.created_at_ms
+    lines: list[_Line] = []
+    for order, step in enumerate(response.steps):
+        lines.append(_Line(step.started_at_ms, 2 * order, _step_line(step)))
+    for order, entry in enumerate(response.history):
+        text = _history_line(entry)
+        if text:
+            lines.append(_Line(entry.ts_ms, 2 * order + 1, text))
+    lines.sort()
+    for line in lines:
+        offset = f"+{duration(max(0, line.at_ms - base))}"
+        out.append(f"  {offset:>10}  {line.text}")
+    if not lines:
+        out.append("  (no steps yet)")
+    return "\n".join(out)
+
+
+def _step_line(step: run_service_pb2.StepRecord) -> str:
+    kind = STEP_KIND_NAMES.get(step.kind, "run")
+    status = STEP_STATUS_NAMES.get(step.status, "completed")
+    took = duration(max(0, step.ended_at_ms - step.started_at_ms))
+    attempts = f"  {step.attempts} attempts" if step.attempts > 1 else ""
+    if kind == "sleep":
+        if status == "pending":
+            return (
+                click.style("⏸", fg="blue")
+                + f" sleep {step.name}  until {timestamp(step.ended_at_ms)}"
+            )
+        return click.style("⏸", fg="blue") + f" sleep {step.name}  {took}"
+    if status == "completed":
+        mark = click.style("✓", fg="green")
+        return f"{mark} {step.name}  {took}{attempts}  → {payload(step.output)}"
+    if status == "failed":
+        mark = click.style("✗", fg="red")
+        return f"{mark} {step.name}  failed for good{attempts}: {error_text(step.error)}"
+    mark = click.style("↻", fg="yellow")
+    return f"{mark} {step.name}  retrying after {step.attempts} failed attempt(s)"
+
+
+def _history_line(entry: run_service_pb2.HistoryEntry) -> str | None:
+    kind = entry.kind
+    h = run_service_pb2
+    if kind == h.HISTORY_KIND_EXECUTION_STARTED:
+        attempt = f" (run attempt {entry.attempt + 1})" if entry.attempt else ""
+        return click.style("▶ execution started", dim=True) + attempt
+    if kind == h.HISTORY_KIND_EXECUTION_LOST:
+        return click.style("⚠ execution lost", fg="yellow") + f": {entry.message}"
+    if kind == h.HISTORY_KIND_STEP_FAILED:
+        retry = f"; retry at {timestamp(entry.until_ms)}" if entry.until_ms else "; no retries left"
+        return (
+            click.style("✗", fg="red")
+            + f" {entry.step_name}  attempt {entry.attempt} failed: "
+            + f"{error_text(entry.error)}{retry}"
+        )
+    if kind == h.HISTORY_KIND_SLEEP_STARTED:
+        return None  # shown by the sleep step itself
+    if kind == h.HISTORY_KIND_SLEEP_ENDED:
+        return None
+    if kind == h.HISTORY_KIND_RUN_RETRY_SCHEDULED:
+        return (
+            click.style("✗", fg="red")
+            + f" function attempt {entry.attempt} failed: {error_text(entry.error)}; "
+            f"retry at {timestamp(entry.until_ms)}"
+        )
+    if kind == h.HISTORY_KIND_RUN_COMPLETED:
+        return click.style("■ completed", fg="green")
+    if kind == h.HISTORY_KIND_RUN_FAILED:
+        return click.style("■ failed", fg="red") + f": {error_text(entry.error)}"
+    if kind == h.HISTORY_KIND_RUN_CANCELLED:
+        return click.style("■ cancelled", fg="yellow") + f": {entry.message}"
+    if kind == h.HISTORY_KIND_NON_DETERMINISM:
+        return click.style("⚠ non-determinism", fg="yellow") + f": {entry.message}"
+    if kind == h.HISTORY_KIND_RUN_REPLAYED:
+        return click.style("↺", fg="cyan") + f" {entry.message}"
+    return None

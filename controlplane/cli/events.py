@@ -1,0 +1,139 @@
+"""tether send, tether events."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from controlplane.cli import _format
+from controlplane.cli._client import make_remote, remote_options
+from tether.v1 import common_pb2, event_service_pb2, run_service_pb2
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--data", "data", default="{}", show_default=True, help="The event's data: a JSON object."
+)
+@click.option("--id", "event_id", default="", help="Deduplication id (24 hours).")
+@click.option("--user", default="", help="Who caused it: a JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@remote_options
+def send(
+    name: str,
+    data: str,
+    event_id: str,
+    user: str,
+    as_json: bool,
+    address: str,
+    api_key: str | None,
+    tls: bool | None,
+) -> None:
+    """Send the event NAME, for example: tether send app/user.signup --data '{"user_id": 1}'."""
+    for label, raw in (("--data", data), ("--user", user)):
+        if not raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError as error:
+            raise click.BadParameter(f"not valid JSON: {error}", param_hint=label) from None
+        if not isinstance(value, dict):
+            raise click.BadParameter("must be a JSON object, like '{\"id\": 1}'", param_hint=label)
+    event = common_pb2.Event(
+        id=event_id, name=name, data=data.encode(), user=user.encode() if user else b""
+    )
+    remote = make_remote(address, api_key, tls)
+    with remote.events() as stub:
+        response = stub.Send(
+            event_service_pb2.SendRequest(events=[event]), metadata=remote.metadata
+        )
+    result = response.results[0]
+    if as_json:
+        click.echo(
+            _format.dump(
+                {
+                    "event_id": result.event_id,
+                    "duplicate": result.duplicate,
+                    "run_ids": list(result.run_ids),
+                }
+            )
+        )
+        return
+    if result.duplicate:
+        click.echo(
+            f"event {result.event_id} was already received in the last 24 hours; nothing started"
+        )
+        return
+    click.echo(f"sent event {result.event_id}")
+    if not result.run_ids:
+        click.echo(
+            "no function is triggered by "
+            + click.style(name, bold=True)
+            + " (see 'tether functions list')"
+        )
+    for run_id in result.run_ids:
+        click.echo(f"started run {run_id}   (tether runs watch {run_id})")
+
+
+@click.group()
+def events() -> None:
+    """Inspect stored events."""
+
+
+@events.command("list")
+@click.option("--name", default="", help="Only events with this name.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@remote_options
+def list_events(
+    name: str, limit: int, as_json: bool, address: str, api_key: str | None, tls: bool | None
+) -> None:
+    """Recent events, newest first."""
+    remote = make_remote(address, api_key, tls)
+    with remote.runs() as stub:
+        response = stub.ListEvents(
+            run_service_pb2.ListEventsRequest(name=name, page_size=limit), metadata=remote.metadata
+        )
+    if as_json:
+        click.echo(
+            _format.dump([_format.event_json(e.event, e.received_at_ms) for e in response.events])
+        )
+        return
+    rows = [
+        [
+            e.event.id,
+            e.event.name,
+            _format.timestamp(e.received_at_ms),
+            _format.payload(e.event.data, 60),
+        ]
+        for e in response.events
+    ]
+    click.echo(_format.table(["EVENT", "NAME", "RECEIVED (UTC)", "DATA"], rows))
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@remote_options
+def show_event(
+    event_id: str, as_json: bool, address: str, api_key: str | None, tls: bool | None
+) -> None:
+    """One event and the runs it started."""
+    remote = make_remote(address, api_key, tls)
+    with remote.runs() as stub:
+        response = stub.GetEvent(
+            run_service_pb2.GetEventRequest(event_id=event_id), metadata=remote.metadata
+        )
+    if as_json:
+        value = _format.event_json(response.event.event, response.event.received_at_ms)
+        value["runs"] = [_format.run_json(r) for r in response.runs]
+        click.echo(_format.dump(value))
+        return
+    event = response.event.event
+    click.echo(f"{click.style('Event', bold=True)} {event.id}  {event.name}")
+    click.echo(f"  received {_format.timestamp(response.event.received_at_ms)}")
+    click.echo(f"  data     {_format.payload(event.data, 400)}")
+    if response.runs:
+        click.echo("")
+        click.echo(_format.runs_table(list(response.runs)))

@@ -1,0 +1,174 @@
+"""tether runs list|show|cancel|replay|watch."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+import grpc
+
+from controlplane.cli import _format
+from controlplane.cli._client import make_remote, remote_options
+from tether.v1 import run_service_pb2
+
+
+@click.group()
+def runs() -> None:
+    """Inspect and administer runs."""
+
+
+@runs.command("list")
+@click.option("--function", "function_id", default="", help="Only runs of this function.")
+@click.option("--app", "app_id", default="", help="Only runs of this app.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(sorted(_format.STATUS_BY_NAME)),
+    help="Only runs in this state (repeatable).",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--page-token", default="", help="Continue from a previous page.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@remote_options
+def list_runs(
+    function_id: str,
+    app_id: str,
+    statuses: tuple[str, ...],
+    limit: int,
+    page_token: str,
+    as_json: bool,
+    address: str,
+    api_key: str | None,
+    tls: bool | None,
+) -> None:
+    """Recent runs, newest first."""
+    remote = make_remote(address, api_key, tls)
+    request = run_service_pb2.ListRunsRequest(
+        app_id=app_id,
+        function_id=function_id,
+        statuses=[_format.STATUS_BY_NAME[s] for s in statuses],  # type: ignore[misc]
+        page_size=limit,
+        page_token=page_token,
+    )
+    with remote.runs() as stub:
+        response = stub.ListRuns(request, metadata=remote.metadata)
+    if as_json:
+        click.echo(
+            _format.dump(
+                {
+                    "runs": [_format.run_json(r) for r in response.runs],
+                    "next_page_token": response.next_page_token or None,
+                }
+            )
+        )
+        return
+    if not response.runs:
+        click.echo("no runs")
+        return
+    click.echo(_format.runs_table(list(response.runs)))
+    if response.next_page_token:
+        click.echo(f"\nmore: --page-token {response.next_page_token}")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@remote_options
+def show_run(
+    run_id: str, as_json: bool, address: str, api_key: str | None, tls: bool | None
+) -> None:
+    """A run's timeline: each step, attempt and sleep, with durations and results."""
+    remote = make_remote(address, api_key, tls)
+    with remote.runs() as stub:
+        response = stub.GetRun(
+            run_service_pb2.GetRunRequest(run_id=run_id), metadata=remote.metadata
+        )
+    if as_json:
+        click.echo(_format.dump(_format.run_detail_json(response)))
+    else:
+        click.echo(_format.timeline(response))
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@click.option("--reason", default="cancelled from the CLI", show_default=True)
+@remote_options
+def cancel_run(
+    run_id: str, reason: str, address: str, api_key: str | None, tls: bool | None
+) -> None:
+    """Cancel a run: it starts no further step."""
+    remote = make_remote(address, api_key, tls)
+    with remote.runs() as stub:
+        response = stub.CancelRun(
+            run_service_pb2.CancelRunRequest(run_id=run_id, reason=reason), metadata=remote.metadata
+        )
+    click.echo(f"run {response.run.id} {_format.styled_status(response.run.status)}")
+
+
+@runs.command("replay")
+@click.argument("run_id")
+@click.option(
+    "--from-failed-step",
+    is_flag=True,
+    help="Keep the steps that completed before the failed one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@remote_options
+def replay_run(
+    run_id: str,
+    from_failed_step: bool,
+    as_json: bool,
+    address: str,
+    api_key: str | None,
+    tls: bool | None,
+) -> None:
+    """Start a new run of the same function with the same event."""
+    mode = (
+        run_service_pb2.REPLAY_MODE_FROM_FAILED_STEP
+        if from_failed_step
+        else run_service_pb2.REPLAY_MODE_FROM_START
+    )
+    remote = make_remote(address, api_key, tls)
+    with remote.runs() as stub:
+        response = stub.ReplayRun(
+            run_service_pb2.ReplayRunRequest(run_id=run_id, mode=mode), metadata=remote.metadata
+        )
+    if as_json:
+        click.echo(_format.dump(_format.run_json(response.run)))
+        return
+    click.echo(
+        f"started run {response.run.id} replaying {run_id}   (tether runs watch {response.run.id})"
+    )
+
+
+@runs.command("watch")
+@click.argument("run_id")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+@remote_options
+def watch_run(
+    run_id: str, timeout: float | None, address: str, api_key: str | None, tls: bool | None
+) -> None:
+    """Follow a run's status until it finishes, then print its timeline."""
+    remote = make_remote(address, api_key, tls)
+    with remote.runs() as stub:
+        try:
+            for update in stub.WaitRun(
+                run_service_pb2.WaitRunRequest(run_id=run_id),
+                metadata=remote.metadata,
+                timeout=timeout,
+            ):
+                run = update.run
+                now = dt.datetime.now().strftime("%H:%M:%S")
+                click.echo(f"{now}  run {run.id} {_format.styled_status(run.status)}")
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call) and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise click.ClickException(
+                    f"run {run_id} did not finish within {timeout} s"
+                ) from None
+            raise
+        response = stub.GetRun(
+            run_service_pb2.GetRunRequest(run_id=run_id), metadata=remote.metadata
+        )
+    click.echo("")
+    click.echo(_format.timeline(response))

@@ -1,0 +1,276 @@
+"""tether dev, tether server, tether worker, tether migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from controlplane.app import ControlPlane
+from controlplane.cli import _logging
+from controlplane.config import DEFAULT_GRPC_PORT, DEV_DATABASE, Config
+from controlplane.store import migrate, open_store
+
+log = logging.getLogger("tether")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_log_options = [
+    click.option(
+        "--log-level",
+        default="info",
+        show_default=True,
+        type=click.Choice(["debug", "info", "warning", "error"]),
+    ),
+    click.option(
+        "--log-format", default="text", show_default=True, type=click.Choice(["text", "json"])
+    ),
+]
+
+
+def _with_log_options(fn: F) -> F:
+    for option in reversed(_log_options):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@click.option(
+    "--db",
+    default=DEV_DATABASE,
+    envvar="TETHER_DATABASE_URL",
+    show_default=True,
+    help="SQLAlchemy URL of the store.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_GRPC_PORT, show_default=True, type=int, help="gRPC port.")
+@click.option(
+    "--worker",
+    "workers",
+    multiple=True,
+    metavar="MODULE:APP",
+    help="Also run a worker for this app (repeatable); restarted if it crashes.",
+)
+@click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where workers import their modules from.",
+)
+@click.option(
+    "--clock", default="system", show_default=True, type=click.Choice(["system", "virtual"])
+)
+@_with_log_options
+def dev(
+    db: str,
+    host: str,
+    port: int,
+    workers: tuple[str, ...],
+    app_dir: str,
+    clock: str,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Run a control plane for development: SQLite under ./.tether, readable logs."""
+    _logging.configure(log_level, log_format)
+    config = _config(db_url=db, host=host, port=port, clock=clock)
+    asyncio.run(_dev(config, workers, Path(app_dir)))
+
+
+async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
+    plane = ControlPlane(config)
+    try:
+        await plane.start()
+    except OSError as error:
+        raise click.ClickException(
+            f"{error}. Is another control plane running? Choose another port with --port."
+        ) from None
+    address = f"{config.host}:{plane.port}"
+    click.echo(
+        "\n"
+        + click.style("Tether dev server", bold=True)
+        + f" on {address}  (database {config.db_url})\n"
+        + '  send an event:  tether send app/hello --data \'{"name": "you"}\'\n'
+        + "  watch runs:     tether runs list  ·  tether runs show RUN_ID\n"
+        + "  functions:      tether functions list\n",
+        err=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in ("SIGINT", "SIGTERM"):
+        loop.add_signal_handler(getattr(__import__("signal"), sig), stop.set)
+    supervisors = [
+        asyncio.create_task(_supervise(spec, address, app_dir, stop)) for spec in workers
+    ]
+    await stop.wait()
+    log.info("shutting down")
+    await asyncio.gather(*supervisors, return_exceptions=True)
+    await plane.stop()
+
+
+async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event) -> None:
+    """Run ``python -m tether SPEC`` and restart it if it dies, until ``stop``."""
+    env = dict(os.environ, TETHER_ADDRESS=address)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(app_dir.resolve()), env.get("PYTHONPATH")])
+    )
+    while not stop.is_set():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tether", spec, env=env, cwd=str(app_dir)
+        )
+        waiter = asyncio.create_task(process.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(waiter, 30)
+                except TimeoutError:
+                    process.kill()
+            stopper.cancel()
+            return
+        stopper.cancel()
+        log.warning("worker %s exited with code %s; restarting in 2 s", spec, process.returncode)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 2)
+
+
+@click.command()
+@click.option(
+    "--db",
+    envvar="TETHER_DATABASE_URL",
+    required=True,
+    help="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db "
+    "(TETHER_DATABASE_URL).",
+)
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option(
+    "--port", default=DEFAULT_GRPC_PORT, show_default=True, type=int, envvar="TETHER_PORT"
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="TETHER_TLS_CERT",
+    help="PEM certificate: serve TLS.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="TETHER_TLS_KEY",
+    help="PEM private key for --tls-cert.",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    envvar="TETHER_API_KEYS",
+    help="Require this bearer token (repeatable; TETHER_API_KEYS, space-separated).",
+)
+@click.option(
+    "--sqlite-synchronous",
+    default="FULL",
+    show_default=True,
+    type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"], case_sensitive=False),
+)
+@click.option("--heartbeat-ms", default=3000, show_default=True, type=click.IntRange(100))
+@click.option("--lease-timeout-ms", default=15000, show_default=True, type=click.IntRange(200))
+@click.option(
+    "--clock", default="system", show_default=True, type=click.Choice(["system", "virtual"])
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Write {"grpc_port": ...} here once listening (for tools and tests).',
+)
+@_with_log_options
+def server(
+    db: str,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    api_keys: tuple[str, ...],
+    sqlite_synchronous: str,
+    heartbeat_ms: int,
+    lease_timeout_ms: int,
+    clock: str,
+    ready_file: Path | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Run a control plane for production."""
+    _logging.configure(log_level, log_format)
+    keys = tuple(k for raw in api_keys for k in raw.split() if k)
+    config = _config(
+        db_url=db,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        api_keys=keys,
+        sqlite_synchronous=sqlite_synchronous.upper(),
+        heartbeat_interval_ms=heartbeat_ms,
+        lease_timeout_ms=lease_timeout_ms,
+        clock=clock,
+        ready_file=ready_file,
+    )
+    try:
+        asyncio.run(ControlPlane(config).run_until_signalled())
+    except OSError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _config(**kwargs: object) -> Config:
+    try:
+        return Config(**kwargs)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("target", metavar="MODULE:APP")
+@click.option(
+    "--capacity",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most executions at once.",
+)
+@click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory to import MODULE from.",
+)
+def worker(target: str, capacity: int, app_dir: str) -> None:
+    """Serve the functions of the Tether app at MODULE:APP (e.g. myapp.worker:app)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(app_dir).resolve()), env.get("PYTHONPATH")])
+    )
+    # The SDK runs the worker; the control plane never imports user code.
+    args = [sys.executable, "-m", "tether", target, "--capacity", str(capacity)]
+    os.execve(sys.executable, args, env)
+
+
+@click.command("migrate")
+@click.option("--db", default=DEV_DATABASE, envvar="TETHER_DATABASE_URL", show_default=True)
+def migrate_command(db: str) -> None:
+    """Create or upgrade the database schema."""
+    try:
+        store = open_store(db)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    revision = migrate(store.engine)
+    store.engine.dispose()
+    click.echo(f"schema is at revision {revision}")

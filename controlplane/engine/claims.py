@@ -1,0 +1,146 @@
+"""Leasing due runs to a worker and building what it needs to execute them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from controlplane.engine.ids import new_hex_id
+from controlplane.engine.models import (
+    Execution,
+    HistoryKind,
+    MemoizedStep,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    StoredEvent,
+)
+from controlplane.store import codec
+from controlplane.store.schema import history
+from controlplane.store.tx import WriteTx
+
+
+def traceparent(trace_id: str, span_id: str) -> str:
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def claim_executions(
+    tx: WriteTx,
+    app_id: str,
+    function_ids: Sequence[str],
+    limit: int,
+    now_ms: int,
+    lease_timeout_ms: int,
+) -> list[Execution]:
+    """Lease up to ``limit`` due runs; resolve their due sleeps; load their state."""
+    deadline = now_ms + lease_timeout_ms
+    claimed = tx.claim_ready(app_id, function_ids, now_ms, limit, deadline, lambda: new_hex_id(16))
+    if not claimed:
+        return []
+    run_ids = [c.run_id for c in claimed]
+    states = tx.run_states(run_ids)
+    stale = [
+        c.run_id for c in claimed if c.run_id not in states or _finished(states[c.run_id].status)
+    ]
+    if stale:
+        # A queue row that outlived its run: drop it rather than execute a finished run.
+        tx.delete_queue_rows(stale)
+        claimed = [c for c in claimed if c.run_id not in set(stale)]
+        run_ids = [c.run_id for c in claimed]
+    history_rows: list[dict[str, Any]] = []
+    _resolve_due_sleeps(tx, run_ids, now_ms, history_rows)
+
+    memo: dict[str, list[MemoizedStep]] = {r: [] for r in run_ids}
+    attempts: dict[str, dict[str, int]] = {r: {} for r in run_ids}
+    state_bytes: dict[str, int] = dict.fromkeys(run_ids, 0)
+    for row in tx.steps_of(run_ids):
+        if row.status == StepStatus.COMPLETED.value:
+            output = (row.output or "null").encode("utf-8")
+            memo[row.run_id].append(MemoizedStep(row.step_id, output, None))
+            state_bytes[row.run_id] += len(output)
+        elif row.status == StepStatus.FAILED.value:
+            memo[row.run_id].append(MemoizedStep(row.step_id, None, codec.decode_error(row.error)))
+        else:
+            attempts[row.run_id][row.step_id] = row.attempts
+
+    event_pks = [s.event_pk for s in states.values() if s.event_pk]
+    events_by_pk = tx.events_by_pk(event_pks) if event_pks else {}
+
+    tx.start_runs(
+        [{"b_id": r, "b_status": RunStatus.RUNNING.value, "b_now": now_ms} for r in run_ids]
+    )
+    executions = []
+    for c in claimed:
+        state = states[c.run_id]
+        trigger: list[StoredEvent] = []
+        if state.event_pk and state.event_pk in events_by_pk:
+            trigger.append(events_by_pk[state.event_pk])
+        history_rows.append(
+            codec.history_row(
+                c.run_id,
+                now_ms,
+                HistoryKind.EXECUTION_STARTED,
+                attempt=state.attempt,
+                execution_id=c.execution_id,
+            )
+        )
+        executions.append(
+            Execution(
+                execution_id=c.execution_id,
+                run_id=c.run_id,
+                app_id=c.app_id,
+                function_id=c.function_id,
+                attempt=state.attempt,
+                events=trigger,
+                steps=memo[c.run_id],
+                step_attempts=attempts[c.run_id],
+                traceparent=traceparent(state.trace_id, state.root_span_id),
+                lease_deadline_ms=deadline,
+                server_time_ms=now_ms,
+                state_bytes=state_bytes[c.run_id],
+            )
+        )
+    tx.insert_rows(history, history_rows)
+    return executions
+
+
+def _finished(status: str) -> bool:
+    return RunStatus(status).is_terminal
+
+
+def _resolve_due_sleeps(
+    tx: WriteTx, run_ids: list[str], now_ms: int, history_rows: list[dict[str, Any]]
+) -> None:
+    """Sleeps whose time has come become completed steps (output ``null``)."""
+    due = [w for w in tx.waits_due(run_ids, now_ms) if w.kind == StepKind.SLEEP.value]
+    if not due:
+        return
+    tx.upsert_steps(
+        [
+            {
+                "run_id": w.run_id,
+                "step_id": w.step_id,
+                "name": w.name,
+                "kind": StepKind.SLEEP.value,
+                "status": StepStatus.COMPLETED.value,
+                "output": "null",
+                "error": None,
+                "attempts": 1,
+                "started_at_ms": w.created_at_ms,
+                "ended_at_ms": w.until_ms,
+            }
+            for w in due
+        ]
+    )
+    tx.delete_waits([(w.run_id, w.step_id) for w in due])
+    history_rows.extend(
+        codec.history_row(
+            w.run_id,
+            now_ms,
+            HistoryKind.SLEEP_ENDED,
+            step_id=w.step_id,
+            step_name=w.name,
+            until_ms=w.until_ms,
+        )
+        for w in due
+    )

@@ -1,0 +1,167 @@
+"""Hands due runs to connected workers within their capacity; fires timers.
+
+The dispatcher sleeps until something can change what is ready: a write that
+queued or freed work (the engine calls :meth:`Dispatcher.wake`), the earliest
+due time among waiting runs, or the earliest lease deadline. It never polls on a
+fixed tick. Under a virtual clock with auto-skip on, when nothing is in flight
+it moves the clock straight to the next due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from controlplane.engine import leases
+from controlplane.engine.claims import claim_executions
+from controlplane.engine.clock import Clock, VirtualClock
+from controlplane.engine.models import Execution
+from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
+from controlplane.engine.settings import EngineSettings
+from controlplane.store import Store
+
+log = logging.getLogger(__name__)
+
+# After an unexpected failure (the database went away...), wait before retrying.
+_ERROR_BACKOFF_S = 0.5
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        sessions: SessionTable,
+        settings: EngineSettings,
+        on_runs_changed: Callable[[list[str]], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._sessions = sessions
+        self._settings = settings
+        self._on_runs_changed = on_runs_changed
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._turn = 0
+        self.dispatched = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="tether-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self._wake.clear()
+                round_start = self._clock.now_ms()
+                if await self._dispatch_round():
+                    continue
+                await self._idle(round_start)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatcher round failed; retrying")
+                await asyncio.sleep(_ERROR_BACKOFF_S)
+
+    async def _dispatch_round(self) -> bool:
+        ready = [s for s in self._sessions if s.free > 0 and s.functions]
+        if not ready:
+            return False
+        # Rotate the starting session so that no worker is always served first.
+        self._turn = (self._turn + 1) % len(ready)
+        ready = ready[self._turn :] + ready[: self._turn]
+        results = await asyncio.gather(*(self._claim_for(s) for s in ready))
+        return any(results)
+
+    async def _claim_for(self, session: WorkerSession) -> bool:
+        limit = min(session.free, self._settings.max_claim_batch)
+        app_id = session.app_id
+        function_ids = sorted(session.functions)
+        clock = self._clock
+        lease_timeout = self._settings.lease_timeout_ms
+        executions: list[Execution] = await self._store.write(
+            lambda tx: claim_executions(
+                tx, app_id, function_ids, limit, clock.now_ms(), lease_timeout
+            )
+        )
+        if not executions:
+            return False
+        if session.closed:
+            # The worker left while its executions were being leased: give them back.
+            ids = [e.execution_id for e in executions]
+            await self._store.write(
+                lambda tx: leases.release(tx, ids, clock.now_ms(), "worker disconnected")
+            )
+            self.wake()
+            return False
+        for execution in executions:
+            self._sessions.track(
+                session,
+                execution.execution_id,
+                InFlight(
+                    run_id=execution.run_id,
+                    function_id=execution.function_id,
+                    state_bytes=execution.state_bytes,
+                    step_count=len(execution.steps),
+                    step_attempts=execution.step_attempts,
+                ),
+            )
+        session.sink.dispatch(executions)
+        self.dispatched += len(executions)
+        self._on_runs_changed([e.run_id for e in executions])
+        return True
+
+    async def _idle(self, round_start: int) -> None:
+        next_due, next_deadline = await self._store.read(
+            lambda r: (r.next_due_after(round_start), r.next_lease_deadline())
+        )
+        if self._wake.is_set():
+            return
+        clock = self._clock
+        if (
+            isinstance(clock, VirtualClock)
+            and clock.auto_skip
+            and next_due is not None
+            and self._sessions.in_flight_total() == 0
+            and self._store.pending_writes == 0
+        ):
+            log.debug("virtual clock: skipping ahead %d ms", next_due - clock.now_ms())
+            clock.advance_to(next_due)
+            return
+        timers = [t for t in (next_due, next_deadline) if t is not None]
+        timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        if next_deadline is not None and clock.now_ms() >= next_deadline:
+            await self.expire_leases()
+
+    async def expire_leases(self) -> None:
+        clock = self._clock
+        timeout = self._settings.lease_timeout_ms
+        released = await self._store.write(
+            lambda tx: leases.release_expired(tx, clock.now_ms(), timeout)
+        )
+        self.forget(released, "lease expired")
+
+    def forget(self, released: list[tuple[str, str]], reason: str) -> None:
+        """Executions whose leases were released: stop tracking them, tell their
+        workers to stop, and dispatch the runs again."""
+        if not released:
+            return
+        for run_id, execution_id in released:
+            owner = self._sessions.untrack(execution_id)
+            if owner is not None and not owner.closed:
+                owner.sink.cancel(execution_id, run_id, reason)
+        self._on_runs_changed([run_id for run_id, _ in released])
+        self.wake()

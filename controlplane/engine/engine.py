@@ -1,0 +1,377 @@
+"""The engine: what the API layer calls. It knows nothing of gRPC or HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from controlplane.engine import admin, ingest, leases
+from controlplane.engine.clock import Clock
+from controlplane.engine.dispatcher import Dispatcher
+from controlplane.engine.errors import InvalidArgument, NotFound, WorkerRejected
+from controlplane.engine.ids import new_hex_id
+from controlplane.engine.models import (
+    ErrorData,
+    EventDetail,
+    EventFilter,
+    EventInput,
+    FunctionInfo,
+    NonDeterminism,
+    Outcome,
+    OutcomeBody,
+    Page,
+    Refusal,
+    ReplayMode,
+    RunDetail,
+    RunFilter,
+    RunSummary,
+    SendResult,
+    StepCompleted,
+    StepFailed,
+    StoredEvent,
+    WorkerHello,
+)
+from controlplane.engine.outcomes import LEASE_LOST, AppliedOutcomes, apply_outcomes
+from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
+from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
+from controlplane.engine.settings import EngineSettings, format_bytes
+from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.engine.watchers import RunWatchers
+from controlplane.store import Store
+from controlplane.telemetry import RunTracer
+
+log = logging.getLogger("tether.engine")
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+# With a shared store, changes made by another control plane are not announced
+# here; run watchers re-read at this interval as well.
+_SHARED_WATCH_RECHECK_S = 1.0
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        settings: EngineSettings | None = None,
+        tracer: RunTracer | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings or EngineSettings()
+        self.tracer = tracer or RunTracer()
+        self.registry = FunctionRegistry()
+        self.sessions = SessionTable()
+        self.watchers = RunWatchers()
+        self.dispatcher = Dispatcher(
+            store, clock, self.sessions, self.settings, self.watchers.notify
+        )
+        self._stopping = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        for row in await self.store.read(lambda r: r.load_functions()):
+            spec = spec_from_json(row.app_id, row.function_id, row.definition)
+            self.registry.put(spec, row.registered_at_ms, row.updated_at_ms)
+        if self.settings.release_leases_on_start:
+            now = self.clock.now_ms()
+            released = await self.store.write(lambda tx: leases.release_all(tx, now))
+            if released:
+                log.info("requeued %d run(s) leased before the restart", len(released))
+        self.dispatcher.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.dispatcher.stop()
+        self.tracer.shutdown()
+
+    # -- events ----------------------------------------------------------------------
+
+    async def send_events(self, events: list[EventInput]) -> list[SendResult]:
+        validate_events(events, self.settings.limits)
+        now = self.clock.now_ms()
+        batch = [ingest.prepare(e, self.registry.matching(e.name), now) for e in events]
+        since = now - self.settings.dedupe_window_ms
+        results = await self.store.write(lambda tx: ingest.store_events(tx, batch, now, since))
+        if any(r.run_ids for r in results):
+            self.dispatcher.wake()
+        return results
+
+    # -- workers ---------------------------------------------------------------------
+
+    async def connect_worker(self, hello: WorkerHello, sink: SessionSink) -> WorkerSession:
+        validate_hello(hello)
+        if self._stopping:
+            raise WorkerRejected("shutting_down", "the control plane is shutting down")
+        now = self.clock.now_ms()
+        rows = [
+            {
+                "app_id": spec.app_id,
+                "function_id": spec.id,
+                "name": spec.name,
+                "definition": spec_to_json(spec),
+                "registered_at_ms": now,
+                "updated_at_ms": now,
+            }
+            for spec in hello.functions
+        ]
+        await self.store.write(lambda tx: tx.upsert_functions(rows))
+        for spec in hello.functions:
+            self.registry.put(spec, now, now)
+        session = WorkerSession(
+            id=new_hex_id(8),
+            app_id=hello.app_id,
+            instance_id=hello.instance_id,
+            sdk=f"{hello.sdk_language} {hello.sdk_version}".strip(),
+            capacity=hello.capacity,
+            functions=frozenset(spec.id for spec in hello.functions),
+            sink=sink,
+            connected_at_ms=now,
+        )
+        self.sessions.add(session)
+        log.info(
+            "worker connected: app %s, %d function(s), capacity %d (%s, session %s)",
+            session.app_id,
+            len(session.functions),
+            session.capacity,
+            session.instance_id or "unnamed",
+            session.id,
+        )
+        self.dispatcher.wake()
+        return session
+
+    async def disconnect_worker(self, session: WorkerSession, reason: str) -> None:
+        session.closed = True
+        held = list(session.in_flight)
+        self.sessions.remove(session)
+        log.info("worker disconnected: session %s (%s)", session.id, reason)
+        if not held:
+            return
+        now = self.clock.now_ms()
+        message = f"worker disconnected ({reason})"
+        released = await self.store.write(lambda tx: leases.release(tx, held, now, message))
+        if released:
+            log.info("requeued %d run(s) held by session %s", len(released), session.id)
+        self.dispatcher.forget(released, message)
+
+    def drain(self, session: WorkerSession) -> None:
+        session.draining = True
+        log.info("worker draining: session %s", session.id)
+
+    async def heartbeat(self, session: WorkerSession, execution_ids: list[str]) -> None:
+        unknown = [e for e in execution_ids if e not in session.in_flight]
+        known = [e for e in execution_ids if e in session.in_flight]
+        deadline = self.clock.now_ms() + self.settings.lease_timeout_ms
+        lost = (
+            await self.store.write(lambda tx: leases.extend(tx, known, deadline))
+            if known
+            else set()
+        )
+        for execution_id in [*unknown, *lost]:
+            info = session.in_flight.get(execution_id)
+            self.sessions.untrack(execution_id)
+            session.sink.cancel(execution_id, info.run_id if info else "", LEASE_LOST)
+        if lost:
+            self.dispatcher.wake()
+
+    def receive_outcomes(self, session: WorkerSession, outcomes: list[Outcome]) -> None:
+        """Queue a worker's outcomes for the next commit; acknowledge them after it.
+
+        Returns at once so that the next frame can be read while this one commits;
+        frames of one worker are applied and acknowledged in order.
+        """
+        if not outcomes:
+            return
+        through = max(o.seq for o in outcomes)
+        refusals: list[Refusal] = []
+        accepted: list[Outcome] = []
+        attempts: dict[str, dict[str, int]] = {}
+        for outcome in outcomes:
+            info = session.in_flight.get(outcome.execution_id)
+            if info is None:
+                refusals.append(Refusal(outcome.seq, outcome.execution_id, LEASE_LOST))
+                continue
+            if isinstance(outcome.body, NonDeterminism):
+                log.warning("run %s: non-determinism: %s", outcome.run_id, outcome.body.message)
+            accepted.append(replace(outcome, body=self._within_limits(info, outcome.body)))
+            attempts[outcome.execution_id] = info.step_attempts
+        now = self.clock.now_ms()
+        retries_of = self.registry.retries
+        # Even a frame with nothing to apply goes through the writer, so that its
+        # acknowledgement cannot overtake an earlier frame's.
+        future = self.store.submit(
+            lambda tx: (
+                apply_outcomes(tx, accepted, now, retries_of, attempts)
+                if accepted
+                else AppliedOutcomes()
+            )
+        )
+        future.add_done_callback(
+            lambda f: self._outcomes_applied(session, outcomes, through, refusals, f)
+        )
+
+    def _outcomes_applied(
+        self,
+        session: WorkerSession,
+        outcomes: list[Outcome],
+        through: int,
+        refusals: list[Refusal],
+        future: asyncio.Future[AppliedOutcomes],
+    ) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            # Nothing was applied. Refuse it all so the worker stops these
+            # executions; their leases run out and the runs execute again from
+            # what is durable.
+            log.error("could not store outcomes from session %s: %s", session.id, error)
+            reason = f"the control plane could not store outcomes: {error}"
+            for outcome in outcomes:
+                self.sessions.untrack(outcome.execution_id)
+            session.sink.ack(through, [Refusal(o.seq, o.execution_id, reason) for o in outcomes])
+            return
+        result = future.result()
+        for execution_id in result.ended:
+            self.sessions.untrack(execution_id)
+        session.sink.ack(through, refusals + result.refusals)
+        self.watchers.notify(result.changed_runs)
+        self.tracer.emit(result.step_spans, result.run_spans)
+        for run_id, status in result.finished:
+            log.info("run %s %s", run_id, status.value)
+        if result.ended or result.earliest_due_ms is not None:
+            self.dispatcher.wake()
+
+    def _within_limits(self, info: InFlight, body: OutcomeBody) -> OutcomeBody:
+        """Turn a step completion that breaks a limit into a step failure that
+        will not be retried, naming the limit."""
+        if not isinstance(body, StepCompleted):
+            return body
+        limits = self.settings.limits
+        size = len(body.output)
+        problem = ""
+        if size > limits.max_step_output_bytes:
+            problem = (
+                f"step {body.name!r} output is {format_bytes(size)}; the limit is "
+                f"{format_bytes(limits.max_step_output_bytes)} per step"
+            )
+        elif info.state_bytes + size > limits.max_run_state_bytes:
+            problem = (
+                f"step {body.name!r} would bring the run's state to "
+                f"{format_bytes(info.state_bytes + size)}; the limit is "
+                f"{format_bytes(limits.max_run_state_bytes)} per run"
+            )
+        elif info.step_count + 1 > limits.max_steps_per_run:
+            problem = (
+                f"step {body.name!r} would be step {info.step_count + 1} of the run; "
+                f"the limit is {limits.max_steps_per_run} steps per run"
+            )
+        if not problem:
+            info.state_bytes += size
+            info.step_count += 1
+            return body
+        return StepFailed(
+            step_id=body.step_id,
+            name=body.name,
+            kind=body.kind,
+            error=ErrorData("LimitExceeded", problem),
+            retriable=False,
+            retry_delay_ms=0,
+            started_at_ms=body.started_at_ms,
+            ended_at_ms=body.ended_at_ms,
+        )
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunDetail:
+        detail = await self.store.read(lambda r: r.get_run_detail(run_id))
+        if detail is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return detail
+
+    async def list_runs(self, flt: RunFilter, page_size: int, token: str) -> Page[RunSummary]:
+        size = _page_size(page_size)
+        try:
+            return await self.store.read(lambda r: r.list_runs(flt, size, token))
+        except ValueError:
+            raise InvalidArgument(f"invalid page token {token!r}") from None
+
+    async def cancel_run(self, run_id: str, reason: str) -> RunSummary:
+        now = self.clock.now_ms()
+        summary, holder, span = await self.store.write(
+            lambda tx: admin.cancel_run(tx, run_id, reason, now)
+        )
+        if holder is not None:
+            owner = self.sessions.untrack(holder)
+            if owner is not None:
+                owner.sink.cancel(holder, run_id, f"run cancelled: {reason}")
+            self.dispatcher.wake()
+        self.watchers.notify([run_id])
+        self.tracer.emit([], [span])
+        log.info("run %s cancelled: %s", run_id, reason)
+        return summary
+
+    async def replay_run(self, run_id: str, mode: ReplayMode) -> RunSummary:
+        now = self.clock.now_ms()
+        summary = await self.store.write(lambda tx: admin.replay_run(tx, run_id, mode, now))
+        self.dispatcher.wake()
+        log.info("run %s replays run %s (%s)", summary.id, run_id, mode.value)
+        return summary
+
+    async def watch_run(self, run_id: str) -> AsyncIterator[RunSummary]:
+        """The run now, then after every change, until it has finished."""
+        recheck = _SHARED_WATCH_RECHECK_S if self.store.shared else None
+        with self.watchers.watch(run_id) as changed:
+            last: RunSummary | None = None
+            while True:
+                changed.clear()
+                run = await self.store.read(lambda r: r.get_run(run_id))
+                if run is None:
+                    raise NotFound(f"run {run_id!r} not found")
+                if last is None or run.status != last.status:
+                    yield run
+                last = run
+                if run.status.is_terminal:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), recheck)
+
+    # -- functions and events -----------------------------------------------------------
+
+    async def list_functions(self, app_id: str) -> list[FunctionInfo]:
+        return [
+            FunctionInfo(
+                spec=spec,
+                connected_workers=self.sessions.serving(spec.app_id, spec.id),
+                registered_at_ms=registered,
+                updated_at_ms=updated,
+            )
+            for spec, registered, updated in self.registry.all()
+            if not app_id or spec.app_id == app_id
+        ]
+
+    async def list_events(self, flt: EventFilter, page_size: int, token: str) -> Page[StoredEvent]:
+        size = _page_size(page_size)
+        try:
+            return await self.store.read(lambda r: r.list_events(flt, size, token))
+        except ValueError:
+            raise InvalidArgument(f"invalid page token {token!r}") from None
+
+    async def get_event(self, event_id: str) -> EventDetail:
+        detail = await self.store.read(lambda r: r.get_event(event_id))
+        if detail is None:
+            raise NotFound(f"event {event_id!r} not found")
+        return detail
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument(f"page size must not be negative, got {requested}")
+    if requested > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page size {requested} is over the limit of {MAX_PAGE_SIZE}")
+    return requested or DEFAULT_PAGE_SIZE

@@ -1,0 +1,49 @@
+"""Lease bookkeeping: heartbeats extend, disconnects and deadlines release."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from controlplane.engine.models import HistoryKind
+from controlplane.store import codec
+from controlplane.store.schema import history
+from controlplane.store.tx import WriteTx
+
+
+def extend(tx: WriteTx, execution_ids: Sequence[str], deadline_ms: int) -> set[str]:
+    """Extend leases; returns the execution ids that no longer hold one."""
+    held = tx.extend_leases(execution_ids, deadline_ms)
+    return set(execution_ids) - held
+
+
+def release(
+    tx: WriteTx, execution_ids: Sequence[str], now_ms: int, reason: str
+) -> list[tuple[str, str]]:
+    """Requeue the runs these executions held, due now; returns (run id, execution id)."""
+    released = tx.release_leases(execution_ids, now_ms)
+    tx.insert_rows(
+        history,
+        [
+            codec.history_row(
+                run_id, now_ms, HistoryKind.EXECUTION_LOST, execution_id=eid, message=reason
+            )
+            for run_id, eid in released
+        ],
+    )
+    return released
+
+
+def release_expired(tx: WriteTx, now_ms: int, lease_timeout_ms: int) -> list[tuple[str, str]]:
+    expired = tx.expired_leases(now_ms)
+    if not expired:
+        return []
+    reason = f"lease expired: no heartbeat from the worker for {lease_timeout_ms} ms"
+    return release(tx, expired, now_ms, reason)
+
+
+def release_all(tx: WriteTx, now_ms: int) -> list[tuple[str, str]]:
+    """At start-up with a store no one else uses: every lease is a leftover."""
+    holders = tx.all_lease_holders()
+    if not holders:
+        return []
+    return release(tx, holders, now_ms, "the control plane restarted")

@@ -1,0 +1,365 @@
+"""The run state machine: applying a batch of worker outcomes in one transaction.
+
+Every outcome is fenced by its execution id: it applies only while that execution
+holds the run's lease. Outcomes of one run apply in the order they were sent, so
+what is durable is always a prefix of what ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.engine.backoff import retry_delay_ms
+from controlplane.engine.models import (
+    ErrorData,
+    HistoryKind,
+    NonDeterminism,
+    Outcome,
+    Refusal,
+    RunCompleted,
+    RunFailed,
+    RunSpanRecord,
+    RunStatus,
+    StepCompleted,
+    StepFailed,
+    StepKind,
+    StepSpanRecord,
+    StepStatus,
+    Suspended,
+)
+from controlplane.store import codec
+from controlplane.store.schema import history
+from controlplane.store.tx import RunState, WriteTx
+
+RetriesOf = Callable[[str, str], int]
+
+LEASE_LOST = "lease lost: the run was given to another worker"
+RUN_FINISHED = "the run has already finished or was cancelled"
+
+
+@dataclass(slots=True)
+class AppliedOutcomes:
+    refusals: list[Refusal] = field(default_factory=list)
+    # Executions that ended: their terminal outcome applied, or they were refused.
+    ended: set[str] = field(default_factory=set)
+    changed_runs: set[str] = field(default_factory=set)
+    # The earliest due time this batch set on a run (None: none set).
+    earliest_due_ms: int | None = None
+    step_spans: list[StepSpanRecord] = field(default_factory=list)
+    run_spans: list[RunSpanRecord] = field(default_factory=list)
+    finished: list[tuple[str, RunStatus]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _RunProgress:
+    """What one execution's outcomes in this batch decided about its run."""
+
+    retry_at_ms: int | None = None
+
+
+class _Batch:
+    def __init__(self, tx: WriteTx, now_ms: int, retries_of: RetriesOf) -> None:
+        self.tx = tx
+        self.now = now_ms
+        self.retries_of = retries_of
+        self.result = AppliedOutcomes()
+        self.step_rows: list[dict[str, Any]] = []
+        self.wait_rows: list[dict[str, Any]] = []
+        self.history_rows: list[dict[str, Any]] = []
+        self.run_updates: list[dict[str, Any]] = []
+        self.requeues: dict[str, int] = {}
+        self.deletes: list[str] = []
+        self.suspended: list[tuple[RunState, Suspended, int | None]] = []
+        self.progress: dict[str, _RunProgress] = {}
+
+    def due(self, run_id: str, due_at_ms: int) -> None:
+        self.requeues[run_id] = due_at_ms
+        current = self.result.earliest_due_ms
+        self.result.earliest_due_ms = due_at_ms if current is None else min(current, due_at_ms)
+
+    def update_run(
+        self,
+        state: RunState,
+        status: RunStatus,
+        *,
+        attempt: int | None = None,
+        output: bytes | None = None,
+        error: ErrorData | None = None,
+    ) -> None:
+        ended = self.now if status.is_terminal else None
+        self.run_updates.append(
+            {
+                "b_id": state.run_id,
+                "b_status": status.value,
+                "b_attempt": state.attempt if attempt is None else attempt,
+                "b_output": output.decode("utf-8") if output is not None else None,
+                "b_error": codec.encode_error(error),
+                "b_ended_at_ms": ended,
+                "b_now": self.now,
+            }
+        )
+        self.result.changed_runs.add(state.run_id)
+        if status.is_terminal:
+            self.result.finished.append((state.run_id, status))
+            self.result.run_spans.append(
+                RunSpanRecord(
+                    trace_id=state.trace_id,
+                    root_span_id=state.root_span_id,
+                    run_id=state.run_id,
+                    app_id=state.app_id,
+                    function_id=state.function_id,
+                    status=status,
+                    created_at_ms=state.created_at_ms,
+                    ended_at_ms=self.now,
+                    error=error,
+                )
+            )
+
+    def step_span(
+        self,
+        state: RunState,
+        body: StepCompleted | StepFailed,
+        attempt: int,
+        error: ErrorData | None,
+    ) -> None:
+        self.result.step_spans.append(
+            StepSpanRecord(
+                trace_id=state.trace_id,
+                root_span_id=state.root_span_id,
+                run_id=state.run_id,
+                app_id=state.app_id,
+                function_id=state.function_id,
+                step_id=body.step_id,
+                name=body.name,
+                kind=body.kind,
+                attempt=attempt,
+                started_at_ms=body.started_at_ms,
+                ended_at_ms=body.ended_at_ms,
+                error=error,
+            )
+        )
+
+
+def apply_outcomes(
+    tx: WriteTx,
+    outcomes: list[Outcome],
+    now_ms: int,
+    retries_of: RetriesOf,
+    step_attempts: dict[str, dict[str, int]],
+) -> AppliedOutcomes:
+    """Apply outcomes in order. ``step_attempts`` maps execution id to the failed
+    attempts of its retrying steps (as dispatched)."""
+    batch = _Batch(tx, now_ms, retries_of)
+    run_ids = [o.run_id for o in outcomes]
+    holders = tx.lease_holders(run_ids)
+    states = tx.run_states(run_ids)
+    for outcome in outcomes:
+        state = states.get(outcome.run_id)
+        holder = holders.get(outcome.run_id)
+        if state is None or holder != outcome.execution_id:
+            reason = LEASE_LOST if state is not None and holder is not None else RUN_FINISHED
+            if state is not None and RunStatus(state.status).is_terminal:
+                reason = RUN_FINISHED
+            batch.result.refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
+            batch.result.ended.add(outcome.execution_id)
+            continue
+        progress = batch.progress.setdefault(outcome.execution_id, _RunProgress())
+        attempts = step_attempts.get(outcome.execution_id, {})
+        body = outcome.body
+        if isinstance(body, StepCompleted):
+            _step_completed(batch, state, body, attempts)
+        elif isinstance(body, StepFailed):
+            _step_failed(batch, state, body, attempts, progress)
+        elif isinstance(body, NonDeterminism):
+            batch.history_rows.append(
+                codec.history_row(
+                    state.run_id,
+                    now_ms,
+                    HistoryKind.NON_DETERMINISM,
+                    execution_id=outcome.execution_id,
+                    message=body.message,
+                )
+            )
+        else:
+            # Terminal: the execution is over and the lease goes with it.
+            holders[outcome.run_id] = None
+            batch.result.ended.add(outcome.execution_id)
+            if isinstance(body, Suspended):
+                batch.suspended.append((state, body, progress.retry_at_ms))
+            elif isinstance(body, RunCompleted):
+                _run_completed(batch, state, body)
+            else:
+                _run_failed(batch, state, body)
+    _finish_suspensions(batch)
+    _flush(batch)
+    return batch.result
+
+
+def _step_completed(
+    batch: _Batch, state: RunState, body: StepCompleted, attempts: dict[str, int]
+) -> None:
+    prior = attempts.get(body.step_id, 0)
+    batch.step_rows.append(
+        _step_row(state.run_id, body.step_id, body.name, body.kind, StepStatus.COMPLETED)
+        | {
+            "output": body.output.decode("utf-8"),
+            "attempts": prior + 1,
+            "started_at_ms": body.started_at_ms,
+            "ended_at_ms": body.ended_at_ms,
+        }
+    )
+    batch.result.changed_runs.add(state.run_id)
+    batch.step_span(state, body, prior, None)
+
+
+def _step_failed(
+    batch: _Batch,
+    state: RunState,
+    body: StepFailed,
+    attempts: dict[str, int],
+    progress: _RunProgress,
+) -> None:
+    failed_attempts = attempts.get(body.step_id, 0) + 1
+    retries = batch.retries_of(state.app_id, state.function_id)
+    if body.retriable and failed_attempts <= retries:
+        delay = body.retry_delay_ms if body.retry_delay_ms > 0 else retry_delay_ms(failed_attempts)
+        retry_at = batch.now + delay
+        status = StepStatus.RETRYING
+    else:
+        # Failed for good: memoize the error and execute again at once, so the SDK
+        # raises StepError at this step and user code may catch it.
+        retry_at = batch.now
+        status = StepStatus.FAILED
+    progress.retry_at_ms = (
+        retry_at if progress.retry_at_ms is None else min(progress.retry_at_ms, retry_at)
+    )
+    batch.step_rows.append(
+        _step_row(state.run_id, body.step_id, body.name, body.kind, status)
+        | {
+            "error": codec.encode_error(body.error),
+            "attempts": failed_attempts,
+            "started_at_ms": body.started_at_ms,
+            "ended_at_ms": body.ended_at_ms,
+        }
+    )
+    batch.history_rows.append(
+        codec.history_row(
+            state.run_id,
+            batch.now,
+            HistoryKind.STEP_FAILED,
+            step_id=body.step_id,
+            step_name=body.name,
+            attempt=failed_attempts,
+            until_ms=retry_at if status is StepStatus.RETRYING else None,
+            error=body.error,
+        )
+    )
+    batch.result.changed_runs.add(state.run_id)
+    batch.step_span(state, body, failed_attempts - 1, body.error)
+
+
+def _run_completed(batch: _Batch, state: RunState, body: RunCompleted) -> None:
+    batch.update_run(state, RunStatus.COMPLETED, output=body.output)
+    batch.deletes.append(state.run_id)
+    batch.history_rows.append(codec.history_row(state.run_id, batch.now, HistoryKind.RUN_COMPLETED))
+
+
+def _run_failed(batch: _Batch, state: RunState, body: RunFailed) -> None:
+    retries = batch.retries_of(state.app_id, state.function_id)
+    failures = state.attempt + 1
+    if body.retriable and failures <= retries:
+        delay = body.retry_delay_ms if body.retry_delay_ms > 0 else retry_delay_ms(failures)
+        retry_at = batch.now + delay
+        batch.update_run(state, RunStatus.RUNNING, attempt=failures)
+        batch.due(state.run_id, retry_at)
+        batch.history_rows.append(
+            codec.history_row(
+                state.run_id,
+                batch.now,
+                HistoryKind.RUN_RETRY_SCHEDULED,
+                attempt=failures,
+                until_ms=retry_at,
+                error=body.error,
+            )
+        )
+        return
+    batch.update_run(state, RunStatus.FAILED, attempt=failures, error=body.error)
+    batch.deletes.append(state.run_id)
+    batch.history_rows.append(
+        codec.history_row(
+            state.run_id, batch.now, HistoryKind.RUN_FAILED, attempt=failures, error=body.error
+        )
+    )
+
+
+def _finish_suspensions(batch: _Batch) -> None:
+    """Store planned waits, then set each suspended run's next due time: its
+    earliest wait (as first stored) or step retry."""
+    if not batch.suspended:
+        return
+    for state, body, _ in batch.suspended:
+        for wait in body.waits:
+            batch.wait_rows.append(
+                {
+                    "run_id": state.run_id,
+                    "step_id": wait.step_id,
+                    "name": wait.name,
+                    "kind": StepKind.SLEEP.value,
+                    "created_at_ms": batch.now,
+                    "until_ms": wait.until_ms,
+                }
+            )
+    batch.tx.insert_waits(batch.wait_rows)
+    stored = batch.tx.waits_of([s.run_id for s, _, _ in batch.suspended])
+    for state, body, retry_at in batch.suspended:
+        run_waits = stored.get(state.run_id, [])
+        candidates = [until for _, until in run_waits]
+        if retry_at is not None:
+            candidates.append(retry_at)
+        due_at = min(candidates) if candidates else batch.now
+        status = RunStatus.SLEEPING if run_waits else RunStatus.RUNNING
+        if retry_at is not None and retry_at <= due_at:
+            status = RunStatus.RUNNING
+        batch.update_run(state, status)
+        batch.due(state.run_id, due_at)
+        planned = {w.step_id for w in body.waits}
+        for step_id, until in run_waits:
+            if step_id in planned:
+                name = next(w.name for w in body.waits if w.step_id == step_id)
+                batch.history_rows.append(
+                    codec.history_row(
+                        state.run_id,
+                        batch.now,
+                        HistoryKind.SLEEP_STARTED,
+                        step_id=step_id,
+                        step_name=name,
+                        until_ms=until,
+                    )
+                )
+
+
+def _step_row(
+    run_id: str, step_id: str, name: str, kind: StepKind, status: StepStatus
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "step_id": step_id,
+        "name": name,
+        "kind": kind.value,
+        "status": status.value,
+        "output": None,
+        "error": None,
+    }
+
+
+def _flush(batch: _Batch) -> None:
+    tx = batch.tx
+    tx.upsert_steps(batch.step_rows)
+    tx.insert_rows(history, batch.history_rows)
+    tx.update_runs(batch.run_updates)
+    tx.requeue([{"b_run_id": r, "b_due_at_ms": due} for r, due in batch.requeues.items()])
+    if batch.deletes:
+        tx.delete_queue_rows(batch.deletes)
+        tx.delete_waits_of(batch.deletes)

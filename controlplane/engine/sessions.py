@@ -1,0 +1,98 @@
+"""Connected workers, as the engine sees them.
+
+A servicer wraps each worker stream in a :class:`SessionSink`; the engine only ever
+talks to workers through it, so it knows nothing of how frames travel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controlplane.engine.models import Execution, Refusal
+
+
+class SessionSink(Protocol):
+    """What the engine sends to one worker. Calls never block."""
+
+    def dispatch(self, executions: list[Execution]) -> None: ...
+
+    def ack(self, through_seq: int, refusals: list[Refusal]) -> None: ...
+
+    def cancel(self, execution_id: str, run_id: str, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class InFlight:
+    """An execution leased to a worker, with what limits need to know of it."""
+
+    run_id: str
+    function_id: str
+    state_bytes: int
+    step_count: int
+    step_attempts: dict[str, int]
+
+
+@dataclass(eq=False, slots=True)
+class WorkerSession:
+    id: str
+    app_id: str
+    instance_id: str
+    sdk: str
+    capacity: int
+    functions: frozenset[str]
+    sink: SessionSink
+    connected_at_ms: int
+    in_flight: dict[str, InFlight] = field(default_factory=dict)
+    draining: bool = False
+    closed: bool = False
+
+    @property
+    def free(self) -> int:
+        if self.draining or self.closed:
+            return 0
+        return max(0, self.capacity - len(self.in_flight))
+
+
+class SessionTable:
+    def __init__(self) -> None:
+        self._sessions: dict[str, WorkerSession] = {}
+        self._owner: dict[str, WorkerSession] = {}
+
+    def add(self, session: WorkerSession) -> None:
+        self._sessions[session.id] = session
+
+    def remove(self, session: WorkerSession) -> None:
+        self._sessions.pop(session.id, None)
+        for execution_id in session.in_flight:
+            self._owner.pop(execution_id, None)
+
+    def __iter__(self) -> Iterator[WorkerSession]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def track(self, session: WorkerSession, execution_id: str, info: InFlight) -> None:
+        session.in_flight[execution_id] = info
+        self._owner[execution_id] = session
+
+    def untrack(self, execution_id: str) -> WorkerSession | None:
+        session = self._owner.pop(execution_id, None)
+        if session is not None:
+            session.in_flight.pop(execution_id, None)
+        return session
+
+    def owner(self, execution_id: str) -> WorkerSession | None:
+        return self._owner.get(execution_id)
+
+    def in_flight_total(self) -> int:
+        return len(self._owner)
+
+    def serving(self, app_id: str, function_id: str) -> int:
+        return sum(
+            1
+            for s in self._sessions.values()
+            if s.app_id == app_id and function_id in s.functions and not s.closed
+        )

@@ -1,0 +1,47 @@
+"""Tunable limits and timings of the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the control plane accepts. Sent to workers in Welcome."""
+
+    max_event_bytes: int = 512 * KIB
+    max_step_output_bytes: int = 4 * MIB
+    max_run_state_bytes: int = 32 * MIB
+    max_steps_per_run: int = 1000
+    max_events_per_send: int = 1000
+    # Frames carry batches; a frame holds at least one full run state.
+    max_frame_bytes: int = 64 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    limits: Limits = Limits()
+    heartbeat_interval_ms: int = 3_000
+    lease_timeout_ms: int = 15_000
+    # Events with the same id within this window are one event.
+    dedupe_window_ms: int = 24 * 3600 * 1000
+    # Most executions leased in one claim, whatever the free capacity.
+    max_claim_batch: int = 256
+    # Release every lease at start-up. Safe only when this control plane is the
+    # store's one user (SQLite); with PostgreSQL leases expire by deadline.
+    release_leases_on_start: bool = False
+
+
+def format_bytes(n: int) -> str:
+    """``4194304`` -> ``4 MiB``; used in limit messages."""
+    for unit, size in (("MiB", MIB), ("KiB", KIB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    if n >= MIB:
+        return f"{n / MIB:.1f} MiB"
+    if n >= KIB:
+        return f"{n / KIB:.1f} KiB"
+    return f"{n} bytes"

@@ -1,0 +1,157 @@
+"""Checks on what users send: events and function definitions.
+
+Every failure names the problem and, where one applies, the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from controlplane.engine.errors import InvalidArgument, LimitExceeded, WorkerRejected
+from controlplane.engine.models import (
+    MAX_RETRIES,
+    CronTrigger,
+    EventInput,
+    EventTrigger,
+    FunctionSpec,
+    WorkerHello,
+)
+from controlplane.engine.settings import Limits, format_bytes
+
+PROTOCOL_VERSION = 1
+RESERVED_EVENT_PREFIX = "tether/"
+MAX_NAME_LENGTH = 256
+MAX_EVENT_ID_LENGTH = 256
+MAX_APP_ID_LENGTH = 128
+MAX_FUNCTION_ID_LENGTH = 128
+
+_FUNCTION_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_WHITESPACE = re.compile(r"\s")
+
+
+def event_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid event name, or None."""
+    if not name:
+        return "the name is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"the name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+    if _WHITESPACE.search(name) or not name.isprintable():
+        return f"the name {name!r} contains whitespace or control characters"
+    return None
+
+
+def validate_events(events: list[EventInput], limits: Limits) -> None:
+    """Raise for the first invalid event; nothing is stored unless all are valid."""
+    if not events:
+        raise InvalidArgument("no events to send: the batch is empty")
+    if len(events) > limits.max_events_per_send:
+        raise LimitExceeded(
+            f"{len(events)} events in one call; the limit is {limits.max_events_per_send}"
+        )
+    for index, event in enumerate(events):
+        where = f"event {index}" + (f" ({event.name!r})" if event.name else "")
+        problem = event_name_problem(event.name)
+        if problem:
+            raise InvalidArgument(f"{where}: {problem}")
+        if event.name.startswith(RESERVED_EVENT_PREFIX):
+            raise InvalidArgument(
+                f"{where}: names starting with {RESERVED_EVENT_PREFIX!r} are reserved "
+                "for events the control plane emits"
+            )
+        if len(event.id) > MAX_EVENT_ID_LENGTH:
+            raise InvalidArgument(
+                f"{where}: the id is {len(event.id)} characters long; "
+                f"the limit is {MAX_EVENT_ID_LENGTH}"
+            )
+        size = len(event.name) + len(event.data) + len(event.user)
+        if size > limits.max_event_bytes:
+            raise LimitExceeded(
+                f"{where} is {format_bytes(size)}; the limit is "
+                f"{format_bytes(limits.max_event_bytes)} per event"
+            )
+        _check_json_object(event.data, f"{where}: data", required=False)
+        _check_json_object(event.user, f"{where}: user", required=False)
+        if event.ts_ms < 0:
+            raise InvalidArgument(f"{where}: ts_ms is negative ({event.ts_ms})")
+
+
+def _check_json_object(payload: bytes, what: str, *, required: bool) -> None:
+    if not payload:
+        if required:
+            raise InvalidArgument(f"{what} is missing")
+        return
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidArgument(f"{what} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a JSON object, not {_json_type(value)}")
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def validate_hello(hello: WorkerHello) -> None:
+    """Raise WorkerRejected naming the first problem with a worker's Hello."""
+    if hello.protocol_version != PROTOCOL_VERSION:
+        raise WorkerRejected(
+            "unsupported_protocol",
+            f"unsupported protocol version {hello.protocol_version}; "
+            f"this control plane speaks version {PROTOCOL_VERSION}",
+        )
+    if not hello.app_id:
+        raise WorkerRejected("invalid_hello", "the app id is empty")
+    if len(hello.app_id) > MAX_APP_ID_LENGTH or not _APP_ID.match(hello.app_id):
+        raise WorkerRejected(
+            "invalid_hello",
+            f"invalid app id {hello.app_id!r}: use letters, digits, '-', '_' and '.', "
+            f"at most {MAX_APP_ID_LENGTH} characters",
+        )
+    if hello.capacity < 1:
+        raise WorkerRejected("invalid_hello", "capacity must be at least 1")
+    seen: set[str] = set()
+    for spec in hello.functions:
+        if spec.id in seen:
+            raise WorkerRejected(
+                "duplicate_function",
+                f"duplicate function id {spec.id!r} in app {hello.app_id!r}",
+            )
+        seen.add(spec.id)
+        problem = function_problem(spec)
+        if problem:
+            raise WorkerRejected("invalid_function", f"function {spec.id!r}: {problem}")
+
+
+def function_problem(spec: FunctionSpec) -> str | None:
+    """Why a function definition is invalid, or None."""
+    if not spec.id:
+        return "the id is empty"
+    if len(spec.id) > MAX_FUNCTION_ID_LENGTH:
+        return f"the id is longer than {MAX_FUNCTION_ID_LENGTH} characters"
+    if not _FUNCTION_ID.match(spec.id):
+        return "ids are kebab-case: lowercase letters and digits joined by single '-'"
+    if not spec.triggers:
+        return "it has no trigger"
+    if not 0 <= spec.retries <= MAX_RETRIES:
+        return f"retries must be between 0 and {MAX_RETRIES}, not {spec.retries}"
+    for trigger in spec.triggers:
+        if isinstance(trigger, EventTrigger):
+            problem = event_name_problem(trigger.name)
+            if problem:
+                return f"event trigger: {problem}"
+            if trigger.if_expression:
+                return "event trigger expressions (if_) are not supported by this control plane yet"
+        elif isinstance(trigger, CronTrigger):
+            return "cron triggers are not supported by this control plane yet"
+    return None

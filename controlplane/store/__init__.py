@@ -1,0 +1,28 @@
+"""Storage: SQLAlchemy Core tables, Alembic migrations, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import make_url
+
+from controlplane.store.base import Store
+from controlplane.store.migrate import migrate
+from controlplane.store.postgres import PostgresStore
+from controlplane.store.sqlite import SQLiteStore
+
+__all__ = ["PostgresStore", "SQLiteStore", "Store", "migrate", "open_store"]
+
+
+def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
+    """A store for a SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception as error:
+        raise ValueError(f"invalid database URL {url!r}: {error}") from None
+    if backend == "sqlite":
+        return SQLiteStore(url, synchronous=sqlite_synchronous)
+    if backend == "postgresql":
+        return PostgresStore(url)
+    raise ValueError(
+        f"unsupported database {backend!r} in {url!r}: use sqlite:///path/to/file.db "
+        "or postgresql+psycopg://user@host/db"
+    )

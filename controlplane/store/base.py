@@ -1,0 +1,84 @@
+"""The store: one interface over SQLite and PostgreSQL.
+
+All writes go through :meth:`Store.write` (the group-commit writer); reads run
+on a small thread pool with their own connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, Insert, Table
+
+from controlplane.store.tx import ReadTx, WriteTx
+from controlplane.store.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class Store(ABC):
+    """Where every event, run and step lives."""
+
+    #: ``sqlite`` or ``postgresql``.
+    dialect: str
+    #: True when several control planes may share this store.
+    shared: bool
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = url
+        self.engine: Engine = self._create_engine(url)
+        self._writer = GroupCommitWriter(self._connect_writer)
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tether-reader")
+        # Step positions: increasing across restarts because seeded from the clock
+        # in microseconds, and only the writer thread draws from it.
+        self._positions = itertools.count(time.time_ns() // 1000)
+
+    @abstractmethod
+    def _create_engine(self, url: str) -> Engine: ...
+
+    @abstractmethod
+    def insert(self, table: Table) -> Insert:
+        """The dialect's INSERT (it supports ON CONFLICT)."""
+
+    def _connect_writer(self) -> Connection:
+        return self.engine.connect()
+
+    async def start(self) -> None:
+        await self._writer.start()
+
+    async def close(self) -> None:
+        await self._writer.close()
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+    @property
+    def pending_writes(self) -> int:
+        return self._writer.pending
+
+    def submit(self, op: Callable[[WriteTx], T]) -> asyncio.Future[T]:
+        """Queue ``op`` for the next group-committed transaction, now. Operations
+        are applied in the order they are submitted."""
+        insert = self.insert
+        lock_rows = self.shared
+        positions = self._positions
+        return self._writer.submit(
+            lambda conn: op(WriteTx(conn, insert, lock_rows=lock_rows, positions=positions))
+        )
+
+    async def write(self, op: Callable[[WriteTx], T]) -> T:
+        """Run ``op`` in the next group-committed transaction and wait for the commit."""
+        return await self.submit(op)
+
+    async def read(self, op: Callable[[ReadTx], T]) -> T:
+        """Run ``op`` on a read connection in a consistent snapshot."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, op)
+
+    def _read(self, op: Callable[[ReadTx], T]) -> T:
+        with self.engine.connect() as conn, conn.begin():
+            return op(ReadTx(conn, self.insert))

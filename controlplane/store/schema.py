@@ -1,0 +1,152 @@
+"""The one schema, for SQLite and PostgreSQL alike.
+
+Times are integer milliseconds since the epoch in the control plane's clock.
+JSON payloads are stored as text. Migrations in ``migrations/versions`` build
+exactly these tables; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+# Functions registered by workers, one row per (app, function id).
+functions = Table(
+    "functions",
+    metadata,
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    # The full definition as JSON (triggers, retries, later options).
+    Column("definition", Text, nullable=False),
+    Column("registered_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("app_id", "function_id", name="pk_functions"),
+)
+
+# Every event received. ``pk`` is internal; ``id`` is the event's id as users see
+# it (sent or assigned) and may repeat once its 24-hour dedupe window has passed.
+events = Table(
+    "events",
+    metadata,
+    Column("pk", String(26), primary_key=True),
+    Column("id", String(256), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("user_data", Text, nullable=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("received_at_ms", BigInteger, nullable=False),
+    Index("ix_events_id_received", "id", "received_at_ms"),
+    Index("ix_events_name_received", "name", "received_at_ms"),
+    Index("ix_events_received", "received_at_ms"),
+)
+
+# One row per run.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("event_pk", String(26), nullable=True),
+    # Failures of the function body outside any step so far.
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("started_at_ms", BigInteger, nullable=True),
+    Column("ended_at_ms", BigInteger, nullable=True),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("output", Text, nullable=True),
+    # JSON {"name", "message", "stack"}.
+    Column("error", Text, nullable=True),
+    Column("replay_of", String(26), nullable=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("root_span_id", String(16), nullable=False),
+    Index("ix_runs_function_created", "app_id", "function_id", "created_at_ms"),
+    Index("ix_runs_status_created", "status", "created_at_ms"),
+    Index("ix_runs_created", "created_at_ms"),
+    Index("ix_runs_event", "event_pk"),
+)
+
+# Step results: the memoized state of each run. ``step_id`` is the hashed id.
+steps = Table(
+    "steps",
+    metadata,
+    Column("run_id", String(26), nullable=False),
+    Column("step_id", String(40), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # completed | failed (for good) | retrying
+    Column("status", String(16), nullable=False),
+    Column("output", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("ended_at_ms", BigInteger, nullable=False),
+    # Increases with every step recorded: the order steps happened in, finer than
+    # millisecond timestamps.
+    Column("position", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "step_id", name="pk_steps"),
+)
+
+# A run's lifecycle entries (its timeline besides the steps themselves).
+history = Table(
+    "history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(26), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("step_id", String(40), nullable=True),
+    Column("step_name", String(512), nullable=True),
+    Column("attempt", Integer, nullable=True),
+    Column("until_ms", BigInteger, nullable=True),
+    Column("execution_id", String(32), nullable=True),
+    # JSON {"error": {...}, "message": "..."} for what does not fit a column.
+    Column("detail", Text, nullable=True),
+    Index("ix_history_run", "run_id", "id"),
+)
+
+# The durable queue: one row per unfinished run, saying when it is next due and,
+# while a worker executes it, who holds its lease and until when.
+queue = Table(
+    "queue",
+    metadata,
+    Column("run_id", String(26), primary_key=True),
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    Column("due_at_ms", BigInteger, nullable=False),
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("lease_execution_id", String(32), nullable=True),
+    Column("lease_deadline_ms", BigInteger, nullable=True),
+    Index("ix_queue_ready", "app_id", "function_id", "due_at_ms"),
+    Index("ix_queue_due", "due_at_ms"),
+    Index("ix_queue_lease", "lease_execution_id"),
+    Index("ix_queue_lease_deadline", "lease_deadline_ms"),
+)
+
+# What suspended runs wait for. Sleeps resolve at ``until_ms``.
+waits = Table(
+    "waits",
+    metadata,
+    Column("run_id", String(26), nullable=False),
+    Column("step_id", String(40), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("until_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "step_id", name="pk_waits"),
+    Index("ix_waits_until", "until_ms"),
+)

@@ -1,0 +1,59 @@
+"""SQLite: the embedded default (WAL, synchronous=FULL unless told otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Insert, Table, create_engine, event, make_url
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from controlplane.store.base import Store
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class SQLiteStore(Store):
+    dialect = "sqlite"
+    shared = False
+
+    def __init__(self, url: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ValueError(
+                f"invalid SQLite synchronous mode {synchronous!r}; "
+                f"use one of {', '.join(SYNCHRONOUS_MODES)}"
+            )
+        self._synchronous = mode
+        super().__init__(url, readers=readers)
+
+    def _create_engine(self, url: str) -> Engine:
+        parsed = make_url(url)
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+        )
+        synchronous = self._synchronous
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+            # Let SQLAlchemy's BEGIN below control transactions, not the driver.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+
+    def insert(self, table: Table) -> Insert:
+        return sqlite_insert(table)

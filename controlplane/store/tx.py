@@ -1,0 +1,632 @@
+"""Every query the engine runs, dialect-neutral (SQLAlchemy Core).
+
+:class:`ReadTx` reads; :class:`WriteTx` also writes and is only ever used inside
+the group-commit writer's transaction. The engine decides what to write; these
+classes only know how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+
+from controlplane.engine.models import (
+    EventDetail,
+    EventFilter,
+    HistoryEntry,
+    Page,
+    RunDetail,
+    RunFilter,
+    RunSummary,
+    StepKind,
+    StepRecord,
+    StepStatus,
+    StoredEvent,
+)
+from controlplane.store import codec
+from controlplane.store.schema import events, functions, history, queue, runs, steps, waits
+
+InsertFactory = Callable[[Table], Insert]
+
+# SQLite allows 32,766 bound parameters per statement; stay well below for IN lists.
+_IN_CHUNK = 500
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRow:
+    app_id: str
+    function_id: str
+    definition: str
+    registered_at_ms: int
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What the engine needs of a run to apply outcomes to it."""
+
+    run_id: str
+    app_id: str
+    function_id: str
+    status: str
+    attempt: int
+    event_pk: str | None
+    trace_id: str
+    root_span_id: str
+    created_at_ms: int
+    started_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    run_id: str
+    app_id: str
+    function_id: str
+    execution_id: str
+
+
+class ReadTx:
+    def __init__(self, conn: Connection, insert: InsertFactory) -> None:
+        self.conn = conn
+        self._insert = insert
+
+    # -- functions ---------------------------------------------------------
+
+    def load_functions(self) -> list[FunctionRow]:
+        rows = self.conn.execute(select(functions).order_by(functions.c.app_id)).all()
+        return [
+            FunctionRow(r.app_id, r.function_id, r.definition, r.registered_at_ms, r.updated_at_ms)
+            for r in rows
+        ]
+
+    # -- runs ----------------------------------------------------------------
+
+    def _event_ids(self, pks: Iterable[str | None]) -> dict[str, str]:
+        wanted = sorted({pk for pk in pks if pk})
+        found: dict[str, str] = {}
+        for chunk in _chunks(wanted):
+            rows = self.conn.execute(select(events.c.pk, events.c.id).where(events.c.pk.in_(chunk)))
+            found.update({r.pk: r.id for r in rows})
+        return found
+
+    def _summaries(self, rows: Sequence[Any]) -> list[RunSummary]:
+        event_ids = self._event_ids(r.event_pk for r in rows)
+        return [codec.run_from_row(r, event_ids.get(r.event_pk or "", "")) for r in rows]
+
+    def get_run(self, run_id: str) -> RunSummary | None:
+        row = self.conn.execute(select(runs).where(runs.c.id == run_id)).first()
+        return self._summaries([row])[0] if row else None
+
+    def get_run_detail(self, run_id: str) -> RunDetail | None:
+        row = self.conn.execute(select(runs).where(runs.c.id == run_id)).first()
+        if row is None:
+            return None
+        run = self._summaries([row])[0]
+        trigger_events: list[StoredEvent] = []
+        if row.event_pk:
+            ev = self.conn.execute(select(events).where(events.c.pk == row.event_pk)).first()
+            if ev:
+                trigger_events.append(codec.event_from_row(ev))
+        step_rows = self.conn.execute(
+            select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+        ).all()
+        records = [codec.step_from_row(r) for r in step_rows]
+        pending = self.conn.execute(
+            select(waits).where(waits.c.run_id == run_id).order_by(waits.c.created_at_ms)
+        ).all()
+        records.extend(
+            StepRecord(
+                step_id=w.step_id,
+                name=w.name,
+                kind=StepKind(w.kind),
+                status=StepStatus.PENDING,
+                output=None,
+                error=None,
+                attempts=0,
+                started_at_ms=w.created_at_ms,
+                ended_at_ms=w.until_ms,
+            )
+            for w in pending
+        )
+        entries: list[HistoryEntry] = [
+            codec.history_from_row(r)
+            for r in self.conn.execute(
+                select(history).where(history.c.run_id == run_id).order_by(history.c.id)
+            )
+        ]
+        return RunDetail(run=run, events=trigger_events, steps=records, history=entries)
+
+    def list_runs(self, flt: RunFilter, limit: int, token: str) -> Page[RunSummary]:
+        query = select(runs)
+        if flt.app_id:
+            query = query.where(runs.c.app_id == flt.app_id)
+        if flt.function_id:
+            query = query.where(runs.c.function_id == flt.function_id)
+        if flt.statuses:
+            query = query.where(runs.c.status.in_([s.value for s in flt.statuses]))
+        if flt.created_after_ms:
+            query = query.where(runs.c.created_at_ms >= flt.created_after_ms)
+        if flt.created_before_ms:
+            query = query.where(runs.c.created_at_ms < flt.created_before_ms)
+        if token:
+            created, run_id = codec.decode_cursor(token, 2)
+            query = query.where(
+                or_(
+                    runs.c.created_at_ms < int(created),
+                    and_(runs.c.created_at_ms == int(created), runs.c.id < run_id),
+                )
+            )
+        rows = self.conn.execute(
+            query.order_by(runs.c.created_at_ms.desc(), runs.c.id.desc()).limit(limit + 1)
+        ).all()
+        items = self._summaries(rows[:limit])
+        next_token = ""
+        if len(rows) > limit:
+            last = items[-1]
+            next_token = codec.encode_cursor(last.created_at_ms, last.id)
+        return Page(items, next_token)
+
+    def runs_for_event(self, event_pk: str) -> list[RunSummary]:
+        rows = self.conn.execute(
+            select(runs).where(runs.c.event_pk == event_pk).order_by(runs.c.created_at_ms)
+        ).all()
+        return self._summaries(rows)
+
+    # -- events --------------------------------------------------------------
+
+    def get_event(self, event_id: str) -> EventDetail | None:
+        row = self.conn.execute(
+            select(events)
+            .where(or_(events.c.id == event_id, events.c.pk == event_id))
+            .order_by(events.c.received_at_ms.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return EventDetail(codec.event_from_row(row), self.runs_for_event(row.pk))
+
+    def list_events(self, flt: EventFilter, limit: int, token: str) -> Page[StoredEvent]:
+        query = select(events)
+        if flt.name:
+            query = query.where(events.c.name == flt.name)
+        if flt.received_after_ms:
+            query = query.where(events.c.received_at_ms >= flt.received_after_ms)
+        if flt.received_before_ms:
+            query = query.where(events.c.received_at_ms < flt.received_before_ms)
+        if token:
+            received, pk = codec.decode_cursor(token, 2)
+            query = query.where(
+                or_(
+                    events.c.received_at_ms < int(received),
+                    and_(events.c.received_at_ms == int(received), events.c.pk < pk),
+                )
+            )
+        rows = self.conn.execute(
+            query.order_by(events.c.received_at_ms.desc(), events.c.pk.desc()).limit(limit + 1)
+        ).all()
+        items = [codec.event_from_row(r) for r in rows[:limit]]
+        next_token = ""
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_token = codec.encode_cursor(last.received_at_ms, last.pk)
+        return Page(items, next_token)
+
+    # -- timers ----------------------------------------------------------------
+
+    def next_due_after(self, after_ms: int) -> int | None:
+        """The earliest due time after ``after_ms`` among runs not leased."""
+        value = self.conn.execute(
+            select(func.min(queue.c.due_at_ms)).where(
+                queue.c.lease_execution_id.is_(None), queue.c.due_at_ms > after_ms
+            )
+        ).scalar()
+        return int(value) if value is not None else None
+
+    def next_lease_deadline(self) -> int | None:
+        value = self.conn.execute(
+            select(func.min(queue.c.lease_deadline_ms)).where(
+                queue.c.lease_execution_id.is_not(None)
+            )
+        ).scalar()
+        return int(value) if value is not None else None
+
+    def count_ready(self, now_ms: int) -> int:
+        value = self.conn.execute(
+            select(func.count())
+            .select_from(queue)
+            .where(queue.c.lease_execution_id.is_(None), queue.c.due_at_ms <= now_ms)
+        ).scalar()
+        return int(value or 0)
+
+
+# Statements used with executemany; built once.
+_update_run = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempt=bindparam("b_attempt"),
+        output=bindparam("b_output"),
+        error=bindparam("b_error"),
+        ended_at_ms=bindparam("b_ended_at_ms"),
+        updated_at_ms=bindparam("b_now"),
+    )
+)
+_start_run = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        started_at_ms=func.coalesce(runs.c.started_at_ms, bindparam("b_now")),
+        updated_at_ms=bindparam("b_now"),
+    )
+)
+_lease = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"))
+    .values(
+        lease_execution_id=bindparam("b_execution_id"),
+        lease_deadline_ms=bindparam("b_deadline"),
+    )
+)
+_requeue = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"))
+    .values(
+        due_at_ms=bindparam("b_due_at_ms"),
+        lease_execution_id=None,
+        lease_deadline_ms=None,
+    )
+)
+_delete_queue = delete(queue).where(queue.c.run_id == bindparam("b_run_id"))
+_delete_wait = delete(waits).where(
+    waits.c.run_id == bindparam("b_run_id"), waits.c.step_id == bindparam("b_step_id")
+)
+
+
+class WriteTx(ReadTx):
+    """Reads and writes inside the writer's transaction."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        insert: InsertFactory,
+        *,
+        lock_rows: bool,
+        positions: Iterator[int],
+    ) -> None:
+        super().__init__(conn, insert)
+        self._positions = positions
+        # PostgreSQL: lock queue rows (and skip locked ones when claiming) so that
+        # several control planes can share the store. SQLite has one writer anyway.
+        self._lock_rows = lock_rows
+
+    # -- functions -------------------------------------------------------------
+
+    def upsert_functions(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        stmt = self._insert(functions)
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=[functions.c.app_id, functions.c.function_id],
+            set_={
+                "name": stmt.excluded.name,  # type: ignore[attr-defined]
+                "definition": stmt.excluded.definition,  # type: ignore[attr-defined]
+                "updated_at_ms": stmt.excluded.updated_at_ms,  # type: ignore[attr-defined]
+            },
+        )
+        self.conn.execute(stmt, rows)
+
+    # -- ingest ------------------------------------------------------------------
+
+    def recent_event_ids(self, ids: Sequence[str], since_ms: int) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(ids)):
+            rows = self.conn.execute(
+                select(events.c.id).where(
+                    events.c.id.in_(chunk), events.c.received_at_ms >= since_ms
+                )
+            )
+            found.update(r.id for r in rows)
+        return found
+
+    def insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(table.insert(), rows)
+
+    # -- claiming ------------------------------------------------------------------
+
+    def claim_ready(
+        self,
+        app_id: str,
+        function_ids: Sequence[str],
+        now_ms: int,
+        limit: int,
+        lease_deadline_ms: int,
+        new_execution_id: Callable[[], str],
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due, unleased runs of these functions."""
+        query = (
+            select(queue.c.run_id, queue.c.function_id)
+            .where(
+                queue.c.app_id == app_id,
+                queue.c.function_id.in_(list(function_ids)),
+                queue.c.due_at_ms <= now_ms,
+                queue.c.lease_execution_id.is_(None),
+            )
+            .order_by(queue.c.priority.desc(), queue.c.due_at_ms)
+            .limit(limit)
+        )
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=True)
+        rows = self.conn.execute(query).all()
+        if not rows:
+            return []
+        claimed = [Claimed(r.run_id, app_id, r.function_id, new_execution_id()) for r in rows]
+        self.conn.execute(
+            _lease,
+            [
+                {
+                    "b_run_id": c.run_id,
+                    "b_execution_id": c.execution_id,
+                    "b_deadline": lease_deadline_ms,
+                }
+                for c in claimed
+            ],
+        )
+        return claimed
+
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
+        found: dict[str, RunState] = {}
+        for chunk in _chunks(list(run_ids)):
+            rows = self.conn.execute(
+                select(
+                    runs.c.id,
+                    runs.c.app_id,
+                    runs.c.function_id,
+                    runs.c.status,
+                    runs.c.attempt,
+                    runs.c.event_pk,
+                    runs.c.trace_id,
+                    runs.c.root_span_id,
+                    runs.c.created_at_ms,
+                    runs.c.started_at_ms,
+                ).where(runs.c.id.in_(chunk))
+            )
+            for r in rows:
+                found[r.id] = RunState(
+                    r.id,
+                    r.app_id,
+                    r.function_id,
+                    r.status,
+                    r.attempt,
+                    r.event_pk,
+                    r.trace_id,
+                    r.root_span_id,
+                    r.created_at_ms,
+                    r.started_at_ms,
+                )
+        return found
+
+    def events_by_pk(self, pks: Sequence[str]) -> dict[str, StoredEvent]:
+        found: dict[str, StoredEvent] = {}
+        for chunk in _chunks(sorted(set(pks))):
+            for r in self.conn.execute(select(events).where(events.c.pk.in_(chunk))):
+                found[r.pk] = codec.event_from_row(r)
+        return found
+
+    def steps_of(self, run_ids: Sequence[str]) -> list[Any]:
+        """Step rows (run_id, step_id, status, output, error, attempts) of these runs."""
+        result: list[Any] = []
+        for chunk in _chunks(list(run_ids)):
+            result.extend(
+                self.conn.execute(
+                    select(
+                        steps.c.run_id,
+                        steps.c.step_id,
+                        steps.c.status,
+                        steps.c.output,
+                        steps.c.error,
+                        steps.c.attempts,
+                    ).where(steps.c.run_id.in_(chunk))
+                )
+            )
+        return result
+
+    def waits_due(self, run_ids: Sequence[str], now_ms: int) -> list[Any]:
+        result: list[Any] = []
+        for chunk in _chunks(list(run_ids)):
+            result.extend(
+                self.conn.execute(
+                    select(waits).where(waits.c.run_id.in_(chunk), waits.c.until_ms <= now_ms)
+                )
+            )
+        return result
+
+    def delete_waits(self, keys: list[tuple[str, str]]) -> None:
+        if keys:
+            self.conn.execute(_delete_wait, [{"b_run_id": r, "b_step_id": s} for r, s in keys])
+
+    def insert_waits(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            stmt = self._insert(waits).on_conflict_do_nothing(  # type: ignore[attr-defined]
+                index_elements=[waits.c.run_id, waits.c.step_id]
+            )
+            self.conn.execute(stmt, rows)
+
+    def start_runs(self, rows: list[dict[str, Any]]) -> None:
+        """rows: b_id, b_status, b_now. Sets started_at the first time."""
+        if rows:
+            self.conn.execute(_start_run, rows)
+
+    # -- outcomes -------------------------------------------------------------------
+
+    def lease_holders(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """run id -> execution id holding its lease (None: queued, not leased).
+
+        Runs without a queue row (finished or cancelled) are absent. On PostgreSQL
+        the rows stay locked until commit, fencing out other control planes.
+        """
+        found: dict[str, str | None] = {}
+        for chunk in _chunks(sorted(set(run_ids))):
+            query = select(queue.c.run_id, queue.c.lease_execution_id).where(
+                queue.c.run_id.in_(chunk)
+            )
+            if self._lock_rows:
+                query = query.with_for_update()
+            found.update({r.run_id: r.lease_execution_id for r in self.conn.execute(query)})
+        return found
+
+    def step_attempts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(sorted(set(keys))):
+            rows = self.conn.execute(
+                select(steps.c.run_id, steps.c.step_id, steps.c.attempts).where(
+                    tuple_(steps.c.run_id, steps.c.step_id).in_(chunk)
+                )
+            )
+            found.update({(r.run_id, r.step_id): r.attempts for r in rows})
+        return found
+
+    def upsert_steps(self, rows: list[dict[str, Any]]) -> None:
+        """Insert step results; a row that is ``retrying`` takes the new result
+        and counts one more attempt.
+
+        A final result (completed or failed) is never overwritten, so a result is
+        memoized exactly once.
+        """
+        if not rows:
+            return
+        for row in rows:
+            row["position"] = next(self._positions)
+        stmt = self._insert(steps)
+        excluded = stmt.excluded  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=[steps.c.run_id, steps.c.step_id],
+            set_={
+                "status": excluded.status,
+                "output": excluded.output,
+                "error": excluded.error,
+                "attempts": steps.c.attempts + 1,
+                "started_at_ms": excluded.started_at_ms,
+                "ended_at_ms": excluded.ended_at_ms,
+            },
+            where=steps.c.status == StepStatus.RETRYING.value,
+        )
+        self.conn.execute(stmt, rows)
+
+    def update_runs(self, rows: list[dict[str, Any]]) -> None:
+        """rows: b_id, b_status, b_attempt, b_output, b_error, b_ended_at_ms, b_now."""
+        if rows:
+            self.conn.execute(_update_run, rows)
+
+    def requeue(self, rows: list[dict[str, Any]]) -> None:
+        """Release leases and set due times. rows: b_run_id, b_due_at_ms."""
+        if rows:
+            self.conn.execute(_requeue, rows)
+
+    def delete_queue_rows(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            self.conn.execute(_delete_queue, [{"b_run_id": r} for r in run_ids])
+
+    # -- leases -------------------------------------------------------------------------
+
+    def extend_leases(self, execution_ids: Sequence[str], deadline_ms: int) -> set[str]:
+        """Extend these leases; returns the execution ids that still hold one."""
+        held: set[str] = set()
+        for chunk in _chunks(list(execution_ids)):
+            result = self.conn.execute(
+                update(queue)
+                .where(queue.c.lease_execution_id.in_(chunk))
+                .values(lease_deadline_ms=deadline_ms)
+                .returning(queue.c.lease_execution_id)
+            )
+            held.update(r.lease_execution_id for r in result)
+        return held
+
+    def release_leases(self, execution_ids: Sequence[str], now_ms: int) -> list[tuple[str, str]]:
+        """Requeue the runs these executions hold; returns (run id, execution id)."""
+        released: list[tuple[str, str]] = []
+        for chunk in _chunks(list(execution_ids)):
+            result = self.conn.execute(
+                update(queue)
+                .where(queue.c.lease_execution_id.in_(chunk))
+                .values(lease_execution_id=None, lease_deadline_ms=None, due_at_ms=now_ms)
+                .returning(queue.c.run_id, queue.c.lease_execution_id)
+            )
+            released.extend((r.run_id, r.lease_execution_id) for r in result)
+        return released
+
+    def expired_leases(self, now_ms: int) -> list[str]:
+        rows = self.conn.execute(
+            select(queue.c.lease_execution_id).where(
+                queue.c.lease_execution_id.is_not(None), queue.c.lease_deadline_ms <= now_ms
+            )
+        )
+        return [r.lease_execution_id for r in rows]
+
+    def all_lease_holders(self) -> list[str]:
+        rows = self.conn.execute(
+            select(queue.c.lease_execution_id).where(queue.c.lease_execution_id.is_not(None))
+        )
+        return [r.lease_execution_id for r in rows]
+
+    # -- administration ---------------------------------------------------------------
+
+    def delete_waits_of(self, run_ids: Sequence[str]) -> None:
+        for chunk in _chunks(list(run_ids)):
+            self.conn.execute(delete(waits).where(waits.c.run_id.in_(chunk)))
+
+    def waits_of(self, run_ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+        """run id -> [(step id, until)] of its pending waits."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        for chunk in _chunks(sorted(set(run_ids))):
+            rows = self.conn.execute(
+                select(waits.c.run_id, waits.c.step_id, waits.c.until_ms).where(
+                    waits.c.run_id.in_(chunk)
+                )
+            )
+            for row in rows:
+                found.setdefault(row.run_id, []).append((row.step_id, row.until_ms))
+        return found
+
+    def queue_row(self, run_id: str) -> Any:
+        query = select(queue).where(queue.c.run_id == run_id)
+        if self._lock_rows:
+            query = query.with_for_update()
+        return self.conn.execute(query).first()
+
+    def run_row(self, run_id: str) -> Any:
+        return self.conn.execute(select(runs).where(runs.c.id == run_id)).first()
+
+    def completed_steps_before_failure(self, run_id: str) -> list[Any]:
+        """Completed step rows of a run up to its first failed step, in order."""
+        rows = self.conn.execute(
+            select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+        ).all()
+        kept = []
+        for row in rows:
+            if row.status != StepStatus.COMPLETED.value:
+                break
+            kept.append(row)
+        return kept

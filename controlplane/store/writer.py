@@ -1,0 +1,120 @@
+"""Group commit: every write goes through one connection in one thread.
+
+Callers submit operations (functions of a connection). The writer takes every
+operation waiting, runs them in one transaction, commits once, then resolves each
+caller's future. While a transaction is being committed the next batch builds up,
+so under load each fsync covers many outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from controlplane.engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+
+
+class GroupCommitWriter:
+    def __init__(self, connect: Callable[[], Connection], *, max_batch: int = 1024) -> None:
+        self._connect = connect
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="tether-writer")
+        self._queue: asyncio.Queue[_Op] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Connection | None = None
+        # Operations submitted and not yet resolved.
+        self.pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.batches = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._executor, self._connect)
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="tether-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            # Let queued operations finish before stopping.
+            await self._idle.wait()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the next group transaction; the future holds its result
+        once committed. Operations run in the order they were submitted."""
+        if self._queue is None:
+            raise RuntimeError("the writer is not started")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.pending += 1
+        self._idle.clear()
+        self._queue.put_nowait(_Op(fn, future))
+        return future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self._executor, self._apply, batch)
+            except BaseException as error:  # the executor itself failed
+                results = [(False, error)] * len(batch)
+            self.batches += 1
+            self.pending -= len(batch)
+            if not self.pending:
+                self._idle.set()
+            for op, (ok, value) in zip(batch, results, strict=True):
+                if op.future.done():
+                    continue
+                if ok:
+                    op.future.set_result(value)
+                else:
+                    op.future.set_exception(value)
+
+    def _apply(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        assert conn is not None
+        try:
+            with conn.begin():
+                return [(True, op.fn(conn)) for op in batch]
+        except Exception:
+            if len(batch) == 1:
+                return [self._apply_one(conn, batch[0])]
+        # One operation failed and took the batch down: run each on its own so the
+        # failure reaches only its caller.
+        return [self._apply_one(conn, op) for op in batch]
+
+    @staticmethod
+    def _apply_one(conn: Connection, op: _Op) -> tuple[bool, Any]:
+        try:
+            with conn.begin():
+                return True, op.fn(conn)
+        except Exception as error:
+            if not isinstance(error, EngineError):
+                log.exception("write failed")
+            return False, error

@@ -1,0 +1,1 @@
+"""The onboarding example: welcome, guide, and a nudge for users without a project."""

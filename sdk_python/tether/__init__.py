@@ -1,0 +1,78 @@
+"""Tether: durable, event-driven functions.
+
+::
+
+    from tether import Context, Tether
+
+    app = Tether(app_id="shop")
+
+    @app.function(id="onboarding-flow", trigger="app/user.signup")
+    async def onboarding(ctx: Context) -> None:
+        await ctx.step.run("send-welcome-email", send_email, ctx.event.data["email"])
+        await ctx.step.sleep("wait-1d", "24h")
+"""
+
+from tether._client import Tether
+from tether._context import Context
+from tether._errors import (
+    ConfigError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    LimitExceededError,
+    NonRetriableError,
+    NotFoundError,
+    RetryAfterError,
+    StepError,
+    TetherError,
+    UnauthenticatedError,
+    UnavailableError,
+    WorkerRejectedError,
+)
+from tether._function import Function
+from tether._models import (
+    ErrorInfo,
+    Event,
+    HistoryEntry,
+    Run,
+    RunPage,
+    RunStatus,
+    SendResult,
+    StepInfo,
+)
+from tether._step import Step
+from tether._triggers import CronTrigger, EventTrigger, cron, event
+from tether._version import __version__
+from tether._worker import Worker
+
+__all__ = [
+    "ConfigError",
+    "Context",
+    "CronTrigger",
+    "ErrorInfo",
+    "Event",
+    "EventTrigger",
+    "FailedPreconditionError",
+    "Function",
+    "HistoryEntry",
+    "InvalidArgumentError",
+    "LimitExceededError",
+    "NonRetriableError",
+    "NotFoundError",
+    "RetryAfterError",
+    "Run",
+    "RunPage",
+    "RunStatus",
+    "SendResult",
+    "Step",
+    "StepError",
+    "StepInfo",
+    "Tether",
+    "TetherError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "Worker",
+    "WorkerRejectedError",
+    "__version__",
+    "cron",
+    "event",
+]

@@ -1,0 +1,227 @@
+"""``Tether``: the client an app creates once, to define, serve and send."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+from tether._channel import ChannelConfig, translate
+from tether._convert import EventLike, event_message
+from tether._errors import ConfigError, InvalidArgumentError
+from tether._function import (
+    DEFAULT_RETRIES,
+    Function,
+    Handler,
+    check_function_id,
+    check_handler,
+    check_retries,
+)
+from tether._models import SendResult
+from tether._runs import RunsClient
+from tether._telemetry import configure_from_environment
+from tether._triggers import TriggerLike, normalize_triggers
+from tether._worker import Worker
+from tether.v1 import event_service_pb2, event_service_pb2_grpc
+
+log = logging.getLogger("tether")
+
+
+class Tether:
+    """One per app. ``address`` defaults to TETHER_ADDRESS, then localhost:4770."""
+
+    def __init__(
+        self,
+        app_id: str,
+        *,
+        address: str | None = None,
+        api_key: str | None = None,
+        tls: bool | None = None,
+    ) -> None:
+        if not app_id or not isinstance(app_id, str):
+            raise ConfigError("Tether needs an app_id, like Tether(app_id='shop')")
+        self.app_id = app_id
+        self._channel_config = ChannelConfig.resolve(address, api_key, tls)
+        self._functions: dict[str, Function] = {}
+        self._aio_channels: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, grpc.aio.Channel
+        ] = weakref.WeakKeyDictionary()
+        self._sync_channel: grpc.Channel | None = None
+        self.runs = RunsClient(self)
+
+    @property
+    def address(self) -> str:
+        return self._channel_config.address
+
+    def _set_address(self, address: str) -> None:
+        """Point this client somewhere else (used by tether.testing)."""
+        self._channel_config = ChannelConfig(
+            address, self._channel_config.api_key, self._channel_config.tls
+        )
+        self._aio_channels = weakref.WeakKeyDictionary()
+        if self._sync_channel is not None:
+            self._sync_channel.close()
+            self._sync_channel = None
+
+    # -- defining functions --------------------------------------------------------------
+
+    def function(
+        self,
+        *,
+        id: str,
+        trigger: TriggerLike,
+        retries: int = DEFAULT_RETRIES,
+        name: str | None = None,
+    ) -> Callable[[Handler], Function]:
+        """Declare a durable function::
+
+        @app.function(id="onboarding-flow", trigger="app/user.signup")
+        async def onboarding(ctx: Context) -> None: ...
+        """
+        check_function_id(id)
+        check_retries(id, retries)
+        triggers = normalize_triggers(id, trigger)
+        if id in self._functions:
+            raise ConfigError(
+                f"duplicate function id {id!r} in app {self.app_id!r}: each function of an "
+                "app needs its own id"
+            )
+
+        def register(handler: Handler) -> Function:
+            check_handler(id, handler)
+            if id in self._functions:
+                raise ConfigError(f"duplicate function id {id!r} in app {self.app_id!r}")
+            function = Function(
+                id=id, name=name or id, triggers=triggers, retries=retries, handler=handler
+            )
+            self._functions[id] = function
+            return function
+
+        return register
+
+    @property
+    def functions(self) -> list[Function]:
+        return list(self._functions.values())
+
+    # -- sending events ---------------------------------------------------------------------
+
+    def _aio_channel(self) -> grpc.aio.Channel:
+        loop = asyncio.get_running_loop()
+        channel = self._aio_channels.get(loop)
+        if channel is None:
+            channel = self._channel_config.aio_channel()
+            self._aio_channels[loop] = channel
+        return channel
+
+    def _send_request(
+        self, events: EventLike | Sequence[EventLike]
+    ) -> event_service_pb2.SendRequest:
+        items: Sequence[EventLike]
+        if isinstance(events, Sequence) and not isinstance(events, str | bytes):
+            items = events
+        else:
+            items = [events]
+        if not items:
+            raise InvalidArgumentError("no events to send")
+        return event_service_pb2.SendRequest(
+            events=[event_message(e, i) for i, e in enumerate(items)]
+        )
+
+    async def send(self, events: EventLike | Sequence[EventLike]) -> list[SendResult]:
+        """Send one event or a list: ``await app.send({"name": "app/x", "data": {...}})``."""
+        request = self._send_request(events)
+        stub: Any = event_service_pb2_grpc.EventServiceStub(self._aio_channel())
+        try:
+            response = await stub.Send(request, metadata=self._channel_config.metadata)
+        except grpc.RpcError as error:
+            raise translate(error, self.address) from None
+        return [SendResult(r.event_id, r.duplicate, list(r.run_ids)) for r in response.results]
+
+    def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[SendResult]:
+        """``send`` for code without an event loop."""
+        request = self._send_request(events)
+        if self._sync_channel is None:
+            self._sync_channel = self._channel_config.sync_channel()
+        stub = event_service_pb2_grpc.EventServiceStub(self._sync_channel)
+        try:
+            response = stub.Send(request, metadata=self._channel_config.metadata)
+        except grpc.RpcError as error:
+            raise translate(error, self.address) from None
+        return [SendResult(r.event_id, r.duplicate, list(r.run_ids)) for r in response.results]
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def worker(
+        self,
+        *,
+        functions: Sequence[Function] | None = None,
+        capacity: int = 100,
+        threads: int | None = None,
+    ) -> Worker:
+        """A worker for this app's functions (or a subset), to run in your own loop."""
+        return Worker(self, functions or self.functions, capacity=capacity, threads=threads)
+
+    def serve(
+        self,
+        *,
+        functions: Sequence[Function] | None = None,
+        capacity: int = 100,
+        threads: int | None = None,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        """Serve this app's functions until SIGTERM or SIGINT. The first signal
+        drains (finishes in-flight work, takes no more); a second one stops now."""
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
+        configure_from_environment(f"tether-worker-{self.app_id}")
+        asyncio.run(self._serve(functions, capacity, threads, drain_timeout_s))
+
+    async def _serve(
+        self,
+        functions: Sequence[Function] | None,
+        capacity: int,
+        threads: int | None,
+        drain_timeout_s: float,
+    ) -> None:
+        worker = Worker(
+            self,
+            functions or self.functions,
+            capacity=capacity,
+            threads=threads,
+            drain_timeout_s=drain_timeout_s,
+        )
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if worker._draining:
+                log.warning("second signal: stopping now")
+                worker.stop()
+                return
+            worker.drain()
+            loop.call_later(drain_timeout_s, worker.stop)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await worker.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.close()
+
+    async def close(self) -> None:
+        """Close this client's connections."""
+        channels = list(self._aio_channels.values())
+        self._aio_channels = weakref.WeakKeyDictionary()
+        for channel in channels:
+            await channel.close(grace=None)
+        if self._sync_channel is not None:
+            self._sync_channel.close()
+            self._sync_channel = None

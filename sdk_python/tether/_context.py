@@ -1,0 +1,59 @@
+"""What a function receives: its event(s), run id, attempt, steps and logger."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from tether._models import Event
+from tether._step import Step, current_step_attempt
+
+if TYPE_CHECKING:
+    from tether._execution import Execution
+
+
+class RunLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger that stays silent while the run replays memoized steps, so each
+    line is written once per run, not once per execution."""
+
+    def __init__(self, execution: Execution) -> None:
+        super().__init__(
+            logging.getLogger(f"tether.functions.{execution.function.id}"),
+            {"run_id": execution.run_id, "function_id": execution.function.id},
+        )
+        self._execution = execution
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self._execution.replaying:
+            return
+        super().log(level, msg, *args, **kwargs)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+class Context:
+    """Passed to every function: ``async def fn(ctx: Context)``."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+        events = execution.events
+        #: The event that started the run (an empty event for runs without one).
+        self.event: Event = events[0] if events else Event(name="")
+        #: Every event of the run (more than one for batched functions).
+        self.events: list[Event] = list(events)
+        self.run_id: str = execution.run_id
+        self.function_id: str = execution.function.id
+        self.step: Step = Step(execution)
+        self.logger: logging.LoggerAdapter[logging.Logger] = RunLogger(execution)
+
+    @property
+    def attempt(self) -> int:
+        """0-based attempt number: of the step whose code is running, or of the
+        function body outside any step."""
+        step_attempt = current_step_attempt.get()
+        return self._execution.attempt if step_attempt is None else step_attempt

@@ -1,0 +1,123 @@
+"""Administering runs from code: ``app.runs.get/list/cancel/replay/wait``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import grpc
+
+from tether import _convert
+from tether._channel import translate
+from tether._models import Run, RunPage, RunStatus
+from tether.v1 import run_service_pb2, run_service_pb2_grpc
+
+if TYPE_CHECKING:
+    from tether._client import Tether
+
+
+def _ms(value: dt.datetime | None) -> int:
+    if value is None:
+        return 0
+    return int((value if value.tzinfo else value.astimezone()).timestamp() * 1000)
+
+
+class RunsClient:
+    def __init__(self, client: Tether) -> None:
+        self._client = client
+
+    def _stub(self) -> run_service_pb2_grpc.RunServiceAsyncStub:
+        return run_service_pb2_grpc.RunServiceStub(self._client._aio_channel())
+
+    async def _call(self, method: Callable[..., object], request: object) -> object:
+        try:
+            return await method(request, metadata=self._client._channel_config.metadata)  # type: ignore[misc]
+        except grpc.RpcError as error:
+            raise translate(error, self._client._channel_config.address) from None
+
+    async def get(self, run_id: str) -> Run:
+        """A run with its steps, history and event. Raises NotFoundError."""
+        response = await self._call(
+            self._stub().GetRun, run_service_pb2.GetRunRequest(run_id=run_id)
+        )
+        assert isinstance(response, run_service_pb2.GetRunResponse)
+        return _convert.run_detail(response)
+
+    async def list(
+        self,
+        *,
+        function_id: str | None = None,
+        status: RunStatus | str | Iterable[RunStatus | str] | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 50,
+        page_token: str = "",
+        all_apps: bool = False,
+    ) -> RunPage:
+        """Runs of this app (of every app with ``all_apps``), newest first."""
+        statuses: list[RunStatus] = []
+        if status is not None:
+            items = [status] if isinstance(status, str) else list(status)
+            statuses = [RunStatus(s) for s in items]
+        request = run_service_pb2.ListRunsRequest(
+            app_id="" if all_apps else self._client.app_id,
+            function_id=function_id or "",
+            statuses=[_convert.RUN_STATUS_TO_PB[s] for s in statuses],
+            created_after_ms=_ms(created_after),
+            created_before_ms=_ms(created_before),
+            page_size=limit,
+            page_token=page_token,
+        )
+        response = await self._call(self._stub().ListRuns, request)
+        assert isinstance(response, run_service_pb2.ListRunsResponse)
+        return RunPage([_convert.run(r) for r in response.runs], response.next_page_token)
+
+    async def cancel(self, run_id: str, reason: str = "") -> Run:
+        """Cancel a run: it starts no further step."""
+        request = run_service_pb2.CancelRunRequest(
+            run_id=run_id, reason=reason or "cancelled from the SDK"
+        )
+        response = await self._call(self._stub().CancelRun, request)
+        assert isinstance(response, run_service_pb2.CancelRunResponse)
+        return _convert.run(response.run)
+
+    async def replay(self, run_id: str, *, from_failed_step: bool = False) -> Run:
+        """Start a new run with the same event(s); with ``from_failed_step`` the
+        steps that completed before the failed one are kept."""
+        mode = (
+            run_service_pb2.REPLAY_MODE_FROM_FAILED_STEP
+            if from_failed_step
+            else run_service_pb2.REPLAY_MODE_FROM_START
+        )
+        response = await self._call(
+            self._stub().ReplayRun, run_service_pb2.ReplayRunRequest(run_id=run_id, mode=mode)
+        )
+        assert isinstance(response, run_service_pb2.ReplayRunResponse)
+        return _convert.run(response.run)
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
+        """Wait until the run finishes and return it. Raises TimeoutError after
+        ``timeout`` seconds."""
+        stub = self._stub()
+        metadata = self._client._channel_config.metadata
+        last: Run | None = None
+
+        async def follow() -> Run | None:
+            nonlocal last
+            call = stub.WaitRun(run_service_pb2.WaitRunRequest(run_id=run_id), metadata=metadata)
+            async for update in call:
+                last = _convert.run(update.run)
+            return last
+
+        try:
+            result = await asyncio.wait_for(follow(), timeout)
+        except grpc.RpcError as error:
+            raise translate(error, self._client._channel_config.address) from None
+        except TimeoutError:
+            state = f" (still {last.status.value})" if last else ""
+            raise TimeoutError(f"run {run_id} did not finish within {timeout} s{state}") from None
+        if result is None or not result.status.is_finished:
+            raise TimeoutError(f"the control plane stopped reporting on run {run_id}")
+        return await self.get(run_id)

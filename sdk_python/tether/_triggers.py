@@ -1,0 +1,61 @@
+"""What starts a function: an event name, a filtered event, or a schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tether._errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrigger:
+    name: str
+    #: A CEL expression over ``event`` that must hold, e.g. "event.data.plan == 'pro'".
+    if_: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CronTrigger:
+    schedule: str
+    #: An IANA time zone, e.g. "Europe/Paris"; empty means UTC.
+    tz: str = ""
+
+
+Trigger = EventTrigger | CronTrigger
+TriggerLike = str | Trigger | Sequence[str | Trigger]
+
+
+def event(name: str, *, if_: str | None = None) -> EventTrigger:
+    """Trigger on events named ``name``, optionally only when ``if_`` holds."""
+    return EventTrigger(name, if_ or "")
+
+
+def cron(schedule: str, *, tz: str | None = None) -> CronTrigger:
+    """Trigger on a cron schedule such as "0 9 * * *", in time zone ``tz``."""
+    return CronTrigger(schedule, tz or "")
+
+
+def normalize_triggers(function_id: str, trigger: TriggerLike) -> tuple[Trigger, ...]:
+    single = isinstance(trigger, str | EventTrigger | CronTrigger)
+    items: Sequence[str | Trigger] = [trigger] if single else list(trigger)  # type: ignore[list-item, arg-type]
+    if not items:
+        raise ConfigError(f"function {function_id!r} has no trigger")
+    result: list[Trigger] = []
+    for item in items:
+        if isinstance(item, str):
+            item = EventTrigger(item)
+        if not isinstance(item, EventTrigger | CronTrigger):
+            raise ConfigError(
+                f"function {function_id!r}: a trigger is an event name, event(...) or "
+                f"cron(...), not {type(item).__name__}"
+            )
+        if isinstance(item, EventTrigger) and (
+            not item.name or any(c.isspace() for c in item.name)
+        ):
+            raise ConfigError(
+                f"function {function_id!r}: invalid event name {item.name!r} "
+                "(non-empty, no whitespace, like 'app/user.signup')"
+            )
+        result.append(item)
+    return tuple(result)

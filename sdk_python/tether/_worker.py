@@ -1,0 +1,354 @@
+"""The worker: one stream to the control plane, many executions at once.
+
+Outcomes are sent in batches as they happen; the control plane acknowledges them
+once durable. When the stream breaks, the worker drops what it was running (the
+control plane gives those runs to a worker again) and reconnects with jittered
+exponential backoff. ``drain()`` (SIGTERM) stops taking work, lets what is
+running finish and be acknowledged, then disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from tether._channel import translate
+from tether._errors import UnavailableError, WorkerRejectedError
+from tether._execution import Execution, Limits, error_info
+from tether._function import Function
+from tether._version import PROTOCOL_VERSION, __version__
+from tether.v1 import worker_service_pb2 as ws
+from tether.v1 import worker_service_pb2_grpc as ws_grpc
+
+if TYPE_CHECKING:
+    from tether._client import Tether
+
+log = logging.getLogger("tether.worker")
+
+RECONNECT_BASE_S = 0.1
+RECONNECT_MAX_S = 5.0
+# A worker that hears nothing from the control plane for this many heartbeat
+# intervals treats the connection as dead.
+SILENCE_INTERVALS = 3
+# What call.read() returns at the end of the stream (missing from the stubs).
+EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+_DEFAULT_LIMITS = Limits()
+
+
+class ConnectionLost(Exception):
+    pass
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Tether,
+        functions: Sequence[Function],
+        *,
+        capacity: int = 100,
+        threads: int | None = None,
+        instance_id: str | None = None,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        if not functions:
+            raise ValueError(f"app {app.app_id!r} has no functions to serve")
+        self._app = app
+        self._functions = {f.id: f for f in functions}
+        self.capacity = capacity
+        self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._threads = ThreadPoolExecutor(
+            max_workers=threads or min(64, max(4, capacity)), thread_name_prefix="tether-step"
+        )
+        self._drain_timeout_s = drain_timeout_s
+        self._executions: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
+        self._outbox: list[ws.Outcome] = []
+        self._control: list[ws.WorkerFrame] = []
+        self._wake_sender = asyncio.Event()
+        self._next_seq = 1
+        self._acked_through = 0
+        self._limits = Limits()
+        self._draining = False
+        self._stopped = asyncio.Event()
+        self._settled = asyncio.Event()
+        self.connected = asyncio.Event()
+        #: Outcomes acknowledged as durable since start (for tests and benchmarks).
+        self.acked = 0
+
+    # -- public control -------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Finish in-flight work, take no more, then stop."""
+        if self._draining:
+            return
+        self._draining = True
+        log.info("draining: finishing %d execution(s)", len(self._executions))
+        self._control.append(ws.WorkerFrame(drain=ws.Drain()))
+        self._wake_sender.set()
+        self._check_settled()
+
+    def stop(self) -> None:
+        """Stop now; in-flight executions are dropped and will run elsewhere."""
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until drained or stopped, reconnecting as needed."""
+        attempt = 0
+        try:
+            while not self._stopped.is_set():
+                try:
+                    await self._session()
+                    attempt = 0
+                    if self._draining:
+                        return
+                except WorkerRejectedError:
+                    raise
+                except (ConnectionLost, UnavailableError, grpc.RpcError) as error:
+                    if self._draining and not self._executions:
+                        return
+                    delay = random.uniform(
+                        RECONNECT_BASE_S / 2, min(RECONNECT_MAX_S, RECONNECT_BASE_S * 2**attempt)
+                    )
+                    attempt += 1
+                    log.warning(
+                        "connection to %s lost (%s); reconnecting in %.2f s",
+                        self._app._channel_config.address,
+                        _describe(error),
+                        delay,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopped.wait(), delay)
+        finally:
+            self._drop_executions()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- one connection ----------------------------------------------------------------
+
+    async def _session(self) -> None:
+        config = self._app._channel_config
+        channel = config.aio_channel()
+        try:
+            stub: ws_grpc.WorkerServiceAsyncStub = ws_grpc.WorkerServiceStub(channel)
+            call = stub.Connect(metadata=config.metadata)  # type: ignore[call-arg]
+            await call.write(ws.WorkerFrame(hello=self._hello()))
+            first = await call.read()
+            if first is EOF:
+                raise ConnectionLost("the control plane closed the stream before Welcome")
+            assert isinstance(first, ws.ServerFrame)
+            if first.WhichOneof("frame") == "rejected":
+                if first.rejected.code == ws.REJECT_CODE_SHUTTING_DOWN:
+                    raise ConnectionLost(first.rejected.reason)
+                raise WorkerRejectedError(first.rejected.reason)
+            welcome = first.welcome
+            self._limits = Limits(
+                max_step_output_bytes=welcome.limits.max_step_output_bytes
+                or _DEFAULT_LIMITS.max_step_output_bytes,
+                max_steps_per_run=welcome.limits.max_steps_per_run
+                or _DEFAULT_LIMITS.max_steps_per_run,
+                max_frame_bytes=welcome.limits.max_frame_bytes or _DEFAULT_LIMITS.max_frame_bytes,
+            )
+            interval_s = (welcome.heartbeat_interval_ms or 3000) / 1000
+            log.info(
+                "connected to %s as app %r (%d function(s), capacity %d, session %s)",
+                config.address,
+                self._app.app_id,
+                len(self._functions),
+                self.capacity,
+                welcome.session_id,
+            )
+            self.connected.set()
+            # A new stream starts a new sequence of outcomes.
+            self._next_seq = 1
+            self._acked_through = 0
+            tasks = [
+                asyncio.create_task(self._read(call, interval_s), name="tether-read"),
+                asyncio.create_task(self._send(call), name="tether-send"),
+                asyncio.create_task(self._heartbeat(interval_s), name="tether-heartbeat"),
+                asyncio.create_task(self._stopped.wait(), name="tether-stopped"),
+            ]
+            if self._draining:
+                self._control.append(ws.WorkerFrame(drain=ws.Drain()))
+                self._wake_sender.set()
+            done_draining = asyncio.create_task(self._settled.wait(), name="tether-drained")
+            tasks.append(done_draining)
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            if done_draining in done:
+                with contextlib.suppress(grpc.RpcError):
+                    await call.done_writing()
+                log.info("drained; disconnecting")
+                return
+            for task in done:
+                if task.cancelled():
+                    continue
+                error = task.exception()
+                if error is not None:
+                    raise error
+            if self._stopped.is_set():
+                return
+            raise ConnectionLost("the control plane ended the stream")
+        except grpc.RpcError as error:
+            raise translate(error, config.address) from None
+        finally:
+            self.connected.clear()
+            self._drop_executions()
+            self._outbox.clear()
+            self._control.clear()
+            await channel.close(grace=None)
+
+    def _hello(self) -> ws.Hello:
+        return ws.Hello(
+            protocol_version=PROTOCOL_VERSION,
+            app_id=self._app.app_id,
+            instance_id=self.instance_id,
+            sdk_language="python",
+            sdk_version=__version__,
+            functions=[f.definition() for f in self._functions.values()],
+            capacity=self.capacity,
+        )
+
+    async def _read(self, call: Any, interval_s: float) -> None:
+        silence = interval_s * SILENCE_INTERVALS
+        while True:
+            try:
+                frame = await asyncio.wait_for(call.read(), silence)
+            except TimeoutError:
+                raise ConnectionLost(
+                    f"no word from the control plane for {silence:.0f} s"
+                ) from None
+            if frame is EOF:
+                raise ConnectionLost("the control plane closed the stream")
+            kind = frame.WhichOneof("frame")
+            if kind == "dispatch":
+                for execute in frame.dispatch.executions:
+                    self._start(execute)
+            elif kind == "acks":
+                self._on_acks(frame.acks)
+            elif kind == "cancel":
+                self._cancel(frame.cancel.execution_id, frame.cancel.reason)
+            elif kind == "rejected":
+                raise WorkerRejectedError(frame.rejected.reason)
+
+    async def _send(self, call: Any) -> None:
+        while True:
+            await self._wake_sender.wait()
+            self._wake_sender.clear()
+            control, self._control = self._control, []
+            for frame in control:
+                await call.write(frame)
+            outcomes, self._outbox = self._outbox, []
+            for chunk in _chunks(outcomes, self._limits.max_frame_bytes):
+                await call.write(ws.WorkerFrame(outcomes=ws.Outcomes(outcomes=chunk)))
+
+    async def _heartbeat(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self._control.append(
+                ws.WorkerFrame(heartbeat=ws.Heartbeat(execution_ids=list(self._executions)))
+            )
+            self._wake_sender.set()
+
+    # -- executions ----------------------------------------------------------------------
+
+    def _emit(self, outcome: ws.Outcome) -> None:
+        outcome.seq = self._next_seq
+        self._next_seq += 1
+        self._outbox.append(outcome)
+        self._wake_sender.set()
+
+    def _start(self, execute: ws.Execute) -> None:
+        function = self._functions.get(execute.function_id)
+        if function is None:
+            self._emit(
+                ws.Outcome(
+                    execution_id=execute.execution_id,
+                    run_id=execute.run_id,
+                    run_failed=ws.RunFailed(
+                        error=error_info(
+                            LookupError(
+                                f"function {execute.function_id!r} is not served by this worker"
+                            )
+                        ),
+                        retriable=True,
+                    ),
+                )
+            )
+            return
+        execution = Execution(
+            function, execute, self._emit, limits=self._limits, executor=self._threads
+        )
+        task = asyncio.create_task(execution.run(), name=f"tether-run-{execute.run_id}")
+        self._executions[execute.execution_id] = (execution, task)
+        task.add_done_callback(lambda t: self._finished(execute.execution_id, t))
+
+    def _finished(self, execution_id: str, task: asyncio.Task[None]) -> None:
+        self._executions.pop(execution_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("execution %s crashed", execution_id, exc_info=task.exception())
+        self._check_settled()
+
+    def _cancel(self, execution_id: str, reason: str) -> None:
+        entry = self._executions.pop(execution_id, None)
+        if entry is None:
+            return
+        execution, _ = entry
+        log.info("run %s: execution stopped: %s", execution.run_id, reason)
+        execution.cancel()
+        self._check_settled()
+
+    def _on_acks(self, acks: ws.Acks) -> None:
+        self.acked += max(0, acks.through_seq - self._acked_through)
+        self._acked_through = max(self._acked_through, acks.through_seq)
+        for refusal in acks.refused:
+            self._cancel(refusal.execution_id, f"outcome refused: {refusal.reason}")
+        self._check_settled()
+
+    def _check_settled(self) -> None:
+        if (
+            self._draining
+            and not self._executions
+            and not self._outbox
+            and self._acked_through >= self._next_seq - 1
+        ):
+            self._settled.set()
+
+    def _drop_executions(self) -> None:
+        for execution, task in self._executions.values():
+            execution.cancelled = True
+            task.cancel()
+        self._executions.clear()
+
+
+def _chunks(outcomes: list[ws.Outcome], max_bytes: int) -> list[list[ws.Outcome]]:
+    """Split a batch so that no frame exceeds ``max_bytes`` (one outcome may)."""
+    if not outcomes:
+        return []
+    chunks: list[list[ws.Outcome]] = [[]]
+    size = 0
+    budget = max(1024, max_bytes - 1024)
+    for outcome in outcomes:
+        outcome_size = outcome.ByteSize() + 8
+        if chunks[-1] and size + outcome_size > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(outcome)
+        size += outcome_size
+    return chunks
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__
