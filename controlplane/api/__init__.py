@@ -1,0 +1,1 @@
+"""gRPC servicers: translate wire messages and delegate to the engine."""

@@ -1,0 +1,1 @@
+"""The engine: runs, queue, timers, leases and outcomes; no gRPC, no HTTP."""

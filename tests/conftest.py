@@ -1,0 +1,29 @@
+"""Fixtures shared by every suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import fresh_database, postgres_url
+
+
+def _database_params() -> list[object]:
+    return [
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=pytest.mark.skipif(
+                postgres_url() is None, reason="TETHER_TEST_POSTGRES_URL is not set"
+            ),
+        ),
+    ]
+
+
+@pytest.fixture(params=_database_params())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, then a fresh PostgreSQL database."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url

@@ -1,0 +1,1 @@
+"""Test support: real control-plane and worker processes, databases, waiting."""
