@@ -97,7 +97,7 @@ class RunsClient:
         assert isinstance(response, run_service_pb2.ReplayRunResponse)
         return _convert.run(response.run)
 
-    async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:  # noqa: ASYNC109
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
         """Wait until the run finishes and return it. Raises TimeoutError after
         ``timeout`` seconds."""
         stub = self._stub()
