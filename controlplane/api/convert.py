@@ -159,7 +159,7 @@ def outcome(message: ws.Outcome) -> Outcome:
     elif kind == "suspended":
         body = Suspended(
             waits=[
-                PlannedSleep(w.step_id, w.name, w.sleep.until_ms)
+                PlannedSleep(w.step_id, w.name, w.sleep.until_ms, w.started_at_ms)
                 for w in message.suspended.waits
                 if w.WhichOneof("kind") == "sleep"
             ]

@@ -31,6 +31,7 @@ class StreamSink:
 
     def __init__(self) -> None:
         self._frames: asyncio.Queue[ws.ServerFrame | None] = asyncio.Queue()
+        self.reason = ""
 
     def dispatch(self, executions: list[Execution]) -> None:
         frame = ws.ServerFrame(
@@ -55,7 +56,9 @@ class StreamSink:
     def ping(self, now_ms: int) -> None:
         self._frames.put_nowait(ws.ServerFrame(ping=ws.Ping(server_time_ms=now_ms)))
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
+        if reason:
+            self.reason = reason
         self._frames.put_nowait(None)
 
     async def next_frames(self) -> list[ws.ServerFrame] | None:
@@ -103,7 +106,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
     def close_all(self) -> None:
         """End every worker stream (shutdown); workers reconnect elsewhere or later."""
         for sink in list(self._sinks):
-            sink.close()
+            sink.close("the control plane is shutting down")
 
     async def Connect(self, request_iterator: Any, context: Context) -> None:  # type: ignore[override]
         first = await context.read()
@@ -146,7 +149,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     await context.write(frame)
         finally:
             self._sinks.discard(sink)
-            reason = "stream ended" if reader.done() else "control plane closed the stream"
+            reason = sink.reason or (
+                "stream ended" if reader.done() else "closed by the control plane"
+            )
             reader.cancel()
             pinger.cancel()
             await asyncio.shield(self._engine.disconnect_worker(session, reason))
@@ -160,6 +165,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 if frame is EOF:
                     return
                 assert isinstance(frame, ws.WorkerFrame)
+                engine.heard_from(session)
                 kind = frame.WhichOneof("frame")
                 if kind == "outcomes":
                     outcomes = [convert.outcome(o) for o in frame.outcomes.outcomes]

@@ -75,7 +75,12 @@ class Dispatcher:
                 await asyncio.sleep(_ERROR_BACKOFF_S)
 
     async def _dispatch_round(self) -> bool:
-        ready = [s for s in self._sessions if s.free > 0 and s.functions]
+        # A worker silent for a whole lease timeout gets nothing new: it may be
+        # frozen, or its event loop blocked.
+        silent_limit = self._settings.lease_timeout_ms
+        ready = [
+            s for s in self._sessions if s.free > 0 and s.functions and s.silent_ms() < silent_limit
+        ]
         if not ready:
             return False
         # Rotate the starting session so that no worker is always served first.
@@ -153,6 +158,11 @@ class Dispatcher:
             lambda tx: leases.release_expired(tx, clock.now_ms(), timeout)
         )
         self.forget(released, "lease expired")
+        for session in self._sessions:
+            silent = session.silent_ms()
+            if not session.closed and silent >= timeout:
+                log.warning("worker session %s silent for %d ms: closing it", session.id, silent)
+                session.sink.close(f"no word from the worker for {silent} ms")
 
     def forget(self, released: list[tuple[str, str]], reason: str) -> None:
         """Executions whose leases were released: stop tracking them, tell their

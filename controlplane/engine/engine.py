@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -158,6 +159,10 @@ class Engine:
         if released:
             log.info("requeued %d run(s) held by session %s", len(released), session.id)
         self.dispatcher.forget(released, message)
+
+    def heard_from(self, session: WorkerSession) -> None:
+        """Any frame from a worker shows it is alive."""
+        session.last_seen = time.monotonic()
 
     def drain(self, session: WorkerSession) -> None:
         session.draining = True

@@ -224,6 +224,7 @@ class PlannedSleep:
     step_id: str
     name: str
     until_ms: int
+    started_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from controlplane.engine.models import (
 )
 from controlplane.store import codec
 from controlplane.store.schema import history
-from controlplane.store.tx import RunState, WriteTx
+from controlplane.store.tx import NOT_DUE, RunState, WriteTx
 
 RetriesOf = Callable[[str, str], int]
 
@@ -71,6 +71,7 @@ class _Batch:
         self.run_updates: list[dict[str, Any]] = []
         self.requeues: dict[str, int] = {}
         self.deletes: list[str] = []
+        self.lowered_due: dict[str, int] = {}
         self.suspended: list[tuple[RunState, Suspended, int | None]] = []
         self.progress: dict[str, _RunProgress] = {}
 
@@ -153,7 +154,8 @@ def apply_outcomes(
     attempts of its retrying steps (as dispatched)."""
     batch = _Batch(tx, now_ms, retries_of)
     run_ids = [o.run_id for o in outcomes]
-    holders = tx.lease_holders(run_ids)
+    leases = tx.lease_holders(run_ids)
+    holders = {run_id: lease.execution_id for run_id, lease in leases.items()}
     states = tx.run_states(run_ids)
     for outcome in outcomes:
         state = states.get(outcome.run_id)
@@ -187,7 +189,13 @@ def apply_outcomes(
             holders[outcome.run_id] = None
             batch.result.ended.add(outcome.execution_id)
             if isinstance(body, Suspended):
-                batch.suspended.append((state, body, progress.retry_at_ms))
+                # A step of this execution may have failed in an earlier batch:
+                # its retry time is on the queue row.
+                stored = leases[outcome.run_id].due_at_ms
+                retry_at = progress.retry_at_ms
+                if stored < NOT_DUE:
+                    retry_at = stored if retry_at is None else min(retry_at, stored)
+                batch.suspended.append((state, body, retry_at))
             elif isinstance(body, RunCompleted):
                 _run_completed(batch, state, body)
             else:
@@ -235,6 +243,8 @@ def _step_failed(
     progress.retry_at_ms = (
         retry_at if progress.retry_at_ms is None else min(progress.retry_at_ms, retry_at)
     )
+    # Durable at once: the execution's Suspended outcome may come in a later batch.
+    batch.lowered_due[state.run_id] = progress.retry_at_ms
     batch.step_rows.append(
         _step_row(state.run_id, body.step_id, body.name, body.kind, status)
         | {
@@ -307,7 +317,7 @@ def _finish_suspensions(batch: _Batch) -> None:
                     "step_id": wait.step_id,
                     "name": wait.name,
                     "kind": StepKind.SLEEP.value,
-                    "created_at_ms": batch.now,
+                    "created_at_ms": wait.started_at_ms or batch.now,
                     "until_ms": wait.until_ms,
                 }
             )
@@ -359,6 +369,13 @@ def _flush(batch: _Batch) -> None:
     tx.upsert_steps(batch.step_rows)
     tx.insert_rows(history, batch.history_rows)
     tx.update_runs(batch.run_updates)
+    tx.lower_due(
+        [
+            {"b_run_id": r, "b_due_at_ms": due}
+            for r, due in batch.lowered_due.items()
+            if r not in batch.requeues and r not in batch.deletes
+        ]
+    )
     tx.requeue([{"b_run_id": r, "b_due_at_ms": due} for r, due in batch.requeues.items()])
     if batch.deletes:
         tx.delete_queue_rows(batch.deletes)

@@ -6,6 +6,7 @@ talks to workers through it, so it knows nothing of how frames travel.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,6 +22,9 @@ class SessionSink(Protocol):
     def ack(self, through_seq: int, refusals: list[Refusal]) -> None: ...
 
     def cancel(self, execution_id: str, run_id: str, reason: str) -> None: ...
+
+    def close(self, reason: str) -> None:
+        """End the stream; the engine is told through ``disconnect_worker``."""
 
 
 @dataclass(slots=True)
@@ -44,6 +48,9 @@ class WorkerSession:
     functions: frozenset[str]
     sink: SessionSink
     connected_at_ms: int
+    # When the worker last sent anything (heartbeats keep it fresh), in real
+    # monotonic time: a virtual clock's jumps must not make a worker look silent.
+    last_seen: float = field(default_factory=time.monotonic)
     in_flight: dict[str, InFlight] = field(default_factory=dict)
     draining: bool = False
     closed: bool = False
@@ -53,6 +60,10 @@ class WorkerSession:
         if self.draining or self.closed:
             return 0
         return max(0, self.capacity - len(self.in_flight))
+
+    def silent_ms(self) -> int:
+        """Milliseconds since the worker last sent a frame."""
+        return int((time.monotonic() - self.last_seen) * 1000)
 
 
 class SessionTable:

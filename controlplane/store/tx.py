@@ -78,6 +78,12 @@ class RunState:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueLease:
+    execution_id: str | None
+    due_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     run_id: str
     app_id: str
@@ -281,13 +287,23 @@ _start_run = (
         updated_at_ms=bindparam("b_now"),
     )
 )
+# While a run is leased its due time means "retry no earlier than": it starts at
+# NOT_DUE and a failed step lowers it to the step's retry time.
+NOT_DUE = 2**62
+
 _lease = (
     update(queue)
     .where(queue.c.run_id == bindparam("b_run_id"))
     .values(
         lease_execution_id=bindparam("b_execution_id"),
         lease_deadline_ms=bindparam("b_deadline"),
+        due_at_ms=NOT_DUE,
     )
+)
+_lower_due = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"), queue.c.due_at_ms > bindparam("b_due_at_ms"))
+    .values(due_at_ms=bindparam("b_due_at_ms"))
 )
 _requeue = (
     update(queue)
@@ -481,21 +497,31 @@ class WriteTx(ReadTx):
 
     # -- outcomes -------------------------------------------------------------------
 
-    def lease_holders(self, run_ids: Sequence[str]) -> dict[str, str | None]:
-        """run id -> execution id holding its lease (None: queued, not leased).
+    def lease_holders(self, run_ids: Sequence[str]) -> dict[str, QueueLease]:
+        """run id -> who holds its lease and its due time.
 
         Runs without a queue row (finished or cancelled) are absent. On PostgreSQL
         the rows stay locked until commit, fencing out other control planes.
         """
-        found: dict[str, str | None] = {}
+        found: dict[str, QueueLease] = {}
         for chunk in _chunks(sorted(set(run_ids))):
-            query = select(queue.c.run_id, queue.c.lease_execution_id).where(
+            query = select(queue.c.run_id, queue.c.lease_execution_id, queue.c.due_at_ms).where(
                 queue.c.run_id.in_(chunk)
             )
             if self._lock_rows:
                 query = query.with_for_update()
-            found.update({r.run_id: r.lease_execution_id for r in self.conn.execute(query)})
+            found.update(
+                {
+                    r.run_id: QueueLease(r.lease_execution_id, r.due_at_ms)
+                    for r in self.conn.execute(query)
+                }
+            )
         return found
+
+    def lower_due(self, rows: list[dict[str, Any]]) -> None:
+        """Bring due times forward (never back). rows: b_run_id, b_due_at_ms."""
+        if rows:
+            self.conn.execute(_lower_due, rows)
 
     def step_attempts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}

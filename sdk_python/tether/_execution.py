@@ -227,7 +227,10 @@ class Execution:
     async def plan_sleep(self, name: str, hashed: str, until_ms: int) -> None:
         self.planned.append(
             worker_service_pb2.PlannedWait(
-                step_id=hashed, name=name, sleep=worker_service_pb2.Sleep(until_ms=until_ms)
+                step_id=hashed,
+                name=name,
+                sleep=worker_service_pb2.Sleep(until_ms=until_ms),
+                started_at_ms=self.now_ms(),
             )
         )
         await self.park()

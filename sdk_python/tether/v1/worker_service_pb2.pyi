@@ -692,15 +692,20 @@ Global___Suspended: _TypeAlias = Suspended  # noqa: Y015
 
 @_typing.final
 class PlannedWait(_message.Message):
-    """A step that suspends the run."""
+    """A step that suspends the run. Planning the same step again (a later execution
+    reaching it before it resolved) keeps the first plan.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     STEP_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SLEEP_FIELD_NUMBER: _builtins.int
+    STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     name: _builtins.str
+    started_at_ms: _builtins.int
+    """When the function reached this step (control-plane clock)."""
     @_builtins.property
     def sleep(self) -> Global___Sleep: ...
     def __init__(
@@ -709,10 +714,11 @@ class PlannedWait(_message.Message):
         step_id: _builtins.str = ...,
         name: _builtins.str = ...,
         sleep: Global___Sleep | None = ...,
+        started_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "sleep", b"sleep"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "sleep", b"sleep", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "sleep", b"sleep", "started_at_ms", b"started_at_ms", "step_id", b"step_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["sleep"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
