@@ -44,4 +44,4 @@ def format_bytes(n: int) -> str:
         return f"{n / MIB:.1f} MiB"
     if n >= KIB:
         return f"{n / KIB:.1f} KiB"
-    return f"{n} bytes"
+    return "1 byte" if n == 1 else f"{n} bytes"

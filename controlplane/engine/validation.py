@@ -65,7 +65,7 @@ def validate_events(events: list[EventInput], limits: Limits) -> None:
                 f"{where}: the id is {len(event.id)} characters long; "
                 f"the limit is {MAX_EVENT_ID_LENGTH}"
             )
-        size = len(event.name) + len(event.data) + len(event.user)
+        size = len(event.name.encode()) + len(event.data) + len(event.user)
         if size > limits.max_event_bytes:
             raise LimitExceeded(
                 f"{where} is {format_bytes(size)}; the limit is "
@@ -112,7 +112,7 @@ def validate_hello(hello: WorkerHello) -> None:
         )
     if not hello.app_id:
         raise WorkerRejected("invalid_hello", "the app id is empty")
-    if len(hello.app_id) > MAX_APP_ID_LENGTH or not _APP_ID.match(hello.app_id):
+    if len(hello.app_id) > MAX_APP_ID_LENGTH or not _APP_ID.fullmatch(hello.app_id):
         raise WorkerRejected(
             "invalid_hello",
             f"invalid app id {hello.app_id!r}: use letters, digits, '-', '_' and '.', "
@@ -139,7 +139,7 @@ def function_problem(spec: FunctionSpec) -> str | None:
         return "the id is empty"
     if len(spec.id) > MAX_FUNCTION_ID_LENGTH:
         return f"the id is longer than {MAX_FUNCTION_ID_LENGTH} characters"
-    if not _FUNCTION_ID.match(spec.id):
+    if not _FUNCTION_ID.fullmatch(spec.id):
         return "ids are kebab-case: lowercase letters and digits joined by single '-'"
     if not spec.triggers:
         return "it has no trigger"

@@ -224,13 +224,13 @@ class Execution:
         )
         await self.park()
 
-    async def plan_sleep(self, name: str, hashed: str, until_ms: int) -> None:
+    async def plan_sleep(self, name: str, hashed: str, until_ms: int, reached_ms: int) -> None:
         self.planned.append(
             worker_service_pb2.PlannedWait(
                 step_id=hashed,
                 name=name,
                 sleep=worker_service_pb2.Sleep(until_ms=until_ms),
-                started_at_ms=self.now_ms(),
+                started_at_ms=reached_ms,
             )
         )
         await self.park()

@@ -55,7 +55,7 @@ def check_function_id(function_id: str) -> None:
             f"function id {function_id[:40]!r}... is {len(function_id)} characters; "
             f"the limit is {MAX_ID_LENGTH}"
         )
-    if not _KEBAB.match(function_id):
+    if not _KEBAB.fullmatch(function_id):
         suggestion = re.sub(r"[^a-z0-9]+", "-", function_id.lower()).strip("-")
         raise ConfigError(
             f"function id {function_id!r} is not kebab-case: use lowercase letters and "

@@ -147,7 +147,8 @@ class Step:
             x.memoized_result(name, memo)
             return
         x.note_new_step(name)
-        await x.plan_sleep(name, hashed, until(x.now_ms()))
+        now = x.now_ms()
+        await x.plan_sleep(name, hashed, until(now), now)
 
 
 async def _call(

@@ -37,8 +37,15 @@ def cron(schedule: str, *, tz: str | None = None) -> CronTrigger:
 
 
 def normalize_triggers(function_id: str, trigger: TriggerLike) -> tuple[Trigger, ...]:
-    single = isinstance(trigger, str | EventTrigger | CronTrigger)
-    items: Sequence[str | Trigger] = [trigger] if single else list(trigger)  # type: ignore[list-item, arg-type]
+    if isinstance(trigger, str | EventTrigger | CronTrigger):
+        items: Sequence[object] = [trigger]
+    elif isinstance(trigger, list | tuple):
+        items = list(trigger)
+    else:
+        raise ConfigError(
+            f"function {function_id!r}: a trigger is an event name, event(...) or cron(...), "
+            f"or a list of them, not {type(trigger).__name__}"
+        )
     if not items:
         raise ConfigError(f"function {function_id!r} has no trigger")
     result: list[Trigger] = []

@@ -135,12 +135,9 @@ class _HarnessExecution(Execution):
         call.error = StepError(name, type(error).__name__, str(error))
         raise call.error
 
-    async def plan_sleep(self, name: str, hashed: str, until_ms: int) -> None:
-        self.calls.append(
-            StepCall(
-                id=name, kind="sleep", slept=dt.timedelta(milliseconds=until_ms - self.now_ms())
-            )
-        )
+    async def plan_sleep(self, name: str, hashed: str, until_ms: int, reached_ms: int) -> None:
+        slept = dt.timedelta(milliseconds=until_ms - reached_ms)
+        self.calls.append(StepCall(id=name, kind="sleep", slept=slept))
 
 
 async def run_function(
