@@ -594,13 +594,21 @@ class WriteTx(ReadTx):
         """Requeue the runs these executions hold; returns (run id, execution id)."""
         released: list[tuple[str, str]] = []
         for chunk in _chunks(list(execution_ids)):
-            result = self.conn.execute(
-                update(queue)
-                .where(queue.c.lease_execution_id.in_(chunk))
-                .values(lease_execution_id=None, lease_deadline_ms=None, due_at_ms=now_ms)
-                .returning(queue.c.run_id, queue.c.lease_execution_id)
+            # Read the holders first: RETURNING would give the new (null) values.
+            query = select(queue.c.run_id, queue.c.lease_execution_id).where(
+                queue.c.lease_execution_id.in_(chunk)
             )
-            released.extend((r.run_id, r.lease_execution_id) for r in result)
+            if self._lock_rows:
+                query = query.with_for_update()
+            held = [(r.run_id, r.lease_execution_id) for r in self.conn.execute(query)]
+            if not held:
+                continue
+            self.conn.execute(
+                update(queue)
+                .where(queue.c.run_id.in_([run_id for run_id, _ in held]))
+                .values(lease_execution_id=None, lease_deadline_ms=None, due_at_ms=now_ms)
+            )
+            released.extend(held)
         return released
 
     def expired_leases(self, now_ms: int) -> list[str]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import pytest
-from tether.v1 import common_pb2
-from tether.v1 import run_service_pb2 as rs
-
 from controlplane.engine.backoff import delay_bounds_ms
 from tests.integration.conftest import Cluster
 from tests.support import ledger
 from tests.support.waiting import wait_until
+from tether.v1 import common_pb2
+from tether.v1 import run_service_pb2 as rs
 
 COMPLETED = common_pb2.RUN_STATUS_COMPLETED
 FAILED = common_pb2.RUN_STATUS_FAILED
@@ -24,9 +22,11 @@ def _counts(cluster: Cluster, run_id: str) -> Counter[str]:
 
 
 def _wait_finished(cluster: Cluster, run_id: str, timeout: float = 20) -> rs.GetRunResponse:
-    return wait_until(
+    finished = wait_until(
         lambda: cluster.admin.finished(run_id), timeout=timeout, what=f"run {run_id} to finish"
     )
+    assert finished is not None
+    return finished
 
 
 def _step(response: rs.GetRunResponse, name: str) -> rs.StepRecord:
@@ -193,7 +193,10 @@ def test_killed_worker_hands_its_runs_to_another(cluster: Cluster) -> None:
         assert counts["two"] == 1
         assert counts["three"] == 1
         lost = _history(run, rs.HISTORY_KIND_EXECUTION_LOST)
-        assert lost and "worker disconnected" in lost[0].message
+        assert lost
+        assert "worker disconnected" in lost[0].message
+        started = _history(run, rs.HISTORY_KIND_EXECUTION_STARTED)
+        assert lost[0].execution_id == started[0].execution_id
 
 
 def test_killed_control_plane_loses_no_run(cluster: Cluster) -> None:
@@ -248,7 +251,8 @@ def test_a_frozen_worker_loses_its_run_and_its_late_result(cluster_factory: Any)
     assert run.run.status == COMPLETED
     assert cluster.admin.output(run_id) == "rescuer"
     lost = _history(run, rs.HISTORY_KIND_EXECUTION_LOST)
-    assert lost and "lease expired" in lost[0].message
+    assert lost
+    assert "lease expired" in lost[0].message
     wait_until(
         lambda: _counts(cluster, run_id)["slow"] == 2, what="the frozen worker to finish its step"
     )

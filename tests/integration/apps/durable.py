@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Any
 
-from tether import Context, NonRetriableError, RetryAfterError, StepError, Tether
 from tests.support import ledger
+from tether import Context, NonRetriableError, RetryAfterError, StepError, Tether
 
 app = Tether(app_id="durable")
 

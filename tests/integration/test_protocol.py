@@ -1,0 +1,363 @@
+"""The worker protocol, frame by frame, as a worker in another language sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.admin import Admin
+from tests.support.processes import ControlPlaneProcess
+from tests.support.raw_worker import RawWorker, definition, hello, outcomes, payload
+from tether.v1 import common_pb2
+from tether.v1 import run_service_pb2 as rs
+from tether.v1 import worker_service_pb2 as ws
+
+TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
+
+
+@pytest.fixture
+def control_plane(db_url: str, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
+    process = ControlPlaneProcess(db_url, tmp_path, heartbeat_ms=200, lease_timeout_ms=1000).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def admin(control_plane: ControlPlaneProcess) -> Iterator[Admin]:
+    client = Admin(control_plane.address)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def worker(control_plane: ControlPlaneProcess) -> AsyncIterator[RawWorker]:
+    raw = RawWorker(control_plane.address)
+    yield raw
+    await raw.close()
+
+
+async def _connect(
+    worker: RawWorker, *, capacity: int = 10, retries: int | None = None
+) -> ws.Welcome:
+    await worker.send(hello([definition("raw-fn", "raw/go", retries)], capacity=capacity))
+    frame = await worker.receive()
+    assert frame is not None
+    assert frame.WhichOneof("frame") == "welcome", frame
+    return frame.welcome
+
+
+async def _execute(worker: RawWorker) -> ws.Execute:
+    frame = await worker.receive_kind("dispatch")
+    assert len(frame.dispatch.executions) == 1
+    return frame.dispatch.executions[0]
+
+
+def _completed(seq: int, execute: ws.Execute, name: str, value: object) -> ws.Outcome:
+    from tether._step_ids import hash_step_id
+
+    return ws.Outcome(
+        seq=seq,
+        execution_id=execute.execution_id,
+        run_id=execute.run_id,
+        step_completed=ws.StepCompleted(
+            step_id=hash_step_id(name),
+            name=name,
+            kind=common_pb2.STEP_KIND_RUN,
+            output=payload(value),
+            started_at_ms=execute.server_time_ms,
+            ended_at_ms=execute.server_time_ms + 1,
+        ),
+    )
+
+
+def _run_completed(seq: int, execute: ws.Execute, value: object) -> ws.Outcome:
+    return ws.Outcome(
+        seq=seq,
+        execution_id=execute.execution_id,
+        run_id=execute.run_id,
+        run_completed=ws.RunCompleted(output=payload(value)),
+    )
+
+
+async def test_welcome_announces_timings_and_limits(worker: RawWorker) -> None:
+    welcome = await _connect(worker)
+
+    assert welcome.session_id
+    assert welcome.protocol_version == 1
+    assert welcome.heartbeat_interval_ms == 200
+    assert welcome.lease_timeout_ms == 1000
+    assert welcome.limits.max_event_bytes == 512 * 1024
+    assert welcome.limits.max_step_output_bytes == 4 * 1024 * 1024
+    assert welcome.limits.max_run_state_bytes == 32 * 1024 * 1024
+    assert welcome.limits.max_steps_per_run == 1000
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "reason"),
+    [
+        (
+            hello([definition("raw-fn", "raw/go")], protocol_version=2),
+            ws.REJECT_CODE_UNSUPPORTED_PROTOCOL,
+            "unsupported protocol version 2; this control plane speaks version 1",
+        ),
+        (
+            hello(
+                [definition("send-email", "a/b"), definition("send-email", "c/d")], app_id="shop"
+            ),
+            ws.REJECT_CODE_DUPLICATE_FUNCTION,
+            "duplicate function id 'send-email' in app 'shop'",
+        ),
+        (
+            hello([definition("Send_Email", "a/b")]),
+            ws.REJECT_CODE_INVALID_FUNCTION,
+            "function 'Send_Email': ids are kebab-case",
+        ),
+        (
+            hello([definition("raw-fn", "raw/go")], capacity=0),
+            ws.REJECT_CODE_INVALID_HELLO,
+            "capacity must be at least 1",
+        ),
+        (
+            ws.WorkerFrame(heartbeat=ws.Heartbeat()),
+            ws.REJECT_CODE_INVALID_HELLO,
+            "the first frame on the stream must be Hello",
+        ),
+    ],
+)
+async def test_bad_hellos_are_rejected_with_a_reason(
+    worker: RawWorker, frame: ws.WorkerFrame, code: int, reason: str
+) -> None:
+    await worker.send(frame)
+
+    rejected = await worker.receive()
+
+    assert rejected is not None
+    assert rejected.WhichOneof("frame") == "rejected"
+    assert rejected.rejected.code == code
+    assert reason in rejected.rejected.reason
+    assert await worker.receive() is None, "the stream should end after Rejected"
+
+
+async def test_execute_outcomes_and_acks(worker: RawWorker, admin: Admin) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go", {"user_id": 7})
+
+    execute = await _execute(worker)
+
+    assert execute.run_id == run_id
+    assert execute.function_id == "raw-fn"
+    assert execute.attempt == 0
+    assert not execute.steps
+    assert execute.events[0].name == "raw/go"
+    assert execute.events[0].data == b'{"user_id": 7}'
+    assert TRACEPARENT.match(execute.trace.traceparent)
+    assert execute.lease_deadline_ms - execute.server_time_ms == 1000
+
+    await worker.send(
+        outcomes(_completed(1, execute, "greet", "hi"), _run_completed(2, execute, 42))
+    )
+    acks = await worker.receive_kind("acks")
+
+    assert acks.acks.through_seq == 2
+    assert not acks.acks.refused
+    run = admin.get(run_id)
+    assert run.run.status == common_pb2.RUN_STATUS_COMPLETED
+    assert run.run.output == b"42"
+    assert [(s.name, s.output) for s in run.steps] == [("greet", b'"hi"')]
+
+
+async def test_capacity_bounds_what_a_worker_is_given(worker: RawWorker, admin: Admin) -> None:
+    await _connect(worker, capacity=1)
+    run_ids = [admin.send("raw/go")[0] for _ in range(3)]
+
+    first = await _execute(worker)
+
+    statuses = sorted(admin.status(r) for r in run_ids)
+    assert statuses == [common_pb2.RUN_STATUS_QUEUED] * 2 + [common_pb2.RUN_STATUS_RUNNING]
+    await worker.send(outcomes(_run_completed(1, first, None)))
+    second = await _execute(worker)
+    assert second.run_id != first.run_id
+
+
+async def test_a_sleep_resumes_with_memoized_state(worker: RawWorker, admin: Admin) -> None:
+    from tether._step_ids import hash_step_id
+
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    first = await _execute(worker)
+    until = first.server_time_ms + 150
+    await worker.send(
+        outcomes(
+            _completed(1, first, "fetch", {"n": 1}),
+            ws.Outcome(
+                seq=2,
+                execution_id=first.execution_id,
+                run_id=run_id,
+                suspended=ws.Suspended(
+                    waits=[
+                        ws.PlannedWait(
+                            step_id=hash_step_id("pause"),
+                            name="pause",
+                            sleep=ws.Sleep(until_ms=until),
+                            started_at_ms=first.server_time_ms,
+                        )
+                    ]
+                ),
+            ),
+        )
+    )
+    await worker.receive_kind("acks")
+    assert admin.status(run_id) == common_pb2.RUN_STATUS_SLEEPING
+
+    second = await _execute(worker)
+
+    assert second.run_id == run_id
+    assert second.execution_id != first.execution_id
+    assert second.server_time_ms >= until
+    memo = {s.step_id: s.output for s in second.steps}
+    assert memo == {hash_step_id("fetch"): b'{"n": 1}', hash_step_id("pause"): b"null"}
+
+
+async def test_a_result_from_a_lost_lease_is_refused(worker: RawWorker, admin: Admin) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    stale = await _execute(worker)
+
+    # Stay alive (heartbeats) without extending this execution's lease.
+    async def heartbeats() -> None:
+        while True:
+            await worker.send(ws.WorkerFrame(heartbeat=ws.Heartbeat(execution_ids=[])))
+            await asyncio.sleep(0.1)
+
+    beating = asyncio.create_task(heartbeats())
+    try:
+        cancel = await worker.receive_kind("cancel")
+        assert cancel.cancel.execution_id == stale.execution_id
+        assert "lease" in cancel.cancel.reason
+        fresh = await _execute(worker)
+        assert fresh.run_id == run_id
+        assert fresh.execution_id != stale.execution_id
+
+        await worker.send(outcomes(_completed(1, stale, "late", "stale")))
+        acks = await worker.receive_kind("acks")
+        assert acks.acks.through_seq == 1
+        [refusal] = acks.acks.refused
+        assert refusal.seq == 1
+        assert refusal.execution_id == stale.execution_id
+        assert "lease lost" in refusal.reason
+
+        await worker.send(outcomes(_run_completed(2, fresh, "fresh")))
+        await worker.receive_kind("acks")
+    finally:
+        beating.cancel()
+    run = admin.get(run_id)
+    assert run.run.output == b'"fresh"'
+    assert not run.steps, "the refused step result was stored"
+
+
+async def test_failed_step_is_retried_with_its_attempt_count(
+    worker: RawWorker, admin: Admin
+) -> None:
+    from tether._step_ids import hash_step_id
+
+    await _connect(worker, retries=2)
+    [run_id] = admin.send("raw/go")
+    first = await _execute(worker)
+    step_id = hash_step_id("call-api")
+    await worker.send(
+        outcomes(
+            ws.Outcome(
+                seq=1,
+                execution_id=first.execution_id,
+                run_id=run_id,
+                step_failed=ws.StepFailed(
+                    step_id=step_id,
+                    name="call-api",
+                    kind=common_pb2.STEP_KIND_RUN,
+                    error=common_pb2.ErrorInfo(name="TimeoutError", message="slow API"),
+                    retriable=True,
+                    retry_delay_ms=100,
+                    started_at_ms=first.server_time_ms,
+                    ended_at_ms=first.server_time_ms,
+                ),
+            )
+        )
+    )
+    await worker.send(
+        outcomes(
+            ws.Outcome(
+                seq=2, execution_id=first.execution_id, run_id=run_id, suspended=ws.Suspended()
+            )
+        )
+    )
+
+    retry = await _execute(worker)
+
+    assert retry.server_time_ms >= first.server_time_ms + 100
+    assert dict(retry.step_attempts) == {step_id: 1}
+    assert not retry.steps
+    [failure] = [h for h in admin.get(run_id).history if h.kind == rs.HISTORY_KIND_STEP_FAILED]
+    assert failure.attempt == 1
+    assert failure.error.message == "slow API"
+    assert failure.until_ms - failure.ts_ms == 100
+
+
+async def test_a_step_that_failed_for_good_is_memoized_as_an_error(
+    worker: RawWorker, admin: Admin
+) -> None:
+    from tether._step_ids import hash_step_id
+
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    first = await _execute(worker)
+    await worker.send(
+        outcomes(
+            ws.Outcome(
+                seq=1,
+                execution_id=first.execution_id,
+                run_id=run_id,
+                step_failed=ws.StepFailed(
+                    step_id=hash_step_id("charge"),
+                    name="charge",
+                    error=common_pb2.ErrorInfo(name="NonRetriableError", message="card declined"),
+                    retriable=False,
+                ),
+            ),
+            ws.Outcome(
+                seq=2, execution_id=first.execution_id, run_id=run_id, suspended=ws.Suspended()
+            ),
+        )
+    )
+
+    again = await _execute(worker)
+
+    [memo] = again.steps
+    assert memo.step_id == hash_step_id("charge")
+    assert memo.WhichOneof("result") == "error"
+    assert memo.error.message == "card declined"
+
+
+async def test_an_output_over_the_limit_fails_its_step(worker: RawWorker, admin: Admin) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    first = await _execute(worker)
+    huge = "x" * (5 * 1024 * 1024)
+    await worker.send(
+        outcomes(
+            _completed(1, first, "download", huge),
+            ws.Outcome(
+                seq=2, execution_id=first.execution_id, run_id=run_id, suspended=ws.Suspended()
+            ),
+        )
+    )
+
+    again = await _execute(worker)
+
+    [memo] = again.steps
+    assert memo.WhichOneof("result") == "error"
+    assert memo.error.name == "LimitExceeded"
+    assert "'download' output is 5.0 MiB; the limit is 4 MiB per step" in memo.error.message
