@@ -76,6 +76,8 @@ class ControlPlane:
             tmp.replace(config.ready_file)
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        if self.engine is not None:
+            self.engine.begin_shutdown()
         if self.grpc is not None:
             for name in ("",):
                 await self.grpc.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

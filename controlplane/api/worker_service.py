@@ -22,6 +22,9 @@ from tether.v1 import worker_service_pb2_grpc as ws_grpc
 log = logging.getLogger("tether.workers")
 
 Context = grpc.aio.ServicerContext[ws.WorkerFrame, ws.ServerFrame]
+# Dispatch frames stay well under the 128 MiB gRPC message limit; one execution
+# (at most 32 MiB of state) always fits.
+MAX_DISPATCH_BYTES = 48 * 1024 * 1024
 # What context.read() returns at the end of the stream (missing from the stubs).
 EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 
@@ -34,10 +37,18 @@ class StreamSink:
         self.reason = ""
 
     def dispatch(self, executions: list[Execution]) -> None:
-        frame = ws.ServerFrame(
-            dispatch=ws.Dispatch(executions=[convert.execute(e) for e in executions])
-        )
-        self._frames.put_nowait(frame)
+        frame = ws.Dispatch()
+        size = 0
+        for execution in executions:
+            message = convert.execute(execution)
+            message_size = message.ByteSize()
+            if frame.executions and size + message_size > MAX_DISPATCH_BYTES:
+                self._frames.put_nowait(ws.ServerFrame(dispatch=frame))
+                frame = ws.Dispatch()
+                size = 0
+            frame.executions.append(message)
+            size += message_size
+        self._frames.put_nowait(ws.ServerFrame(dispatch=frame))
 
     def ack(self, through_seq: int, refusals: list[Refusal]) -> None:
         acks = ws.Acks(
@@ -62,8 +73,8 @@ class StreamSink:
         self._frames.put_nowait(None)
 
     async def next_frames(self) -> list[ws.ServerFrame] | None:
-        """Every frame queued, with neighbouring acks and dispatches merged; None
-        once the sink is closed."""
+        """Every frame queued, with neighbouring acks merged; None once the sink
+        is closed."""
         first = await self._frames.get()
         if first is None:
             return None
@@ -82,18 +93,14 @@ class StreamSink:
 
 
 def _merge(frames: list[ws.ServerFrame]) -> list[ws.ServerFrame]:
+    """Consecutive Acks become one (they are cumulative)."""
     merged: list[ws.ServerFrame] = []
     for frame in frames:
-        kind = frame.WhichOneof("frame")
         last = merged[-1] if merged else None
-        if last is not None and last.WhichOneof("frame") == kind:
-            if kind == "acks":
-                last.acks.through_seq = max(last.acks.through_seq, frame.acks.through_seq)
-                last.acks.refused.extend(frame.acks.refused)
-                continue
-            if kind == "dispatch":
-                last.dispatch.executions.extend(frame.dispatch.executions)
-                continue
+        if last is not None and frame.HasField("acks") and last.HasField("acks"):
+            last.acks.through_seq = max(last.acks.through_seq, frame.acks.through_seq)
+            last.acks.refused.extend(frame.acks.refused)
+            continue
         merged.append(frame)
     return merged
 

@@ -45,6 +45,9 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._turn = 0
+        # The earliest lease deadline known (a lower bound): checked on every
+        # turn, so that expiry is not starved by a dispatcher that never idles.
+        self._lease_check_at: int | None = None
         self.dispatched = 0
 
     def start(self) -> None:
@@ -65,6 +68,8 @@ class Dispatcher:
             try:
                 self._wake.clear()
                 round_start = self._clock.now_ms()
+                if self._lease_check_at is not None and round_start >= self._lease_check_at:
+                    await self.expire_leases()
                 if await self._dispatch_round():
                     continue
                 await self._idle(round_start)
@@ -124,6 +129,9 @@ class Dispatcher:
             )
         session.sink.dispatch(executions)
         self.dispatched += len(executions)
+        deadline = executions[0].lease_deadline_ms
+        if self._lease_check_at is None or deadline < self._lease_check_at:
+            self._lease_check_at = deadline
         self._on_runs_changed([e.run_id for e in executions])
         return True
 
@@ -131,6 +139,7 @@ class Dispatcher:
         next_due, next_deadline = await self._store.read(
             lambda r: (r.next_due_after(round_start), r.next_lease_deadline())
         )
+        self._lease_check_at = next_deadline
         if self._wake.is_set():
             return
         clock = self._clock
@@ -148,15 +157,17 @@ class Dispatcher:
         timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        if next_deadline is not None and clock.now_ms() >= next_deadline:
-            await self.expire_leases()
 
     async def expire_leases(self) -> None:
         clock = self._clock
         timeout = self._settings.lease_timeout_ms
-        released = await self._store.write(
-            lambda tx: leases.release_expired(tx, clock.now_ms(), timeout)
+        released, next_deadline = await self._store.write(
+            lambda tx: (
+                leases.release_expired(tx, clock.now_ms(), timeout),
+                tx.next_lease_deadline(),
+            )
         )
+        self._lease_check_at = next_deadline
         self.forget(released, "lease expired")
         for session in self._sessions:
             silent = session.silent_ms()

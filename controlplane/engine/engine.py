@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,13 +27,16 @@ from controlplane.engine.models import (
     Page,
     Refusal,
     ReplayMode,
+    RunCompleted,
     RunDetail,
+    RunFailed,
     RunFilter,
     RunSummary,
     SendResult,
     StepCompleted,
     StepFailed,
     StoredEvent,
+    Suspended,
     WorkerHello,
 )
 from controlplane.engine.outcomes import LEASE_LOST, AppliedOutcomes, apply_outcomes
@@ -85,6 +89,10 @@ class Engine:
             if released:
                 log.info("requeued %d run(s) leased before the restart", len(released))
         self.dispatcher.start()
+
+    def begin_shutdown(self) -> None:
+        """Refuse new workers from now on (they are told to come back later)."""
+        self._stopping = True
 
     async def stop(self) -> None:
         self._stopping = True
@@ -196,15 +204,24 @@ class Engine:
         refusals: list[Refusal] = []
         accepted: list[Outcome] = []
         attempts: dict[str, dict[str, int]] = {}
+        stopped: list[tuple[str, str, str]] = []
         for outcome in outcomes:
             info = session.in_flight.get(outcome.execution_id)
-            if info is None:
-                refusals.append(Refusal(outcome.seq, outcome.execution_id, LEASE_LOST))
+            if info is None or info.stopped:
+                reason = info.stopped if info is not None else LEASE_LOST
+                refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
                 continue
             if isinstance(outcome.body, NonDeterminism):
                 log.warning("run %s: non-determinism: %s", outcome.run_id, outcome.body.message)
-            accepted.append(replace(outcome, body=self._within_limits(info, outcome.body)))
+            body, problem = self._checked(info, outcome.body)
+            accepted.append(replace(outcome, body=body))
             attempts[outcome.execution_id] = info.step_attempts
+            if problem and isinstance(body, StepFailed):
+                # The worker went on with a result that is not kept: end the
+                # execution here; the run executes again and meets the failure.
+                info.stopped = problem
+                accepted.append(replace(outcome, body=Suspended(waits=[])))
+                stopped.append((outcome.execution_id, outcome.run_id, problem))
         now = self.clock.now_ms()
         retries_of = self.registry.retries
         # Even a frame with nothing to apply goes through the writer, so that its
@@ -217,7 +234,7 @@ class Engine:
             )
         )
         future.add_done_callback(
-            lambda f: self._outcomes_applied(session, outcomes, through, refusals, f)
+            lambda f: self._outcomes_applied(session, outcomes, through, refusals, stopped, f)
         )
 
     def _outcomes_applied(
@@ -226,6 +243,7 @@ class Engine:
         outcomes: list[Outcome],
         through: int,
         refusals: list[Refusal],
+        stopped: list[tuple[str, str, str]],
         future: asyncio.Future[AppliedOutcomes],
     ) -> None:
         if future.cancelled():
@@ -245,6 +263,8 @@ class Engine:
         for execution_id in result.ended:
             self.sessions.untrack(execution_id)
         session.sink.ack(through, refusals + result.refusals)
+        for execution_id, run_id, reason in stopped:
+            session.sink.cancel(execution_id, run_id, reason)
         self.watchers.notify(result.changed_runs)
         self.tracer.emit(result.step_spans, result.run_spans)
         for run_id, status in result.finished:
@@ -252,15 +272,28 @@ class Engine:
         if result.ended or result.earliest_due_ms is not None:
             self.dispatcher.wake()
 
-    def _within_limits(self, info: InFlight, body: OutcomeBody) -> OutcomeBody:
-        """Turn a step completion that breaks a limit into a step failure that
-        will not be retried, naming the limit."""
+    def _checked(self, info: InFlight, body: OutcomeBody) -> tuple[OutcomeBody, str]:
+        """A step or run result that is not JSON or breaks a limit becomes a
+        failure that will not be retried, naming the problem (returned too)."""
+        if isinstance(body, RunCompleted):
+            problem = _json_problem(body.output, "the function's return value")
+            if not problem and len(body.output) > self.settings.limits.max_step_output_bytes:
+                problem = (
+                    f"the function's return value is {format_bytes(len(body.output))}; the limit "
+                    f"is {format_bytes(self.settings.limits.max_step_output_bytes)}"
+                )
+            if problem:
+                error = ErrorData("InvalidOutput", problem)
+                return RunFailed(error=error, retriable=False, retry_delay_ms=0), problem
+            return body, ""
         if not isinstance(body, StepCompleted):
-            return body
+            return body, ""
         limits = self.settings.limits
         size = len(body.output)
-        problem = ""
-        if size > limits.max_step_output_bytes:
+        problem = _json_problem(body.output, f"step {body.name!r} output")
+        if problem:
+            pass
+        elif size > limits.max_step_output_bytes:
             problem = (
                 f"step {body.name!r} output is {format_bytes(size)}; the limit is "
                 f"{format_bytes(limits.max_step_output_bytes)} per step"
@@ -279,17 +312,18 @@ class Engine:
         if not problem:
             info.state_bytes += size
             info.step_count += 1
-            return body
-        return StepFailed(
+            return body, ""
+        failure = StepFailed(
             step_id=body.step_id,
             name=body.name,
             kind=body.kind,
-            error=ErrorData("LimitExceeded", problem),
+            error=ErrorData("LimitExceeded" if "limit" in problem else "InvalidOutput", problem),
             retriable=False,
             retry_delay_ms=0,
             started_at_ms=body.started_at_ms,
             ended_at_ms=body.ended_at_ms,
         )
+        return failure, problem
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -372,6 +406,14 @@ class Engine:
         if detail is None:
             raise NotFound(f"event {event_id!r} not found")
         return detail
+
+
+def _json_problem(payload: bytes, what: str) -> str:
+    try:
+        json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as error:
+        return f"{what} is not valid UTF-8 JSON: {error}"
+    return ""
 
 
 def _page_size(requested: int) -> int:

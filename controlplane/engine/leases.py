@@ -17,10 +17,17 @@ def extend(tx: WriteTx, execution_ids: Sequence[str], deadline_ms: int) -> set[s
 
 
 def release(
-    tx: WriteTx, execution_ids: Sequence[str], now_ms: int, reason: str
+    tx: WriteTx,
+    execution_ids: Sequence[str],
+    now_ms: int,
+    reason: str,
+    *,
+    expired_only: bool = False,
 ) -> list[tuple[str, str]]:
-    """Requeue the runs these executions held, due now; returns (run id, execution id)."""
-    released = tx.release_leases(execution_ids, now_ms)
+    """Requeue the runs these executions held (due now, or at a pending step
+    retry); returns (run id, execution id). With ``expired_only``, a lease
+    extended meanwhile (by another control plane) is left alone."""
+    released = tx.release_leases(execution_ids, now_ms, expired_only=expired_only)
     tx.insert_rows(
         history,
         [
@@ -38,7 +45,7 @@ def release_expired(tx: WriteTx, now_ms: int, lease_timeout_ms: int) -> list[tup
     if not expired:
         return []
     reason = f"lease expired: no heartbeat from the worker for {lease_timeout_ms} ms"
-    return release(tx, expired, now_ms, reason)
+    return release(tx, expired, now_ms, reason, expired_only=True)
 
 
 def release_all(tx: WriteTx, now_ms: int) -> list[tuple[str, str]]:

@@ -161,9 +161,8 @@ def apply_outcomes(
         state = states.get(outcome.run_id)
         holder = holders.get(outcome.run_id)
         if state is None or holder != outcome.execution_id:
-            reason = LEASE_LOST if state is not None and holder is not None else RUN_FINISHED
-            if state is not None and RunStatus(state.status).is_terminal:
-                reason = RUN_FINISHED
+            finished = state is None or RunStatus(state.status).is_terminal
+            reason = RUN_FINISHED if finished else LEASE_LOST
             batch.result.refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
             batch.result.ended.add(outcome.execution_id)
             continue

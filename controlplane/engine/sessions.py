@@ -36,6 +36,9 @@ class InFlight:
     state_bytes: int
     step_count: int
     step_attempts: dict[str, int]
+    # Set when an outcome of this execution broke a rule: the reason its later
+    # outcomes are refused.
+    stopped: str = ""
 
 
 @dataclass(eq=False, slots=True)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     or_,
@@ -590,14 +591,22 @@ class WriteTx(ReadTx):
             held.update(r.lease_execution_id for r in result)
         return held
 
-    def release_leases(self, execution_ids: Sequence[str], now_ms: int) -> list[tuple[str, str]]:
-        """Requeue the runs these executions hold; returns (run id, execution id)."""
+    def release_leases(
+        self, execution_ids: Sequence[str], now_ms: int, *, expired_only: bool = False
+    ) -> list[tuple[str, str]]:
+        """Requeue the runs these executions hold; returns (run id, execution id).
+
+        A run stays due at a step retry time set during the lease (its backoff is
+        kept); otherwise it is due now.
+        """
         released: list[tuple[str, str]] = []
         for chunk in _chunks(list(execution_ids)):
             # Read the holders first: RETURNING would give the new (null) values.
             query = select(queue.c.run_id, queue.c.lease_execution_id).where(
                 queue.c.lease_execution_id.in_(chunk)
             )
+            if expired_only:
+                query = query.where(queue.c.lease_deadline_ms <= now_ms)
             if self._lock_rows:
                 query = query.with_for_update()
             held = [(r.run_id, r.lease_execution_id) for r in self.conn.execute(query)]
@@ -606,7 +615,11 @@ class WriteTx(ReadTx):
             self.conn.execute(
                 update(queue)
                 .where(queue.c.run_id.in_([run_id for run_id, _ in held]))
-                .values(lease_execution_id=None, lease_deadline_ms=None, due_at_ms=now_ms)
+                .values(
+                    lease_execution_id=None,
+                    lease_deadline_ms=None,
+                    due_at_ms=case((queue.c.due_at_ms < NOT_DUE, queue.c.due_at_ms), else_=now_ms),
+                )
             )
             released.extend(held)
         return released

@@ -70,8 +70,11 @@ _ERRORS: dict[grpc.StatusCode, type[_errors.TetherError]] = {
 
 def translate(error: grpc.RpcError, address: str) -> _errors.TetherError:
     """A gRPC failure as the SDK's error, with the control plane's message."""
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = error.details() if isinstance(error, grpc.Call) else str(error)
+    # Both sync (grpc.Call) and asyncio (AioRpcError) errors carry these.
+    code_of = getattr(error, "code", None)
+    details_of = getattr(error, "details", None)
+    code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
+    details = details_of() if callable(details_of) else str(error)
     kind = _ERRORS.get(code, _errors.TetherError)
     if code is grpc.StatusCode.UNAVAILABLE:
         details = f"the control plane at {address} is unavailable: {details}"

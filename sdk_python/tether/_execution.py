@@ -46,6 +46,7 @@ class Limits:
     """What the control plane accepts (from Welcome); checked before sending."""
 
     max_step_output_bytes: int = 4 * 1024 * 1024
+    max_run_state_bytes: int = 32 * 1024 * 1024
     max_steps_per_run: int = 1000
     max_frame_bytes: int = 64 * 1024 * 1024
 
@@ -96,6 +97,8 @@ class Execution:
         self.executor = executor
         self.ids = StepIds()
         self.step_count = len(self.memo)
+        # Bytes of memoized outputs: the run's state, which has a limit.
+        self.state_bytes = sum(len(s.output) for s in execute.steps)
         self.new_steps: list[str] = []
         self.planned: list[worker_service_pb2.PlannedWait] = []
         self.cancelled = False

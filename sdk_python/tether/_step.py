@@ -110,19 +110,23 @@ class Step:
                 attempt,
             )
             raise AssertionError("unreachable") from None
+        too_big = ""
         if len(output) > x.limits.max_step_output_bytes:
+            too_big = (
+                f"step {name!r} output is {len(output)} bytes; the limit is "
+                f"{x.limits.max_step_output_bytes} bytes per step"
+            )
+        elif x.state_bytes + len(output) > x.limits.max_run_state_bytes:
+            too_big = (
+                f"step {name!r} would bring the run's state to {x.state_bytes + len(output)} "
+                f"bytes; the limit is {x.limits.max_run_state_bytes} bytes per run"
+            )
+        if too_big:
             await x.step_failed(
-                name,
-                hashed,
-                STEP_KIND_RUN,
-                NonRetriableError(
-                    f"step {name!r} output is {len(output)} bytes; the limit is "
-                    f"{x.limits.max_step_output_bytes} bytes per step"
-                ),
-                started,
-                attempt,
+                name, hashed, STEP_KIND_RUN, NonRetriableError(too_big), started, attempt
             )
             raise AssertionError("unreachable")
+        x.state_bytes += len(output)
         x.step_completed(name, hashed, STEP_KIND_RUN, output, started)
         return _json.loads(output)
 

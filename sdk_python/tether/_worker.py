@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from tether._channel import translate
-from tether._errors import UnavailableError, WorkerRejectedError
+from tether._errors import UnauthenticatedError, WorkerRejectedError
 from tether._execution import Execution, Limits, error_info
 from tether._function import Function
 from tether._version import PROTOCOL_VERSION, __version__
@@ -82,6 +82,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._settled = asyncio.Event()
         self.connected = asyncio.Event()
+        self._welcomed = False
         #: Outcomes acknowledged as durable since start (for tests and benchmarks).
         self.acked = 0
 
@@ -111,11 +112,15 @@ class Worker:
                     attempt = 0
                     if self._draining:
                         return
-                except WorkerRejectedError:
+                except (WorkerRejectedError, UnauthenticatedError):
                     raise
-                except (ConnectionLost, UnavailableError, grpc.RpcError) as error:
+                except Exception as error:
                     if self._draining and not self._executions:
                         return
+                    if self._welcomed:
+                        # The connection was healthy before it broke: start over.
+                        attempt = 0
+                        self._welcomed = False
                     delay = random.uniform(
                         RECONNECT_BASE_S / 2, min(RECONNECT_MAX_S, RECONNECT_BASE_S * 2**attempt)
                     )
@@ -153,6 +158,8 @@ class Worker:
             self._limits = Limits(
                 max_step_output_bytes=welcome.limits.max_step_output_bytes
                 or _DEFAULT_LIMITS.max_step_output_bytes,
+                max_run_state_bytes=welcome.limits.max_run_state_bytes
+                or _DEFAULT_LIMITS.max_run_state_bytes,
                 max_steps_per_run=welcome.limits.max_steps_per_run
                 or _DEFAULT_LIMITS.max_steps_per_run,
                 max_frame_bytes=welcome.limits.max_frame_bytes or _DEFAULT_LIMITS.max_frame_bytes,
@@ -167,6 +174,7 @@ class Worker:
                 welcome.session_id,
             )
             self.connected.set()
+            self._welcomed = True
             # A new stream starts a new sequence of outcomes.
             self._next_seq = 1
             self._acked_through = 0

@@ -306,6 +306,22 @@ async def test_failed_step_is_retried_with_its_attempt_count(
     assert failure.until_ms - failure.ts_ms == 100
 
 
+async def test_outputs_that_are_not_json_are_refused(worker: RawWorker, admin: Admin) -> None:
+    await _connect(worker)
+    admin.send("raw/go")
+    first = await _execute(worker)
+    bad = _completed(1, first, "parse", None)
+    bad.step_completed.output = b"\xff{not json"
+    await worker.send(outcomes(bad))
+
+    cancel = await worker.receive_kind("cancel")
+    again = await _execute(worker)
+
+    assert "'parse' output is not valid UTF-8 JSON" in cancel.cancel.reason
+    [memo] = again.steps
+    assert memo.error.name == "InvalidOutput"
+
+
 async def test_a_step_that_failed_for_good_is_memoized_as_an_error(
     worker: RawWorker, admin: Admin
 ) -> None:
@@ -346,16 +362,19 @@ async def test_an_output_over_the_limit_fails_its_step(worker: RawWorker, admin:
     [run_id] = admin.send("raw/go")
     first = await _execute(worker)
     huge = "x" * (5 * 1024 * 1024)
+    # The worker went on after the step and finished the run; none of it counts.
     await worker.send(
-        outcomes(
-            _completed(1, first, "download", huge),
-            ws.Outcome(
-                seq=2, execution_id=first.execution_id, run_id=run_id, suspended=ws.Suspended()
-            ),
-        )
+        outcomes(_completed(1, first, "download", huge), _run_completed(2, first, "done"))
     )
 
+    acks = await worker.receive_kind("acks")
+    [refusal] = acks.acks.refused
+    assert refusal.seq == 2
+    assert "limit is 4 MiB" in refusal.reason
+    cancel = await worker.receive_kind("cancel")
+    assert cancel.cancel.execution_id == first.execution_id
     again = await _execute(worker)
+    assert admin.status(run_id) == common_pb2.RUN_STATUS_RUNNING
 
     [memo] = again.steps
     assert memo.WhichOneof("result") == "error"

@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class ClockServiceStub:
-    """Every call fails with FAILED_PRECONDITION unless the control plane was started
-    with the virtual clock (`--clock virtual`).
+    """Advance and SetAutoSkip fail with FAILED_PRECONDITION unless the control plane
+    was started with the virtual clock (`--clock virtual`).
     """
 
     def __init__(self, channel):
@@ -54,12 +54,12 @@ class ClockServiceStub:
 
 
 class ClockServiceServicer:
-    """Every call fails with FAILED_PRECONDITION unless the control plane was started
-    with the virtual clock (`--clock virtual`).
+    """Advance and SetAutoSkip fail with FAILED_PRECONDITION unless the control plane
+    was started with the virtual clock (`--clock virtual`).
     """
 
     def GetTime(self, request, context):
-        """The control plane's current time.
+        """The control plane's current time (on either clock).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,8 +107,8 @@ def add_ClockServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ClockService:
-    """Every call fails with FAILED_PRECONDITION unless the control plane was started
-    with the virtual clock (`--clock virtual`).
+    """Advance and SetAutoSkip fail with FAILED_PRECONDITION unless the control plane
+    was started with the virtual clock (`--clock virtual`).
     """
 
     @staticmethod

@@ -27,8 +27,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ClockServiceStub:
-    """Every call fails with FAILED_PRECONDITION unless the control plane was started
-    with the virtual clock (`--clock virtual`).
+    """Advance and SetAutoSkip fail with FAILED_PRECONDITION unless the control plane
+    was started with the virtual clock (`--clock virtual`).
     """
 
     @_typing.overload
@@ -36,7 +36,7 @@ class ClockServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClockServiceAsyncStub: ...
     GetTime: _grpc.UnaryUnaryMultiCallable[_clock_service_pb2.GetTimeRequest, _clock_service_pb2.GetTimeResponse]
-    """The control plane's current time."""
+    """The control plane's current time (on either clock)."""
     Advance: _grpc.UnaryUnaryMultiCallable[_clock_service_pb2.AdvanceRequest, _clock_service_pb2.GetTimeResponse]
     """Moves the clock forward; timers that fall due fire."""
     SetAutoSkip: _grpc.UnaryUnaryMultiCallable[_clock_service_pb2.SetAutoSkipRequest, _clock_service_pb2.GetTimeResponse]
@@ -46,13 +46,13 @@ class ClockServiceStub:
 
 @_typing.type_check_only
 class ClockServiceAsyncStub(ClockServiceStub):
-    """Every call fails with FAILED_PRECONDITION unless the control plane was started
-    with the virtual clock (`--clock virtual`).
+    """Advance and SetAutoSkip fail with FAILED_PRECONDITION unless the control plane
+    was started with the virtual clock (`--clock virtual`).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetTime: _aio.UnaryUnaryMultiCallable[_clock_service_pb2.GetTimeRequest, _clock_service_pb2.GetTimeResponse]  # type: ignore[assignment]
-    """The control plane's current time."""
+    """The control plane's current time (on either clock)."""
     Advance: _aio.UnaryUnaryMultiCallable[_clock_service_pb2.AdvanceRequest, _clock_service_pb2.GetTimeResponse]  # type: ignore[assignment]
     """Moves the clock forward; timers that fall due fire."""
     SetAutoSkip: _aio.UnaryUnaryMultiCallable[_clock_service_pb2.SetAutoSkipRequest, _clock_service_pb2.GetTimeResponse]  # type: ignore[assignment]
@@ -61,8 +61,8 @@ class ClockServiceAsyncStub(ClockServiceStub):
     """
 
 class ClockServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Every call fails with FAILED_PRECONDITION unless the control plane was started
-    with the virtual clock (`--clock virtual`).
+    """Advance and SetAutoSkip fail with FAILED_PRECONDITION unless the control plane
+    was started with the virtual clock (`--clock virtual`).
     """
 
     @_abc_1.abstractmethod
@@ -71,7 +71,7 @@ class ClockServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clock_service_pb2.GetTimeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clock_service_pb2.GetTimeResponse, _abc.Awaitable[_clock_service_pb2.GetTimeResponse]]:
-        """The control plane's current time."""
+        """The control plane's current time (on either clock)."""
 
     @_abc_1.abstractmethod
     def Advance(

@@ -357,8 +357,9 @@ class Limits(_message.Message):
     max_steps_per_run: _builtins.int
     """The most steps one run may have. Default 1,000."""
     max_frame_bytes: _builtins.int
-    """The largest frame the control plane accepts on the worker stream, in bytes.
-    An SDK splits `Outcomes` batches so that no frame exceeds it.
+    """The size an SDK keeps `Outcomes` frames under, in bytes, by splitting
+    batches (one outcome larger than this travels alone). The stream itself
+    accepts messages up to 128 MiB.
     """
     def __init__(
         self,

@@ -49,9 +49,9 @@ class EventServiceServicer:
     def Send(self, request, context):
         """Stores a batch of events and starts the runs they trigger, atomically: when
         one event is invalid, nothing is stored and the call fails with
-        INVALID_ARGUMENT (bad name, data that is not a JSON object, too many events)
-        or RESOURCE_EXHAUSTED (an event over the size limit). The message names the
-        event by its index in the batch and the limit it broke.
+        INVALID_ARGUMENT (an empty batch, a bad name, data that is not a JSON object)
+        or RESOURCE_EXHAUSTED (an event over the size limit, more than 1,000 events).
+        The message names the event by its index in the batch and the limit it broke.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

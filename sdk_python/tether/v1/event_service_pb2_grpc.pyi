@@ -36,9 +36,9 @@ class EventServiceStub:
     Send: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.SendRequest, _event_service_pb2.SendResponse]
     """Stores a batch of events and starts the runs they trigger, atomically: when
     one event is invalid, nothing is stored and the call fails with
-    INVALID_ARGUMENT (bad name, data that is not a JSON object, too many events)
-    or RESOURCE_EXHAUSTED (an event over the size limit). The message names the
-    event by its index in the batch and the limit it broke.
+    INVALID_ARGUMENT (an empty batch, a bad name, data that is not a JSON object)
+    or RESOURCE_EXHAUSTED (an event over the size limit, more than 1,000 events).
+    The message names the event by its index in the batch and the limit it broke.
     """
 
 @_typing.type_check_only
@@ -49,9 +49,9 @@ class EventServiceAsyncStub(EventServiceStub):
     Send: _aio.UnaryUnaryMultiCallable[_event_service_pb2.SendRequest, _event_service_pb2.SendResponse]  # type: ignore[assignment]
     """Stores a batch of events and starts the runs they trigger, atomically: when
     one event is invalid, nothing is stored and the call fails with
-    INVALID_ARGUMENT (bad name, data that is not a JSON object, too many events)
-    or RESOURCE_EXHAUSTED (an event over the size limit). The message names the
-    event by its index in the batch and the limit it broke.
+    INVALID_ARGUMENT (an empty batch, a bad name, data that is not a JSON object)
+    or RESOURCE_EXHAUSTED (an event over the size limit, more than 1,000 events).
+    The message names the event by its index in the batch and the limit it broke.
     """
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,9 +65,9 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_event_service_pb2.SendResponse, _abc.Awaitable[_event_service_pb2.SendResponse]]:
         """Stores a batch of events and starts the runs they trigger, atomically: when
         one event is invalid, nothing is stored and the call fails with
-        INVALID_ARGUMENT (bad name, data that is not a JSON object, too many events)
-        or RESOURCE_EXHAUSTED (an event over the size limit). The message names the
-        event by its index in the batch and the limit it broke.
+        INVALID_ARGUMENT (an empty batch, a bad name, data that is not a JSON object)
+        or RESOURCE_EXHAUSTED (an event over the size limit, more than 1,000 events).
+        The message names the event by its index in the batch and the limit it broke.
         """
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

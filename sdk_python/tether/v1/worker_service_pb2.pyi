@@ -386,7 +386,9 @@ class Execute(_message.Message):
 
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoizedStep]:
-        """Every step whose result is final, keyed by hashed step id."""
+        """Every step whose result is final, in no particular order: look them up by
+        hashed step id.
+        """
 
     @_builtins.property
     def step_attempts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
