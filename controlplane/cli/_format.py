@@ -288,12 +288,27 @@ def timeline(response: run_service_pb2.GetRunResponse) -> str:
     out.append("")
     base = run.created_at_ms
     lines: list[_Line] = []
+    # On a tie in time an execution's start comes first, then steps in order,
+    # then the other entries.
     for order, step in enumerate(response.steps):
-        lines.append(_Line(step.started_at_ms, 2 * order, _step_line(step)))
+        lines.append(_Line(step.started_at_ms, 1_000_000 + order, _step_line(step)))
+    shown = {s.step_id for s in response.steps}
     for order, entry in enumerate(response.history):
         text = _history_line(entry)
+        rank = (
+            order
+            if entry.kind == run_service_pb2.HISTORY_KIND_EXECUTION_STARTED
+            else 2_000_000 + order
+        )
+        if entry.kind == run_service_pb2.HISTORY_KIND_SLEEP_STARTED and entry.step_id not in shown:
+            # A sleep the run never woke from (it was cancelled or failed meanwhile).
+            text = (
+                click.style("⏸", fg="blue")
+                + f" sleep {entry.step_name}  until {timestamp(entry.until_ms)}, never reached"
+            )
+            shown.add(entry.step_id)
         if text:
-            lines.append(_Line(entry.ts_ms, 2 * order + 1, text))
+            lines.append(_Line(entry.ts_ms, rank, text))
     lines.sort()
     for line in lines:
         offset = f"+{duration(max(0, line.at_ms - base))}"

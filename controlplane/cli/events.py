@@ -100,6 +100,9 @@ def list_events(
             _format.dump([_format.event_json(e.event, e.received_at_ms) for e in response.events])
         )
         return
+    if not response.events:
+        click.echo("no events" + (f" named {name!r}" if name else ""))
+        return
     rows = [
         [
             e.event.id,

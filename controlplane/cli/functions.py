@@ -32,7 +32,10 @@ def list_functions(
         click.echo(_format.dump(items))
         return
     if not items:
-        click.echo("no functions registered yet: start a worker ('tether worker module:app')")
+        if app_id:
+            click.echo(f"no functions registered for app {app_id!r}")
+        else:
+            click.echo("no functions registered yet: start a worker ('tether worker module:app')")
         return
     rows = []
     for item in items:

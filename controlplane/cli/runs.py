@@ -9,7 +9,7 @@ import grpc
 
 from controlplane.cli import _format
 from controlplane.cli._client import make_remote, remote_options
-from tether.v1 import run_service_pb2
+from tether.v1 import common_pb2, run_service_pb2
 
 
 @click.group()
@@ -172,3 +172,6 @@ def watch_run(
         )
     click.echo("")
     click.echo(_format.timeline(response))
+    if response.run.status != common_pb2.RUN_STATUS_COMPLETED:
+        # Scripts can tell a run that did not complete from one that did.
+        raise SystemExit(1)

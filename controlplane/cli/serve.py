@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 
 import click
 
-from controlplane.app import ControlPlane
 from controlplane.cli import _logging
 from controlplane.config import DEFAULT_GRPC_PORT, DEV_DATABASE, Config
-from controlplane.store import migrate, open_store
+
+# The control plane itself (SQLAlchemy, Alembic, gRPC servers) is imported by the
+# commands that run it, so that client commands start quickly.
 
 log = logging.getLogger("tether")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -85,6 +86,8 @@ def dev(
 
 
 async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
+    from controlplane.app import ControlPlane
+
     plane = ControlPlane(config)
     try:
         await plane.start()
@@ -122,8 +125,10 @@ async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event
         filter(None, [str(app_dir.resolve()), env.get("PYTHONPATH")])
     )
     while not stop.is_set():
+        # Its own session: a Ctrl-C in the terminal reaches only `tether dev`,
+        # which then asks the worker once (SIGTERM) to drain.
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tether", spec, env=env, cwd=str(app_dir)
+            sys.executable, "-m", "tether", spec, env=env, cwd=str(app_dir), start_new_session=True
         )
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
@@ -223,6 +228,8 @@ def server(
         clock=clock,
         ready_file=ready_file,
     )
+    from controlplane.app import ControlPlane
+
     try:
         asyncio.run(ControlPlane(config).run_until_signalled())
     except OSError as error:
@@ -267,6 +274,8 @@ def worker(target: str, capacity: int, app_dir: str) -> None:
 @click.option("--db", default=DEV_DATABASE, envvar="TETHER_DATABASE_URL", show_default=True)
 def migrate_command(db: str) -> None:
     """Create or upgrade the database schema."""
+    from controlplane.store import migrate, open_store
+
     try:
         store = open_store(db)
     except ValueError as error:

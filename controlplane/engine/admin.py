@@ -82,6 +82,11 @@ def replay_run(tx: WriteTx, run_id: str, mode: ReplayMode, now_ms: int) -> RunSu
         raise FailedPrecondition(
             f"run {run_id!r} is still {row.status}; only finished runs can be replayed"
         )
+    if mode is ReplayMode.FROM_FAILED_STEP and row.status == RunStatus.COMPLETED.value:
+        raise FailedPrecondition(
+            f"run {run_id!r} completed: it has no failed step to replay from "
+            "(replay it from the start instead)"
+        )
     key = FunctionKey(row.app_id, row.function_id)
     new_id = new_ulid(now_ms)
     tx.insert_rows(runs, [new_run_row(new_id, key, row.event_pk, now_ms, replay_of=run_id)])

@@ -179,11 +179,15 @@ def completed_run() -> rs.GetRunResponse:
             rs.HistoryEntry(
                 ts_ms=T0 + 1_400,
                 kind=rs.HISTORY_KIND_SLEEP_STARTED,
+                step_id="h2",
                 step_name="wait-1h",
                 until_ms=T0 + 3_601_400,
             ),
             rs.HistoryEntry(
-                ts_ms=T0 + 3_601_400, kind=rs.HISTORY_KIND_SLEEP_ENDED, step_name="wait-1h"
+                ts_ms=T0 + 3_601_400,
+                kind=rs.HISTORY_KIND_SLEEP_ENDED,
+                step_id="h2",
+                step_name="wait-1h",
             ),
             rs.HistoryEntry(
                 ts_ms=T0 + 3_602_500,
@@ -333,7 +337,7 @@ def test_timeline_of_cancelled_replayed_and_diverged_runs() -> None:
     ]
 
 
-def test_steps_and_history_at_the_same_time_keep_their_order() -> None:
+def test_an_execution_start_comes_before_its_steps_in_the_same_millisecond() -> None:
     response = rs.GetRunResponse(
         run=rs.Run(id="r", app_id="a", function_id="f", created_at_ms=T0),
         steps=[
@@ -358,7 +362,30 @@ def test_steps_and_history_at_the_same_time_keep_their_order() -> None:
     )
     lines = click.unstyle(_format.timeline(response)).split("\n")
     assert lines[-3:] == [
-        "      +10 ms  ✓ first  0 ms  → 1",
         "      +10 ms  ▶ execution started",
+        "      +10 ms  ✓ first  0 ms  → 1",
         "      +10 ms  ✓ second  0 ms  → 2",
+    ]
+
+
+def test_a_sleep_the_run_never_woke_from_stays_on_the_timeline() -> None:
+    response = rs.GetRunResponse(
+        run=rs.Run(id="r", app_id="a", function_id="f", created_at_ms=T0),
+        history=[
+            rs.HistoryEntry(
+                ts_ms=T0 + 5,
+                kind=rs.HISTORY_KIND_SLEEP_STARTED,
+                step_id="h1",
+                step_name="nap",
+                until_ms=T0 + 3_600_005,
+            ),
+            rs.HistoryEntry(
+                ts_ms=T0 + 90, kind=rs.HISTORY_KIND_RUN_CANCELLED, message="customer left"
+            ),
+        ],
+    )
+    lines = click.unstyle(_format.timeline(response)).split("\n")
+    assert lines[-2:] == [
+        "       +5 ms  ⏸ sleep nap  until 2023-11-14 23:13:20.005, never reached",
+        "      +90 ms  ■ cancelled: customer left",
     ]

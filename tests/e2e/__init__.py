@@ -1,0 +1,1 @@
+"""End-to-end tests of the ``tether`` command line, as a user runs it."""

@@ -1,0 +1,111 @@
+"""A small app for the command-line tests: ``tether worker tests.e2e.apps.worker:app``.
+
+Every step appends a line to the test ledger (``TETHER_TEST_LEDGER``), so tests can
+tell which steps really ran, and how many times.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support import ledger
+from tether import Context, NonRetriableError, RetryAfterError, Tether
+
+app = Tether(app_id="cli-tests")
+
+
+@app.function(id="three-steps", trigger="e2e/steps.requested")
+async def three_steps(ctx: Context) -> dict[str, Any]:
+    """Three steps in a row; the output names what each returned."""
+    n = int(ctx.event.data.get("n", 1))
+
+    def fetch() -> int:
+        ledger.record(ctx.run_id, "fetch")
+        return n
+
+    def double(value: int) -> int:
+        ledger.record(ctx.run_id, "double")
+        return value * 2
+
+    def store(value: int) -> str:
+        ledger.record(ctx.run_id, "store")
+        return f"stored {value}"
+
+    fetched = await ctx.step.run("fetch", fetch)
+    doubled = await ctx.step.run("double", double, fetched)
+    stored = await ctx.step.run("store", store, doubled)
+    return {"n": n, "doubled": doubled, "stored": stored}
+
+
+@app.function(id="sleeper", trigger="e2e/nap.requested")
+async def sleeper(ctx: Context) -> dict[str, Any]:
+    """A step, a sleep of ``data.seconds`` (an hour unless told), another step."""
+    seconds = float(ctx.event.data.get("seconds", 3600))
+
+    def before() -> str:
+        ledger.record(ctx.run_id, "before-nap")
+        return "awake"
+
+    def after() -> str:
+        ledger.record(ctx.run_id, "after-nap")
+        return "rested"
+
+    await ctx.step.run("before-nap", before)
+    await ctx.step.sleep("nap", seconds)
+    await ctx.step.run("after-nap", after)
+    return {"slept": seconds}
+
+
+@app.function(id="gated-charge", trigger="e2e/charge.requested", retries=0)
+async def gated_charge(ctx: Context) -> dict[str, Any]:
+    """Prepares, then charges: the charge fails for good (NonRetriableError) while
+    the file named by ``data.gate`` does not exist."""
+    gate = Path(str(ctx.event.data["gate"]))
+
+    def prepare() -> str:
+        ledger.record(ctx.run_id, "prepare")
+        return "prepared"
+
+    def charge() -> str:
+        ledger.record(ctx.run_id, "charge")
+        if not gate.exists():
+            raise NonRetriableError("card declined: the gate is closed")
+        return "charged"
+
+    prepared = await ctx.step.run("prepare", prepare)
+    charged = await ctx.step.run("charge", charge)
+    return {"prepare": prepared, "charge": charged}
+
+
+@app.function(id="flaky-then-fine", trigger="e2e/flaky.requested", retries=4)
+async def flaky_then_fine(ctx: Context) -> dict[str, Any]:
+    """A step that fails ``data.failures`` times, asking each time to be retried
+    ``data.delay`` seconds later, then succeeds."""
+    failures = int(ctx.event.data.get("failures", 2))
+    delay = float(ctx.event.data.get("delay", 0.2))
+
+    def call_flaky_service() -> str:
+        attempt = ctx.attempt
+        ledger.record(ctx.run_id, "call-flaky-service", attempt)
+        if attempt < failures:
+            raise RetryAfterError(f"service busy (attempt {attempt + 1})", delay)
+        return f"ok after {attempt + 1} attempts"
+
+    result = await ctx.step.run("call-flaky-service", call_flaky_service)
+    return {"result": result}
+
+
+@app.function(id="slow-step", trigger="e2e/slow.requested")
+async def slow_step(ctx: Context) -> dict[str, Any]:
+    """One step that takes ``data.seconds`` of wall-clock time."""
+    seconds = float(ctx.event.data.get("seconds", 2))
+
+    def work() -> str:
+        ledger.record(ctx.run_id, "slow-started")
+        time.sleep(seconds)
+        ledger.record(ctx.run_id, "slow-finished")
+        return "done"
+
+    return {"work": await ctx.step.run("work", work)}

@@ -1,0 +1,113 @@
+"""``tether send NAME --data JSON``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.e2e.cli import tether
+from tests.e2e.conftest import Plane
+
+
+def test_send_prints_the_event_id_and_the_run_it_started(plane: Plane) -> None:
+    result = tether("send", "e2e/steps.requested", "--data", '{"n": 4}', address=plane.address).ok()
+
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("sent event "), result
+    event_id = lines[0].removeprefix("sent event ").strip()
+    assert event_id
+    run_ids = result.started_runs()
+    assert len(run_ids) == 1, result
+    assert f"tether runs watch {run_ids[0]}" in result.stdout
+    assert result.stderr == ""
+    plane.finished(run_ids[0])
+    run = plane.admin.get(run_ids[0]).run
+    assert run.event_id == event_id
+    assert run.function_id == "three-steps"
+    assert plane.admin.output(run_ids[0]) == {"n": 4, "doubled": 8, "stored": "stored 8"}
+
+
+def test_send_json_output_parses(plane: Plane) -> None:
+    data = {"n": 2, "big": 2**60 + 1, "text": "zoë"}
+    value = tether(
+        "send", "e2e/steps.requested", "--data", json.dumps(data), "--json", address=plane.address
+    ).json()
+
+    assert set(value) == {"event_id", "duplicate", "run_ids"}
+    assert isinstance(value["event_id"], str)
+    assert value["event_id"]
+    assert value["duplicate"] is False
+    assert len(value["run_ids"]) == 1
+    plane.finished(value["run_ids"][0])
+    assert plane.admin.output(value["run_ids"][0])["doubled"] == 4
+    stored = plane.admin.get(value["run_ids"][0]).events[0]
+    assert stored.id == value["event_id"]
+    assert json.loads(stored.data) == data
+
+
+def test_the_same_id_twice_is_reported_as_a_duplicate(plane: Plane) -> None:
+    event_id = f"signup-{uuid.uuid4().hex}"
+    first = tether(
+        "send", "e2e/steps.requested", "--id", event_id, "--json", address=plane.address
+    ).json()
+    assert first["event_id"] == event_id
+    assert first["duplicate"] is False
+    assert len(first["run_ids"]) == 1
+
+    again = tether(
+        "send", "e2e/steps.requested", "--id", event_id, "--json", address=plane.address
+    ).json()
+    assert again == {"event_id": event_id, "duplicate": True, "run_ids": []}
+
+    text = tether("send", "e2e/steps.requested", "--id", event_id, address=plane.address).ok()
+    assert text.stdout.strip() == (
+        f"event {event_id} was already received in the last 24 hours; nothing started"
+    )
+    assert plane.events_named("e2e/steps.requested").count(event_id) == 1
+
+
+def test_an_event_no_function_listens_to_says_so(plane: Plane) -> None:
+    # The address comes from TETHER_ADDRESS this time.
+    result = tether("send", "e2e/nobody.listens", env={"TETHER_ADDRESS": plane.address}).ok()
+
+    assert result.stdout.startswith("sent event ")
+    assert result.started_runs() == []
+    assert "no function is triggered by e2e/nobody.listens" in result.stdout
+    event_id = result.stdout.splitlines()[0].removeprefix("sent event ").strip()
+    assert event_id in plane.events_named("e2e/nobody.listens")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "complaint"),
+    [
+        ("--data", '{"n": 1', "not valid JSON"),
+        ("--data", "[1, 2]", "must be a JSON object"),
+        ("--data", "42", "must be a JSON object"),
+        ("--user", '"me"', "must be a JSON object"),
+    ],
+)
+def test_data_that_is_not_a_json_object_is_refused_and_nothing_is_sent(
+    plane: Plane, option: str, value: str, complaint: str
+) -> None:
+    name = f"e2e/refused.{uuid.uuid4().hex[:8]}"
+    result = tether("send", name, option, value, address=plane.address)
+
+    assert result.code == 2, result
+    assert result.stdout == ""
+    error = result.error_lines[-1]
+    assert error.startswith(f"Error: Invalid value for {option}: {complaint}"), result
+    assert plane.events_named(name) == []
+
+
+def test_an_invalid_event_name_is_refused_by_the_control_plane(plane: Plane) -> None:
+    result = tether("send", "has space", address=plane.address)
+
+    assert result.code == 1, result
+    assert result.stdout == ""
+    assert result.error_lines == [
+        "Error: event 0 ('has space'): the name 'has space' contains whitespace or "
+        "control characters (INVALID_ARGUMENT)"
+    ]
+    assert plane.events_named("has space") == []
