@@ -53,6 +53,7 @@ proto-check: $(STAMP)
 	fi
 
 ## bench: durable steps/s and latency on SQLite and PostgreSQL, next to DBOS
+## (narrow it with e.g. BENCH_ARGS="--backends sqlite --skip-dbos"; see docs/performance.md)
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml $(CONSTRAINTS) requirements/bench.txt
 	$(PYTHON) -m venv $(BENCH_VENV)

@@ -1,0 +1,245 @@
+"""Tether: N concurrent runs of K steps through a real control-plane process and a
+real worker process.
+
+Each round sends N events in one ``EventService.Send`` batch (each starts one run
+of ``bench-flow``), then waits until no run of the app is unfinished: it asks
+``ListRuns`` for an unfinished run and follows it with ``WaitRun`` until it ends,
+again and again, so that nothing polls on a timer. The clock stops then. Only
+after that does it read every run (``GetRun``) to check that it completed with
+its K steps and to take the timings the control plane stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+
+from bench import tether_app
+from bench.databases import fresh_database, redact
+from bench.processes import Process, start_control_plane, start_worker, wait_for
+from bench.profiling import cpu_seconds
+from bench.stats import Measurement, RoundResult, step_gaps_ms
+from tether.v1 import common_pb2, event_service_pb2, event_service_pb2_grpc, run_service_pb2_grpc
+from tether.v1 import run_service_pb2 as rs
+
+WORKER_TARGET = "bench.tether_app:app"
+# The control plane takes at most this many events in one Send (its limit).
+MAX_EVENTS_PER_SEND = 1000
+UNFINISHED = [
+    common_pb2.RUN_STATUS_QUEUED,
+    common_pb2.RUN_STATUS_RUNNING,
+    common_pb2.RUN_STATUS_SLEEPING,
+    common_pb2.RUN_STATUS_WAITING,
+]
+
+#: Called with the two processes once the worker is connected and warmed up, and
+#: called again (with ``None``) after the measured rounds: a profiler's hook.
+ProfileHook = Callable[[dict[str, Process] | None], None]
+
+
+class Client:
+    """The benchmark's own gRPC client of the control plane (synchronous stubs)."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
+        self.runs = run_service_pb2_grpc.RunServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def worker_connected(self) -> bool:
+        response = self.runs.ListFunctions(
+            rs.ListFunctionsRequest(app_id=tether_app.APP_ID), timeout=5
+        )
+        return any(
+            f.definition.id == tether_app.FUNCTION_ID and f.connected_workers > 0
+            for f in response.functions
+        )
+
+    def send_runs(self, runs: int, steps: int, round_index: int, timeout: float) -> list[str]:
+        """Send one event per run, in one batch (in batches of the most the
+        control plane takes at once when there are more); returns the run ids."""
+        events = [
+            common_pb2.Event(
+                name=tether_app.EVENT_NAME,
+                data=json.dumps({"steps": steps, "round": round_index, "n": n}).encode(),
+            )
+            for n in range(runs)
+        ]
+        run_ids: list[str] = []
+        for start in range(0, len(events), MAX_EVENTS_PER_SEND):
+            request = event_service_pb2.SendRequest(
+                events=events[start : start + MAX_EVENTS_PER_SEND]
+            )
+            response = self.events.Send(request, timeout=timeout)
+            run_ids.extend(run_id for result in response.results for run_id in result.run_ids)
+        return run_ids
+
+    def wait_all_finished(self, deadline: float) -> None:
+        """Until no run of the app is unfinished: find one, follow it to its end."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("runs still unfinished at the deadline")
+            try:
+                page = self.runs.ListRuns(
+                    rs.ListRunsRequest(app_id=tether_app.APP_ID, statuses=UNFINISHED, page_size=1),
+                    timeout=remaining,
+                )
+                if not page.runs:
+                    return
+                stream = self.runs.WaitRun(
+                    rs.WaitRunRequest(run_id=page.runs[0].id), timeout=remaining
+                )
+                for _ in stream:
+                    pass
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise TimeoutError("runs still unfinished at the deadline") from None
+                raise
+
+    def round_result(
+        self, run_ids: Sequence[str], runs: int, steps: int, elapsed: float
+    ) -> RoundResult:
+        gaps: list[float] = []
+        run_latencies: list[float] = []
+        first_steps: list[float] = []
+        for run_id in run_ids:
+            detail = self.runs.GetRun(rs.GetRunRequest(run_id=run_id), timeout=30)
+            run = detail.run
+            if run.status != common_pb2.RUN_STATUS_COMPLETED:
+                name = common_pb2.RunStatus.Name(run.status)
+                raise RuntimeError(f"run {run_id} ended {name}: {run.error.message}")
+            completed = [s for s in detail.steps if s.status == rs.STEP_STATUS_COMPLETED]
+            if len(completed) != steps:
+                raise RuntimeError(
+                    f"run {run_id} has {len(completed)} completed steps, not {steps}"
+                )
+            timings = [(s.started_at_ms, s.ended_at_ms) for s in completed]
+            gaps.extend(step_gaps_ms(timings))
+            run_latencies.append(float(run.ended_at_ms - run.created_at_ms))
+            first_steps.append(float(min(t[0] for t in timings) - run.created_at_ms))
+        return RoundResult.from_samples(
+            runs=runs,
+            steps=steps,
+            elapsed_s=elapsed,
+            step_gaps=gaps,
+            run_latencies=run_latencies,
+            first_step_latencies=first_steps,
+        )
+
+
+class _CpuMeter:
+    """CPU seconds the processes spent inside the timed part of the rounds."""
+
+    def __init__(self, processes: dict[str, Process]) -> None:
+        self.processes = processes
+        self.spent: dict[str, float] = dict.fromkeys(processes, 0.0)
+        self._start: dict[str, float | None] = {}
+
+    def start(self) -> None:
+        self._start = {name: cpu_seconds(p.pid) for name, p in self.processes.items()}
+
+    def stop(self) -> None:
+        for name, process in self.processes.items():
+            before, after = self._start.get(name), cpu_seconds(process.pid)
+            if before is not None and after is not None:
+                self.spent[name] += after - before
+
+
+def _timed_round(
+    client: Client, runs: int, steps: int, index: int, timeout: float, meter: _CpuMeter
+) -> tuple[list[str], float]:
+    """Send the runs and wait for them all to finish: (run ids, seconds)."""
+    meter.start()
+    started = time.perf_counter()
+    run_ids = client.send_runs(runs, steps, index, timeout)
+    client.wait_all_finished(time.monotonic() + timeout)
+    elapsed = time.perf_counter() - started
+    meter.stop()
+    if len(run_ids) != runs:
+        raise RuntimeError(f"{runs} events started {len(run_ids)} runs")
+    return run_ids, elapsed
+
+
+def measure_tether(
+    backend: str,
+    *,
+    runs: int,
+    steps: int,
+    rounds: int,
+    warmup: int,
+    timeout: float,
+    workdir: Path,
+    profile: ProfileHook | None = None,
+) -> Measurement:
+    """Start a control plane on a fresh ``backend`` database and a worker with
+    capacity for every run at once; run ``warmup`` rounds, then ``rounds``
+    measured ones."""
+    measurement = Measurement("Tether", backend)
+    directory = workdir / f"tether-{backend}"
+    directory.mkdir(parents=True, exist_ok=True)
+    capacity = max(runs, 1)
+    with fresh_database(backend, directory, "tether_bench") as url:
+        measurement.notes = {"database": redact(url), "worker_capacity": capacity}
+        control_plane, port = start_control_plane(url, directory)
+        address = f"127.0.0.1:{port}"
+        worker: Process | None = None
+        client = Client(address)
+        try:
+            worker = start_worker(WORKER_TARGET, address, capacity, directory)
+            running = worker
+
+            def connected() -> bool:
+                if running.exited() is not None:
+                    raise RuntimeError(f"the worker exited:\n{running.tail()}")
+                return client.worker_connected()
+
+            wait_for(connected, timeout=60, what="the worker to connect")
+            processes = {"control-plane": control_plane, "worker": worker}
+            meter = _CpuMeter(processes)
+            for index in range(warmup):
+                run_ids, elapsed = _timed_round(client, runs, steps, -1 - index, timeout, meter)
+                client.round_result(run_ids, runs, steps, elapsed)
+            meter.spent = dict.fromkeys(processes, 0.0)
+            if profile is not None:
+                profile(processes)
+            timed: list[tuple[list[str], float]] = []
+            try:
+                # Back to back; every run is read and checked afterwards, so that
+                # neither the CPU figures nor a profile include those reads.
+                for index in range(rounds):
+                    timed.append(_timed_round(client, runs, steps, index, timeout, meter))
+            finally:
+                if profile is not None:
+                    profile(None)
+            for run_ids, elapsed in timed:
+                measurement.rounds.append(client.round_result(run_ids, runs, steps, elapsed))
+            measured_steps = runs * steps * len(measurement.rounds)
+            if measured_steps:
+                measurement.notes["cpu_ms_per_1000_steps"] = {
+                    name: round(seconds * 1e6 / measured_steps, 1)
+                    for name, seconds in meter.spent.items()
+                }
+        except (RuntimeError, TimeoutError, grpc.RpcError) as error:
+            measurement.error = _describe(error)
+            for process in (control_plane, worker):
+                if process is not None:
+                    measurement.notes[f"{process.name} log"] = process.tail(15)
+        finally:
+            client.close()
+            if worker is not None:
+                worker.stop()
+            control_plane.stop()
+    return measurement
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, grpc.RpcError):
+        return f"{error.code().name}: {error.details()}"
+    return str(error) or type(error).__name__
