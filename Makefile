@@ -19,13 +19,20 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 ## dev: the control plane on SQLite (./.tether) with the onboarding example's worker
+## (DEV_ARGS="--clock virtual" lets sleeps pass at once)
+DEV_ARGS ?=
 dev: $(STAMP)
-	$(BIN)/tether dev --worker examples.onboarding.worker:app
+	@echo ""
+	@echo "Onboarding example: in another terminal, send a signup and watch its run:"
+	@echo "  $(BIN)/tether send app/user.signup --data '{\"user_id\": 1, \"email\": \"ada@example.com\"}'"
+	@echo "  $(BIN)/tether runs watch RUN_ID      # or: $(BIN)/tether runs show RUN_ID"
+	@echo "  $(BIN)/tether send app/project.created --data '{\"user_id\": 1}'   # skips the nudge"
+	$(BIN)/tether dev --worker examples.onboarding.worker:app $(DEV_ARGS)
 
 ## test: lint, the generated-code check, then every test suite
 test: $(STAMP) lint proto-check
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q tests/integration tests/e2e
+	$(BIN)/pytest -q tests/integration tests/e2e examples
 
 ## lint: ruff and mypy --strict on our code (generated code excluded)
 lint: $(STAMP)
