@@ -100,7 +100,7 @@ async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
         "\n"
         + click.style("Tether dev server", bold=True)
         + f" on {address}  (database {config.db_url})\n"
-        + '  send an event:  tether send app/hello --data \'{"name": "you"}\'\n'
+        + "  send an event:  tether send NAME --data JSON\n"
         + "  watch runs:     tether runs list  ·  tether runs show RUN_ID\n"
         + "  functions:      tether functions list\n",
         err=True,
