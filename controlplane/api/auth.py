@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-# Health checks stay open so that load balancers and orchestrators can probe.
-_OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
+# Health checks stay open so that load balancers and orchestrators can probe, and
+# reflection so that tools can list the (public) schema.
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
 
 
 if TYPE_CHECKING:
