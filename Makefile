@@ -51,7 +51,8 @@ proto-check: $(STAMP)
 	@tmp=$$(mktemp -d) && \
 	PATH=$(abspath $(BIN)):$$PATH $(PY) -m grpc_tools.protoc -I proto \
 		--python_out=$$tmp --grpc_python_out=$$tmp \
-		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >/dev/null && \
+		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >$$tmp/protoc.log 2>&1 || \
+		{ cat $$tmp/protoc.log; rm -rf $$tmp; exit 1; }; \
 	if diff -r -x __init__.py -x __pycache__ $$tmp/tether/v1 $(GEN_DIR) >/dev/null; then \
 		echo "generated code is up to date"; rm -rf $$tmp; \
 	else \

@@ -175,23 +175,27 @@ class ReadTx:
             query = query.where(runs.c.created_at_ms >= flt.created_after_ms)
         if flt.created_before_ms:
             query = query.where(runs.c.created_at_ms < flt.created_before_ms)
+        rows, next_token = self._newest_first(query, runs.c.created_at_ms, runs.c.id, limit, token)
+        return Page(self._summaries(rows), next_token)
+
+    def _newest_first(
+        self, query: Any, time_column: Any, id_column: Any, limit: int, token: str
+    ) -> tuple[list[Any], str]:
+        """One page of ``query``, newest first by (time, id): keyset paging, so
+        a page never repeats or skips rows inserted meanwhile."""
         if token:
-            created, run_id = codec.decode_cursor(token, 2)
+            at, last_id = codec.decode_cursor(token, 2)
             query = query.where(
-                or_(
-                    runs.c.created_at_ms < int(created),
-                    and_(runs.c.created_at_ms == int(created), runs.c.id < run_id),
-                )
+                or_(time_column < int(at), and_(time_column == int(at), id_column < last_id))
             )
         rows = self.conn.execute(
-            query.order_by(runs.c.created_at_ms.desc(), runs.c.id.desc()).limit(limit + 1)
+            query.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
         ).all()
-        items = self._summaries(rows[:limit])
         next_token = ""
         if len(rows) > limit:
-            last = items[-1]
-            next_token = codec.encode_cursor(last.created_at_ms, last.id)
-        return Page(items, next_token)
+            last = rows[limit - 1]._mapping
+            next_token = codec.encode_cursor(last[time_column.name], last[id_column.name])
+        return list(rows[:limit]), next_token
 
     def runs_for_event(self, event_pk: str) -> list[RunSummary]:
         rows = self.conn.execute(
@@ -220,23 +224,10 @@ class ReadTx:
             query = query.where(events.c.received_at_ms >= flt.received_after_ms)
         if flt.received_before_ms:
             query = query.where(events.c.received_at_ms < flt.received_before_ms)
-        if token:
-            received, pk = codec.decode_cursor(token, 2)
-            query = query.where(
-                or_(
-                    events.c.received_at_ms < int(received),
-                    and_(events.c.received_at_ms == int(received), events.c.pk < pk),
-                )
-            )
-        rows = self.conn.execute(
-            query.order_by(events.c.received_at_ms.desc(), events.c.pk.desc()).limit(limit + 1)
-        ).all()
-        items = [codec.event_from_row(r) for r in rows[:limit]]
-        next_token = ""
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_token = codec.encode_cursor(last.received_at_ms, last.pk)
-        return Page(items, next_token)
+        rows, next_token = self._newest_first(
+            query, events.c.received_at_ms, events.c.pk, limit, token
+        )
+        return Page([codec.event_from_row(r) for r in rows], next_token)
 
     # -- timers ----------------------------------------------------------------
 

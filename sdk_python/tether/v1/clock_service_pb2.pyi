@@ -18,6 +18,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class GetTimeRequest(_message.Message):
+    """Takes no arguments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -33,12 +35,18 @@ Global___GetTimeRequest: _TypeAlias = GetTimeRequest  # noqa: Y015
 
 @_typing.final
 class GetTimeResponse(_message.Message):
+    """The clock's state after the call."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NOW_MS_FIELD_NUMBER: _builtins.int
     AUTO_SKIP_FIELD_NUMBER: _builtins.int
     now_ms: _builtins.int
+    """The control plane's current time (ms since the epoch)."""
     auto_skip: _builtins.bool
+    """Whether the virtual clock jumps to the next timer when idle (false on the
+    system clock).
+    """
     def __init__(
         self,
         *,
@@ -55,6 +63,8 @@ Global___GetTimeResponse: _TypeAlias = GetTimeResponse  # noqa: Y015
 
 @_typing.final
 class AdvanceRequest(_message.Message):
+    """Move the virtual clock forward."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BY_MS_FIELD_NUMBER: _builtins.int
@@ -75,10 +85,15 @@ Global___AdvanceRequest: _TypeAlias = AdvanceRequest  # noqa: Y015
 
 @_typing.final
 class SetAutoSkipRequest(_message.Message):
+    """Turn automatic skipping on or off."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENABLED_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
+    """True: skip ahead whenever idle. False: time only moves at wall-clock pace
+    and with Advance.
+    """
     def __init__(
         self,
         *,

@@ -21,6 +21,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class SendRequest(_message.Message):
+    """Events to send, in one atomic call."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
@@ -43,6 +45,8 @@ Global___SendRequest: _TypeAlias = SendRequest  # noqa: Y015
 
 @_typing.final
 class SendResponse(_message.Message):
+    """What became of each event."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int

@@ -36,7 +36,8 @@ class _StepStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StepStatus
     STEP_STATUS_PENDING: _StepStatus.ValueType  # 4
     """A sleep or wait that has not resolved yet."""
 
-class StepStatus(_StepStatus, metaclass=_StepStatusEnumTypeWrapper): ...
+class StepStatus(_StepStatus, metaclass=_StepStatusEnumTypeWrapper):
+    """Where a step stands."""
 
 STEP_STATUS_UNSPECIFIED: StepStatus.ValueType  # 0
 STEP_STATUS_COMPLETED: StepStatus.ValueType  # 1
@@ -76,7 +77,8 @@ class _HistoryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HistoryKi
     HISTORY_KIND_RUN_REPLAYED: _HistoryKind.ValueType  # 11
     """This run replays another (`message` names it)."""
 
-class HistoryKind(_HistoryKind, metaclass=_HistoryKindEnumTypeWrapper): ...
+class HistoryKind(_HistoryKind, metaclass=_HistoryKindEnumTypeWrapper):
+    """What a history entry records."""
 
 HISTORY_KIND_UNSPECIFIED: HistoryKind.ValueType  # 0
 HISTORY_KIND_EXECUTION_STARTED: HistoryKind.ValueType  # 1
@@ -112,7 +114,8 @@ class _ReplayModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReplayMode
     REPLAY_MODE_FROM_FAILED_STEP: _ReplayMode.ValueType  # 2
     """Keep the steps that completed before the first failed one; run from there."""
 
-class ReplayMode(_ReplayMode, metaclass=_ReplayModeEnumTypeWrapper): ...
+class ReplayMode(_ReplayMode, metaclass=_ReplayModeEnumTypeWrapper):
+    """How much of the original run a replay keeps."""
 
 REPLAY_MODE_UNSPECIFIED: ReplayMode.ValueType  # 0
 REPLAY_MODE_FROM_START: ReplayMode.ValueType  # 1
@@ -146,14 +149,19 @@ class Run(_message.Message):
     REPLAY_OF_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """The run's id (a ULID: sorts by creation time)."""
     app_id: _builtins.str
+    """The app of the function it runs."""
     function_id: _builtins.str
+    """The function it runs."""
     status: _common_pb2.RunStatus.ValueType
+    """Where it is in its lifecycle."""
     event_id: _builtins.str
     """The triggering event's id (the first one for batches)."""
     attempt: _builtins.int
     """How many times the function body failed outside any step so far."""
     created_at_ms: _builtins.int
+    """When the run was created (its event was received or it was replayed)."""
     started_at_ms: _builtins.int
     """When the first execution started; 0 if it has not."""
     ended_at_ms: _builtins.int
@@ -213,13 +221,17 @@ class StepRecord(_message.Message):
     name: _builtins.str
     """The step id as written in code (with its `:n` suffix when repeated)."""
     kind: _common_pb2.StepKind.ValueType
+    """What kind of step it is."""
     status: Global___StepStatus.ValueType
+    """Where the step stands."""
     output: _builtins.bytes
     """The output (JSON) once completed."""
     attempts: _builtins.int
     """Attempts made so far (1 for a step that succeeded the first time)."""
     started_at_ms: _builtins.int
+    """When its last attempt started (for a sleep: when the function reached it)."""
     ended_at_ms: _builtins.int
+    """When its last attempt ended (for a sleep: when it ends or ended)."""
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo:
         """The last error, when failed or retrying."""
@@ -261,10 +273,13 @@ class HistoryEntry(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     ts_ms: _builtins.int
+    """When it happened."""
     kind: Global___HistoryKind.ValueType
+    """What happened."""
     step_id: _builtins.str
     """The step concerned, if any (hashed id and name as written in code)."""
     step_name: _builtins.str
+    """The step's id as written in code."""
     attempt: _builtins.int
     """The attempt concerned (step attempt for step entries, run attempt else)."""
     until_ms: _builtins.int
@@ -300,10 +315,13 @@ Global___HistoryEntry: _TypeAlias = HistoryEntry  # noqa: Y015
 
 @_typing.final
 class GetRunRequest(_message.Message):
+    """Which run to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    """The run's id."""
     def __init__(
         self,
         *,
@@ -319,6 +337,8 @@ Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
 
 @_typing.final
 class GetRunResponse(_message.Message):
+    """A run and its timeline."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_FIELD_NUMBER: _builtins.int
@@ -326,7 +346,9 @@ class GetRunResponse(_message.Message):
     STEPS_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def run(self) -> Global___Run: ...
+    def run(self) -> Global___Run:
+        """The run's summary."""
+
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]:
         """The triggering event(s)."""
@@ -357,6 +379,8 @@ Global___GetRunResponse: _TypeAlias = GetRunResponse  # noqa: Y015
 
 @_typing.final
 class ListRunsRequest(_message.Message):
+    """Filters and paging for listing runs; filters combine with AND."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     APP_ID_FIELD_NUMBER: _builtins.int
@@ -403,6 +427,8 @@ Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
 
 @_typing.final
 class ListRunsResponse(_message.Message):
+    """One page of runs."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUNS_FIELD_NUMBER: _builtins.int
@@ -410,7 +436,9 @@ class ListRunsResponse(_message.Message):
     next_page_token: _builtins.str
     """Pass it back for the next page; empty on the last page."""
     @_builtins.property
-    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]: ...
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -427,11 +455,14 @@ Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
 
 @_typing.final
 class CancelRunRequest(_message.Message):
+    """Which run to cancel, and why."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    """The run's id."""
     reason: _builtins.str
     """Recorded in the run's history. Defaults to `cancelled by API`."""
     def __init__(
@@ -450,11 +481,15 @@ Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
 
 @_typing.final
 class CancelRunResponse(_message.Message):
+    """The cancelled run."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def run(self) -> Global___Run: ...
+    def run(self) -> Global___Run:
+        """The run, now cancelled."""
+
     def __init__(
         self,
         *,
@@ -470,11 +505,14 @@ Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
 
 @_typing.final
 class ReplayRunRequest(_message.Message):
+    """Which run to replay, and how."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    """The run to replay: it must have finished."""
     mode: Global___ReplayMode.ValueType
     """Unspecified means FROM_START."""
     def __init__(
@@ -493,6 +531,8 @@ Global___ReplayRunRequest: _TypeAlias = ReplayRunRequest  # noqa: Y015
 
 @_typing.final
 class ReplayRunResponse(_message.Message):
+    """The replay."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_FIELD_NUMBER: _builtins.int
@@ -515,10 +555,13 @@ Global___ReplayRunResponse: _TypeAlias = ReplayRunResponse  # noqa: Y015
 
 @_typing.final
 class WaitRunRequest(_message.Message):
+    """Which run to follow."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
+    """The run's id."""
     def __init__(
         self,
         *,
@@ -534,11 +577,15 @@ Global___WaitRunRequest: _TypeAlias = WaitRunRequest  # noqa: Y015
 
 @_typing.final
 class WaitRunResponse(_message.Message):
+    """The run's state at one point in time."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def run(self) -> Global___Run: ...
+    def run(self) -> Global___Run:
+        """The run's summary."""
+
     def __init__(
         self,
         *,
@@ -557,6 +604,8 @@ class ListFunctionsRequest(_message.Message):
     """---------------------------------------------------------------------------
     Functions and events
     ---------------------------------------------------------------------------
+
+    Which functions to list.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -579,11 +628,15 @@ Global___ListFunctionsRequest: _TypeAlias = ListFunctionsRequest  # noqa: Y015
 
 @_typing.final
 class ListFunctionsResponse(_message.Message):
+    """The functions found."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FUNCTIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def functions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunctionInfo]: ...
+    def functions(self) -> _containers.RepeatedCompositeFieldContainer[Global___FunctionInfo]:
+        """Ordered by app, then function id."""
+
     def __init__(
         self,
         *,
@@ -599,6 +652,8 @@ Global___ListFunctionsResponse: _TypeAlias = ListFunctionsResponse  # noqa: Y015
 
 @_typing.final
 class FunctionInfo(_message.Message):
+    """A registered function."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     APP_ID_FIELD_NUMBER: _builtins.int
@@ -607,12 +662,17 @@ class FunctionInfo(_message.Message):
     REGISTERED_AT_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
+    """The app it belongs to."""
     connected_workers: _builtins.int
     """Workers connected to this control plane that serve the function."""
     registered_at_ms: _builtins.int
+    """When a worker first registered it."""
     updated_at_ms: _builtins.int
+    """When a worker last registered it."""
     @_builtins.property
-    def definition(self) -> _common_pb2.FunctionDefinition: ...
+    def definition(self) -> _common_pb2.FunctionDefinition:
+        """Its definition as last registered."""
+
     def __init__(
         self,
         *,
@@ -632,6 +692,8 @@ Global___FunctionInfo: _TypeAlias = FunctionInfo  # noqa: Y015
 
 @_typing.final
 class ListEventsRequest(_message.Message):
+    """Filters and paging for listing events."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -642,10 +704,13 @@ class ListEventsRequest(_message.Message):
     name: _builtins.str
     """Only events with this exact name (empty: any)."""
     received_after_ms: _builtins.int
+    """Only events received at or after this time (0: no bound)."""
     received_before_ms: _builtins.int
+    """Only events received before this time (0: no bound)."""
     page_size: _builtins.int
     """Default 50, at most 1,000."""
     page_token: _builtins.str
+    """`next_page_token` from the previous page; empty for the first page."""
     def __init__(
         self,
         *,
@@ -665,13 +730,18 @@ Global___ListEventsRequest: _TypeAlias = ListEventsRequest  # noqa: Y015
 
 @_typing.final
 class ListEventsResponse(_message.Message):
+    """One page of events."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Pass it back for the next page; empty on the last page."""
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredEvent]:
+        """Newest first."""
+
     def __init__(
         self,
         *,
@@ -695,8 +765,11 @@ class StoredEvent(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_MS_FIELD_NUMBER: _builtins.int
     received_at_ms: _builtins.int
+    """When the control plane received it."""
     @_builtins.property
-    def event(self) -> _common_pb2.Event: ...
+    def event(self) -> _common_pb2.Event:
+        """The event as sent (with its id filled in)."""
+
     def __init__(
         self,
         *,
@@ -713,10 +786,13 @@ Global___StoredEvent: _TypeAlias = StoredEvent  # noqa: Y015
 
 @_typing.final
 class GetEventRequest(_message.Message):
+    """Which event to read."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
+    """The event's id (the newest event with that id)."""
     def __init__(
         self,
         *,
@@ -732,12 +808,16 @@ Global___GetEventRequest: _TypeAlias = GetEventRequest  # noqa: Y015
 
 @_typing.final
 class GetEventResponse(_message.Message):
+    """An event and its runs."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def event(self) -> Global___StoredEvent: ...
+    def event(self) -> Global___StoredEvent:
+        """The event."""
+
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]:
         """The runs this event started."""

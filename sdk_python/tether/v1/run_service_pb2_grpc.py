@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class RunServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Reading and administering runs, functions and events (the CLI and the SDK's
+    `app.runs` use it).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -77,7 +79,9 @@ class RunServiceStub:
 
 
 class RunServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Reading and administering runs, functions and events (the CLI and the SDK's
+    `app.runs` use it).
+    """
 
     def GetRun(self, request, context):
         """A run with its steps and history. NOT_FOUND for an unknown run id.
@@ -190,7 +194,9 @@ def add_RunServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RunService:
-    """Missing associated documentation comment in .proto file."""
+    """Reading and administering runs, functions and events (the CLI and the SDK's
+    `app.runs` use it).
+    """
 
     @staticmethod
     def GetRun(request,

@@ -27,6 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RunServiceStub:
+    """Reading and administering runs, functions and events (the CLI and the SDK's
+    `app.runs` use it).
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -56,6 +60,10 @@ class RunServiceStub:
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
+    """Reading and administering runs, functions and events (the CLI and the SDK's
+    `app.runs` use it).
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetRunRequest, _run_service_pb2.GetRunResponse]  # type: ignore[assignment]
     """A run with its steps and history. NOT_FOUND for an unknown run id."""
@@ -81,6 +89,10 @@ class RunServiceAsyncStub(RunServiceStub):
     """One event and the runs it started. NOT_FOUND for an unknown id."""
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Reading and administering runs, functions and events (the CLI and the SDK's
+    `app.runs` use it).
+    """
+
     @_abc_1.abstractmethod
     def GetRun(
         self,

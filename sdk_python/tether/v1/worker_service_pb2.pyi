@@ -98,13 +98,21 @@ class WorkerFrame(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def hello(self) -> Global___Hello: ...
+    def hello(self) -> Global___Hello:
+        """The first frame: who the worker is and what it serves."""
+
     @_builtins.property
-    def outcomes(self) -> Global___Outcomes: ...
+    def outcomes(self) -> Global___Outcomes:
+        """What happened in executions, in order."""
+
     @_builtins.property
-    def heartbeat(self) -> Global___Heartbeat: ...
+    def heartbeat(self) -> Global___Heartbeat:
+        """Liveness; extends leases."""
+
     @_builtins.property
-    def drain(self) -> Global___Drain: ...
+    def drain(self) -> Global___Drain:
+        """The worker is stopping: send no more work."""
+
     def __init__(
         self,
         *,
@@ -136,17 +144,29 @@ class ServerFrame(_message.Message):
     PING_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def welcome(self) -> Global___Welcome: ...
+    def welcome(self) -> Global___Welcome:
+        """The worker was accepted."""
+
     @_builtins.property
-    def dispatch(self) -> Global___Dispatch: ...
+    def dispatch(self) -> Global___Dispatch:
+        """Executions to run."""
+
     @_builtins.property
-    def acks(self) -> Global___Acks: ...
+    def acks(self) -> Global___Acks:
+        """Outcomes made durable (or refused)."""
+
     @_builtins.property
-    def cancel(self) -> Global___Cancel: ...
+    def cancel(self) -> Global___Cancel:
+        """Stop an execution."""
+
     @_builtins.property
-    def ping(self) -> Global___Ping: ...
+    def ping(self) -> Global___Ping:
+        """Control-plane liveness."""
+
     @_builtins.property
-    def rejected(self) -> Global___Rejected: ...
+    def rejected(self) -> Global___Rejected:
+        """The worker was refused; the stream ends."""
+
     def __init__(
         self,
         *,
@@ -276,6 +296,7 @@ class Rejected(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     code: Global___RejectCode.ValueType
+    """Why, as a code."""
     reason: _builtins.str
     """A sentence naming the problem, for example
     `duplicate function id 'send-email' in app 'shop'`.
@@ -307,7 +328,9 @@ class Dispatch(_message.Message):
 
     EXECUTIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Execute]: ...
+    def executions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Execute]:
+        """The executions, each already leased to this worker."""
+
     def __init__(
         self,
         *,
@@ -468,7 +491,9 @@ class Cancel(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
+    """The execution to stop."""
     run_id: _builtins.str
+    """Its run (empty when the control plane never knew the execution)."""
     reason: _builtins.str
     """Why, for logs: `run cancelled`, `lease expired`..."""
     def __init__(
@@ -499,7 +524,9 @@ class Outcomes(_message.Message):
 
     OUTCOMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Outcome]: ...
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Outcome]:
+        """In the order they happened; `seq` strictly increasing."""
+
     def __init__(
         self,
         *,
@@ -540,17 +567,29 @@ class Outcome(_message.Message):
     run_id: _builtins.str
     """The run, repeated for clarity and logs."""
     @_builtins.property
-    def step_completed(self) -> Global___StepCompleted: ...
+    def step_completed(self) -> Global___StepCompleted:
+        """Non-terminal: a new step returned."""
+
     @_builtins.property
-    def step_failed(self) -> Global___StepFailed: ...
+    def step_failed(self) -> Global___StepFailed:
+        """Non-terminal: a step attempt raised."""
+
     @_builtins.property
-    def suspended(self) -> Global___Suspended: ...
+    def suspended(self) -> Global___Suspended:
+        """Terminal: the execution cannot go on."""
+
     @_builtins.property
-    def run_completed(self) -> Global___RunCompleted: ...
+    def run_completed(self) -> Global___RunCompleted:
+        """Terminal: the function returned."""
+
     @_builtins.property
-    def run_failed(self) -> Global___RunFailed: ...
+    def run_failed(self) -> Global___RunFailed:
+        """Terminal: the function raised."""
+
     @_builtins.property
-    def non_determinism(self) -> Global___NonDeterminism: ...
+    def non_determinism(self) -> Global___NonDeterminism:
+        """Non-terminal: the code changed since the run started."""
+
     def __init__(
         self,
         *,
@@ -591,11 +630,13 @@ class StepCompleted(_message.Message):
     name: _builtins.str
     """The step id as written in code, with its `:n` suffix when repeated."""
     kind: _common_pb2.StepKind.ValueType
+    """`STEP_KIND_RUN` for `step.run`."""
     output: _builtins.bytes
     """The step's output as JSON bytes."""
     started_at_ms: _builtins.int
-    """When the step's code started and ended (control-plane clock)."""
+    """When the step's code started (control-plane clock)."""
     ended_at_ms: _builtins.int
+    """When the step's code returned (control-plane clock)."""
     def __init__(
         self,
         *,
@@ -633,8 +674,11 @@ class StepFailed(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     ENDED_AT_MS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
+    """The hashed step id."""
     name: _builtins.str
+    """The step id as written in code, with its `:n` suffix when repeated."""
     kind: _common_pb2.StepKind.ValueType
+    """What kind of step failed."""
     retriable: _builtins.bool
     """False for `NonRetriableError` and for errors no retry can fix (an output that
     is not JSON, over the size limit).
@@ -644,9 +688,13 @@ class StepFailed(_message.Message):
     this many milliseconds instead of the backoff schedule. 0 means the schedule.
     """
     started_at_ms: _builtins.int
+    """When the attempt started (control-plane clock)."""
     ended_at_ms: _builtins.int
+    """When the attempt raised (control-plane clock)."""
     @_builtins.property
-    def error(self) -> _common_pb2.ErrorInfo: ...
+    def error(self) -> _common_pb2.ErrorInfo:
+        """What the step raised."""
+
     def __init__(
         self,
         *,
@@ -678,7 +726,9 @@ class Suspended(_message.Message):
 
     WAITS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def waits(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedWait]: ...
+    def waits(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedWait]:
+        """What the run waits for."""
+
     def __init__(
         self,
         *,
@@ -705,11 +755,15 @@ class PlannedWait(_message.Message):
     SLEEP_FIELD_NUMBER: _builtins.int
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
+    """The hashed step id."""
     name: _builtins.str
+    """The step id as written in code, with its `:n` suffix when repeated."""
     started_at_ms: _builtins.int
     """When the function reached this step (control-plane clock)."""
     @_builtins.property
-    def sleep(self) -> Global___Sleep: ...
+    def sleep(self) -> Global___Sleep:
+        """`step.sleep` / `step.sleep_until`."""
+
     def __init__(
         self,
         *,
@@ -788,7 +842,9 @@ class RunFailed(_message.Message):
     retry_delay_ms: _builtins.int
     """As in `StepFailed`: a delay chosen by user code, 0 for the schedule."""
     @_builtins.property
-    def error(self) -> _common_pb2.ErrorInfo: ...
+    def error(self) -> _common_pb2.ErrorInfo:
+        """What the function raised."""
+
     def __init__(
         self,
         *,
@@ -888,7 +944,9 @@ class Refusal(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
+    """The refused outcome."""
     execution_id: _builtins.str
+    """Its execution: stop it."""
     reason: _builtins.str
     """For example `lease lost: the execution was given to another worker`."""
     def __init__(
@@ -940,6 +998,7 @@ class Ping(_message.Message):
 
     SERVER_TIME_MS_FIELD_NUMBER: _builtins.int
     server_time_ms: _builtins.int
+    """The control plane's clock when it sent the ping."""
     def __init__(
         self,
         *,

@@ -34,6 +34,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkerServiceStub:
+    """Workers connect here."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -43,11 +45,15 @@ class WorkerServiceStub:
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
+    """Workers connect here."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Connect: _aio.StreamStreamMultiCallable[_worker_service_pb2.WorkerFrame, _worker_service_pb2.ServerFrame]  # type: ignore[assignment]
     """The worker's one connection. Frames on each side are delivered in order."""
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Workers connect here."""
+
     @_abc_1.abstractmethod
     def Connect(
         self,
