@@ -29,7 +29,6 @@ def parse_traceparent(value: str) -> tuple[int, int] | None:
     return (trace_id, span_id) if trace_id and span_id else None
 
 
-@contextlib.contextmanager
 def step_span(
     trace_ids: tuple[int, int] | None,
     run_id: str,
@@ -37,8 +36,23 @@ def step_span(
     name: str,
     hashed: str,
     attempt: int,
+) -> contextlib.AbstractContextManager[Span]:
+    """A span around the user code of one step attempt (nothing at all when no
+    tracer provider is configured: spans would be dropped anyway)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    return _step_span(trace_ids, run_id, function_id, name, hashed, attempt)
+
+
+@contextlib.contextmanager
+def _step_span(
+    trace_ids: tuple[int, int] | None,
+    run_id: str,
+    function_id: str,
+    name: str,
+    hashed: str,
+    attempt: int,
 ) -> Iterator[Span]:
-    """A span around the user code of one step attempt."""
     if trace_ids is None:
         with _tracer.start_as_current_span(f"step {name}") as span:
             yield span
