@@ -7,9 +7,9 @@ from typing import Any
 import grpc
 
 from controlplane.api.errors import unary
-from controlplane.engine.clock import Clock, VirtualClock
-from controlplane.engine.dispatcher import Dispatcher
-from controlplane.engine.errors import FailedPrecondition, InvalidArgument
+from controlplane.engine.clock import VirtualClock
+from controlplane.engine.engine import Engine
+from controlplane.engine.errors import FailedPrecondition
 from tether.v1 import clock_service_pb2 as cs
 from tether.v1 import clock_service_pb2_grpc as cs_grpc
 
@@ -17,9 +17,10 @@ Context = grpc.aio.ServicerContext[Any, cs.GetTimeResponse]
 
 
 class ClockServicer(cs_grpc.ClockServiceServicer):
-    def __init__(self, clock: Clock, dispatcher: Dispatcher) -> None:
-        self._clock = clock
-        self._dispatcher = dispatcher
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._clock = engine.clock
+        self._dispatcher = engine.dispatcher
 
     def _virtual(self) -> VirtualClock:
         if not isinstance(self._clock, VirtualClock):
@@ -39,12 +40,7 @@ class ClockServicer(cs_grpc.ClockServiceServicer):
 
     @unary
     async def Advance(self, request: cs.AdvanceRequest, context: Context) -> cs.GetTimeResponse:
-        if request.by_ms <= 0:
-            raise InvalidArgument(
-                f"advance by a positive number of milliseconds, not {request.by_ms}"
-            )
-        self._virtual().advance(request.by_ms)
-        self._dispatcher.wake()
+        await self._engine.advance_clock(request.by_ms)
         return self._time()
 
     @unary

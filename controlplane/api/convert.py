@@ -204,6 +204,7 @@ def execute(execution: Execution) -> ws.Execute:
         attempt=execution.attempt,
         events=[event_message(e) for e in execution.events],
         step_attempts=execution.step_attempts,
+        step_not_before_ms=execution.step_not_before,
         trace=common.TraceContext(traceparent=execution.traceparent),
         lease_deadline_ms=execution.lease_deadline_ms,
         server_time_ms=execution.server_time_ms,

@@ -70,9 +70,7 @@ async def build_server(
     event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(engine), server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(engine), server)
-    clock_service_pb2_grpc.add_ClockServiceServicer_to_server(
-        ClockServicer(engine.clock, engine.dispatcher), server
-    )
+    clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(engine), server)
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -135,32 +135,34 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             await _reject(context, "invalid_function", str(error))
             return
         settings = self._engine.settings
-        await context.write(
-            ws.ServerFrame(
-                welcome=ws.Welcome(
-                    session_id=session.id,
-                    protocol_version=PROTOCOL_VERSION,
-                    heartbeat_interval_ms=settings.heartbeat_interval_ms,
-                    lease_timeout_ms=settings.lease_timeout_ms,
-                    limits=convert.limits(settings.limits),
-                    server_version=__version__,
+        tasks: list[asyncio.Task[None]] = []
+        # From here on the session exists: whatever happens (even the Welcome
+        # failing to go out), it is disconnected at the end.
+        try:
+            await context.write(
+                ws.ServerFrame(
+                    welcome=ws.Welcome(
+                        session_id=session.id,
+                        protocol_version=PROTOCOL_VERSION,
+                        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                        lease_timeout_ms=settings.lease_timeout_ms,
+                        limits=convert.limits(settings.limits),
+                        server_version=__version__,
+                    )
                 )
             )
-        )
-        self._sinks.add(sink)
-        reader = asyncio.create_task(self._read(context, session, sink))
-        pinger = asyncio.create_task(self._ping(sink))
-        try:
+            self._sinks.add(sink)
+            tasks.append(asyncio.create_task(self._read(context, session, sink)))
+            tasks.append(asyncio.create_task(self._ping(sink)))
             while (frames := await sink.next_frames()) is not None:
                 for frame in frames:
                     await context.write(frame)
         finally:
             self._sinks.discard(sink)
-            reason = sink.reason or (
-                "stream ended" if reader.done() else "closed by the control plane"
-            )
-            reader.cancel()
-            pinger.cancel()
+            ended = bool(tasks) and tasks[0].done()
+            reason = sink.reason or ("stream ended" if ended else "closed by the control plane")
+            for task in tasks:
+                task.cancel()
             await asyncio.shield(self._engine.disconnect_worker(session, reason))
 
     async def _read(self, context: Context, session: WorkerSession, sink: StreamSink) -> None:

@@ -28,13 +28,15 @@ def cancel_run(
 ) -> tuple[RunSummary, str | None, RunSpanRecord]:
     """Cancel a run; returns it, the execution that held its lease (if any), and
     its span record."""
+    # Lock the queue row before reading the run: a control plane applying this
+    # run's last outcome holds that lock, so the status read next is final.
+    queued = tx.queue_row(run_id)
     row = tx.run_row(run_id)
     if row is None:
         raise NotFound(f"run {run_id!r} not found")
     status = RunStatus(row.status)
     if status.is_terminal:
         raise FailedPrecondition(f"run {run_id!r} already finished ({status.value})")
-    queued = tx.queue_row(run_id)
     holder = queued.lease_execution_id if queued is not None else None
     error = ErrorData(CANCELLED_ERROR, reason)
     tx.update_runs(

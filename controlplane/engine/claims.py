@@ -52,8 +52,11 @@ def claim_executions(
 
     memo: dict[str, list[MemoizedStep]] = {r: [] for r in run_ids}
     attempts: dict[str, dict[str, int]] = {r: {} for r in run_ids}
+    not_before: dict[str, dict[str, int]] = {r: {} for r in run_ids}
     state_bytes: dict[str, int] = dict.fromkeys(run_ids, 0)
-    for row in tx.steps_of(run_ids):
+    # Memoized steps go out in the order their results were recorded: the SDK
+    # hands them back in that order (it keeps parallel branches deterministic).
+    for row in sorted(tx.steps_of(run_ids), key=lambda r: r.position):
         if row.status == StepStatus.COMPLETED.value:
             output = (row.output or "null").encode("utf-8")
             memo[row.run_id].append(MemoizedStep(row.step_id, output, None))
@@ -62,6 +65,8 @@ def claim_executions(
             memo[row.run_id].append(MemoizedStep(row.step_id, None, codec.decode_error(row.error)))
         else:
             attempts[row.run_id][row.step_id] = row.attempts
+            if row.retry_at_ms is not None and row.retry_at_ms > now_ms:
+                not_before[row.run_id][row.step_id] = row.retry_at_ms
 
     event_pks = [s.event_pk for s in states.values() if s.event_pk]
     events_by_pk = tx.events_by_pk(event_pks) if event_pks else {}
@@ -94,6 +99,7 @@ def claim_executions(
                 events=trigger,
                 steps=memo[c.run_id],
                 step_attempts=attempts[c.run_id],
+                step_not_before=not_before[c.run_id],
                 traceparent=traceparent(state.trace_id, state.root_span_id),
                 lease_deadline_ms=deadline,
                 server_time_ms=now_ms,

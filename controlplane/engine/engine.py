@@ -11,9 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from controlplane.engine import admin, ingest, leases
-from controlplane.engine.clock import Clock
+from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.dispatcher import Dispatcher
-from controlplane.engine.errors import InvalidArgument, NotFound, WorkerRejected
+from controlplane.engine.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    WorkerRejected,
+)
 from controlplane.engine.ids import new_hex_id
 from controlplane.engine.models import (
     ErrorData,
@@ -46,6 +51,7 @@ from controlplane.engine.settings import EngineSettings, format_bytes
 from controlplane.engine.validation import validate_events, validate_hello
 from controlplane.engine.watchers import RunWatchers
 from controlplane.store import Store
+from controlplane.store.tx import WriteTx
 from controlplane.telemetry import RunTracer
 
 log = logging.getLogger("tether.engine")
@@ -170,7 +176,26 @@ class Engine:
 
     def heard_from(self, session: WorkerSession) -> None:
         """Any frame from a worker shows it is alive."""
+        was_silent = session.silent_ms() >= self.settings.lease_timeout_ms
         session.last_seen = time.monotonic()
+        if was_silent:
+            # It was passed over while silent; work may be waiting for it.
+            self.dispatcher.wake()
+
+    async def advance_clock(self, by_ms: int) -> int:
+        """Move a virtual clock forward. Leases move with it: a jump of the clock
+        is not a worker falling silent."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            raise FailedPrecondition(
+                "this control plane runs on the system clock; start it with --clock virtual"
+            )
+        if by_ms <= 0:
+            raise InvalidArgument(f"advance by a positive number of milliseconds, not {by_ms}")
+        await self.store.write(lambda tx: tx.shift_leases(by_ms))
+        now = clock.advance(by_ms)
+        self.dispatcher.wake()
+        return now
 
     def drain(self, session: WorkerSession) -> None:
         session.draining = True
@@ -226,12 +251,20 @@ class Engine:
         retries_of = self.registry.retries
         # Even a frame with nothing to apply goes through the writer, so that its
         # acknowledgement cannot overtake an earlier frame's.
+        held = sorted({o.execution_id for o in accepted})
+
+        def release_held(tx: WriteTx, error: Exception) -> object:
+            # This frame is lost: end its executions' leases before any later
+            # frame of theirs applies, so what is durable stays a prefix.
+            return leases.release(tx, held, now, f"could not store outcomes: {error}")
+
         future = self.store.submit(
             lambda tx: (
                 apply_outcomes(tx, accepted, now, retries_of, attempts)
                 if accepted
                 else AppliedOutcomes()
-            )
+            ),
+            release_held if held else None,
         )
         future.add_done_callback(
             lambda f: self._outcomes_applied(session, outcomes, through, refusals, stopped, f)
@@ -258,6 +291,7 @@ class Engine:
             for outcome in outcomes:
                 self.sessions.untrack(outcome.execution_id)
             session.sink.ack(through, [Refusal(o.seq, o.execution_id, reason) for o in outcomes])
+            self.dispatcher.wake()
             return
         result = future.result()
         for execution_id in result.ended:
@@ -410,7 +444,7 @@ class Engine:
 
 def _json_problem(payload: bytes, what: str) -> str:
     try:
-        json.loads(payload)
+        json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         return f"{what} is not valid UTF-8 JSON: {error}"
     return ""

@@ -190,6 +190,8 @@ class Execution:
     events: list[StoredEvent]
     steps: list[MemoizedStep]
     step_attempts: dict[str, int]
+    # Retrying steps whose next attempt is not due yet: hashed id -> when it is.
+    step_not_before: dict[str, int]
     traceparent: str
     lease_deadline_ms: int
     server_time_ms: int

@@ -251,6 +251,7 @@ def _step_failed(
             "attempts": failed_attempts,
             "started_at_ms": body.started_at_ms,
             "ended_at_ms": body.ended_at_ms,
+            "retry_at_ms": retry_at if status is StepStatus.RETRYING else None,
         }
     )
     batch.history_rows.append(
@@ -321,10 +322,17 @@ def _finish_suspensions(batch: _Batch) -> None:
                 }
             )
     batch.tx.insert_waits(batch.wait_rows)
-    stored = batch.tx.waits_of([s.run_id for s, _, _ in batch.suspended])
-    for state, body, retry_at in batch.suspended:
+    suspended_runs = [s.run_id for s, _, _ in batch.suspended]
+    stored = batch.tx.waits_of(suspended_runs)
+    # Steps that failed in earlier executions and wait out their backoff.
+    retrying = batch.tx.retry_times(suspended_runs)
+    for state, body, batch_retry_at in batch.suspended:
         run_waits = stored.get(state.run_id, [])
         candidates = [until for _, until in run_waits]
+        retry_at = batch_retry_at
+        if state.run_id in retrying:
+            earlier = retrying[state.run_id]
+            retry_at = earlier if retry_at is None else min(retry_at, earlier)
         if retry_at is not None:
             candidates.append(retry_at)
         due_at = min(candidates) if candidates else batch.now

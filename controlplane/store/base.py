@@ -7,8 +7,6 @@ on a small thread pool with their own connections.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +33,6 @@ class Store(ABC):
         self.engine: Engine = self._create_engine(url)
         self._writer = GroupCommitWriter(self._connect_writer)
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tether-reader")
-        # Step positions: increasing across restarts because seeded from the clock
-        # in microseconds, and only the writer thread draws from it.
-        self._positions = itertools.count(time.time_ns() // 1000)
 
     @abstractmethod
     def _create_engine(self, url: str) -> Engine: ...
@@ -61,15 +56,27 @@ class Store(ABC):
     def pending_writes(self) -> int:
         return self._writer.pending
 
-    def submit(self, op: Callable[[WriteTx], T]) -> asyncio.Future[T]:
+    def submit(
+        self,
+        op: Callable[[WriteTx], T],
+        fallback: Callable[[WriteTx, Exception], object] | None = None,
+    ) -> asyncio.Future[T]:
         """Queue ``op`` for the next group-committed transaction, now. Operations
-        are applied in the order they are submitted."""
+        are applied in the order they are submitted. If ``op`` fails,
+        ``fallback`` runs in its place (its own transaction) before anything later."""
         insert = self.insert
         lock_rows = self.shared
-        positions = self._positions
-        return self._writer.submit(
-            lambda conn: op(WriteTx(conn, insert, lock_rows=lock_rows, positions=positions))
-        )
+
+        def tx(conn: Connection) -> WriteTx:
+            return WriteTx(conn, insert, lock_rows=lock_rows)
+
+        on_failure = None
+        if fallback is not None:
+
+            def on_failure(conn: Connection, error: Exception) -> object:
+                return fallback(tx(conn), error)
+
+        return self._writer.submit(lambda conn: op(tx(conn)), on_failure)
 
     async def write(self, op: Callable[[WriteTx], T]) -> T:
         """Run ``op`` in the next group-committed transaction and wait for the commit."""

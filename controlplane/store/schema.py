@@ -95,8 +95,10 @@ steps = Table(
     Column("attempts", Integer, nullable=False),
     Column("started_at_ms", BigInteger, nullable=False),
     Column("ended_at_ms", BigInteger, nullable=False),
-    # Increases with every step recorded: the order steps happened in, finer than
-    # millisecond timestamps.
+    # For a retrying step: not to be run again before this time.
+    Column("retry_at_ms", BigInteger, nullable=True),
+    # 1, 2, 3... within the run: the order step results were recorded in, finer
+    # than millisecond timestamps and independent of which node wrote them.
     Column("position", BigInteger, nullable=False),
     PrimaryKeyConstraint("run_id", "step_id", name="pk_steps"),
 )
@@ -105,7 +107,10 @@ steps = Table(
 history = Table(
     "history",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # 64-bit on PostgreSQL; SQLite's INTEGER PRIMARY KEY is already 64-bit.
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("run_id", String(26), nullable=False),
     Column("ts_ms", BigInteger, nullable=False),
     Column("kind", String(32), nullable=False),

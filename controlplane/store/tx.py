@@ -7,7 +7,7 @@ classes only know how.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -321,10 +321,8 @@ class WriteTx(ReadTx):
         insert: InsertFactory,
         *,
         lock_rows: bool,
-        positions: Iterator[int],
     ) -> None:
         super().__init__(conn, insert)
-        self._positions = positions
         # PostgreSQL: lock queue rows (and skip locked ones when claiming) so that
         # several control planes can share the store. SQLite has one writer anyway.
         self._lock_rows = lock_rows
@@ -456,6 +454,8 @@ class WriteTx(ReadTx):
                         steps.c.output,
                         steps.c.error,
                         steps.c.attempts,
+                        steps.c.retry_at_ms,
+                        steps.c.position,
                     ).where(steps.c.run_id.in_(chunk))
                 )
             )
@@ -535,8 +535,12 @@ class WriteTx(ReadTx):
         """
         if not rows:
             return
+        # Positions continue each run's sequence. Only the execution holding the
+        # run's lease writes its steps, so there is no race for the numbers.
+        last = self._last_positions([row["run_id"] for row in rows])
         for row in rows:
-            row["position"] = next(self._positions)
+            last[row["run_id"]] = row["position"] = last.get(row["run_id"], 0) + 1
+            row.setdefault("retry_at_ms", None)
         stmt = self._insert(steps)
         excluded = stmt.excluded  # type: ignore[attr-defined]
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
@@ -548,10 +552,40 @@ class WriteTx(ReadTx):
                 "attempts": steps.c.attempts + 1,
                 "started_at_ms": excluded.started_at_ms,
                 "ended_at_ms": excluded.ended_at_ms,
+                "retry_at_ms": excluded.retry_at_ms,
+                # A retried step's result is recorded when it finally comes.
+                "position": excluded.position,
             },
             where=steps.c.status == StepStatus.RETRYING.value,
         )
         self.conn.execute(stmt, rows)
+
+    def _last_positions(self, run_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(run_ids))):
+            rows = self.conn.execute(
+                select(steps.c.run_id, func.max(steps.c.position))
+                .where(steps.c.run_id.in_(chunk))
+                .group_by(steps.c.run_id)
+            )
+            found.update({run_id: int(last) for run_id, last in rows})
+        return found
+
+    def retry_times(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """run id -> the earliest retry time of its retrying steps."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(run_ids))):
+            rows = self.conn.execute(
+                select(steps.c.run_id, func.min(steps.c.retry_at_ms))
+                .where(
+                    steps.c.run_id.in_(chunk),
+                    steps.c.status == StepStatus.RETRYING.value,
+                    steps.c.retry_at_ms.is_not(None),
+                )
+                .group_by(steps.c.run_id)
+            )
+            found.update({run_id: int(at) for run_id, at in rows if at is not None})
+        return found
 
     def update_runs(self, rows: list[dict[str, Any]]) -> None:
         """rows: b_id, b_status, b_attempt, b_output, b_error, b_ended_at_ms, b_now."""
@@ -622,6 +656,14 @@ class WriteTx(ReadTx):
             )
         )
         return [r.lease_execution_id for r in rows]
+
+    def shift_leases(self, by_ms: int) -> None:
+        """Push every lease deadline forward (the virtual clock jumped)."""
+        self.conn.execute(
+            update(queue)
+            .where(queue.c.lease_execution_id.is_not(None))
+            .values(lease_deadline_ms=queue.c.lease_deadline_ms + by_ms)
+        )
 
     def all_lease_holders(self) -> list[str]:
         rows = self.conn.execute(

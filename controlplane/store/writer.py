@@ -24,10 +24,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+Fallback = Callable[[Connection, Exception], object]
+
+
 @dataclass(slots=True)
 class _Op:
     fn: Callable[[Connection], Any]
     future: asyncio.Future[Any]
+    # Run in its own transaction, in the failed operation's place in the queue,
+    # when ``fn`` fails: before any later operation.
+    fallback: Fallback | None = None
 
 
 class GroupCommitWriter:
@@ -62,7 +68,9 @@ class GroupCommitWriter:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
 
-    def submit(self, fn: Callable[[Connection], T]) -> asyncio.Future[T]:
+    def submit(
+        self, fn: Callable[[Connection], T], fallback: Fallback | None = None
+    ) -> asyncio.Future[T]:
         """Queue ``fn`` for the next group transaction; the future holds its result
         once committed. Operations run in the order they were submitted."""
         if self._queue is None:
@@ -70,7 +78,7 @@ class GroupCommitWriter:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.pending += 1
         self._idle.clear()
-        self._queue.put_nowait(_Op(fn, future))
+        self._queue.put_nowait(_Op(fn, future, fallback))
         return future
 
     async def _run(self) -> None:
@@ -85,9 +93,10 @@ class GroupCommitWriter:
             except BaseException as error:  # the executor itself failed
                 results = [(False, error)] * len(batch)
             self.batches += 1
-            self.pending -= len(batch)
-            if not self.pending:
-                self._idle.set()
+            # Count the batch done only after its callers resumed (their wake-ups
+            # were queued by the futures first): until then an idle check must not
+            # think nothing is happening.
+            loop.call_soon(self._settled, len(batch))
             for op, (ok, value) in zip(batch, results, strict=True):
                 if op.future.done():
                     continue
@@ -96,25 +105,39 @@ class GroupCommitWriter:
                 else:
                     op.future.set_exception(value)
 
+    def _settled(self, count: int) -> None:
+        self.pending -= count
+        if not self.pending:
+            self._idle.set()
+
     def _apply(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         conn = self._conn
         assert conn is not None
         try:
             with conn.begin():
                 return [(True, op.fn(conn)) for op in batch]
-        except Exception:
+        except Exception as error:
             if len(batch) == 1:
-                return [self._apply_one(conn, batch[0])]
+                return [self._failed(conn, batch[0], error)]
         # One operation failed and took the batch down: run each on its own so the
         # failure reaches only its caller.
         return [self._apply_one(conn, op) for op in batch]
 
-    @staticmethod
-    def _apply_one(conn: Connection, op: _Op) -> tuple[bool, Any]:
+    def _apply_one(self, conn: Connection, op: _Op) -> tuple[bool, Any]:
         try:
             with conn.begin():
                 return True, op.fn(conn)
         except Exception as error:
-            if not isinstance(error, EngineError):
-                log.exception("write failed")
-            return False, error
+            return self._failed(conn, op, error)
+
+    @staticmethod
+    def _failed(conn: Connection, op: _Op, error: Exception) -> tuple[bool, Any]:
+        if not isinstance(error, EngineError):
+            log.error("write failed: %s", error, exc_info=error)
+        if op.fallback is not None:
+            try:
+                with conn.begin():
+                    op.fallback(conn, error)
+            except Exception:
+                log.exception("the fallback of a failed write failed too")
+        return False, error

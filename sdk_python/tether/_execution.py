@@ -91,7 +91,15 @@ class Execution:
             s.step_id: s for s in execute.steps
         }
         self.unreached: set[str] = set(self.memo)
+        # Memoized results are handed back in the order they were recorded, so
+        # that parallel branches interleave on replay as they did the first time
+        # (and repeated step ids get the same suffixes). Sequential code asks for
+        # them in that order anyway and never waits.
+        self._memo_order = {s.step_id: i for i, s in enumerate(execute.steps)}
+        self._next_memo = 0
+        self._memo_waiters: dict[int, asyncio.Future[None]] = {}
         self.step_attempts: dict[str, int] = dict(execute.step_attempts)
+        self.step_not_before: dict[str, int] = dict(execute.step_not_before_ms)
         self.trace_ids = parse_traceparent(execute.trace.traceparent)
         self.limits = limits or Limits()
         self.executor = executor
@@ -102,6 +110,9 @@ class Execution:
         self.new_steps: list[str] = []
         self.planned: list[worker_service_pb2.PlannedWait] = []
         self.cancelled = False
+        # Set once the terminal outcome is sent: branches still running (parallel
+        # siblings of a branch that raised) start nothing and report nothing.
+        self.finished = False
         # Steps whose user code is running now, and step calls that can never return
         # in this execution (a planned wait, a failed step).
         self.active = 0
@@ -131,11 +142,40 @@ class Execution:
         self.version += 1
         return name, hash_step_id(name)
 
-    def lookup(self, hashed: str) -> worker_service_pb2.MemoizedStep | None:
+    async def memoized(self, hashed: str) -> worker_service_pb2.MemoizedStep | None:
+        """The stored result of this step, once every result recorded before it
+        has been handed out; None for a step that has no stored result."""
         memo = self.memo.get(hashed)
-        if memo is not None:
-            self.unreached.discard(hashed)
+        if memo is None:
+            return None
+        self.unreached.discard(hashed)
+        index = self._memo_order[hashed]
+        if index > self._next_memo:
+            waiter = asyncio.get_running_loop().create_future()
+            self._memo_waiters[index] = waiter
+            self.version += 1
+            self._changed.set()
+            try:
+                await waiter
+            finally:
+                self._memo_waiters.pop(index, None)
+        self._handed_out(index)
         return memo
+
+    def _handed_out(self, index: int) -> None:
+        self._next_memo = max(self._next_memo, index + 1)
+        waiter = self._memo_waiters.get(self._next_memo)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _skip_unclaimed_memos(self) -> None:
+        """Every branch waits for a result recorded later than one nobody asks
+        for (the code changed): hand out the earliest awaited one; the skipped
+        results stay unreached and are reported as non-determinism."""
+        index = min(self._memo_waiters)
+        self._next_memo = index
+        self._memo_waiters[index].set_result(None)
+        self.version += 1
 
     def memoized_result(self, name: str, memo: worker_service_pb2.MemoizedStep) -> Any:
         if memo.WhichOneof("result") == "error":
@@ -164,7 +204,14 @@ class Execution:
         await asyncio.get_running_loop().create_future()
         raise AssertionError("a parked step never resumes")
 
+    @property
+    def stopped(self) -> bool:
+        """No new step may start: the execution was cancelled or has ended."""
+        return self.cancelled or self.finished
+
     def emit(self, outcome: worker_service_pb2.Outcome) -> None:
+        if self.finished:
+            return
         outcome.execution_id = self.execution_id
         outcome.run_id = self.run_id
         self._emit(outcome)
@@ -259,17 +306,31 @@ class Execution:
             raise
         if self.cancelled:
             return
-        self._report_divergence()
-        if suspended:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        try:
+            self._report_divergence()
+            if suspended:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self.emit(
+                    worker_service_pb2.Outcome(
+                        suspended=worker_service_pb2.Suspended(waits=self.planned)
+                    )
+                )
+            else:
+                self._report_result(task)
+        except Exception as error:
+            # Never end an execution without a terminal outcome: the run would
+            # be re-executed forever.
+            log.exception("run %s: could not report the execution's result", self.run_id)
             self.emit(
                 worker_service_pb2.Outcome(
-                    suspended=worker_service_pb2.Suspended(waits=self.planned)
+                    run_failed=worker_service_pb2.RunFailed(
+                        error=error_info(error), retriable=False
+                    )
                 )
             )
-            return
-        self._report_result(task)
+        finally:
+            self.finished = True
 
     async def _call(self, ctx: Context) -> Any:
         return await self.function.handler(ctx)
@@ -283,7 +344,7 @@ class Execution:
             while True:
                 if task.done():
                     return False
-                if not self.parked or self.active:
+                if not (self.parked or self._memo_waiters) or self.active:
                     break
                 version = self.version
                 for _ in range(_SETTLE_TURNS):
@@ -291,6 +352,9 @@ class Execution:
                 if task.done():
                     return False
                 if self.active == 0 and self.version == version:
+                    if self._memo_waiters:
+                        self._skip_unclaimed_memos()
+                        continue
                     return True
 
     def _report_divergence(self) -> None:
@@ -315,7 +379,13 @@ class Execution:
         )
 
     def _report_result(self, task: asyncio.Task[Any]) -> None:
-        error = task.exception()
+        error: BaseException | None
+        if task.cancelled():
+            error = asyncio.CancelledError(
+                "the function was cancelled by its own code (asyncio.CancelledError)"
+            )
+        else:
+            error = task.exception()
         if error is None:
             try:
                 output = _json.dumps(task.result())

@@ -29,7 +29,12 @@ def dumps(value: Any) -> bytes:
         raise NotSerializableError("float", f"{error} (NaN and Infinity are not JSON)") from None
     except TypeError as error:  # e.g. a dict key that is a tuple
         raise NotSerializableError("dict", str(error)) from None
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise NotSerializableError(
+            "str", f"a string holds a lone surrogate, which is not valid Unicode ({error.reason})"
+        ) from None
 
 
 def loads(payload: bytes) -> Any:

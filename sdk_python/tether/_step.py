@@ -55,13 +55,16 @@ class Step:
         """
         x = self._x
         name, hashed = x.allocate(id)
-        memo = x.lookup(hashed)
+        memo = await x.memoized(hashed)
         if memo is not None:
             return x.memoized_result(name, memo)
         x.note_new_step(name)
-        if x.cancelled:
+        if x.stopped:
             await x.park()
         attempt = x.step_attempts.get(hashed, 0)
+        if x.step_not_before.get(hashed, 0) > x.now_ms():
+            # A retry that is not due yet: wait it out like a sleep.
+            await x.park()
         if x.step_count > x.limits.max_steps_per_run:
             await x.step_failed(
                 name,
@@ -76,6 +79,7 @@ class Step:
             )
         while True:
             started = x.now_ms()
+            failure: Exception | None = None
             x.begin_step()
             token = current_step_attempt.set(attempt)
             try:
@@ -86,15 +90,16 @@ class Step:
                         record_error(span, error)
                         raise
             except Exception as error:
-                x.end_step()
-                # In a worker this never returns; the harness returns to retry.
-                await x.step_failed(name, hashed, STEP_KIND_RUN, error, started, attempt)
-                attempt += 1
-                continue
+                failure = error
             finally:
+                # Also when user code cancels this step call (a timeout around it).
                 current_step_attempt.reset(token)
-            x.end_step()
-            break
+                x.end_step()
+            if failure is None:
+                break
+            # In a worker this never returns; the harness returns to retry.
+            await x.step_failed(name, hashed, STEP_KIND_RUN, failure, started, attempt)
+            attempt += 1
         try:
             output = _json.dumps(result)
         except _json.NotSerializableError as problem:
@@ -146,7 +151,7 @@ class Step:
     async def _sleep(self, id: str, until: Callable[[int], int]) -> None:
         x = self._x
         name, hashed = x.allocate(id)
-        memo = x.lookup(hashed)
+        memo = await x.memoized(hashed)
         if memo is not None:
             x.memoized_result(name, memo)
             return

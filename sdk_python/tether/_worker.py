@@ -304,9 +304,21 @@ class Worker:
         task.add_done_callback(lambda t: self._finished(execute.execution_id, t))
 
     def _finished(self, execution_id: str, task: asyncio.Task[None]) -> None:
-        self._executions.pop(execution_id, None)
+        entry = self._executions.pop(execution_id, None)
         if not task.cancelled() and task.exception() is not None:
-            log.error("execution %s crashed", execution_id, exc_info=task.exception())
+            error = task.exception()
+            log.error("execution %s crashed", execution_id, exc_info=error)
+            if entry is not None and not entry[0].stopped:
+                # Report it rather than leave the run to be re-executed forever.
+                execution = entry[0]
+                execution.emit(
+                    ws.Outcome(
+                        run_failed=ws.RunFailed(
+                            error=error_info(error or RuntimeError("crashed")), retriable=False
+                        )
+                    )
+                )
+                execution.finished = True
         self._check_settled()
 
     def _cancel(self, execution_id: str, reason: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -100,6 +101,59 @@ async def chatty(ctx: Context) -> None:
     await ctx.step.run("first", lambda: 1)
     await ctx.step.sleep("pause", "10m")
     ctx.logger.info("after the pause")
+
+
+@app.function(id="fan-out", trigger="sdk/fan-out")
+async def fan_out(ctx: Context) -> dict[str, str]:
+    """Branches that reuse step ids and finish in the opposite order they started."""
+
+    async def fetch(item: str, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return f"fetched {item}"
+
+    async def process(item: str, seconds: float) -> str:
+        await ctx.step.run("fetch", fetch, item, seconds)
+        return await ctx.step.run("save", lambda: f"saved {item}")
+
+    slow, fast = await asyncio.gather(process("slow", 0.05), process("fast", 0.0))
+    await ctx.step.sleep("pause", "1h")  # the run replays after this
+    return {"slow": slow, "fast": fast}
+
+
+@app.function(id="impatient", trigger="sdk/impatient")
+async def impatient(ctx: Context) -> str | None:
+    async def slow_api() -> str:
+        await asyncio.sleep(30)
+        return "late"
+
+    try:
+        result: str | None = await asyncio.wait_for(ctx.step.run("enrich", slow_api), 0.05)
+    except TimeoutError:
+        result = None
+    await ctx.step.sleep("pause", "1h")
+    return result
+
+
+@app.function(id="backoff-and-naps", trigger="sdk/backoff-and-naps", retries=2)
+async def backoff_and_naps(ctx: Context) -> str:
+    """A failing step next to a branch that wakes the run every second."""
+
+    def flaky() -> str:
+        ran.append((ctx.run_id, "flaky"))
+        raise ConnectionError("still down")
+
+    async def naps() -> None:
+        for i in range(5):
+            await ctx.step.sleep(f"nap-{i}", "1s")
+
+    await asyncio.gather(ctx.step.run("flaky", flaky), naps(), return_exceptions=True)
+    return "done"
+
+
+@app.function(id="cancels-itself", trigger="sdk/cancels-itself", retries=1)
+async def cancels_itself(ctx: Context) -> None:
+    await ctx.step.run("first", lambda: 1)
+    raise asyncio.CancelledError  # a library cancelling what the function awaits
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -316,3 +370,44 @@ async def _status_is(run_id: str, status: RunStatus) -> bool:
 
 async def _ran(run_id: str, what: str) -> bool:
     return (run_id, what) in ran
+
+
+async def test_parallel_branches_keep_their_own_results_on_replay(env: TestEnvironment) -> None:
+    run = await app.runs.wait(await _run_id("sdk/fan-out"), timeout=10)
+
+    assert run.status is RunStatus.COMPLETED
+    assert run.output == {"slow": "saved slow", "fast": "saved fast"}
+
+
+async def test_a_step_abandoned_by_a_timeout_does_not_hang_the_run(env: TestEnvironment) -> None:
+    run = await app.runs.wait(await _run_id("sdk/impatient"), timeout=10)
+
+    assert run.status is RunStatus.COMPLETED
+    assert run.output is None
+
+
+async def test_retries_wait_out_their_backoff_when_the_run_wakes_earlier(
+    env: TestEnvironment,
+) -> None:
+    run_id = await _run_id("sdk/backoff-and-naps")
+
+    run = await app.runs.wait(run_id, timeout=10)
+
+    assert run.status is RunStatus.COMPLETED
+    failures = [h for h in run.history if h.kind == "step.failed"]
+    assert [f.attempt for f in failures] == [1, 2, 3]
+    for earlier, later in itertools.pairwise(failures):
+        assert earlier.until is not None
+        assert later.at >= earlier.until, "a step was retried before its backoff"
+    assert ran.count((run_id, "flaky")) == 3
+
+
+async def test_a_function_that_cancels_itself_fails_instead_of_looping(
+    env: TestEnvironment,
+) -> None:
+    run = await app.runs.wait(await _run_id("sdk/cancels-itself"), timeout=10)
+
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert "cancelled by its own code" in run.error.message
+    assert run.attempt == 2

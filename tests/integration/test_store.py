@@ -107,3 +107,27 @@ async def test_claims_take_only_due_unleased_runs_of_served_functions(store: Sto
     assert again == [], "a leased run was claimed twice"
     assert len({e.execution_id for e in first}) == 2
     assert all(e.lease_deadline_ms == 6_000 for e in first)
+
+
+async def test_a_failed_write_is_followed_by_its_fallback_before_later_writes(
+    store: Store,
+) -> None:
+    key = FunctionKey("app", "fn")
+    seen_by_later: list[list[str]] = []
+
+    def failing(tx: WriteTx) -> None:
+        tx.insert_rows(runs, [new_run_row("lost", key, None, 1_000)])
+        raise RuntimeError("disk full")
+
+    def fallback(tx: WriteTx, error: Exception) -> None:
+        tx.insert_rows(runs, [new_run_row("fallback", key, None, 1_000)])
+
+    def later(tx: WriteTx) -> None:
+        seen_by_later.append([row.id for row in tx.conn.execute(select(runs.c.id))])
+
+    outcomes = await asyncio.gather(
+        store.submit(failing, fallback), store.submit(later), return_exceptions=True
+    )
+
+    assert isinstance(outcomes[0], RuntimeError)
+    assert seen_by_later == [["fallback"]], "the later write ran before the fallback"

@@ -58,9 +58,12 @@ class RawWorker:
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = ws_grpc.WorkerServiceStub(self.channel)
         self.call: Any = self.stub.Connect()  # type: ignore[call-arg]
+        # gRPC takes one write at a time on a stream.
+        self._writing = asyncio.Lock()
 
     async def send(self, frame: ws.WorkerFrame) -> None:
-        await self.call.write(frame)
+        async with self._writing:
+            await self.call.write(frame)
 
     async def receive(self, timeout: float = 10.0) -> ws.ServerFrame | None:
         """The next frame, or None at the end of the stream."""

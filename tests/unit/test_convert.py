@@ -250,12 +250,14 @@ def test_execute_carries_the_run_and_its_memoized_state() -> None:
             MemoizedStep("h-sleep", None, None),
         ],
         step_attempts={"h-email": 3},
+        step_not_before={"h-email": 45_000},
         traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         lease_deadline_ms=50_000,
         server_time_ms=40_000,
     )
     message = convert.execute(execution)
 
+    assert dict(message.step_not_before_ms) == {"h-email": 45_000}
     assert message.execution_id == "ex-9"
     assert message.run_id == "run-9"
     assert message.function_id == "onboarding-flow"
@@ -285,7 +287,7 @@ def test_execute_carries_the_run_and_its_memoized_state() -> None:
 
 
 def test_execute_without_steps() -> None:
-    execution = Execution("ex", "run", "shop", "f", 0, [], [], {}, "", 1, 1)
+    execution = Execution("ex", "run", "shop", "f", 0, [], [], {}, {}, "", 1, 1)
     message = convert.execute(execution)
     assert list(message.steps) == []
     assert list(message.events) == []

@@ -374,6 +374,26 @@ class Execute(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class StepNotBeforeMsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     FUNCTION_ID_FIELD_NUMBER: _builtins.int
@@ -384,6 +404,7 @@ class Execute(_message.Message):
     TRACE_FIELD_NUMBER: _builtins.int
     LEASE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_MS_FIELD_NUMBER: _builtins.int
+    STEP_NOT_BEFORE_MS_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The lease and fencing token. Every outcome of this execution carries it;
     once the lease is lost, outcomes carrying it are refused.
@@ -409,8 +430,11 @@ class Execute(_message.Message):
 
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoizedStep]:
-        """Every step whose result is final, in no particular order: look them up by
-        hashed step id.
+        """Every step whose result is final, in the order the results were recorded.
+        Look them up by hashed step id; hand them back to user code in this order
+        (a step asking for a later result waits until the earlier ones were handed
+        out), so that parallel branches interleave on replay as they did when the
+        steps first ran. Sequential code asks in this order anyway.
         """
 
     @_builtins.property
@@ -422,6 +446,15 @@ class Execute(_message.Message):
     @_builtins.property
     def trace(self) -> _common_pb2.TraceContext:
         """The run's trace context: the parent for the worker's spans."""
+
+    @_builtins.property
+    def step_not_before_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Retrying steps whose next attempt is not due yet (the run woke for another
+        reason, such as a sleep in a parallel branch), keyed by hashed step id, with
+        when it is due. The worker must not run such a step before then: it treats
+        the call like an unresolved sleep (the step cannot return in this execution)
+        and reports nothing for it; the run is resumed when the retry is due.
+        """
 
     def __init__(
         self,
@@ -436,10 +469,11 @@ class Execute(_message.Message):
         trace: _common_pb2.TraceContext | None = ...,
         lease_deadline_ms: _builtins.int = ...,
         server_time_ms: _builtins.int = ...,
+        step_not_before_ms: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["trace", b"trace"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "events", b"events", "execution_id", b"execution_id", "function_id", b"function_id", "lease_deadline_ms", b"lease_deadline_ms", "run_id", b"run_id", "server_time_ms", b"server_time_ms", "step_attempts", b"step_attempts", "steps", b"steps", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "events", b"events", "execution_id", b"execution_id", "function_id", b"function_id", "lease_deadline_ms", b"lease_deadline_ms", "run_id", b"run_id", "server_time_ms", b"server_time_ms", "step_attempts", b"step_attempts", "step_not_before_ms", b"step_not_before_ms", "steps", b"steps", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

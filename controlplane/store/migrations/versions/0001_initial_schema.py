@@ -43,7 +43,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "history",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("run_id", sa.String(length=26), nullable=False),
         sa.Column("ts_ms", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
@@ -109,6 +114,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("started_at_ms", sa.BigInteger(), nullable=False),
         sa.Column("ended_at_ms", sa.BigInteger(), nullable=False),
+        sa.Column("retry_at_ms", sa.BigInteger(), nullable=True),
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", "step_id", name="pk_steps"),
     )
