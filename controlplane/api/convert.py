@@ -5,6 +5,7 @@ from __future__ import annotations
 from controlplane.engine.errors import InvalidArgument
 from controlplane.engine.models import (
     DEFAULT_RETRIES,
+    CancelOn,
     CronTrigger,
     ErrorData,
     EventInput,
@@ -17,11 +18,15 @@ from controlplane.engine.models import (
     NonDeterminism,
     Outcome,
     OutcomeBody,
+    PlannedEventWait,
+    PlannedInvoke,
     PlannedSleep,
+    PlannedWait,
     RunCompleted,
     RunFailed,
     RunStatus,
     RunSummary,
+    SkippedRun,
     StepCompleted,
     StepFailed,
     StepKind,
@@ -29,11 +34,13 @@ from controlplane.engine.models import (
     StepStatus,
     StoredEvent,
     Suspended,
+    Timeouts,
     Trigger,
     WorkerHello,
 )
 from controlplane.engine.settings import Limits
 from tether.v1 import common_pb2 as common
+from tether.v1 import event_service_pb2 as es
 from tether.v1 import run_service_pb2 as rs
 from tether.v1 import worker_service_pb2 as ws
 
@@ -76,6 +83,10 @@ HISTORY_KIND_TO_PB = {
     HistoryKind.RUN_CANCELLED: rs.HISTORY_KIND_RUN_CANCELLED,
     HistoryKind.NON_DETERMINISM: rs.HISTORY_KIND_NON_DETERMINISM,
     HistoryKind.RUN_REPLAYED: rs.HISTORY_KIND_RUN_REPLAYED,
+    HistoryKind.WAIT_STARTED: rs.HISTORY_KIND_WAIT_STARTED,
+    HistoryKind.WAIT_ENDED: rs.HISTORY_KIND_WAIT_ENDED,
+    HistoryKind.INVOKE_STARTED: rs.HISTORY_KIND_INVOKE_STARTED,
+    HistoryKind.INVOKE_ENDED: rs.HISTORY_KIND_INVOKE_ENDED,
 }
 
 REJECT_CODES = {
@@ -116,6 +127,11 @@ def function_spec(app_id: str, definition: common.FunctionDefinition) -> Functio
         name=definition.name or definition.id,
         triggers=tuple(triggers),
         retries=definition.retries if definition.HasField("retries") else DEFAULT_RETRIES,
+        cancel_on=tuple(
+            CancelOn(c.event, c.match, c.if_expression, c.timeout_ms) for c in definition.cancel_on
+        ),
+        idempotency=definition.idempotency,
+        timeouts=Timeouts(definition.timeouts.start_ms, definition.timeouts.finish_ms),
     )
 
 
@@ -157,13 +173,7 @@ def outcome(message: ws.Outcome) -> Outcome:
             ended_at_ms=f.ended_at_ms,
         )
     elif kind == "suspended":
-        body = Suspended(
-            waits=[
-                PlannedSleep(w.step_id, w.name, w.sleep.until_ms, w.started_at_ms)
-                for w in message.suspended.waits
-                if w.WhichOneof("kind") == "sleep"
-            ]
-        )
+        body = Suspended(waits=[planned_wait(w) for w in message.suspended.waits])
     elif kind == "run_completed":
         body = RunCompleted(output=message.run_completed.output or b"null")
     elif kind == "run_failed":
@@ -179,6 +189,35 @@ def outcome(message: ws.Outcome) -> Outcome:
     else:
         raise InvalidArgument(f"outcome {message.seq} has no kind")
     return Outcome(message.seq, message.execution_id, message.run_id, body)
+
+
+def planned_wait(wait: ws.PlannedWait) -> PlannedWait:
+    kind = wait.WhichOneof("kind")
+    if kind == "sleep":
+        return PlannedSleep(wait.step_id, wait.name, wait.sleep.until_ms, wait.started_at_ms)
+    if kind == "wait_for_event":
+        w = wait.wait_for_event
+        return PlannedEventWait(
+            wait.step_id,
+            wait.name,
+            w.event,
+            w.match,
+            w.if_expression,
+            w.timeout_until_ms,
+            wait.started_at_ms,
+        )
+    if kind == "invoke":
+        i = wait.invoke
+        return PlannedInvoke(
+            wait.step_id,
+            wait.name,
+            i.app_id,
+            i.function_id,
+            i.data,
+            i.timeout_until_ms,
+            wait.started_at_ms,
+        )
+    raise InvalidArgument(f"planned wait {wait.name!r} has no kind")
 
 
 # -- outbound --------------------------------------------------------------------
@@ -242,6 +281,7 @@ def run_message(run: RunSummary) -> rs.Run:
         error=error_info(run.error),
         replay_of=run.replay_of,
         trace_id=run.trace_id,
+        parent_run_id=run.parent_run_id,
     )
 
 
@@ -256,6 +296,8 @@ def step_record(step: StepRecord) -> rs.StepRecord:
         attempts=step.attempts,
         started_at_ms=step.started_at_ms,
         ended_at_ms=step.ended_at_ms,
+        child_run_id=step.child_run_id,
+        waiting_for=step.waiting_for,
     )
 
 
@@ -273,8 +315,31 @@ def history_entry(entry: HistoryEntry) -> rs.HistoryEntry:
     )
 
 
+def skipped_run(skip: SkippedRun) -> es.SkippedRun:
+    return es.SkippedRun(
+        app_id=skip.app_id,
+        function_id=skip.function_id,
+        reason=skip.reason,
+        existing_run_id=skip.existing_run_id,
+    )
+
+
 def function_definition(spec: FunctionSpec) -> common.FunctionDefinition:
-    definition = common.FunctionDefinition(id=spec.id, name=spec.name, retries=spec.retries)
+    definition = common.FunctionDefinition(
+        id=spec.id,
+        name=spec.name,
+        retries=spec.retries,
+        cancel_on=[
+            common.CancelOn(
+                event=c.event, match=c.match, if_expression=c.if_expression, timeout_ms=c.timeout_ms
+            )
+            for c in spec.cancel_on
+        ],
+        idempotency=spec.idempotency,
+        timeouts=common.Timeouts(
+            start_ms=spec.timeouts.start_ms, finish_ms=spec.timeouts.finish_ms
+        ),
+    )
     for trigger in spec.triggers:
         if isinstance(trigger, EventTrigger):
             definition.triggers.add(

@@ -22,7 +22,12 @@ class EventServicer(es_grpc.EventServiceServicer):
         results = await self._engine.send_events([convert.event_input(e) for e in request.events])
         return es.SendResponse(
             results=[
-                es.SendResult(event_id=r.event_id, duplicate=r.duplicate, run_ids=r.run_ids)
+                es.SendResult(
+                    event_id=r.event_id,
+                    duplicate=r.duplicate,
+                    run_ids=r.run_ids,
+                    skipped=[convert.skipped_run(s) for s in r.skipped],
+                )
                 for r in results
             ]
         )

@@ -72,6 +72,19 @@ class RunServicer(rs_grpc.RunServiceServicer):
         return rs.CancelRunResponse(run=convert.run_message(run))
 
     @unary
+    async def CancelRuns(
+        self, request: rs.CancelRunsRequest, context: Context
+    ) -> rs.CancelRunsResponse:
+        count = await self._engine.cancel_runs(
+            request.app_id,
+            request.function_id,
+            request.created_after_ms,
+            request.created_before_ms,
+            request.reason or "cancelled in bulk",
+        )
+        return rs.CancelRunsResponse(cancelled=count)
+
+    @unary
     async def ReplayRun(
         self, request: rs.ReplayRunRequest, context: Context
     ) -> rs.ReplayRunResponse:
@@ -115,4 +128,5 @@ class RunServicer(rs_grpc.RunServiceServicer):
         return rs.GetEventResponse(
             event=convert.stored_event(detail.event),
             runs=[convert.run_message(r) for r in detail.runs],
+            skipped=[convert.skipped_run(s) for s in detail.skipped],
         )

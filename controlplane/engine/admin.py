@@ -1,15 +1,22 @@
-"""Cancelling and replaying runs."""
+"""Cancelling and replaying runs.
+
+Every cancellation goes through :func:`cancel_unfinished`: by API (one run or in
+bulk), by a cancel_on event, or by a run timeout.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from controlplane.engine import waits
+from controlplane.engine.creation import NewRun, Routing, create_runs
+from controlplane.engine.effects import Effects
 from controlplane.engine.errors import FailedPrecondition, NotFound
-from controlplane.engine.ids import new_ulid
-from controlplane.engine.ingest import new_run_row, queue_row
+from controlplane.engine.expressions import event_object
 from controlplane.engine.models import (
     ErrorData,
     FunctionKey,
+    FunctionSpec,
     HistoryKind,
     ReplayMode,
     RunSpanRecord,
@@ -17,28 +24,26 @@ from controlplane.engine.models import (
     RunSummary,
 )
 from controlplane.store import codec
-from controlplane.store.schema import history, queue, runs, steps
+from controlplane.store.schema import history, steps
 from controlplane.store.tx import WriteTx
 
 CANCELLED_ERROR = "Cancelled"
+BULK_CHUNK = 500
 
 
-def cancel_run(
-    tx: WriteTx, run_id: str, reason: str, now_ms: int
-) -> tuple[RunSummary, str | None, RunSpanRecord]:
-    """Cancel a run; returns it, the execution that held its lease (if any), and
-    its span record."""
+def cancel_unfinished(
+    tx: WriteTx, run_id: str, reason: str, now_ms: int, *, error_name: str = CANCELLED_ERROR
+) -> Effects | None:
+    """Cancel the run unless it already finished (then None). The execution
+    holding it is recorded: the step it is running may still report its result."""
     # Lock the queue row before reading the run: a control plane applying this
     # run's last outcome holds that lock, so the status read next is final.
     queued = tx.queue_row(run_id)
     row = tx.run_row(run_id)
-    if row is None:
-        raise NotFound(f"run {run_id!r} not found")
-    status = RunStatus(row.status)
-    if status.is_terminal:
-        raise FailedPrecondition(f"run {run_id!r} already finished ({status.value})")
+    if row is None or RunStatus(row.status).is_terminal:
+        return None
     holder = queued.lease_execution_id if queued is not None else None
-    error = ErrorData(CANCELLED_ERROR, reason)
+    error = ErrorData(error_name, reason)
     tx.update_runs(
         [
             {
@@ -52,29 +57,73 @@ def cancel_run(
             }
         ]
     )
+    if holder is not None:
+        tx.set_cancelled_execution(run_id, holder)
     tx.delete_queue_rows([run_id])
     tx.delete_waits_of([run_id])
     tx.insert_rows(
-        history,
-        [codec.history_row(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)],
+        history, [codec.history_row(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)]
     )
+    effects = Effects(changed_runs={run_id})
+    effects.cancelled.append((run_id, holder))
+    effects.finished.append((run_id, RunStatus.CANCELLED))
+    effects.run_spans.append(
+        RunSpanRecord(
+            trace_id=row.trace_id,
+            root_span_id=row.root_span_id,
+            run_id=run_id,
+            app_id=row.app_id,
+            function_id=row.function_id,
+            status=RunStatus.CANCELLED,
+            created_at_ms=row.created_at_ms,
+            ended_at_ms=now_ms,
+            error=error,
+        )
+    )
+    state = tx.run_states([run_id])[run_id]
+    effects.merge(waits.finish_child(tx, state, now_ms, error=error))
+    return effects
+
+
+def cancel_run(tx: WriteTx, run_id: str, reason: str, now_ms: int) -> tuple[RunSummary, Effects]:
+    """Cancel one run; NotFound or FailedPrecondition when it cannot be."""
+    effects = cancel_unfinished(tx, run_id, reason, now_ms)
+    if effects is None:
+        row = tx.run_row(run_id)
+        if row is None:
+            raise NotFound(f"run {run_id!r} not found")
+        raise FailedPrecondition(f"run {run_id!r} already finished ({row.status})")
     summary = tx.get_run(run_id)
     assert summary is not None
-    span = RunSpanRecord(
-        trace_id=row.trace_id,
-        root_span_id=row.root_span_id,
-        run_id=run_id,
-        app_id=row.app_id,
-        function_id=row.function_id,
-        status=RunStatus.CANCELLED,
-        created_at_ms=row.created_at_ms,
-        ended_at_ms=now_ms,
-        error=error,
-    )
-    return summary, holder, span
+    return summary, effects
 
 
-def replay_run(tx: WriteTx, run_id: str, mode: ReplayMode, now_ms: int) -> RunSummary:
+def cancel_runs(
+    tx: WriteTx,
+    app_id: str,
+    function_id: str,
+    created_after_ms: int,
+    created_before_ms: int,
+    reason: str,
+    now_ms: int,
+) -> tuple[int, Effects]:
+    """Cancel up to BULK_CHUNK unfinished runs in the range; call again until it
+    returns fewer."""
+    effects = Effects()
+    count = 0
+    for run_id in tx.unfinished_runs(
+        app_id, function_id, created_after_ms, created_before_ms, BULK_CHUNK
+    ):
+        done = cancel_unfinished(tx, run_id, reason, now_ms)
+        if done is not None:
+            effects.merge(done)
+            count += 1
+    return count, effects
+
+
+def replay_run(
+    tx: WriteTx, run_id: str, mode: ReplayMode, now_ms: int, routing: Routing
+) -> RunSummary:
     """A new run of the same function and event(s); from the failed step keeps the
     steps that completed before the first failed one."""
     row = tx.run_row(run_id)
@@ -90,9 +139,21 @@ def replay_run(tx: WriteTx, run_id: str, mode: ReplayMode, now_ms: int) -> RunSu
             "(replay it from the start instead)"
         )
     key = FunctionKey(row.app_id, row.function_id)
-    new_id = new_ulid(now_ms)
-    tx.insert_rows(runs, [new_run_row(new_id, key, row.event_pk, now_ms, replay_of=run_id)])
-    tx.insert_rows(queue, [queue_row(new_id, key, now_ms)])
+    spec = routing.spec_of(key) or FunctionSpec(key.app_id, key.function_id, key.function_id, ())
+    trigger = tx.events_by_pk([row.event_pk]) if row.event_pk else {}
+    event = event_object(trigger[row.event_pk]) if row.event_pk in trigger else None
+    [new_id] = create_runs(
+        tx,
+        [
+            NewRun(
+                spec,
+                row.event_pk,
+                event,
+                replay_of=run_id,
+            )
+        ],
+        now_ms,
+    )
     kept: list[dict[str, Any]] = []
     if mode is ReplayMode.FROM_FAILED_STEP:
         kept = [

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from controlplane.engine import waits
 from controlplane.engine.ids import new_hex_id
 from controlplane.engine.models import (
     Execution,
     HistoryKind,
     MemoizedStep,
     RunStatus,
-    StepKind,
     StepStatus,
     StoredEvent,
 )
@@ -31,8 +31,12 @@ def claim_executions(
     limit: int,
     now_ms: int,
     lease_timeout_ms: int,
+    finish_timeout_of: Callable[[str], int] = lambda _function_id: 0,
 ) -> list[Execution]:
-    """Lease up to ``limit`` due runs; resolve their due sleeps; load their state."""
+    """Lease up to ``limit`` due runs; resolve their due waits; load their state.
+
+    A run's start deadline goes once it starts; its finish deadline (the
+    function's ``timeouts.finish_ms``) is set the first time it starts."""
     deadline = now_ms + lease_timeout_ms
     claimed = tx.claim_ready(app_id, function_ids, now_ms, limit, deadline, lambda: new_hex_id(16))
     if not claimed:
@@ -48,7 +52,14 @@ def claim_executions(
         claimed = [c for c in claimed if c.run_id not in set(stale)]
         run_ids = [c.run_id for c in claimed]
     history_rows: list[dict[str, Any]] = []
-    _resolve_due_sleeps(tx, run_ids, now_ms, history_rows)
+    waits.resolve_due(tx, run_ids, now_ms, history_rows)
+    deadlines = []
+    for c in claimed:
+        finish = finish_timeout_of(c.function_id)
+        deadlines.append(
+            {"b_run_id": c.run_id, "b_start": None, "b_finish": now_ms + finish if finish else None}
+        )
+    tx.set_deadlines(deadlines)
 
     memo: dict[str, list[MemoizedStep]] = {r: [] for r in run_ids}
     attempts: dict[str, dict[str, int]] = {r: {} for r in run_ids}
@@ -112,41 +123,3 @@ def claim_executions(
 
 def _finished(status: str) -> bool:
     return RunStatus(status).is_terminal
-
-
-def _resolve_due_sleeps(
-    tx: WriteTx, run_ids: list[str], now_ms: int, history_rows: list[dict[str, Any]]
-) -> None:
-    """Sleeps whose time has come become completed steps (output ``null``)."""
-    due = [w for w in tx.waits_due(run_ids, now_ms) if w.kind == StepKind.SLEEP.value]
-    if not due:
-        return
-    tx.upsert_steps(
-        [
-            {
-                "run_id": w.run_id,
-                "step_id": w.step_id,
-                "name": w.name,
-                "kind": StepKind.SLEEP.value,
-                "status": StepStatus.COMPLETED.value,
-                "output": "null",
-                "error": None,
-                "attempts": 1,
-                "started_at_ms": w.created_at_ms,
-                "ended_at_ms": w.until_ms,
-            }
-            for w in due
-        ]
-    )
-    tx.delete_waits([(w.run_id, w.step_id) for w in due])
-    history_rows.extend(
-        codec.history_row(
-            w.run_id,
-            now_ms,
-            HistoryKind.SLEEP_ENDED,
-            step_id=w.step_id,
-            step_name=w.name,
-            until_ms=w.until_ms,
-        )
-        for w in due
-    )

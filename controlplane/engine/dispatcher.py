@@ -2,9 +2,10 @@
 
 The dispatcher sleeps until something can change what is ready: a write that
 queued or freed work (the engine calls :meth:`Dispatcher.wake`), the earliest
-due time among waiting runs, or the earliest lease deadline. It never polls on a
-fixed tick. Under a virtual clock with auto-skip on, when nothing is in flight
-it moves the clock straight to the next due time.
+due time among waiting runs, the earliest lease deadline, or the earliest run
+deadline (timeouts). It never polls on a fixed tick. Under a virtual clock with
+auto-skip on, when nothing is in flight it moves the clock straight to the next
+due time.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from controlplane.engine import leases
+from controlplane.engine import leases, timeouts
 from controlplane.engine.claims import claim_executions
 from controlplane.engine.clock import Clock, VirtualClock
-from controlplane.engine.models import Execution
+from controlplane.engine.creation import Routing
+from controlplane.engine.effects import Effects
+from controlplane.engine.models import Execution, FunctionKey
 from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings
 from controlplane.store import Store
@@ -35,19 +38,23 @@ class Dispatcher:
         clock: Clock,
         sessions: SessionTable,
         settings: EngineSettings,
-        on_runs_changed: Callable[[list[str]], None],
+        routing: Routing,
+        apply_effects: Callable[[Effects], None],
     ) -> None:
         self._store = store
         self._clock = clock
         self._sessions = sessions
         self._settings = settings
-        self._on_runs_changed = on_runs_changed
+        self._routing = routing
+        self._apply_effects = apply_effects
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._turn = 0
         # The earliest lease deadline known (a lower bound): checked on every
         # turn, so that expiry is not starved by a dispatcher that never idles.
         self._lease_check_at: int | None = None
+        # The earliest run deadline known; None once checked and none found.
+        self._deadline_check_at: int | None = None
         self.dispatched = 0
 
     def start(self) -> None:
@@ -70,6 +77,8 @@ class Dispatcher:
                 round_start = self._clock.now_ms()
                 if self._lease_check_at is not None and round_start >= self._lease_check_at:
                     await self.expire_leases()
+                if self._deadline_check_at is not None and round_start >= self._deadline_check_at:
+                    await self.expire_deadlines()
                 if await self._dispatch_round():
                     continue
                 await self._idle(round_start)
@@ -100,9 +109,15 @@ class Dispatcher:
         function_ids = sorted(session.functions)
         clock = self._clock
         lease_timeout = self._settings.lease_timeout_ms
+        spec_of = self._routing.spec_of
+
+        def finish_timeout_of(function_id: str) -> int:
+            spec = spec_of(FunctionKey(app_id, function_id))
+            return spec.timeouts.finish_ms if spec is not None else 0
+
         executions: list[Execution] = await self._store.write(
             lambda tx: claim_executions(
-                tx, app_id, function_ids, limit, clock.now_ms(), lease_timeout
+                tx, app_id, function_ids, limit, clock.now_ms(), lease_timeout, finish_timeout_of
             )
         )
         if not executions:
@@ -132,14 +147,20 @@ class Dispatcher:
         deadline = executions[0].lease_deadline_ms
         if self._lease_check_at is None or deadline < self._lease_check_at:
             self._lease_check_at = deadline
-        self._on_runs_changed([e.run_id for e in executions])
+        claimed = Effects(changed_runs={e.run_id for e in executions})
+        for execution in executions:
+            finish = finish_timeout_of(execution.function_id)
+            if finish:
+                claimed.note_deadline(execution.server_time_ms + finish)
+        self._apply_effects(claimed)
         return True
 
     async def _idle(self, round_start: int) -> None:
-        next_due, next_deadline = await self._store.read(
-            lambda r: (r.next_due_after(round_start), r.next_lease_deadline())
+        next_due, next_deadline, run_deadline = await self._store.read(
+            lambda r: (r.next_due_after(round_start), r.next_lease_deadline(), r.next_deadline())
         )
         self._lease_check_at = next_deadline
+        self._deadline_check_at = run_deadline
         if self._wake.is_set():
             return
         clock = self._clock
@@ -153,7 +174,7 @@ class Dispatcher:
             log.debug("virtual clock: skipping ahead %d ms", next_due - clock.now_ms())
             clock.advance_to(next_due)
             return
-        timers = [t for t in (next_due, next_deadline) if t is not None]
+        timers = [t for t in (next_due, next_deadline, run_deadline) if t is not None]
         timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -175,6 +196,23 @@ class Dispatcher:
                 log.warning("worker session %s silent for %d ms: closing it", session.id, silent)
                 session.sink.close(f"no word from the worker for {silent} ms")
 
+    def note_deadline(self, at_ms: int | None) -> None:
+        """A run deadline may now exist at or after ``at_ms``: check it when due."""
+        if at_ms is not None and (
+            self._deadline_check_at is None or at_ms < self._deadline_check_at
+        ):
+            self._deadline_check_at = at_ms
+
+    async def expire_deadlines(self) -> None:
+        """Cancel the runs that broke their start or finish timeout."""
+        clock = self._clock
+        spec_of = self._routing.spec_of
+        effects, next_deadline = await self._store.write(
+            lambda tx: (timeouts.cancel_overdue(tx, clock.now_ms(), spec_of), tx.next_deadline())
+        )
+        self._deadline_check_at = next_deadline
+        self._apply_effects(effects)
+
     def forget(self, released: list[tuple[str, str]], reason: str) -> None:
         """Executions whose leases were released: stop tracking them, tell their
         workers to stop, and dispatch the runs again."""
@@ -184,5 +222,5 @@ class Dispatcher:
             owner = self._sessions.untrack(execution_id)
             if owner is not None and not owner.closed:
                 owner.sink.cancel(execution_id, run_id, reason)
-        self._on_runs_changed([run_id for run_id, _ in released])
+        self._apply_effects(Effects(changed_runs={run_id for run_id, _ in released}))
         self.wake()

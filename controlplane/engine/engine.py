@@ -12,7 +12,9 @@ from dataclasses import replace
 
 from controlplane.engine import admin, ingest, leases
 from controlplane.engine.clock import Clock, VirtualClock
+from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
+from controlplane.engine.effects import Effects
 from controlplane.engine.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -78,8 +80,9 @@ class Engine:
         self.registry = FunctionRegistry()
         self.sessions = SessionTable()
         self.watchers = RunWatchers()
+        self.routing = Routing(self.registry.get, self.registry.matching)
         self.dispatcher = Dispatcher(
-            store, clock, self.sessions, self.settings, self.watchers.notify
+            store, clock, self.sessions, self.settings, self.routing, self.apply_effects
         )
         self._stopping = False
 
@@ -110,12 +113,32 @@ class Engine:
     async def send_events(self, events: list[EventInput]) -> list[SendResult]:
         validate_events(events, self.settings.limits)
         now = self.clock.now_ms()
-        batch = [ingest.prepare(e, self.registry.matching(e.name), now) for e in events]
+        batch = [ingest.prepare(e, now) for e in events]
         since = now - self.settings.dedupe_window_ms
-        results = await self.store.write(lambda tx: ingest.store_events(tx, batch, now, since))
-        if any(r.run_ids for r in results):
-            self.dispatcher.wake()
+        routing = self.routing
+        results, effects = await self.store.write(
+            lambda tx: ingest.store_events(tx, batch, now, since, routing)
+        )
+        self.apply_effects(effects)
         return results
+
+    def apply_effects(self, effects: Effects) -> None:
+        """Act on what a committed write changed: tell watchers and workers,
+        emit spans, wake the dispatcher."""
+        self.watchers.notify(effects.changed_runs)
+        self.tracer.emit(effects.step_spans, effects.run_spans)
+        for run_id, status in effects.finished:
+            log.info("run %s %s", run_id, status.value)
+        for run_id, holder in effects.cancelled:
+            if holder is None:
+                continue
+            owner = self.sessions.untrack(holder)
+            if owner is not None:
+                owner.sink.cancel(holder, run_id, "run cancelled")
+        if effects.deadline_ms is not None:
+            self.dispatcher.note_deadline(effects.deadline_ms)
+        if effects.wake or effects.cancelled:
+            self.dispatcher.wake()
 
     # -- workers ---------------------------------------------------------------------
 
@@ -248,7 +271,7 @@ class Engine:
                 accepted.append(replace(outcome, body=Suspended(waits=[])))
                 stopped.append((outcome.execution_id, outcome.run_id, problem))
         now = self.clock.now_ms()
-        retries_of = self.registry.retries
+        routing = self.routing
         # Even a frame with nothing to apply goes through the writer, so that its
         # acknowledgement cannot overtake an earlier frame's.
         held = sorted({o.execution_id for o in accepted})
@@ -260,7 +283,7 @@ class Engine:
 
         future = self.store.submit(
             lambda tx: (
-                apply_outcomes(tx, accepted, now, retries_of, attempts)
+                apply_outcomes(tx, accepted, now, routing, attempts)
                 if accepted
                 else AppliedOutcomes()
             ),
@@ -299,10 +322,7 @@ class Engine:
         session.sink.ack(through, refusals + result.refusals)
         for execution_id, run_id, reason in stopped:
             session.sink.cancel(execution_id, run_id, reason)
-        self.watchers.notify(result.changed_runs)
-        self.tracer.emit(result.step_spans, result.run_spans)
-        for run_id, status in result.finished:
-            log.info("run %s %s", run_id, status.value)
+        self.apply_effects(result)
         if result.ended or result.earliest_due_ms is not None:
             self.dispatcher.wake()
 
@@ -376,22 +396,48 @@ class Engine:
 
     async def cancel_run(self, run_id: str, reason: str) -> RunSummary:
         now = self.clock.now_ms()
-        summary, holder, span = await self.store.write(
+        summary, effects = await self.store.write(
             lambda tx: admin.cancel_run(tx, run_id, reason, now)
         )
-        if holder is not None:
-            owner = self.sessions.untrack(holder)
-            if owner is not None:
-                owner.sink.cancel(holder, run_id, f"run cancelled: {reason}")
-            self.dispatcher.wake()
-        self.watchers.notify([run_id])
-        self.tracer.emit([], [span])
-        log.info("run %s cancelled: %s", run_id, reason)
+        self.apply_effects(effects)
         return summary
+
+    async def cancel_runs(
+        self,
+        app_id: str,
+        function_id: str,
+        created_after_ms: int,
+        created_before_ms: int,
+        reason: str,
+    ) -> int:
+        """Cancel every unfinished run of a function created in the range."""
+        if not app_id or not function_id:
+            raise InvalidArgument("bulk cancellation needs an app id and a function id")
+        total = 0
+        clock = self.clock
+        while True:
+            count, effects = await self.store.write(
+                lambda tx: admin.cancel_runs(
+                    tx,
+                    app_id,
+                    function_id,
+                    created_after_ms,
+                    created_before_ms,
+                    reason,
+                    clock.now_ms(),
+                )
+            )
+            self.apply_effects(effects)
+            total += count
+            if count < admin.BULK_CHUNK:
+                return total
 
     async def replay_run(self, run_id: str, mode: ReplayMode) -> RunSummary:
         now = self.clock.now_ms()
-        summary = await self.store.write(lambda tx: admin.replay_run(tx, run_id, mode, now))
+        routing = self.routing
+        summary = await self.store.write(
+            lambda tx: admin.replay_run(tx, run_id, mode, now, routing)
+        )
         self.dispatcher.wake()
         log.info("run %s replays run %s (%s)", summary.id, run_id, mode.value)
         return summary

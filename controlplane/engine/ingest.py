@@ -1,104 +1,253 @@
-"""Events in, runs out: deduplicate, store, and start a run per matching function."""
+"""Events in: deduplicate, store, resolve what waits for them, start runs.
+
+Each event, in order: first it resolves the waits and cancel_on watches it
+matches (runs created before it), then it starts a run of every function it
+triggers (trigger name, including `prefix.*`, and the trigger's `if_`
+expression), unless the function's idempotency key for it is already taken, in
+which case the skip and its reason are recorded.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.engine.ids import new_hex_id, new_ulid
-from controlplane.engine.models import EventInput, FunctionKey, RunStatus, SendResult
-from controlplane.store.schema import events, queue, runs
+from controlplane.engine import admin
+from controlplane.engine.creation import NewRun, Routing, create_runs
+from controlplane.engine.effects import Effects
+from controlplane.engine.expressions import (
+    EVENT_ONLY,
+    MISSING,
+    compile_expression,
+    event_object,
+)
+from controlplane.engine.ids import new_ulid
+from controlplane.engine.matching import waits_matched_by
+from controlplane.engine.models import (
+    EventInput,
+    EventTrigger,
+    FunctionSpec,
+    SendResult,
+    SkippedRun,
+    StoredEvent,
+)
+from controlplane.engine.waits import WaitPlanner
+from controlplane.store.schema import event_skips, events
 from controlplane.store.tx import WriteTx
+
+IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
 class PreparedEvent:
-    """An event validated, with its id assigned and the functions it starts."""
+    """An event validated, with its id assigned."""
 
     event: EventInput
     event_id: str
     ts_ms: int
-    targets: list[FunctionKey]
 
 
-def prepare(event: EventInput, targets: list[FunctionKey], now_ms: int) -> PreparedEvent:
+def prepare(event: EventInput, now_ms: int) -> PreparedEvent:
     return PreparedEvent(
-        event=event,
-        event_id=event.id or new_ulid(now_ms),
-        ts_ms=event.ts_ms or now_ms,
-        targets=targets,
+        event=event, event_id=event.id or new_ulid(now_ms), ts_ms=event.ts_ms or now_ms
     )
 
 
 def store_events(
-    tx: WriteTx, batch: list[PreparedEvent], now_ms: int, dedupe_since_ms: int
-) -> list[SendResult]:
-    """Store the new events and create their runs, each queued to start now."""
-    seen = tx.recent_event_ids([p.event_id for p in batch if p.event.id], dedupe_since_ms)
+    tx: WriteTx,
+    batch: list[PreparedEvent],
+    now_ms: int,
+    dedupe_since_ms: int,
+    routing: Routing,
+) -> tuple[list[SendResult], Effects]:
+    """Store new events, resolve the waits they match, start the runs they
+    trigger; duplicates (same id within the window) change nothing."""
+    effects = Effects()
+    ids_sent = [p.event_id for p in batch if p.event.id]
+    seen = tx.recent_event_ids(ids_sent, dedupe_since_ms) if ids_sent else set()
     results: list[SendResult] = []
+    stored: list[tuple[str, StoredEvent, SendResult]] = []
     event_rows: list[dict[str, Any]] = []
-    run_rows: list[dict[str, Any]] = []
-    queue_rows: list[dict[str, Any]] = []
     for prepared in batch:
         if prepared.event_id in seen:
             results.append(SendResult(prepared.event_id, duplicate=True, run_ids=[]))
             continue
         seen.add(prepared.event_id)
         pk = new_ulid(now_ms)
-        event = prepared.event
-        event_rows.append(
+        sent = prepared.event
+        row = {
+            "pk": pk,
+            "id": prepared.event_id,
+            "name": sent.name,
+            "data": sent.data.decode("utf-8") if sent.data else "{}",
+            "user_data": sent.user.decode("utf-8") if sent.user else None,
+            "ts_ms": prepared.ts_ms,
+            "received_at_ms": now_ms,
+        }
+        event_rows.append(row)
+        result = SendResult(prepared.event_id, duplicate=False, run_ids=[])
+        results.append(result)
+        stored.append((pk, _stored(row), result))
+    tx.insert_rows(events, event_rows)
+    starter = _RunStarter(tx, now_ms, routing, effects)
+    for pk, event, result in stored:
+        # Runs this event starts must not see it as an event they wait for.
+        starter.flush_if_watched(event.name)
+        resolve_waits(tx, event, now_ms, routing, effects)
+        starter.start_for(pk, event, result)
+    starter.flush()
+    return results, effects
+
+
+def resolve_waits(
+    tx: WriteTx, event: StoredEvent, now_ms: int, routing: Routing, effects: Effects
+) -> None:
+    """Resolve the event waits this event satisfies; cancel the runs whose
+    cancel_on it satisfies."""
+    matched = waits_matched_by(tx, event, now_ms)
+    if not matched:
+        return
+    planner = WaitPlanner(tx, now_ms, routing, effects)
+    cancelled: set[str] = set()
+    for wait in matched:
+        if wait.kind == "cancel":
+            if wait.run_id in cancelled:
+                continue
+            cancelled.add(wait.run_id)
+            reason = f"cancelled by event {event.name} ({event.id}) matching cancel_on"
+            done = admin.cancel_unfinished(tx, wait.run_id, reason, now_ms)
+            if done is not None:
+                effects.merge(done)
+        elif wait.run_id not in cancelled:
+            planner.resolve_with_event(wait, event)
+    planner.flush()
+
+
+class _RunStarter:
+    """Collects the runs events start and creates them together."""
+
+    def __init__(self, tx: WriteTx, now_ms: int, routing: Routing, effects: Effects) -> None:
+        self.tx = tx
+        self.now = now_ms
+        self.routing = routing
+        self.effects = effects
+        self.pending: list[NewRun] = []
+        self.pending_results: list[tuple[NewRun, SendResult]] = []
+        self.skips: list[dict[str, Any]] = []
+        # Idempotency keys taken in this batch: key -> run id.
+        self.keys: dict[tuple[str, str, str], str] = {}
+        self.key_rows: list[dict[str, Any]] = []
+        self.watched: set[str] = set()
+
+    def start_for(self, pk: str, event: StoredEvent, result: SendResult) -> None:
+        obj = event_object(event)
+        for key, triggers in self.routing.matching(event.name).items():
+            spec = self.routing.spec_of(key)
+            if spec is None or not _triggered(triggers, obj):
+                continue
+            new = NewRun(spec, pk, obj, run_id=new_ulid(self.now))
+            if spec.idempotency and not self._claim_key(spec, new, obj, pk, result):
+                continue
+            self.pending.append(new)
+            self.pending_results.append((new, result))
+            self.watched.update(c.event for c in spec.cancel_on)
+
+    def _claim_key(
+        self, spec: FunctionSpec, new: NewRun, obj: dict[str, Any], pk: str, result: SendResult
+    ) -> bool:
+        expression = compile_expression(spec.idempotency, EVENT_ONLY, "idempotency")
+        value = expression.evaluate({"event": obj})
+        if value is MISSING or value is None:
+            return True  # no key: the run proceeds
+        key = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        slot = (spec.app_id, spec.id, key)
+        holder = self.keys.get(slot) or self.tx.active_idempotency_key(
+            spec.app_id, spec.id, key, self.now
+        )
+        if holder is not None:
+            reason = f"idempotency key {key!r} already used by run {holder} in the last 24 hours"
+            result.skipped.append(SkippedRun(spec.app_id, spec.id, reason, holder))
+            self.skips.append(
+                {
+                    "event_pk": pk,
+                    "app_id": spec.app_id,
+                    "function_id": spec.id,
+                    "reason": reason,
+                    "existing_run_id": holder,
+                    "created_at_ms": self.now,
+                }
+            )
+            return False
+        self.keys[slot] = new.run_id
+        self.key_rows.append(
             {
-                "pk": pk,
-                "id": prepared.event_id,
-                "name": event.name,
-                "data": event.data.decode("utf-8") if event.data else "{}",
-                "user_data": event.user.decode("utf-8") if event.user else None,
-                "ts_ms": prepared.ts_ms,
-                "received_at_ms": now_ms,
+                "app_id": spec.app_id,
+                "function_id": spec.id,
+                "key": key,
+                "run_id": new.run_id,
+                "expires_at_ms": self.now + IDEMPOTENCY_WINDOW_MS,
             }
         )
-        run_ids = []
-        for key in prepared.targets:
-            run_id = new_ulid(now_ms)
-            run_ids.append(run_id)
-            run_rows.append(new_run_row(run_id, key, pk, now_ms))
-            queue_rows.append(queue_row(run_id, key, now_ms))
-        results.append(SendResult(prepared.event_id, duplicate=False, run_ids=run_ids))
-    tx.insert_rows(events, event_rows)
-    tx.insert_rows(runs, run_rows)
-    tx.insert_rows(queue, queue_rows)
-    return results
+        return True
+
+    def flush_if_watched(self, event_name: str) -> None:
+        """Runs waiting to be created that watch this event name (cancel_on) must
+        exist before the event is matched."""
+        if event_name in self.watched:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            create_runs(self.tx, self.pending, self.now)
+            for new, result in self.pending_results:
+                result.run_ids.append(new.run_id)
+                self.effects.changed_runs.add(new.run_id)
+                if new.spec.timeouts.start_ms:
+                    self.effects.note_deadline(self.now + new.spec.timeouts.start_ms)
+            self.effects.wake = True
+        self.tx.claim_idempotency_keys(self.key_rows)
+        self.tx.insert_rows(event_skips, self.skips)
+        self.pending, self.pending_results, self.key_rows, self.skips = [], [], [], []
+        self.watched = set()
 
 
-def new_run_row(
-    run_id: str, key: FunctionKey, event_pk: str | None, now_ms: int, replay_of: str | None = None
-) -> dict[str, Any]:
-    return {
-        "id": run_id,
-        "app_id": key.app_id,
-        "function_id": key.function_id,
-        "status": RunStatus.QUEUED.value,
-        "event_pk": event_pk,
-        "attempt": 0,
-        "created_at_ms": now_ms,
-        "started_at_ms": None,
-        "ended_at_ms": None,
-        "updated_at_ms": now_ms,
-        "output": None,
-        "error": None,
-        "replay_of": replay_of,
-        "trace_id": new_hex_id(16),
-        "root_span_id": new_hex_id(8),
-    }
+def _triggered(triggers: list[EventTrigger], event: dict[str, Any]) -> bool:
+    for trigger in triggers:
+        if not trigger.if_expression:
+            return True
+        expression = compile_expression(trigger.if_expression, EVENT_ONLY, "trigger")
+        if expression.holds({"event": event}):
+            return True
+    return False
 
 
-def queue_row(run_id: str, key: FunctionKey, due_at_ms: int) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "app_id": key.app_id,
-        "function_id": key.function_id,
-        "due_at_ms": due_at_ms,
-        "priority": 0,
-        "lease_execution_id": None,
-        "lease_deadline_ms": None,
-    }
+def _stored(row: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        id=row["id"],
+        name=row["name"],
+        data=row["data"].encode("utf-8"),
+        user=(row["user_data"] or "").encode("utf-8"),
+        ts_ms=row["ts_ms"],
+        received_at_ms=row["received_at_ms"],
+    )
+
+
+def emit(
+    tx: WriteTx,
+    name: str,
+    data: dict[str, Any],
+    now_ms: int,
+    routing: Routing,
+    *,
+    event_id: str = "",
+) -> Effects:
+    """Store an event the control plane itself emits (``tether/...``) and start
+    the runs it triggers, within the current transaction."""
+    prepared = PreparedEvent(
+        EventInput(id=event_id, name=name, data=json.dumps(data).encode(), user=b"", ts_ms=now_ms),
+        event_id or new_ulid(now_ms),
+        now_ms,
+    )
+    _, effects = store_events(tx, [prepared], now_ms, now_ms - IDEMPOTENCY_WINDOW_MS, routing)
+    return effects

@@ -53,6 +53,10 @@ class HistoryKind(enum.StrEnum):
     RUN_CANCELLED = "run.cancelled"
     NON_DETERMINISM = "non_determinism"
     RUN_REPLAYED = "run.replayed"
+    WAIT_STARTED = "wait.started"
+    WAIT_ENDED = "wait.ended"
+    INVOKE_STARTED = "invoke.started"
+    INVOKE_ENDED = "invoke.ended"
 
 
 class ReplayMode(enum.StrEnum):
@@ -94,10 +98,21 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRun:
+    """A function an event matched but did not start."""
+
+    app_id: str
+    function_id: str
+    reason: str
+    existing_run_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     event_id: str
     duplicate: bool
     run_ids: list[str]
+    skipped: list[SkippedRun] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -124,6 +139,22 @@ MAX_RETRIES = 20
 
 
 @dataclass(frozen=True, slots=True)
+class CancelOn:
+    """Cancel a run when a matching event arrives."""
+
+    event: str
+    match: str = ""
+    if_expression: str = ""
+    timeout_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    start_ms: int = 0
+    finish_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionSpec:
     """A function definition as registered by a worker."""
 
@@ -132,6 +163,9 @@ class FunctionSpec:
     name: str
     triggers: tuple[Trigger, ...]
     retries: int = DEFAULT_RETRIES
+    cancel_on: tuple[CancelOn, ...] = ()
+    idempotency: str = ""
+    timeouts: Timeouts = Timeouts()
 
     @property
     def key(self) -> FunctionKey:
@@ -230,8 +264,33 @@ class PlannedSleep:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedEventWait:
+    step_id: str
+    name: str
+    event: str
+    match: str
+    if_expression: str
+    timeout_until_ms: int
+    started_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedInvoke:
+    step_id: str
+    name: str
+    app_id: str
+    function_id: str
+    data: bytes
+    timeout_until_ms: int
+    started_at_ms: int = 0
+
+
+PlannedWait = PlannedSleep | PlannedEventWait | PlannedInvoke
+
+
+@dataclass(frozen=True, slots=True)
 class Suspended:
-    waits: list[PlannedSleep]
+    waits: list[PlannedWait]
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +351,7 @@ class RunSummary:
     error: ErrorData | None
     replay_of: str
     trace_id: str
+    parent_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +365,8 @@ class StepRecord:
     attempts: int
     started_at_ms: int
     ended_at_ms: int
+    child_run_id: str = ""
+    waiting_for: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +416,7 @@ class Page(Generic[T]):
 class EventDetail:
     event: StoredEvent
     runs: list[RunSummary] = field(default_factory=list)
+    skipped: list[SkippedRun] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------

@@ -7,13 +7,17 @@ what is durable is always a prefix of what ran.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.engine import ingest, waits
 from controlplane.engine.backoff import retry_delay_ms
+from controlplane.engine.creation import Routing
+from controlplane.engine.effects import Effects
+from controlplane.engine.expressions import event_object
 from controlplane.engine.models import (
     ErrorData,
+    FunctionKey,
     HistoryKind,
     NonDeterminism,
     Outcome,
@@ -33,23 +37,19 @@ from controlplane.store import codec
 from controlplane.store.schema import history
 from controlplane.store.tx import NOT_DUE, RunState, WriteTx
 
-RetriesOf = Callable[[str, str], int]
+FUNCTION_FAILED = "tether/function.failed"
 
 LEASE_LOST = "lease lost: the run was given to another worker"
 RUN_FINISHED = "the run has already finished or was cancelled"
 
 
 @dataclass(slots=True)
-class AppliedOutcomes:
+class AppliedOutcomes(Effects):
     refusals: list[Refusal] = field(default_factory=list)
     # Executions that ended: their terminal outcome applied, or they were refused.
     ended: set[str] = field(default_factory=set)
-    changed_runs: set[str] = field(default_factory=set)
     # The earliest due time this batch set on a run (None: none set).
     earliest_due_ms: int | None = None
-    step_spans: list[StepSpanRecord] = field(default_factory=list)
-    run_spans: list[RunSpanRecord] = field(default_factory=list)
-    finished: list[tuple[str, RunStatus]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -60,13 +60,12 @@ class _RunProgress:
 
 
 class _Batch:
-    def __init__(self, tx: WriteTx, now_ms: int, retries_of: RetriesOf) -> None:
+    def __init__(self, tx: WriteTx, now_ms: int, routing: Routing) -> None:
         self.tx = tx
         self.now = now_ms
-        self.retries_of = retries_of
+        self.routing = routing
         self.result = AppliedOutcomes()
         self.step_rows: list[dict[str, Any]] = []
-        self.wait_rows: list[dict[str, Any]] = []
         self.history_rows: list[dict[str, Any]] = []
         self.run_updates: list[dict[str, Any]] = []
         self.requeues: dict[str, int] = {}
@@ -74,6 +73,13 @@ class _Batch:
         self.lowered_due: dict[str, int] = {}
         self.suspended: list[tuple[RunState, Suspended, int | None]] = []
         self.progress: dict[str, _RunProgress] = {}
+        # Runs that ended (for their parents and for tether/function.failed),
+        # handled once this batch's own writes are done.
+        self.ended_runs: list[tuple[RunState, RunStatus, bytes | None, ErrorData | None]] = []
+
+    def retries_of(self, state: RunState) -> int:
+        spec = self.routing.spec_of(FunctionKey(state.app_id, state.function_id))
+        return spec.retries if spec is not None else 0
 
     def due(self, run_id: str, due_at_ms: int) -> None:
         self.requeues[run_id] = due_at_ms
@@ -104,6 +110,7 @@ class _Batch:
         self.result.changed_runs.add(state.run_id)
         if status.is_terminal:
             self.result.finished.append((state.run_id, status))
+            self.ended_runs.append((state, status, output, error))
             self.result.run_spans.append(
                 RunSpanRecord(
                     trace_id=state.trace_id,
@@ -147,12 +154,12 @@ def apply_outcomes(
     tx: WriteTx,
     outcomes: list[Outcome],
     now_ms: int,
-    retries_of: RetriesOf,
+    routing: Routing,
     step_attempts: dict[str, dict[str, int]],
 ) -> AppliedOutcomes:
     """Apply outcomes in order. ``step_attempts`` maps execution id to the failed
     attempts of its retrying steps (as dispatched)."""
-    batch = _Batch(tx, now_ms, retries_of)
+    batch = _Batch(tx, now_ms, routing)
     run_ids = [o.run_id for o in outcomes]
     leases = tx.lease_holders(run_ids)
     holders = {run_id: lease.execution_id for run_id, lease in leases.items()}
@@ -160,15 +167,24 @@ def apply_outcomes(
     for outcome in outcomes:
         state = states.get(outcome.run_id)
         holder = holders.get(outcome.run_id)
+        body = outcome.body
+        attempts = step_attempts.get(outcome.execution_id, {})
         if state is None or holder != outcome.execution_id:
+            if (
+                state is not None
+                and isinstance(body, StepCompleted)
+                and state.cancelled_execution_id == outcome.execution_id
+            ):
+                # The step that was running when the run was cancelled: its
+                # result is recorded; nothing after it runs.
+                _step_completed(batch, state, body, attempts)
+                continue
             finished = state is None or RunStatus(state.status).is_terminal
             reason = RUN_FINISHED if finished else LEASE_LOST
             batch.result.refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
             batch.result.ended.add(outcome.execution_id)
             continue
         progress = batch.progress.setdefault(outcome.execution_id, _RunProgress())
-        attempts = step_attempts.get(outcome.execution_id, {})
-        body = outcome.body
         if isinstance(body, StepCompleted):
             _step_completed(batch, state, body, attempts)
         elif isinstance(body, StepFailed):
@@ -201,6 +217,7 @@ def apply_outcomes(
                 _run_failed(batch, state, body)
     _finish_suspensions(batch)
     _flush(batch)
+    _after_runs_ended(batch)
     return batch.result
 
 
@@ -229,7 +246,7 @@ def _step_failed(
     progress: _RunProgress,
 ) -> None:
     failed_attempts = attempts.get(body.step_id, 0) + 1
-    retries = batch.retries_of(state.app_id, state.function_id)
+    retries = batch.retries_of(state)
     if body.retriable and failed_attempts <= retries:
         delay = body.retry_delay_ms if body.retry_delay_ms > 0 else retry_delay_ms(failed_attempts)
         retry_at = batch.now + delay
@@ -277,7 +294,7 @@ def _run_completed(batch: _Batch, state: RunState, body: RunCompleted) -> None:
 
 
 def _run_failed(batch: _Batch, state: RunState, body: RunFailed) -> None:
-    retries = batch.retries_of(state.app_id, state.function_id)
+    retries = batch.retries_of(state)
     failures = state.attempt + 1
     if body.retriable and failures <= retries:
         delay = body.retry_delay_ms if body.retry_delay_ms > 0 else retry_delay_ms(failures)
@@ -305,56 +322,73 @@ def _run_failed(batch: _Batch, state: RunState, body: RunFailed) -> None:
 
 
 def _finish_suspensions(batch: _Batch) -> None:
-    """Store planned waits, then set each suspended run's next due time: its
-    earliest wait (as first stored) or step retry."""
+    """Store planned waits, then set each suspended run's next due time (its
+    earliest wait timeout, sleep end or step retry; now if a wait resolved at
+    once) and its status."""
     if not batch.suspended:
         return
+    planner = waits.WaitPlanner(batch.tx, batch.now, batch.routing, batch.result)
     for state, body, _ in batch.suspended:
-        for wait in body.waits:
-            batch.wait_rows.append(
-                {
-                    "run_id": state.run_id,
-                    "step_id": wait.step_id,
-                    "name": wait.name,
-                    "kind": StepKind.SLEEP.value,
-                    "created_at_ms": wait.started_at_ms or batch.now,
-                    "until_ms": wait.until_ms,
-                }
-            )
-    batch.tx.insert_waits(batch.wait_rows)
+        planner.plan(state, body.waits)
+    planner.flush()
     suspended_runs = [s.run_id for s, _, _ in batch.suspended]
     stored = batch.tx.waits_of(suspended_runs)
     # Steps that failed in earlier executions and wait out their backoff.
     retrying = batch.tx.retry_times(suspended_runs)
-    for state, body, batch_retry_at in batch.suspended:
-        run_waits = stored.get(state.run_id, [])
-        candidates = [until for _, until in run_waits]
+    for state, _body, batch_retry_at in batch.suspended:
+        pending = stored.get(state.run_id, [])
+        candidates = [w.until_ms for w in pending if w.until_ms < NOT_DUE]
         retry_at = batch_retry_at
         if state.run_id in retrying:
             earlier = retrying[state.run_id]
             retry_at = earlier if retry_at is None else min(retry_at, earlier)
         if retry_at is not None:
             candidates.append(retry_at)
-        due_at = min(candidates) if candidates else batch.now
-        status = RunStatus.SLEEPING if run_waits else RunStatus.RUNNING
-        if retry_at is not None and retry_at <= due_at:
+        if state.run_id in planner.due_now:
+            candidates.append(batch.now)
+        # With no time to resolve by: waiting for something without a timeout
+        # (an invoke), or, oddly, for nothing at all (then run it again now).
+        fallback = NOT_DUE if pending else batch.now
+        due_at = min(candidates) if candidates else fallback
+        kinds = {w.kind for w in pending}
+        if kinds & {StepKind.WAIT_FOR_EVENT.value, StepKind.INVOKE.value}:
+            status = RunStatus.WAITING
+        elif kinds:
+            status = RunStatus.SLEEPING
+        else:
+            status = RunStatus.RUNNING
+        if due_at <= batch.now or (retry_at is not None and retry_at <= due_at):
             status = RunStatus.RUNNING
         batch.update_run(state, status)
         batch.due(state.run_id, due_at)
-        planned = {w.step_id for w in body.waits}
-        for step_id, until in run_waits:
-            if step_id in planned:
-                name = next(w.name for w in body.waits if w.step_id == step_id)
-                batch.history_rows.append(
-                    codec.history_row(
-                        state.run_id,
-                        batch.now,
-                        HistoryKind.SLEEP_STARTED,
-                        step_id=step_id,
-                        step_name=name,
-                        until_ms=until,
-                    )
-                )
+
+
+def _after_runs_ended(batch: _Batch) -> None:
+    """Runs that ended resolve the invoke steps of their parents; failed runs
+    emit tether/function.failed (what on_failure handlers run on)."""
+    for state, status, output, error in batch.ended_runs:
+        text = output.decode("utf-8") if output is not None else None
+        batch.result.merge(waits.finish_child(batch.tx, state, batch.now, output=text, error=error))
+        if status is RunStatus.FAILED:
+            batch.result.merge(_emit_failed(batch, state, error))
+
+
+def _emit_failed(batch: _Batch, state: RunState, error: ErrorData | None) -> Effects:
+    original = batch.tx.events_by_pk([state.event_pk]) if state.event_pk else {}
+    data = {
+        "app_id": state.app_id,
+        "function_id": state.function_id,
+        "run_id": state.run_id,
+        "error": {
+            "name": error.name if error else "",
+            "message": error.message if error else "",
+            "stack": error.stack if error else "",
+        },
+        "event": event_object(original[state.event_pk]) if state.event_pk in original else None,
+    }
+    return ingest.emit(
+        batch.tx, FUNCTION_FAILED, data, batch.now, batch.routing, event_id=f"{state.run_id}:failed"
+    )
 
 
 def _step_row(

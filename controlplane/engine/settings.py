@@ -45,3 +45,16 @@ def format_bytes(n: int) -> str:
     if n >= KIB:
         return f"{n / KIB:.1f} KiB"
     return "1 byte" if n == 1 else f"{n} bytes"
+
+
+def format_duration(ms: int) -> str:
+    """``90000`` -> ``1m30s``; used in timeout messages."""
+    if ms < 1000:
+        return f"{ms}ms"
+    parts = []
+    rest = ms // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)

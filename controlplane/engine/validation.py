@@ -9,6 +9,12 @@ import json
 import re
 
 from controlplane.engine.errors import InvalidArgument, LimitExceeded, WorkerRejected
+from controlplane.engine.expressions import (
+    EVENT_AND_ASYNC,
+    EVENT_ONLY,
+    check_path,
+    compile_expression,
+)
 from controlplane.engine.models import (
     MAX_RETRIES,
     CronTrigger,
@@ -145,13 +151,45 @@ def function_problem(spec: FunctionSpec) -> str | None:
         return "it has no trigger"
     if not 0 <= spec.retries <= MAX_RETRIES:
         return f"retries must be between 0 and {MAX_RETRIES}, not {spec.retries}"
+    try:
+        _check_options(spec)
+    except InvalidArgument as error:
+        return str(error)
+    return None
+
+
+def _check_options(spec: FunctionSpec) -> None:
+    """Raise InvalidArgument for the first bad trigger or option."""
     for trigger in spec.triggers:
         if isinstance(trigger, EventTrigger):
-            problem = event_name_problem(trigger.name)
+            problem = event_name_problem(trigger.name) or _wildcard_problem(trigger.name)
             if problem:
-                return f"event trigger: {problem}"
+                raise InvalidArgument(f"event trigger: {problem}")
             if trigger.if_expression:
-                return "event trigger expressions (if_) are not supported by this control plane yet"
+                compile_expression(trigger.if_expression, EVENT_ONLY, f"trigger {trigger.name!r}")
         elif isinstance(trigger, CronTrigger):
-            return "cron triggers are not supported by this control plane yet"
+            raise InvalidArgument("cron triggers are not supported by this control plane yet")
+    for cancel in spec.cancel_on:
+        what = f"cancel_on {cancel.event!r}"
+        problem = event_name_problem(cancel.event)
+        if problem:
+            raise InvalidArgument(f"cancel_on: {problem}")
+        if cancel.match:
+            check_path(cancel.match, what)
+        if cancel.if_expression:
+            compile_expression(cancel.if_expression, EVENT_AND_ASYNC, what)
+        if cancel.timeout_ms < 0:
+            raise InvalidArgument(f"{what}: the timeout is negative")
+    if spec.idempotency:
+        compile_expression(spec.idempotency, EVENT_ONLY, "idempotency")
+    if spec.timeouts.start_ms < 0 or spec.timeouts.finish_ms < 0:
+        raise InvalidArgument("timeouts must not be negative")
+
+
+def _wildcard_problem(name: str) -> str | None:
+    star = name.find("*")
+    if star == -1:
+        return None
+    if star != len(name) - 1 or star == 0:
+        return f"in {name!r}, '*' may only end a name after a prefix, like 'app/user.*'"
     return None

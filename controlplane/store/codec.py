@@ -58,6 +58,7 @@ def run_from_row(row: Row[Any], event_id: str = "") -> RunSummary:
         error=decode_error(m["error"]),
         replay_of=m["replay_of"] or "",
         trace_id=m["trace_id"],
+        parent_run_id=m["parent_run_id"] or "",
     )
 
 
@@ -85,6 +86,7 @@ def step_from_row(row: Row[Any]) -> StepRecord:
         attempts=m["attempts"],
         started_at_ms=m["started_at_ms"],
         ended_at_ms=m["ended_at_ms"],
+        child_run_id=m["child_run_id"] or "",
     )
 
 

@@ -74,10 +74,17 @@ runs = Table(
     Column("replay_of", String(26), nullable=True),
     Column("trace_id", String(32), nullable=False),
     Column("root_span_id", String(16), nullable=False),
+    # The run that invoked this one, and the hashed id of its invoke step.
+    Column("parent_run_id", String(26), nullable=True),
+    Column("parent_step_id", String(40), nullable=True),
+    # The execution that held the run when it was cancelled: the step it was
+    # running may still report its result.
+    Column("cancelled_execution_id", String(32), nullable=True),
     Index("ix_runs_function_created", "app_id", "function_id", "created_at_ms"),
     Index("ix_runs_status_created", "status", "created_at_ms"),
     Index("ix_runs_created", "created_at_ms"),
     Index("ix_runs_event", "event_pk"),
+    Index("ix_runs_parent", "parent_run_id"),
 )
 
 # Step results: the memoized state of each run. ``step_id`` is the hashed id.
@@ -97,6 +104,8 @@ steps = Table(
     Column("ended_at_ms", BigInteger, nullable=False),
     # For a retrying step: not to be run again before this time.
     Column("retry_at_ms", BigInteger, nullable=True),
+    # For an invoke step: the child run.
+    Column("child_run_id", String(26), nullable=True),
     # 1, 2, 3... within the run: the order step results were recorded in, finer
     # than millisecond timestamps and independent of which node wrote them.
     Column("position", BigInteger, nullable=False),
@@ -136,13 +145,21 @@ queue = Table(
     Column("priority", Integer, nullable=False, server_default=text("0")),
     Column("lease_execution_id", String(32), nullable=True),
     Column("lease_deadline_ms", BigInteger, nullable=True),
+    # Run timeouts: cancel the run if it has not started / finished by then.
+    Column("start_deadline_ms", BigInteger, nullable=True),
+    Column("finish_deadline_ms", BigInteger, nullable=True),
     Index("ix_queue_ready", "app_id", "function_id", "due_at_ms"),
     Index("ix_queue_due", "due_at_ms"),
     Index("ix_queue_lease", "lease_execution_id"),
     Index("ix_queue_lease_deadline", "lease_deadline_ms"),
+    Index("ix_queue_start_deadline", "start_deadline_ms"),
+    Index("ix_queue_finish_deadline", "finish_deadline_ms"),
 )
 
-# What suspended runs wait for. Sleeps resolve at ``until_ms``.
+# What unfinished runs wait for: sleeps (resolved at ``until_ms``), events
+# (``wait_for_event``, or ``cancel`` for cancel_on; a matching event resolves
+# them, ``until_ms`` is the timeout) and invoked runs. ``until_ms`` is NOT_DUE
+# for a wait without a timeout.
 waits = Table(
     "waits",
     metadata,
@@ -152,6 +169,54 @@ waits = Table(
     Column("kind", String(16), nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("until_ms", BigInteger, nullable=False),
+    # Event waits: the name, the indexed equality (path on the incoming event
+    # and the canonical JSON of the value it must have), and a CEL expression.
+    Column("event_name", String(256), nullable=True),
+    Column("match_path", String(256), nullable=True),
+    Column("match_value", Text, nullable=True),
+    Column("expression", Text, nullable=True),
+    # The run's event, for `event` in expressions.
+    Column("trigger_event_pk", String(26), nullable=True),
+    # Invoke waits: the child run.
+    Column("child_run_id", String(26), nullable=True),
     PrimaryKeyConstraint("run_id", "step_id", name="pk_waits"),
     Index("ix_waits_until", "until_ms"),
+    Index("ix_waits_match", "event_name", "match_path", "match_value"),
+    Index("ix_waits_child", "child_run_id"),
+)
+
+# The match paths in use per event name, so that an incoming event is looked up
+# once per path instead of scanning every wait for its name.
+wait_paths = Table(
+    "wait_paths",
+    metadata,
+    Column("event_name", String(256), nullable=False),
+    # "" for waits without a match path.
+    Column("match_path", String(256), nullable=False),
+    PrimaryKeyConstraint("event_name", "match_path", name="pk_wait_paths"),
+)
+
+# Idempotency keys in use: at most one run per key and function in 24 hours.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("run_id", String(26), nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("app_id", "function_id", "key", name="pk_idempotency_keys"),
+)
+
+# Runs an event matched but did not start, with the reason.
+event_skips = Table(
+    "event_skips",
+    metadata,
+    Column("event_pk", String(26), nullable=False),
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("existing_run_id", String(26), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("event_pk", "app_id", "function_id", name="pk_event_skips"),
 )

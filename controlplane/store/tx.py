@@ -34,15 +34,31 @@ from controlplane.engine.models import (
     RunDetail,
     RunFilter,
     RunSummary,
+    SkippedRun,
     StepKind,
     StepRecord,
     StepStatus,
     StoredEvent,
 )
 from controlplane.store import codec
-from controlplane.store.schema import events, functions, history, queue, runs, steps, waits
+from controlplane.store.schema import (
+    event_skips,
+    events,
+    functions,
+    history,
+    idempotency_keys,
+    queue,
+    runs,
+    steps,
+    wait_paths,
+    waits,
+)
 
 InsertFactory = Callable[[Table], Insert]
+
+# "Not due at all": the due time of a leased run until a step failure lowers it
+# to a retry time, and the until_ms of a wait without a timeout.
+NOT_DUE = 2**62
 
 # SQLite allows 32,766 bound parameters per statement; stay well below for IN lists.
 _IN_CHUNK = 500
@@ -76,6 +92,8 @@ class RunState:
     root_span_id: str
     created_at_ms: int
     started_at_ms: int | None
+    parent_run_id: str | None = None
+    cancelled_execution_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +169,12 @@ class ReadTx:
                 error=None,
                 attempts=0,
                 started_at_ms=w.created_at_ms,
-                ended_at_ms=w.until_ms,
+                ended_at_ms=w.until_ms if w.until_ms < NOT_DUE else 0,
+                child_run_id=w.child_run_id or "",
+                waiting_for=w.event_name or "",
             )
             for w in pending
+            if w.kind != "cancel"
         )
         entries: list[HistoryEntry] = [
             codec.history_from_row(r)
@@ -214,7 +235,11 @@ class ReadTx:
         ).first()
         if row is None:
             return None
-        return EventDetail(codec.event_from_row(row), self.runs_for_event(row.pk))
+        skipped = [
+            SkippedRun(s.app_id, s.function_id, s.reason, s.existing_run_id or "")
+            for s in self.conn.execute(select(event_skips).where(event_skips.c.event_pk == row.pk))
+        ]
+        return EventDetail(codec.event_from_row(row), self.runs_for_event(row.pk), skipped)
 
     def list_events(self, flt: EventFilter, limit: int, token: str) -> Page[StoredEvent]:
         query = select(events)
@@ -235,10 +260,19 @@ class ReadTx:
         """The earliest due time after ``after_ms`` among runs not leased."""
         value = self.conn.execute(
             select(func.min(queue.c.due_at_ms)).where(
-                queue.c.lease_execution_id.is_(None), queue.c.due_at_ms > after_ms
+                queue.c.lease_execution_id.is_(None),
+                queue.c.due_at_ms > after_ms,
+                queue.c.due_at_ms < NOT_DUE,
             )
         ).scalar()
         return int(value) if value is not None else None
+
+    def next_deadline(self) -> int | None:
+        """The earliest start or finish deadline of any unfinished run."""
+        start = self.conn.execute(select(func.min(queue.c.start_deadline_ms))).scalar()
+        finish = self.conn.execute(select(func.min(queue.c.finish_deadline_ms))).scalar()
+        values = [int(v) for v in (start, finish) if v is not None]
+        return min(values) if values else None
 
     def next_lease_deadline(self) -> int | None:
         value = self.conn.execute(
@@ -279,9 +313,6 @@ _start_run = (
         updated_at_ms=bindparam("b_now"),
     )
 )
-# While a run is leased its due time means "retry no earlier than": it starts at
-# NOT_DUE and a failed step lowers it to the step's retry time.
-NOT_DUE = 2**62
 
 _lease = (
     update(queue)
@@ -417,6 +448,8 @@ class WriteTx(ReadTx):
                     runs.c.root_span_id,
                     runs.c.created_at_ms,
                     runs.c.started_at_ms,
+                    runs.c.parent_run_id,
+                    runs.c.cancelled_execution_id,
                 ).where(runs.c.id.in_(chunk))
             )
             for r in rows:
@@ -431,6 +464,8 @@ class WriteTx(ReadTx):
                     r.root_span_id,
                     r.created_at_ms,
                     r.started_at_ms,
+                    r.parent_run_id,
+                    r.cancelled_execution_id,
                 )
         return found
 
@@ -462,25 +497,158 @@ class WriteTx(ReadTx):
         return result
 
     def waits_due(self, run_ids: Sequence[str], now_ms: int) -> list[Any]:
+        """Waits of these runs whose time has come (cancel_on watches excluded:
+        their expiry only ends the watch)."""
         result: list[Any] = []
         for chunk in _chunks(list(run_ids)):
             result.extend(
                 self.conn.execute(
-                    select(waits).where(waits.c.run_id.in_(chunk), waits.c.until_ms <= now_ms)
+                    select(waits).where(
+                        waits.c.run_id.in_(chunk),
+                        waits.c.until_ms <= now_ms,
+                        waits.c.kind != "cancel",
+                    )
                 )
             )
         return result
+
+    def add_wait_paths(self, pairs: set[tuple[str, str]]) -> None:
+        if pairs:
+            stmt = self._insert(wait_paths).on_conflict_do_nothing(  # type: ignore[attr-defined]
+                index_elements=[wait_paths.c.event_name, wait_paths.c.match_path]
+            )
+            self.conn.execute(
+                stmt, [{"event_name": name, "match_path": path} for name, path in sorted(pairs)]
+            )
+
+    def wait_paths_for(self, event_name: str) -> list[str]:
+        rows = self.conn.execute(
+            select(wait_paths.c.match_path).where(wait_paths.c.event_name == event_name)
+        )
+        return [r.match_path for r in rows]
+
+    def waits_matching(
+        self, event_name: str, match_path: str, match_value: str | None
+    ) -> list[Any]:
+        """Event waits (and cancel_on watches) for this name whose indexed
+        equality is this one (``match_path`` "" for waits without one)."""
+        query = select(waits).where(waits.c.event_name == event_name)
+        if match_path:
+            query = query.where(
+                waits.c.match_path == match_path, waits.c.match_value == match_value
+            )
+        else:
+            query = query.where(waits.c.match_path.is_(None))
+        return list(self.conn.execute(query))
+
+    def events_named_since(self, name: str, since_ms: int) -> list[tuple[str, StoredEvent]]:
+        """(pk, event) of events with this name received at or after ``since_ms``,
+        oldest first."""
+        rows = self.conn.execute(
+            select(events)
+            .where(events.c.name == name, events.c.received_at_ms >= since_ms)
+            .order_by(events.c.received_at_ms, events.c.pk)
+        )
+        return [(r.pk, codec.event_from_row(r)) for r in rows]
+
+    def waits_for_child(self, child_run_id: str) -> list[Any]:
+        return list(self.conn.execute(select(waits).where(waits.c.child_run_id == child_run_id)))
+
+    def wait_exists(self, run_id: str, step_id: str) -> bool:
+        row = self.conn.execute(
+            select(waits.c.run_id).where(waits.c.run_id == run_id, waits.c.step_id == step_id)
+        ).first()
+        return row is not None
+
+    def active_idempotency_key(
+        self, app_id: str, function_id: str, key: str, now_ms: int
+    ) -> str | None:
+        """The run holding this key, if the key has not expired."""
+        row = self.conn.execute(
+            select(idempotency_keys.c.run_id).where(
+                idempotency_keys.c.app_id == app_id,
+                idempotency_keys.c.function_id == function_id,
+                idempotency_keys.c.key == key,
+                idempotency_keys.c.expires_at_ms > now_ms,
+            )
+        ).first()
+        return row.run_id if row else None
+
+    def claim_idempotency_keys(self, rows: list[dict[str, Any]]) -> None:
+        """Take these keys (an expired key is taken over)."""
+        if not rows:
+            return
+        stmt = self._insert(idempotency_keys)
+        excluded = stmt.excluded  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=[
+                idempotency_keys.c.app_id,
+                idempotency_keys.c.function_id,
+                idempotency_keys.c.key,
+            ],
+            set_={"run_id": excluded.run_id, "expires_at_ms": excluded.expires_at_ms},
+        )
+        self.conn.execute(stmt, rows)
+
+    def deadlines_due(self, now_ms: int) -> list[Any]:
+        """Queue rows whose start or finish deadline has passed."""
+        return list(
+            self.conn.execute(
+                select(
+                    queue.c.run_id,
+                    queue.c.start_deadline_ms,
+                    queue.c.finish_deadline_ms,
+                ).where(
+                    or_(
+                        queue.c.start_deadline_ms <= now_ms,
+                        queue.c.finish_deadline_ms <= now_ms,
+                    )
+                )
+            )
+        )
+
+    def set_deadlines(self, rows: list[dict[str, Any]]) -> None:
+        """rows: b_run_id, b_start, b_finish (the start deadline goes once a run
+        starts; the finish deadline is set then)."""
+        if rows:
+            self.conn.execute(
+                update(queue)
+                .where(queue.c.run_id == bindparam("b_run_id"))
+                .values(
+                    start_deadline_ms=bindparam("b_start"),
+                    finish_deadline_ms=func.coalesce(
+                        queue.c.finish_deadline_ms, bindparam("b_finish")
+                    ),
+                ),
+                rows,
+            )
+
+    def unfinished_runs(
+        self, app_id: str, function_id: str, after_ms: int, before_ms: int, limit: int
+    ) -> list[str]:
+        query = select(runs.c.id).where(
+            runs.c.app_id == app_id,
+            runs.c.function_id == function_id,
+            runs.c.status.in_(["queued", "running", "sleeping", "waiting"]),
+        )
+        if after_ms:
+            query = query.where(runs.c.created_at_ms >= after_ms)
+        if before_ms:
+            query = query.where(runs.c.created_at_ms < before_ms)
+        return [r.id for r in self.conn.execute(query.order_by(runs.c.id).limit(limit))]
 
     def delete_waits(self, keys: list[tuple[str, str]]) -> None:
         if keys:
             self.conn.execute(_delete_wait, [{"b_run_id": r, "b_step_id": s} for r, s in keys])
 
     def insert_waits(self, rows: list[dict[str, Any]]) -> None:
+        """Insert waits; a wait already planned keeps its first row."""
         if rows:
             stmt = self._insert(waits).on_conflict_do_nothing(  # type: ignore[attr-defined]
                 index_elements=[waits.c.run_id, waits.c.step_id]
             )
-            self.conn.execute(stmt, rows)
+            columns = [c.name for c in waits.columns]
+            self.conn.execute(stmt, [{c: row.get(c) for c in columns} for row in rows])
 
     def start_runs(self, rows: list[dict[str, Any]]) -> None:
         """rows: b_id, b_status, b_now. Sets started_at the first time."""
@@ -540,7 +708,8 @@ class WriteTx(ReadTx):
         last = self._last_positions([row["run_id"] for row in rows])
         for row in rows:
             last[row["run_id"]] = row["position"] = last.get(row["run_id"], 0) + 1
-            row.setdefault("retry_at_ms", None)
+        columns = [c.name for c in steps.columns]
+        rows = [{c: row.get(c) for c in columns} for row in rows]
         stmt = self._insert(steps)
         excluded = stmt.excluded  # type: ignore[attr-defined]
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
@@ -553,6 +722,7 @@ class WriteTx(ReadTx):
                 "started_at_ms": excluded.started_at_ms,
                 "ended_at_ms": excluded.ended_at_ms,
                 "retry_at_ms": excluded.retry_at_ms,
+                "child_run_id": excluded.child_run_id,
                 # A retried step's result is recorded when it finally comes.
                 "position": excluded.position,
             },
@@ -673,21 +843,27 @@ class WriteTx(ReadTx):
 
     # -- administration ---------------------------------------------------------------
 
+    def set_cancelled_execution(self, run_id: str, execution_id: str) -> None:
+        self.conn.execute(
+            update(runs).where(runs.c.id == run_id).values(cancelled_execution_id=execution_id)
+        )
+
     def delete_waits_of(self, run_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(run_ids)):
             self.conn.execute(delete(waits).where(waits.c.run_id.in_(chunk)))
 
-    def waits_of(self, run_ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
-        """run id -> [(step id, until)] of its pending waits."""
-        found: dict[str, list[tuple[str, int]]] = {}
+    def waits_of(self, run_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """run id -> its pending waits (step_id, kind, until_ms), cancel_on
+        watches excluded."""
+        found: dict[str, list[Any]] = {}
         for chunk in _chunks(sorted(set(run_ids))):
             rows = self.conn.execute(
-                select(waits.c.run_id, waits.c.step_id, waits.c.until_ms).where(
-                    waits.c.run_id.in_(chunk)
+                select(waits.c.run_id, waits.c.step_id, waits.c.kind, waits.c.until_ms).where(
+                    waits.c.run_id.in_(chunk), waits.c.kind != "cancel"
                 )
             )
             for row in rows:
-                found.setdefault(row.run_id, []).append((row.step_id, row.until_ms))
+                found.setdefault(row.run_id, []).append(row)
         return found
 
     def queue_row(self, run_id: str) -> Any:

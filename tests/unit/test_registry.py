@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from controlplane.engine.models import CronTrigger, EventTrigger, FunctionKey, FunctionSpec
+from controlplane.engine.models import (
+    CancelOn,
+    CronTrigger,
+    EventTrigger,
+    FunctionKey,
+    FunctionSpec,
+    Timeouts,
+)
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
 
 
@@ -22,42 +29,45 @@ def test_matching_by_event_name() -> None:
     )
     registry.put(spec("shop", "invoice", EventTrigger("app/order.paid")), 1, 1)
 
-    assert registry.matching("app/user.signup") == [
+    assert list(registry.matching("app/user.signup")) == [
         FunctionKey("shop", "audit"),
         FunctionKey("shop", "onboarding"),
     ]
-    assert registry.matching("app/order.paid") == [
+    assert list(registry.matching("app/order.paid")) == [
         FunctionKey("shop", "audit"),
         FunctionKey("shop", "invoice"),
     ]
-    assert registry.matching("app/unknown") == []
+    assert list(registry.matching("app/unknown")) == []
 
 
 def test_matching_is_exact() -> None:
     registry = FunctionRegistry()
     registry.put(spec("shop", "f", EventTrigger("app/user.signup")), 1, 1)
-    assert registry.matching("app/user") == []
-    assert registry.matching("App/User.Signup") == []
-    assert registry.matching("app/user.signup ") == []
+    assert list(registry.matching("app/user")) == []
+    assert list(registry.matching("App/User.Signup")) == []
+    assert list(registry.matching("app/user.signup ")) == []
 
 
 def test_functions_of_several_apps_match_the_same_event() -> None:
     registry = FunctionRegistry()
     registry.put(spec("shop", "f", EventTrigger("app/x")), 1, 1)
     registry.put(spec("billing", "f", EventTrigger("app/x")), 1, 1)
-    assert registry.matching("app/x") == [FunctionKey("billing", "f"), FunctionKey("shop", "f")]
+    assert list(registry.matching("app/x")) == [
+        FunctionKey("billing", "f"),
+        FunctionKey("shop", "f"),
+    ]
 
 
 def test_a_function_with_the_same_trigger_twice_matches_once() -> None:
     registry = FunctionRegistry()
     registry.put(spec("shop", "f", EventTrigger("app/x"), EventTrigger("app/x", "x")), 1, 1)
-    assert registry.matching("app/x") == [FunctionKey("shop", "f")]
+    assert list(registry.matching("app/x")) == [FunctionKey("shop", "f")]
 
 
 def test_cron_triggers_match_no_event() -> None:
     registry = FunctionRegistry()
     registry.put(spec("shop", "nightly", CronTrigger("0 0 * * *")), 1, 1)
-    assert registry.matching("0 0 * * *") == []
+    assert list(registry.matching("0 0 * * *")) == []
     assert registry.get(FunctionKey("shop", "nightly")) is not None
 
 
@@ -65,8 +75,8 @@ def test_putting_a_function_again_replaces_its_triggers() -> None:
     registry = FunctionRegistry()
     registry.put(spec("shop", "f", EventTrigger("app/old")), 100, 100)
     registry.put(spec("shop", "f", EventTrigger("app/new")), 200, 200)
-    assert registry.matching("app/old") == []
-    assert registry.matching("app/new") == [FunctionKey("shop", "f")]
+    assert list(registry.matching("app/old")) == []
+    assert list(registry.matching("app/new")) == [FunctionKey("shop", "f")]
     # The first registration time is kept; the update time moves.
     assert registry.all() == [(spec("shop", "f", EventTrigger("app/new")), 100, 200)]
 
@@ -75,7 +85,7 @@ def test_matching_returns_a_copy() -> None:
     registry = FunctionRegistry()
     registry.put(spec("shop", "f", EventTrigger("app/x")), 1, 1)
     registry.matching("app/x").clear()
-    assert registry.matching("app/x") == [FunctionKey("shop", "f")]
+    assert list(registry.matching("app/x")) == [FunctionKey("shop", "f")]
 
 
 def test_get_retries_and_all() -> None:
@@ -104,6 +114,9 @@ def test_spec_json_round_trip() -> None:
             CronTrigger("*/5 * * * *"),
         ),
         retries=0,
+        cancel_on=(CancelOn("app/plan.cancelled", "data.user_id", "", 60_000),),
+        idempotency="event.data.user_id",
+        timeouts=Timeouts(start_ms=1_000, finish_ms=0),
     )
     raw = spec_to_json(original)
     assert spec_from_json("shop", "digest", raw) == original
@@ -116,6 +129,11 @@ def test_spec_json_round_trip() -> None:
             {"cron": "*/5 * * * *", "timezone": ""},
         ],
         "retries": 0,
+        "cancel_on": [
+            {"event": "app/plan.cancelled", "match": "data.user_id", "if": "", "timeout_ms": 60_000}
+        ],
+        "idempotency": "event.data.user_id",
+        "timeouts": {"start_ms": 1_000, "finish_ms": 0},
     }
 
 

@@ -305,13 +305,18 @@ def test_function_with_a_bad_event_name() -> None:
     )
 
 
-def test_event_trigger_expressions_are_not_supported_yet() -> None:
-    triggers = (EventTrigger("app/x", "event.data.plan == 'pro'"),)
-    assert rejection(hello(functions=[spec(triggers=triggers)])) == (
-        "invalid_function",
-        "function 'onboarding-flow': event trigger expressions (if_) are not supported by "
-        "this control plane yet",
-    )
+def test_event_trigger_expressions_are_checked_when_a_function_registers() -> None:
+    accepted = (EventTrigger("app/x", "event.data.plan == 'pro'"),)
+    validate_hello(hello(functions=[spec(triggers=accepted)]))
+    typo = (EventTrigger("app/x", "evnt.data.plan == 'pro'"),)
+    code, reason = rejection(hello(functions=[spec(triggers=typo)]))
+    assert code == "invalid_function"
+    assert "unknown variable 'evnt'" in reason
+    assert "use 'event'" in reason
+    broken = (EventTrigger("app/x", "event.data.plan =="),)
+    code, reason = rejection(hello(functions=[spec(triggers=broken)]))
+    assert code == "invalid_function"
+    assert "invalid CEL expression" in reason
 
 
 def test_cron_triggers_are_not_supported_yet() -> None:

@@ -24,31 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tether/v1/common.proto\x12\ttether.v1\"L\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04user\x18\x04 \x01(\x0c\x12\r\n\x05ts_ms\x18\x05 \x01(\x03\"9\n\tErrorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"v\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.tether.v1.Trigger\x12\x14\n\x07retries\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_retries\"c\n\x07Trigger\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.tether.v1.EventTriggerH\x00\x12&\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.tether.v1.CronTriggerH\x00\x42\x06\n\x04kind\"3\n\x0c\x45ventTrigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rif_expression\x18\x02 \x01(\t\"1\n\x0b\x43ronTrigger\x12\x10\n\x08schedule\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\"\x91\x01\n\x06Limits\x12\x17\n\x0fmax_event_bytes\x18\x01 \x01(\x04\x12\x1d\n\x15max_step_output_bytes\x18\x02 \x01(\x04\x12\x1b\n\x13max_run_state_bytes\x18\x03 \x01(\x04\x12\x19\n\x11max_steps_per_run\x18\x04 \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x05 \x01(\x04*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x03\x12\x14\n\x10STEP_KIND_INVOKE\x10\x04\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tether/v1/common.proto\x12\ttether.v1\"L\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04user\x18\x04 \x01(\x0c\x12\r\n\x05ts_ms\x18\x05 \x01(\x03\"9\n\tErrorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"\xda\x01\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.tether.v1.Trigger\x12\x14\n\x07retries\x18\x04 \x01(\rH\x00\x88\x01\x01\x12&\n\tcancel_on\x18\x05 \x03(\x0b\x32\x13.tether.v1.CancelOn\x12\x13\n\x0bidempotency\x18\x06 \x01(\t\x12%\n\x08timeouts\x18\x07 \x01(\x0b\x32\x13.tether.v1.TimeoutsB\n\n\x08_retries\"S\n\x08\x43\x61ncelOn\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x15\n\rif_expression\x18\x03 \x01(\t\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"/\n\x08Timeouts\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x11\n\tfinish_ms\x18\x02 \x01(\x03\"c\n\x07Trigger\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.tether.v1.EventTriggerH\x00\x12&\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.tether.v1.CronTriggerH\x00\x42\x06\n\x04kind\"3\n\x0c\x45ventTrigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rif_expression\x18\x02 \x01(\t\"1\n\x0b\x43ronTrigger\x12\x10\n\x08schedule\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\"\x91\x01\n\x06Limits\x12\x17\n\x0fmax_event_bytes\x18\x01 \x01(\x04\x12\x1d\n\x15max_step_output_bytes\x18\x02 \x01(\x04\x12\x1b\n\x13max_run_state_bytes\x18\x03 \x01(\x04\x12\x19\n\x11max_steps_per_run\x18\x04 \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x05 \x01(\x04*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x03\x12\x14\n\x10STEP_KIND_INVOKE\x10\x04\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tether.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATUS']._serialized_start=705
-  _globals['_RUNSTATUS']._serialized_end=915
-  _globals['_STEPKIND']._serialized_start=918
-  _globals['_STEPKIND']._serialized_end=1073
+  _globals['_RUNSTATUS']._serialized_start=940
+  _globals['_RUNSTATUS']._serialized_end=1150
+  _globals['_STEPKIND']._serialized_start=1153
+  _globals['_STEPKIND']._serialized_end=1308
   _globals['_EVENT']._serialized_start=37
   _globals['_EVENT']._serialized_end=113
   _globals['_ERRORINFO']._serialized_start=115
   _globals['_ERRORINFO']._serialized_end=172
   _globals['_TRACECONTEXT']._serialized_start=174
   _globals['_TRACECONTEXT']._serialized_end=229
-  _globals['_FUNCTIONDEFINITION']._serialized_start=231
-  _globals['_FUNCTIONDEFINITION']._serialized_end=349
-  _globals['_TRIGGER']._serialized_start=351
-  _globals['_TRIGGER']._serialized_end=450
-  _globals['_EVENTTRIGGER']._serialized_start=452
-  _globals['_EVENTTRIGGER']._serialized_end=503
-  _globals['_CRONTRIGGER']._serialized_start=505
-  _globals['_CRONTRIGGER']._serialized_end=554
-  _globals['_LIMITS']._serialized_start=557
-  _globals['_LIMITS']._serialized_end=702
+  _globals['_FUNCTIONDEFINITION']._serialized_start=232
+  _globals['_FUNCTIONDEFINITION']._serialized_end=450
+  _globals['_CANCELON']._serialized_start=452
+  _globals['_CANCELON']._serialized_end=535
+  _globals['_TIMEOUTS']._serialized_start=537
+  _globals['_TIMEOUTS']._serialized_end=584
+  _globals['_TRIGGER']._serialized_start=586
+  _globals['_TRIGGER']._serialized_end=685
+  _globals['_EVENTTRIGGER']._serialized_start=687
+  _globals['_EVENTTRIGGER']._serialized_end=738
+  _globals['_CRONTRIGGER']._serialized_start=740
+  _globals['_CRONTRIGGER']._serialized_end=789
+  _globals['_LIMITS']._serialized_start=792
+  _globals['_LIMITS']._serialized_end=937
 # @@protoc_insertion_point(module_scope)

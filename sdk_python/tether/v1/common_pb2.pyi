@@ -216,6 +216,9 @@ class FunctionDefinition(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     TRIGGERS_FIELD_NUMBER: _builtins.int
     RETRIES_FIELD_NUMBER: _builtins.int
+    CANCEL_ON_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_FIELD_NUMBER: _builtins.int
+    TIMEOUTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the app; kebab-case (`[a-z0-9]+(-[a-z0-9]+)*`), at most 128
     characters. Runs, the CLI and the API refer to the function by this id.
@@ -227,9 +230,23 @@ class FunctionDefinition(_message.Message):
     step) is retried before it fails for good. Unset means 4 (five attempts in
     all); 0 disables retries. At most 20.
     """
+    idempotency: _builtins.str
+    """A CEL expression over `event` giving the run's idempotency key, for example
+    `event.data.order_id`: at most one run per key and function in 24 hours;
+    later events are stored and reported as skipped. Empty: no key. An
+    expression that yields null or a missing field gives no key.
+    """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]:
         """What starts a run of this function. At least one."""
+
+    @_builtins.property
+    def cancel_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelOn]:
+        """Events that cancel a run of this function while it is unfinished."""
+
+    @_builtins.property
+    def timeouts(self) -> Global___Timeouts:
+        """Limits on how long a run may wait to start and take to finish."""
 
     def __init__(
         self,
@@ -238,16 +255,90 @@ class FunctionDefinition(_message.Message):
         name: _builtins.str = ...,
         triggers: _abc.Iterable[Global___Trigger] | None = ...,
         retries: _builtins.int | None = ...,
+        cancel_on: _abc.Iterable[Global___CancelOn] | None = ...,
+        idempotency: _builtins.str = ...,
+        timeouts: Global___Timeouts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "retries", b"retries"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "retries", b"retries", "timeouts", b"timeouts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "id", b"id", "name", b"name", "retries", b"retries", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "cancel_on", b"cancel_on", "id", b"id", "idempotency", b"idempotency", "name", b"name", "retries", b"retries", "timeouts", b"timeouts", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retries: _TypeAlias = _typing.Literal["retries"]  # noqa: Y015
     _WhichOneofArgType__retries: _TypeAlias = _typing.Literal["_retries", b"_retries"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retries) -> _WhichOneofReturnType__retries | None: ...
 
 Global___FunctionDefinition: _TypeAlias = FunctionDefinition  # noqa: Y015
+
+@_typing.final
+class CancelOn(_message.Message):
+    """Cancel a run when a matching event arrives."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    IF_EXPRESSION_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event name to watch for."""
+    match: _builtins.str
+    """A path such as `data.order_id`: cancel when the incoming event's value at
+    this path equals the run's event's value there. Combined with `if_expression`
+    by AND.
+    """
+    if_expression: _builtins.str
+    """A CEL expression over `event` (the run's event) and `async` (the incoming
+    event) that must be true.
+    """
+    timeout_ms: _builtins.int
+    """Watch only this long after the run was created (ms); 0 means until the run
+    ends.
+    """
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        match: _builtins.str = ...,
+        if_expression: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "if_expression", b"if_expression", "match", b"match", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOn: _TypeAlias = CancelOn  # noqa: Y015
+
+@_typing.final
+class Timeouts(_message.Message):
+    """Run time limits. A run that breaks one is cancelled with the reason recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_MS_FIELD_NUMBER: _builtins.int
+    FINISH_MS_FIELD_NUMBER: _builtins.int
+    start_ms: _builtins.int
+    """The most time (ms) a run may stay queued before its first execution
+    starts. 0: no limit.
+    """
+    finish_ms: _builtins.int
+    """The most time (ms) from a run's first execution to its end, sleeps and waits
+    included. 0: no limit.
+    """
+    def __init__(
+        self,
+        *,
+        start_ms: _builtins.int = ...,
+        finish_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_ms", b"finish_ms", "start_ms", b"start_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Timeouts: _TypeAlias = Timeouts  # noqa: Y015
 
 @_typing.final
 class Trigger(_message.Message):
@@ -290,7 +381,11 @@ class EventTrigger(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     IF_EXPRESSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The event name to match exactly, for example `app/user.signup`."""
+    """The event name to match, for example `app/user.signup`; a trailing `*`
+    matches any name with that prefix (`app/user.*`). Names starting with
+    `tether/` match the events the control plane emits, such as
+    `tether/function.failed`.
+    """
     if_expression: _builtins.str
     """An optional CEL expression over `event` that must be true for the run to
     start, for example `event.data.plan == 'pro'`. Empty means always.

@@ -76,6 +76,7 @@ class SendResult(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
     RUN_IDS_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """The event's id: the one sent, or the one the control plane assigned."""
     duplicate: _builtins.bool
@@ -86,17 +87,56 @@ class SendResult(_message.Message):
     def run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The runs this event started."""
 
+    @_builtins.property
+    def skipped(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkippedRun]:
+        """Functions the event matched but did not start, and why (idempotency)."""
+
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         duplicate: _builtins.bool = ...,
         run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        skipped: _abc.Iterable[Global___SkippedRun] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id", "run_ids", b"run_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id", "run_ids", b"run_ids", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendResult: _TypeAlias = SendResult  # noqa: Y015
+
+@_typing.final
+class SkippedRun(_message.Message):
+    """A run an event did not start."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXISTING_RUN_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    """The function's app."""
+    function_id: _builtins.str
+    """The function."""
+    reason: _builtins.str
+    """For example `idempotency key '42' already used by run 01K... in the last 24 hours`."""
+    existing_run_id: _builtins.str
+    """The run that holds the key, when there is one."""
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        existing_run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "existing_run_id", b"existing_run_id", "function_id", b"function_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SkippedRun: _TypeAlias = SkippedRun  # noqa: Y015

@@ -23,63 +23,68 @@ _sym_db = _symbol_database.Default()
 
 
 from tether.v1 import common_pb2 as tether_dot_v1_dot_common__pb2
+from tether.v1 import event_service_pb2 as tether_dot_v1_dot_event__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btether/v1/run_service.proto\x12\ttether.v1\x1a\x16tether/v1/common.proto\"\x9c\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.tether.v1.RunStatus\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x15\n\rcreated_at_ms\x18\x07 \x01(\x03\x12\x15\n\rstarted_at_ms\x18\x08 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\t \x01(\x03\x12\x0e\n\x06output\x18\n \x01(\x0c\x12#\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x11\n\treplay_of\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\t\"\xe8\x01\n\nStepRecord\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.tether.v1.StepKind\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.tether.v1.StepStatus\x12\x0e\n\x06output\x18\x05 \x01(\x0c\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x15\n\rstarted_at_ms\x18\x08 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\t \x01(\x03\"\xd6\x01\n\x0cHistoryEntry\x12\r\n\x05ts_ms\x18\x01 \x01(\x03\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.tether.v1.HistoryKind\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x10\n\x08until_ms\x18\x07 \x01(\x03\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\t \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x9f\x01\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.tether.v1.Event\x12$\n\x05steps\x18\x03 \x03(\x0b\x32\x15.tether.v1.StepRecord\x12(\n\x07history\x18\x04 \x03(\x0b\x32\x17.tether.v1.HistoryEntry\"\xba\x01\n\x0fListRunsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12&\n\x08statuses\x18\x03 \x03(\x0e\x32\x14.tether.v1.RunStatus\x12\x18\n\x10\x63reated_after_ms\x18\x04 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x05 \x01(\x03\x12\x11\n\tpage_size\x18\x06 \x01(\r\x12\x12\n\npage_token\x18\x07 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.tether.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\x11\x43\x61ncelRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\"G\n\x10ReplayRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x04mode\x18\x02 \x01(\x0e\x32\x15.tether.v1.ReplayMode\"0\n\x11ReplayRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\" \n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0fWaitRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\"&\n\x14ListFunctionsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"C\n\x15ListFunctionsResponse\x12*\n\tfunctions\x18\x01 \x03(\x0b\x32\x17.tether.v1.FunctionInfo\"\x9d\x01\n\x0c\x46unctionInfo\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x31\n\ndefinition\x18\x02 \x01(\x0b\x32\x1d.tether.v1.FunctionDefinition\x12\x19\n\x11\x63onnected_workers\x18\x03 \x01(\r\x12\x18\n\x10registered_at_ms\x18\x04 \x01(\x03\x12\x15\n\rupdated_at_ms\x18\x05 \x01(\x03\"\x7f\n\x11ListEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11received_after_ms\x18\x02 \x01(\x03\x12\x1a\n\x12received_before_ms\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"U\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tether.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x0bStoredEvent\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.tether.v1.Event\x12\x16\n\x0ereceived_at_ms\x18\x02 \x01(\x03\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"W\n\x10GetEventResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.tether.v1.StoredEvent\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.tether.v1.Run*\x8f\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x03\x12\x17\n\x13STEP_STATUS_PENDING\x10\x04*\x90\x03\n\x0bHistoryKind\x12\x1c\n\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eHISTORY_KIND_EXECUTION_STARTED\x10\x01\x12\x1f\n\x1bHISTORY_KIND_EXECUTION_LOST\x10\x02\x12\x1c\n\x18HISTORY_KIND_STEP_FAILED\x10\x03\x12\x1e\n\x1aHISTORY_KIND_SLEEP_STARTED\x10\x04\x12\x1c\n\x18HISTORY_KIND_SLEEP_ENDED\x10\x05\x12$\n HISTORY_KIND_RUN_RETRY_SCHEDULED\x10\x06\x12\x1e\n\x1aHISTORY_KIND_RUN_COMPLETED\x10\x07\x12\x1b\n\x17HISTORY_KIND_RUN_FAILED\x10\x08\x12\x1e\n\x1aHISTORY_KIND_RUN_CANCELLED\x10\t\x12 \n\x1cHISTORY_KIND_NON_DETERMINISM\x10\n\x12\x1d\n\x19HISTORY_KIND_RUN_REPLAYED\x10\x0b*g\n\nReplayMode\x12\x1b\n\x17REPLAY_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLAY_MODE_FROM_START\x10\x01\x12 \n\x1cREPLAY_MODE_FROM_FAILED_STEP\x10\x02\x32\xc8\x04\n\nRunService\x12=\n\x06GetRun\x12\x18.tether.v1.GetRunRequest\x1a\x19.tether.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.tether.v1.ListRunsRequest\x1a\x1b.tether.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.tether.v1.CancelRunRequest\x1a\x1c.tether.v1.CancelRunResponse\x12\x46\n\tReplayRun\x12\x1b.tether.v1.ReplayRunRequest\x1a\x1c.tether.v1.ReplayRunResponse\x12\x42\n\x07WaitRun\x12\x19.tether.v1.WaitRunRequest\x1a\x1a.tether.v1.WaitRunResponse0\x01\x12R\n\rListFunctions\x12\x1f.tether.v1.ListFunctionsRequest\x1a .tether.v1.ListFunctionsResponse\x12I\n\nListEvents\x12\x1c.tether.v1.ListEventsRequest\x1a\x1d.tether.v1.ListEventsResponse\x12\x43\n\x08GetEvent\x12\x1a.tether.v1.GetEventRequest\x1a\x1b.tether.v1.GetEventResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btether/v1/run_service.proto\x12\ttether.v1\x1a\x16tether/v1/common.proto\x1a\x1dtether/v1/event_service.proto\"\xb3\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.tether.v1.RunStatus\x12\x10\n\x08\x65vent_id\x18\x05 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\r\x12\x15\n\rcreated_at_ms\x18\x07 \x01(\x03\x12\x15\n\rstarted_at_ms\x18\x08 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\t \x01(\x03\x12\x0e\n\x06output\x18\n \x01(\x0c\x12#\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x11\n\treplay_of\x18\x0c \x01(\t\x12\x10\n\x08trace_id\x18\r \x01(\t\x12\x15\n\rparent_run_id\x18\x0e \x01(\t\"\x93\x02\n\nStepRecord\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.tether.v1.StepKind\x12%\n\x06status\x18\x04 \x01(\x0e\x32\x15.tether.v1.StepStatus\x12\x0e\n\x06output\x18\x05 \x01(\x0c\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x15\n\rstarted_at_ms\x18\x08 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\t \x01(\x03\x12\x14\n\x0c\x63hild_run_id\x18\n \x01(\t\x12\x13\n\x0bwaiting_for\x18\x0b \x01(\t\"\xd6\x01\n\x0cHistoryEntry\x12\r\n\x05ts_ms\x18\x01 \x01(\x03\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.tether.v1.HistoryKind\x12\x0f\n\x07step_id\x18\x03 \x01(\t\x12\x11\n\tstep_name\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\x12#\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x10\n\x08until_ms\x18\x07 \x01(\x03\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x14\n\x0c\x65xecution_id\x18\t \x01(\t\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x9f\x01\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.tether.v1.Event\x12$\n\x05steps\x18\x03 \x03(\x0b\x32\x15.tether.v1.StepRecord\x12(\n\x07history\x18\x04 \x03(\x0b\x32\x17.tether.v1.HistoryEntry\"\xba\x01\n\x0fListRunsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12&\n\x08statuses\x18\x03 \x03(\x0e\x32\x14.tether.v1.RunStatus\x12\x18\n\x10\x63reated_after_ms\x18\x04 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x05 \x01(\x03\x12\x11\n\tpage_size\x18\x06 \x01(\r\x12\x12\n\npage_token\x18\x07 \x01(\t\"I\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.tether.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\x11\x43\x61ncelRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\"}\n\x11\x43\x61ncelRunsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x18\n\x10\x63reated_after_ms\x18\x03 \x01(\x03\x12\x19\n\x11\x63reated_before_ms\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\'\n\x12\x43\x61ncelRunsResponse\x12\x11\n\tcancelled\x18\x01 \x01(\r\"G\n\x10ReplayRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x04mode\x18\x02 \x01(\x0e\x32\x15.tether.v1.ReplayMode\"0\n\x11ReplayRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\" \n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\".\n\x0fWaitRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.tether.v1.Run\"&\n\x14ListFunctionsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\"C\n\x15ListFunctionsResponse\x12*\n\tfunctions\x18\x01 \x03(\x0b\x32\x17.tether.v1.FunctionInfo\"\x9d\x01\n\x0c\x46unctionInfo\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x31\n\ndefinition\x18\x02 \x01(\x0b\x32\x1d.tether.v1.FunctionDefinition\x12\x19\n\x11\x63onnected_workers\x18\x03 \x01(\r\x12\x18\n\x10registered_at_ms\x18\x04 \x01(\x03\x12\x15\n\rupdated_at_ms\x18\x05 \x01(\x03\"\x7f\n\x11ListEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11received_after_ms\x18\x02 \x01(\x03\x12\x1a\n\x12received_before_ms\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"U\n\x12ListEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.tether.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"F\n\x0bStoredEvent\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.tether.v1.Event\x12\x16\n\x0ereceived_at_ms\x18\x02 \x01(\x03\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"\x7f\n\x10GetEventResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.tether.v1.StoredEvent\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.tether.v1.Run\x12&\n\x07skipped\x18\x03 \x03(\x0b\x32\x15.tether.v1.SkippedRun*\x8f\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x01\x12\x16\n\x12STEP_STATUS_FAILED\x10\x02\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x03\x12\x17\n\x13STEP_STATUS_PENDING\x10\x04*\x8c\x04\n\x0bHistoryKind\x12\x1c\n\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eHISTORY_KIND_EXECUTION_STARTED\x10\x01\x12\x1f\n\x1bHISTORY_KIND_EXECUTION_LOST\x10\x02\x12\x1c\n\x18HISTORY_KIND_STEP_FAILED\x10\x03\x12\x1e\n\x1aHISTORY_KIND_SLEEP_STARTED\x10\x04\x12\x1c\n\x18HISTORY_KIND_SLEEP_ENDED\x10\x05\x12$\n HISTORY_KIND_RUN_RETRY_SCHEDULED\x10\x06\x12\x1e\n\x1aHISTORY_KIND_RUN_COMPLETED\x10\x07\x12\x1b\n\x17HISTORY_KIND_RUN_FAILED\x10\x08\x12\x1e\n\x1aHISTORY_KIND_RUN_CANCELLED\x10\t\x12 \n\x1cHISTORY_KIND_NON_DETERMINISM\x10\n\x12\x1d\n\x19HISTORY_KIND_RUN_REPLAYED\x10\x0b\x12\x1d\n\x19HISTORY_KIND_WAIT_STARTED\x10\x0c\x12\x1b\n\x17HISTORY_KIND_WAIT_ENDED\x10\r\x12\x1f\n\x1bHISTORY_KIND_INVOKE_STARTED\x10\x0e\x12\x1d\n\x19HISTORY_KIND_INVOKE_ENDED\x10\x0f*g\n\nReplayMode\x12\x1b\n\x17REPLAY_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLAY_MODE_FROM_START\x10\x01\x12 \n\x1cREPLAY_MODE_FROM_FAILED_STEP\x10\x02\x32\x93\x05\n\nRunService\x12=\n\x06GetRun\x12\x18.tether.v1.GetRunRequest\x1a\x19.tether.v1.GetRunResponse\x12\x43\n\x08ListRuns\x12\x1a.tether.v1.ListRunsRequest\x1a\x1b.tether.v1.ListRunsResponse\x12\x46\n\tCancelRun\x12\x1b.tether.v1.CancelRunRequest\x1a\x1c.tether.v1.CancelRunResponse\x12I\n\nCancelRuns\x12\x1c.tether.v1.CancelRunsRequest\x1a\x1d.tether.v1.CancelRunsResponse\x12\x46\n\tReplayRun\x12\x1b.tether.v1.ReplayRunRequest\x1a\x1c.tether.v1.ReplayRunResponse\x12\x42\n\x07WaitRun\x12\x19.tether.v1.WaitRunRequest\x1a\x1a.tether.v1.WaitRunResponse0\x01\x12R\n\rListFunctions\x12\x1f.tether.v1.ListFunctionsRequest\x1a .tether.v1.ListFunctionsResponse\x12I\n\nListEvents\x12\x1c.tether.v1.ListEventsRequest\x1a\x1d.tether.v1.ListEventsResponse\x12\x43\n\x08GetEvent\x12\x1a.tether.v1.GetEventRequest\x1a\x1b.tether.v1.GetEventResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tether.v1.run_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STEPSTATUS']._serialized_start=2255
-  _globals['_STEPSTATUS']._serialized_end=2398
-  _globals['_HISTORYKIND']._serialized_start=2401
-  _globals['_HISTORYKIND']._serialized_end=2801
-  _globals['_REPLAYMODE']._serialized_start=2803
-  _globals['_REPLAYMODE']._serialized_end=2906
-  _globals['_RUN']._serialized_start=67
-  _globals['_RUN']._serialized_end=351
-  _globals['_STEPRECORD']._serialized_start=354
-  _globals['_STEPRECORD']._serialized_end=586
-  _globals['_HISTORYENTRY']._serialized_start=589
-  _globals['_HISTORYENTRY']._serialized_end=803
-  _globals['_GETRUNREQUEST']._serialized_start=805
-  _globals['_GETRUNREQUEST']._serialized_end=836
-  _globals['_GETRUNRESPONSE']._serialized_start=839
-  _globals['_GETRUNRESPONSE']._serialized_end=998
-  _globals['_LISTRUNSREQUEST']._serialized_start=1001
-  _globals['_LISTRUNSREQUEST']._serialized_end=1187
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1189
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1262
-  _globals['_CANCELRUNREQUEST']._serialized_start=1264
-  _globals['_CANCELRUNREQUEST']._serialized_end=1314
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1316
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1364
-  _globals['_REPLAYRUNREQUEST']._serialized_start=1366
-  _globals['_REPLAYRUNREQUEST']._serialized_end=1437
-  _globals['_REPLAYRUNRESPONSE']._serialized_start=1439
-  _globals['_REPLAYRUNRESPONSE']._serialized_end=1487
-  _globals['_WAITRUNREQUEST']._serialized_start=1489
-  _globals['_WAITRUNREQUEST']._serialized_end=1521
-  _globals['_WAITRUNRESPONSE']._serialized_start=1523
-  _globals['_WAITRUNRESPONSE']._serialized_end=1569
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1571
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=1609
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=1611
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=1678
-  _globals['_FUNCTIONINFO']._serialized_start=1681
-  _globals['_FUNCTIONINFO']._serialized_end=1838
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1840
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1967
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1969
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=2054
-  _globals['_STOREDEVENT']._serialized_start=2056
-  _globals['_STOREDEVENT']._serialized_end=2126
-  _globals['_GETEVENTREQUEST']._serialized_start=2128
-  _globals['_GETEVENTREQUEST']._serialized_end=2163
-  _globals['_GETEVENTRESPONSE']._serialized_start=2165
-  _globals['_GETEVENTRESPONSE']._serialized_end=2252
-  _globals['_RUNSERVICE']._serialized_start=2909
-  _globals['_RUNSERVICE']._serialized_end=3493
+  _globals['_STEPSTATUS']._serialized_start=2560
+  _globals['_STEPSTATUS']._serialized_end=2703
+  _globals['_HISTORYKIND']._serialized_start=2706
+  _globals['_HISTORYKIND']._serialized_end=3230
+  _globals['_REPLAYMODE']._serialized_start=3232
+  _globals['_REPLAYMODE']._serialized_end=3335
+  _globals['_RUN']._serialized_start=98
+  _globals['_RUN']._serialized_end=405
+  _globals['_STEPRECORD']._serialized_start=408
+  _globals['_STEPRECORD']._serialized_end=683
+  _globals['_HISTORYENTRY']._serialized_start=686
+  _globals['_HISTORYENTRY']._serialized_end=900
+  _globals['_GETRUNREQUEST']._serialized_start=902
+  _globals['_GETRUNREQUEST']._serialized_end=933
+  _globals['_GETRUNRESPONSE']._serialized_start=936
+  _globals['_GETRUNRESPONSE']._serialized_end=1095
+  _globals['_LISTRUNSREQUEST']._serialized_start=1098
+  _globals['_LISTRUNSREQUEST']._serialized_end=1284
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1286
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1359
+  _globals['_CANCELRUNREQUEST']._serialized_start=1361
+  _globals['_CANCELRUNREQUEST']._serialized_end=1411
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1413
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1461
+  _globals['_CANCELRUNSREQUEST']._serialized_start=1463
+  _globals['_CANCELRUNSREQUEST']._serialized_end=1588
+  _globals['_CANCELRUNSRESPONSE']._serialized_start=1590
+  _globals['_CANCELRUNSRESPONSE']._serialized_end=1629
+  _globals['_REPLAYRUNREQUEST']._serialized_start=1631
+  _globals['_REPLAYRUNREQUEST']._serialized_end=1702
+  _globals['_REPLAYRUNRESPONSE']._serialized_start=1704
+  _globals['_REPLAYRUNRESPONSE']._serialized_end=1752
+  _globals['_WAITRUNREQUEST']._serialized_start=1754
+  _globals['_WAITRUNREQUEST']._serialized_end=1786
+  _globals['_WAITRUNRESPONSE']._serialized_start=1788
+  _globals['_WAITRUNRESPONSE']._serialized_end=1834
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=1836
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=1874
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=1876
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=1943
+  _globals['_FUNCTIONINFO']._serialized_start=1946
+  _globals['_FUNCTIONINFO']._serialized_end=2103
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2105
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2232
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2234
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2319
+  _globals['_STOREDEVENT']._serialized_start=2321
+  _globals['_STOREDEVENT']._serialized_end=2391
+  _globals['_GETEVENTREQUEST']._serialized_start=2393
+  _globals['_GETEVENTREQUEST']._serialized_end=2428
+  _globals['_GETEVENTRESPONSE']._serialized_start=2430
+  _globals['_GETEVENTRESPONSE']._serialized_end=2557
+  _globals['_RUNSERVICE']._serialized_start=3338
+  _globals['_RUNSERVICE']._serialized_end=3997
 # @@protoc_insertion_point(module_scope)

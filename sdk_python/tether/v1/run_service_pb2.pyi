@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from tether.v1 import common_pb2 as _common_pb2
+from tether.v1 import event_service_pb2 as _event_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -76,6 +77,14 @@ class _HistoryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HistoryKi
     """The code changed since the run started (see NonDeterminism)."""
     HISTORY_KIND_RUN_REPLAYED: _HistoryKind.ValueType  # 11
     """This run replays another (`message` names it)."""
+    HISTORY_KIND_WAIT_STARTED: _HistoryKind.ValueType  # 12
+    """The run started waiting for an event, until `until_ms`."""
+    HISTORY_KIND_WAIT_ENDED: _HistoryKind.ValueType  # 13
+    """A wait ended: `message` names the matching event, or says it timed out."""
+    HISTORY_KIND_INVOKE_STARTED: _HistoryKind.ValueType  # 14
+    """The run invoked a function (`message` names the child run)."""
+    HISTORY_KIND_INVOKE_ENDED: _HistoryKind.ValueType  # 15
+    """The invoked run ended (`message` says how)."""
 
 class HistoryKind(_HistoryKind, metaclass=_HistoryKindEnumTypeWrapper):
     """What a history entry records."""
@@ -100,6 +109,14 @@ HISTORY_KIND_NON_DETERMINISM: HistoryKind.ValueType  # 10
 """The code changed since the run started (see NonDeterminism)."""
 HISTORY_KIND_RUN_REPLAYED: HistoryKind.ValueType  # 11
 """This run replays another (`message` names it)."""
+HISTORY_KIND_WAIT_STARTED: HistoryKind.ValueType  # 12
+"""The run started waiting for an event, until `until_ms`."""
+HISTORY_KIND_WAIT_ENDED: HistoryKind.ValueType  # 13
+"""A wait ended: `message` names the matching event, or says it timed out."""
+HISTORY_KIND_INVOKE_STARTED: HistoryKind.ValueType  # 14
+"""The run invoked a function (`message` names the child run)."""
+HISTORY_KIND_INVOKE_ENDED: HistoryKind.ValueType  # 15
+"""The invoked run ended (`message` says how)."""
 Global___HistoryKind: _TypeAlias = HistoryKind  # noqa: Y015
 
 class _ReplayMode:
@@ -148,6 +165,7 @@ class Run(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     REPLAY_OF_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    PARENT_RUN_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The run's id (a ULID: sorts by creation time)."""
     app_id: _builtins.str
@@ -172,6 +190,8 @@ class Run(_message.Message):
     """The run this one replays, if it is a replay."""
     trace_id: _builtins.str
     """The run's trace id (32 hex characters), to find it in a tracing backend."""
+    parent_run_id: _builtins.str
+    """The run that invoked this one (`step.invoke`), if any."""
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo:
         """The error once failed; the reason once cancelled."""
@@ -192,10 +212,11 @@ class Run(_message.Message):
         error: _common_pb2.ErrorInfo | None = ...,
         replay_of: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        parent_run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "created_at_ms", b"created_at_ms", "ended_at_ms", b"ended_at_ms", "error", b"error", "event_id", b"event_id", "function_id", b"function_id", "id", b"id", "output", b"output", "replay_of", b"replay_of", "started_at_ms", b"started_at_ms", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "attempt", b"attempt", "created_at_ms", b"created_at_ms", "ended_at_ms", b"ended_at_ms", "error", b"error", "event_id", b"event_id", "function_id", b"function_id", "id", b"id", "output", b"output", "parent_run_id", b"parent_run_id", "replay_of", b"replay_of", "started_at_ms", b"started_at_ms", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -216,6 +237,8 @@ class StepRecord(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     ENDED_AT_MS_FIELD_NUMBER: _builtins.int
+    CHILD_RUN_ID_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """The hashed step id."""
     name: _builtins.str
@@ -232,6 +255,10 @@ class StepRecord(_message.Message):
     """When its last attempt started (for a sleep: when the function reached it)."""
     ended_at_ms: _builtins.int
     """When its last attempt ended (for a sleep: when it ends or ended)."""
+    child_run_id: _builtins.str
+    """For `step.invoke`: the child run."""
+    waiting_for: _builtins.str
+    """For a pending `step.wait_for_event`: the event name it waits for."""
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo:
         """The last error, when failed or retrying."""
@@ -248,10 +275,12 @@ class StepRecord(_message.Message):
         attempts: _builtins.int = ...,
         started_at_ms: _builtins.int = ...,
         ended_at_ms: _builtins.int = ...,
+        child_run_id: _builtins.str = ...,
+        waiting_for: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "ended_at_ms", b"ended_at_ms", "error", b"error", "kind", b"kind", "name", b"name", "output", b"output", "started_at_ms", b"started_at_ms", "status", b"status", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "child_run_id", b"child_run_id", "ended_at_ms", b"ended_at_ms", "error", b"error", "kind", b"kind", "name", b"name", "output", b"output", "started_at_ms", b"started_at_ms", "status", b"status", "step_id", b"step_id", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -502,6 +531,66 @@ class CancelRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class CancelRunsRequest(_message.Message):
+    """Which runs to cancel in bulk. Filters combine with AND."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_MS_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    """The runs' app (required)."""
+    function_id: _builtins.str
+    """The runs' function (required)."""
+    created_after_ms: _builtins.int
+    """Only runs created at or after this time (0: no bound)."""
+    created_before_ms: _builtins.int
+    """Only runs created before this time (0: no bound)."""
+    reason: _builtins.str
+    """Recorded in each run's history. Defaults to `cancelled in bulk`."""
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+        created_after_ms: _builtins.int = ...,
+        created_before_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "created_after_ms", b"created_after_ms", "created_before_ms", b"created_before_ms", "function_id", b"function_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunsRequest: _TypeAlias = CancelRunsRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunsResponse(_message.Message):
+    """What a bulk cancellation did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    cancelled: _builtins.int
+    """How many runs were cancelled."""
+    def __init__(
+        self,
+        *,
+        cancelled: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunsResponse: _TypeAlias = CancelRunsResponse  # noqa: Y015
 
 @_typing.final
 class ReplayRunRequest(_message.Message):
@@ -814,6 +903,7 @@ class GetEventResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     RUNS_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___StoredEvent:
         """The event."""
@@ -822,15 +912,20 @@ class GetEventResponse(_message.Message):
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]:
         """The runs this event started."""
 
+    @_builtins.property
+    def skipped(self) -> _containers.RepeatedCompositeFieldContainer[_event_service_pb2.SkippedRun]:
+        """Functions the event matched but did not start, and why."""
+
     def __init__(
         self,
         *,
         event: Global___StoredEvent | None = ...,
         runs: _abc.Iterable[Global___Run] | None = ...,
+        skipped: _abc.Iterable[_event_service_pb2.SkippedRun] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "runs", b"runs", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

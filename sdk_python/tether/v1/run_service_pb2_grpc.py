@@ -51,6 +51,11 @@ class RunServiceStub:
                 request_serializer=tether_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=tether_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.CancelRuns = channel.unary_unary(
+                '/tether.v1.RunService/CancelRuns',
+                request_serializer=tether_dot_v1_dot_run__service__pb2.CancelRunsRequest.SerializeToString,
+                response_deserializer=tether_dot_v1_dot_run__service__pb2.CancelRunsResponse.FromString,
+                _registered_method=True)
         self.ReplayRun = channel.unary_unary(
                 '/tether.v1.RunService/ReplayRun',
                 request_serializer=tether_dot_v1_dot_run__service__pb2.ReplayRunRequest.SerializeToString,
@@ -98,8 +103,16 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelRun(self, request, context):
-        """Cancels a run: it starts no further step. NOT_FOUND for an unknown run,
+        """Cancels a run: it starts no further step (a step already running finishes
+        and its result is recorded). NOT_FOUND for an unknown run,
         FAILED_PRECONDITION when it already finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRuns(self, request, context):
+        """Cancels every unfinished run of a function created in a time range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +172,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=tether_dot_v1_dot_run__service__pb2.CancelRunRequest.FromString,
                     response_serializer=tether_dot_v1_dot_run__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'CancelRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRuns,
+                    request_deserializer=tether_dot_v1_dot_run__service__pb2.CancelRunsRequest.FromString,
+                    response_serializer=tether_dot_v1_dot_run__service__pb2.CancelRunsResponse.SerializeToString,
             ),
             'ReplayRun': grpc.unary_unary_rpc_method_handler(
                     servicer.ReplayRun,
@@ -269,6 +287,33 @@ class RunService:
             '/tether.v1.RunService/CancelRun',
             tether_dot_v1_dot_run__service__pb2.CancelRunRequest.SerializeToString,
             tether_dot_v1_dot_run__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tether.v1.RunService/CancelRuns',
+            tether_dot_v1_dot_run__service__pb2.CancelRunsRequest.SerializeToString,
+            tether_dot_v1_dot_run__service__pb2.CancelRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

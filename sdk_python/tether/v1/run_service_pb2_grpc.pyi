@@ -40,9 +40,12 @@ class RunServiceStub:
     ListRuns: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ListRunsRequest, _run_service_pb2.ListRunsResponse]
     """Runs, newest first, filtered and paged."""
     CancelRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]
-    """Cancels a run: it starts no further step. NOT_FOUND for an unknown run,
+    """Cancels a run: it starts no further step (a step already running finishes
+    and its result is recorded). NOT_FOUND for an unknown run,
     FAILED_PRECONDITION when it already finished.
     """
+    CancelRuns: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunsRequest, _run_service_pb2.CancelRunsResponse]
+    """Cancels every unfinished run of a function created in a time range."""
     ReplayRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ReplayRunRequest, _run_service_pb2.ReplayRunResponse]
     """Starts a new run of the same function with the same event(s), from scratch
     or keeping the steps that completed before the failed one.
@@ -70,9 +73,12 @@ class RunServiceAsyncStub(RunServiceStub):
     ListRuns: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListRunsRequest, _run_service_pb2.ListRunsResponse]  # type: ignore[assignment]
     """Runs, newest first, filtered and paged."""
     CancelRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunRequest, _run_service_pb2.CancelRunResponse]  # type: ignore[assignment]
-    """Cancels a run: it starts no further step. NOT_FOUND for an unknown run,
+    """Cancels a run: it starts no further step (a step already running finishes
+    and its result is recorded). NOT_FOUND for an unknown run,
     FAILED_PRECONDITION when it already finished.
     """
+    CancelRuns: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunsRequest, _run_service_pb2.CancelRunsResponse]  # type: ignore[assignment]
+    """Cancels every unfinished run of a function created in a time range."""
     ReplayRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ReplayRunRequest, _run_service_pb2.ReplayRunResponse]  # type: ignore[assignment]
     """Starts a new run of the same function with the same event(s), from scratch
     or keeping the steps that completed before the failed one.
@@ -115,9 +121,18 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _run_service_pb2.CancelRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.CancelRunResponse, _abc.Awaitable[_run_service_pb2.CancelRunResponse]]:
-        """Cancels a run: it starts no further step. NOT_FOUND for an unknown run,
+        """Cancels a run: it starts no further step (a step already running finishes
+        and its result is recorded). NOT_FOUND for an unknown run,
         FAILED_PRECONDITION when it already finished.
         """
+
+    @_abc_1.abstractmethod
+    def CancelRuns(
+        self,
+        request: _run_service_pb2.CancelRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.CancelRunsResponse, _abc.Awaitable[_run_service_pb2.CancelRunsResponse]]:
+        """Cancels every unfinished run of a function created in a time range."""
 
     @_abc_1.abstractmethod
     def ReplayRun(

@@ -787,16 +787,28 @@ class PlannedWait(_message.Message):
     STEP_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SLEEP_FIELD_NUMBER: _builtins.int
+    WAIT_FOR_EVENT_FIELD_NUMBER: _builtins.int
+    INVOKE_FIELD_NUMBER: _builtins.int
     STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     step_id: _builtins.str
     """The hashed step id."""
     name: _builtins.str
     """The step id as written in code, with its `:n` suffix when repeated."""
     started_at_ms: _builtins.int
-    """When the function reached this step (control-plane clock)."""
+    """When the function reached this step (control-plane clock). A wait for an
+    event matches every event received at or after this time.
+    """
     @_builtins.property
     def sleep(self) -> Global___Sleep:
         """`step.sleep` / `step.sleep_until`."""
+
+    @_builtins.property
+    def wait_for_event(self) -> Global___WaitForEvent:
+        """`step.wait_for_event`."""
+
+    @_builtins.property
+    def invoke(self) -> Global___Invoke:
+        """`step.invoke`."""
 
     def __init__(
         self,
@@ -804,17 +816,99 @@ class PlannedWait(_message.Message):
         step_id: _builtins.str = ...,
         name: _builtins.str = ...,
         sleep: Global___Sleep | None = ...,
+        wait_for_event: Global___WaitForEvent | None = ...,
+        invoke: Global___Invoke | None = ...,
         started_at_ms: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "sleep", b"sleep"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["invoke", b"invoke", "kind", b"kind", "sleep", b"sleep", "wait_for_event", b"wait_for_event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "name", b"name", "sleep", b"sleep", "started_at_ms", b"started_at_ms", "step_id", b"step_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invoke", b"invoke", "kind", b"kind", "name", b"name", "sleep", b"sleep", "started_at_ms", b"started_at_ms", "step_id", b"step_id", "wait_for_event", b"wait_for_event"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["sleep"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["sleep", "wait_for_event", "invoke"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___PlannedWait: _TypeAlias = PlannedWait  # noqa: Y015
+
+@_typing.final
+class WaitForEvent(_message.Message):
+    """Resume the run with the first matching event, or with `null` once the wait
+    times out. The memoized output is the event as JSON:
+    `{"id", "name", "data", "user", "ts"}`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    IF_EXPRESSION_FIELD_NUMBER: _builtins.int
+    TIMEOUT_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """The event name to wait for."""
+    match: _builtins.str
+    """A path such as `data.user_id`: the incoming event's value at this path must
+    equal the run's event's value there. Combined with `if_expression` by AND.
+    """
+    if_expression: _builtins.str
+    """A CEL expression over `event` (the run's event) and `async` (the incoming
+    event) that must be true.
+    """
+    timeout_until_ms: _builtins.int
+    """When the wait gives up (control-plane clock)."""
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        match: _builtins.str = ...,
+        if_expression: _builtins.str = ...,
+        timeout_until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "if_expression", b"if_expression", "match", b"match", "timeout_until_ms", b"timeout_until_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WaitForEvent: _TypeAlias = WaitForEvent  # noqa: Y015
+
+@_typing.final
+class Invoke(_message.Message):
+    """Start a run of a function and resume with its output. The child's failure,
+    cancellation or the timeout fails the step for good (StepError), without
+    retrying it: the child retried already.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    TIMEOUT_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    """The function's app; empty means the invoking run's app."""
+    function_id: _builtins.str
+    """The function to run (it need not have a trigger for this)."""
+    data: _builtins.bytes
+    """The child run's event data (JSON object); its event is named
+    `tether/function.invoked`.
+    """
+    timeout_until_ms: _builtins.int
+    """When to give up waiting (control-plane clock); 0: never."""
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        timeout_until_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "data", b"data", "function_id", b"function_id", "timeout_until_ms", b"timeout_until_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Invoke: _TypeAlias = Invoke  # noqa: Y015
 
 @_typing.final
 class Sleep(_message.Message):

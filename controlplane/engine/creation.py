@@ -1,0 +1,131 @@
+"""Creating runs: the run row, its queue row (with its start deadline) and its
+cancel_on watches, many at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from controlplane.engine.expressions import MISSING, canonical, event_value
+from controlplane.engine.ids import new_hex_id, new_ulid
+from controlplane.engine.models import EventTrigger, FunctionKey, FunctionSpec, RunStatus
+from controlplane.store.schema import queue, runs
+from controlplane.store.tx import NOT_DUE, WriteTx
+
+CANCEL_WAIT = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The function registry as operations in the writer thread see it."""
+
+    spec_of: Callable[[FunctionKey], FunctionSpec | None]
+    matching: Callable[[str], dict[FunctionKey, list[EventTrigger]]]
+
+
+@dataclass(slots=True)
+class NewRun:
+    spec: FunctionSpec
+    event_pk: str | None
+    # The event as expressions see it (for cancel_on match values).
+    event: dict[str, Any] | None
+    run_id: str = ""
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    replay_of: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int) -> list[str]:
+    """Insert the runs, queued to start now; returns their ids."""
+    run_rows: list[dict[str, Any]] = []
+    queue_rows: list[dict[str, Any]] = []
+    watch_rows: list[dict[str, Any]] = []
+    for item in new:
+        item.run_id = item.run_id or new_ulid(now_ms)
+        key = item.spec.key
+        run_rows.append(
+            new_run_row(item.run_id, key, item.event_pk, now_ms, item.replay_of)
+            | {"parent_run_id": item.parent_run_id, "parent_step_id": item.parent_step_id}
+        )
+        start = item.spec.timeouts.start_ms
+        queue_rows.append(
+            queue_row(item.run_id, key, now_ms)
+            | {"start_deadline_ms": now_ms + start if start else None}
+        )
+        watch_rows.extend(_cancel_watches(item, now_ms))
+    tx.insert_rows(runs, run_rows)
+    tx.insert_rows(queue, queue_rows)
+    if watch_rows:
+        tx.insert_waits(watch_rows)
+        tx.add_wait_paths({(w["event_name"], w["match_path"] or "") for w in watch_rows})
+    return [item.run_id for item in new]
+
+
+def _cancel_watches(item: NewRun, now_ms: int) -> list[dict[str, Any]]:
+    rows = []
+    for index, cancel in enumerate(item.spec.cancel_on):
+        match_value = None
+        if cancel.match:
+            value = event_value(item.event or {}, cancel.match)
+            if value is MISSING:
+                # The run's event lacks the field: nothing can match it.
+                continue
+            match_value = canonical(value)
+        rows.append(
+            {
+                "run_id": item.run_id,
+                "step_id": f"cancel-on:{index}",
+                "name": f"cancel_on {cancel.event}",
+                "kind": CANCEL_WAIT,
+                "created_at_ms": now_ms,
+                "until_ms": now_ms + cancel.timeout_ms if cancel.timeout_ms else NOT_DUE,
+                "event_name": cancel.event,
+                "match_path": cancel.match or None,
+                "match_value": match_value,
+                "expression": cancel.if_expression or None,
+                "trigger_event_pk": item.event_pk,
+                "child_run_id": None,
+            }
+        )
+    return rows
+
+
+def new_run_row(
+    run_id: str, key: FunctionKey, event_pk: str | None, now_ms: int, replay_of: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "app_id": key.app_id,
+        "function_id": key.function_id,
+        "status": RunStatus.QUEUED.value,
+        "event_pk": event_pk,
+        "attempt": 0,
+        "created_at_ms": now_ms,
+        "started_at_ms": None,
+        "ended_at_ms": None,
+        "updated_at_ms": now_ms,
+        "output": None,
+        "error": None,
+        "replay_of": replay_of,
+        "trace_id": new_hex_id(16),
+        "root_span_id": new_hex_id(8),
+        "parent_run_id": None,
+        "parent_step_id": None,
+        "cancelled_execution_id": None,
+    }
+
+
+def queue_row(run_id: str, key: FunctionKey, due_at_ms: int) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "app_id": key.app_id,
+        "function_id": key.function_id,
+        "due_at_ms": due_at_ms,
+        "priority": 0,
+        "lease_execution_id": None,
+        "lease_deadline_ms": None,
+        "start_deadline_ms": None,
+        "finish_deadline_ms": None,
+    }

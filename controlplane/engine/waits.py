@@ -1,0 +1,501 @@
+"""What suspended runs wait for: sleeps, events and invoked runs.
+
+A wait is planned when an execution suspends, and resolved by time (a sleep
+ends, a wait times out), by an event (see matching.py), or by the end of an
+invoked run. Resolving a wait writes its step's result and makes the run due,
+so that the next execution finds it memoized.
+
+The rule for events that arrive around suspension: a wait for an event matches
+every matching event received at or after the moment the function reached the
+wait step (PlannedWait.started_at_ms). When the suspension is stored, the events
+received since that moment are checked first, so an event sent after the run
+reached the wait is never missed, even if it arrived before the suspension was
+stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.engine.creation import CANCEL_WAIT, NewRun, Routing, create_runs
+from controlplane.engine.effects import Effects
+from controlplane.engine.errors import InvalidArgument
+from controlplane.engine.expressions import (
+    EVENT_AND_ASYNC,
+    MISSING,
+    canonical,
+    check_path,
+    compile_expression,
+    event_object,
+    event_value,
+)
+from controlplane.engine.ids import new_ulid
+from controlplane.engine.models import (
+    ErrorData,
+    FunctionKey,
+    HistoryKind,
+    PlannedEventWait,
+    PlannedInvoke,
+    PlannedSleep,
+    PlannedWait,
+    StepKind,
+    StepStatus,
+    StoredEvent,
+)
+from controlplane.engine.validation import event_name_problem
+from controlplane.store import codec
+from controlplane.store.schema import events, history
+from controlplane.store.tx import NOT_DUE, RunState, WriteTx
+
+INVOKED_EVENT = "tether/function.invoked"
+
+
+@dataclass(slots=True)
+class Planned:
+    """What planning a suspension's waits decided for the run."""
+
+    pending_kinds: set[str]
+    # The earliest time a wait of the run resolves by itself (NOT_DUE: never).
+    earliest_ms: int
+    # A wait resolved or failed at once: the run is due now.
+    due_now: bool
+
+
+class WaitPlanner:
+    """Stores the waits of suspended runs within one transaction."""
+
+    def __init__(self, tx: WriteTx, now_ms: int, routing: Routing, effects: Effects) -> None:
+        self.tx = tx
+        self.now = now_ms
+        self.routing = routing
+        self.effects = effects
+        self.history: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []
+        # Runs a wait of which resolved or failed at once: due now.
+        self.due_now: set[str] = set()
+
+    def plan(self, state: RunState, waits: list[PlannedWait]) -> None:
+        rows: list[dict[str, Any]] = []
+        for wait in waits:
+            if isinstance(wait, PlannedSleep):
+                rows.append(
+                    self._row(
+                        state,
+                        wait.step_id,
+                        wait.name,
+                        StepKind.SLEEP,
+                        wait.until_ms,
+                        wait.started_at_ms,
+                    )
+                )
+                self.history.append(
+                    codec.history_row(
+                        state.run_id,
+                        self.now,
+                        HistoryKind.SLEEP_STARTED,
+                        step_id=wait.step_id,
+                        step_name=wait.name,
+                        until_ms=wait.until_ms,
+                    )
+                )
+            elif isinstance(wait, PlannedEventWait):
+                row = self._event_wait(state, wait)
+                if row is not None:
+                    rows.append(row)
+            elif isinstance(wait, PlannedInvoke):
+                row = self._invoke(state, wait)
+                if row is not None:
+                    rows.append(row)
+        if rows:
+            self.tx.insert_waits(rows)
+            paths = {(r["event_name"], r["match_path"] or "") for r in rows if r.get("event_name")}
+            self.tx.add_wait_paths(paths)
+
+    def flush(self) -> None:
+        self.tx.upsert_steps(self.steps)
+        self.tx.insert_rows(history, self.history)
+        self.steps, self.history = [], []
+
+    def _row(
+        self,
+        state: RunState,
+        step_id: str,
+        name: str,
+        kind: StepKind,
+        until_ms: int,
+        started_at_ms: int,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {
+            "run_id": state.run_id,
+            "step_id": step_id,
+            "name": name,
+            "kind": kind.value,
+            "created_at_ms": started_at_ms or self.now,
+            "until_ms": until_ms,
+            **extra,
+        }
+
+    def fail_step(
+        self, state: RunState, step_id: str, name: str, kind: StepKind, error: ErrorData
+    ) -> None:
+        """The step failed for good at once: the run re-executes and meets StepError."""
+        self.steps.append(
+            step_row(state.run_id, step_id, name, kind, StepStatus.FAILED, self.now)
+            | {"error": codec.encode_error(error)}
+        )
+        self.history.append(
+            codec.history_row(
+                state.run_id,
+                self.now,
+                HistoryKind.STEP_FAILED,
+                step_id=step_id,
+                step_name=name,
+                attempt=1,
+                error=error,
+            )
+        )
+        self._due_now(state.run_id)
+
+    def _due_now(self, run_id: str) -> None:
+        self.due_now.add(run_id)
+        self.tx.lower_due([{"b_run_id": run_id, "b_due_at_ms": self.now}])
+        self.effects.changed_runs.add(run_id)
+        self.effects.wake = True
+
+    # -- waiting for an event ----------------------------------------------------
+
+    def _event_wait(self, state: RunState, wait: PlannedEventWait) -> dict[str, Any] | None:
+        if self.tx.wait_exists(state.run_id, wait.step_id):
+            return None  # planned by an earlier execution: keep that one
+        what = f"wait {wait.name!r}"
+        try:
+            problem = event_name_problem(wait.event)
+            if problem:
+                raise InvalidArgument(f"{what}: {problem}")
+            if wait.if_expression:
+                compile_expression(wait.if_expression, EVENT_AND_ASYNC, what)
+            match_value = None
+            trigger = self._trigger(state)
+            if wait.match:
+                check_path(wait.match, what)
+                value = event_value(trigger or {}, wait.match)
+                if value is MISSING:
+                    raise InvalidArgument(
+                        f"{what}: the run's event has no {wait.match} to match on"
+                    )
+                match_value = canonical(value)
+        except InvalidArgument as error:
+            self.fail_step(
+                state,
+                wait.step_id,
+                wait.name,
+                StepKind.WAIT_FOR_EVENT,
+                ErrorData("InvalidWait", str(error)),
+            )
+            return None
+        row = self._row(
+            state,
+            wait.step_id,
+            wait.name,
+            StepKind.WAIT_FOR_EVENT,
+            wait.timeout_until_ms or NOT_DUE,
+            wait.started_at_ms,
+            event_name=wait.event,
+            match_path=wait.match or None,
+            match_value=match_value,
+            expression=wait.if_expression or None,
+            trigger_event_pk=state.event_pk,
+        )
+        self.history.append(
+            codec.history_row(
+                state.run_id,
+                self.now,
+                HistoryKind.WAIT_STARTED,
+                step_id=wait.step_id,
+                step_name=wait.name,
+                until_ms=wait.timeout_until_ms or None,
+                message=f"waiting for {wait.event}",
+            )
+        )
+        # Events that arrived since the function reached the wait count.
+        since = wait.started_at_ms or self.now
+        for _pk, event in self.tx.events_named_since(wait.event, since):
+            if wait_matches(row, event_object(event), trigger):
+                self.resolve_with_event(row, event)
+                return None
+        return row
+
+    def _trigger(self, state: RunState) -> dict[str, Any] | None:
+        if not state.event_pk:
+            return None
+        found = self.tx.events_by_pk([state.event_pk])
+        return event_object(found[state.event_pk]) if state.event_pk in found else None
+
+    def resolve_with_event(self, wait: Any, event: StoredEvent | None) -> None:
+        """The wait ends: with this event, or with null (timed out)."""
+        run_id, step_id, name = (
+            _field(wait, "run_id"),
+            _field(wait, "step_id"),
+            _field(wait, "name"),
+        )
+        output = json.dumps(event_object(event)) if event is not None else "null"
+        self.steps.append(
+            step_row(run_id, step_id, name, StepKind.WAIT_FOR_EVENT, StepStatus.COMPLETED, self.now)
+            | {"output": output, "started_at_ms": _field(wait, "created_at_ms")}
+        )
+        if not isinstance(wait, dict):
+            self.tx.delete_waits([(run_id, step_id)])
+        message = f"matched event {event.id} ({event.name})" if event is not None else "timed out"
+        self.history.append(
+            codec.history_row(
+                run_id,
+                self.now,
+                HistoryKind.WAIT_ENDED,
+                step_id=step_id,
+                step_name=name,
+                message=message,
+            )
+        )
+        self._due_now(run_id)
+
+    # -- invoking a function ------------------------------------------------------
+
+    def _invoke(self, state: RunState, wait: PlannedInvoke) -> dict[str, Any] | None:
+        if self.tx.wait_exists(state.run_id, wait.step_id):
+            return None  # the child was started by an earlier execution
+        key = FunctionKey(wait.app_id or state.app_id, wait.function_id)
+        spec = self.routing.spec_of(key)
+        if spec is None:
+            self.fail_step(
+                state,
+                wait.step_id,
+                wait.name,
+                StepKind.INVOKE,
+                ErrorData(
+                    "InvokeError",
+                    f"function {key.function_id!r} of app {key.app_id!r} is not registered",
+                ),
+            )
+            return None
+        data = wait.data.decode("utf-8") if wait.data else "{}"
+        try:
+            if not isinstance(json.loads(data), dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self.fail_step(
+                state,
+                wait.step_id,
+                wait.name,
+                StepKind.INVOKE,
+                ErrorData("InvokeError", f"invoke {wait.name!r}: data must be a JSON object"),
+            )
+            return None
+        event_pk = new_ulid(self.now)
+        event = {
+            "pk": event_pk,
+            "id": f"{state.run_id}:{wait.step_id[:12]}",
+            "name": INVOKED_EVENT,
+            "data": data,
+            "user_data": None,
+            "ts_ms": self.now,
+            "received_at_ms": self.now,
+        }
+        self.tx.insert_rows(events, [event])
+        [child] = create_runs(
+            self.tx,
+            [
+                NewRun(
+                    spec,
+                    event_pk,
+                    {
+                        "id": event["id"],
+                        "name": INVOKED_EVENT,
+                        "data": json.loads(data),
+                        "user": {},
+                        "ts": self.now,
+                    },
+                    parent_run_id=state.run_id,
+                    parent_step_id=wait.step_id,
+                )
+            ],
+            self.now,
+        )
+        self.effects.wake = True
+        self.effects.changed_runs.add(child)
+        self.history.append(
+            codec.history_row(
+                state.run_id,
+                self.now,
+                HistoryKind.INVOKE_STARTED,
+                step_id=wait.step_id,
+                step_name=wait.name,
+                until_ms=wait.timeout_until_ms or None,
+                message=f"invoked {key.app_id}/{key.function_id} as run {child}",
+            )
+        )
+        return self._row(
+            state,
+            wait.step_id,
+            wait.name,
+            StepKind.INVOKE,
+            wait.timeout_until_ms or NOT_DUE,
+            wait.started_at_ms,
+            child_run_id=child,
+        )
+
+
+def wait_matches(wait: Any, incoming: dict[str, Any], trigger: dict[str, Any] | None) -> bool:
+    """Whether an event (as expressions see it) satisfies a wait row."""
+    path = _field(wait, "match_path")
+    if path:
+        value = event_value(incoming, path)
+        if value is MISSING or canonical(value) != _field(wait, "match_value"):
+            return False
+    expression = _field(wait, "expression")
+    if expression:
+        try:
+            compiled = compile_expression(expression, EVENT_AND_ASYNC, "wait")
+        except InvalidArgument:
+            return False
+        return compiled.holds({"event": trigger or {}, "async": incoming})
+    return True
+
+
+def _field(wait: Any, name: str) -> Any:
+    """A wait's column, whether it is a row being planned (dict) or stored."""
+    return wait.get(name) if isinstance(wait, dict) else getattr(wait, name)
+
+
+def step_row(
+    run_id: str, step_id: str, name: str, kind: StepKind, status: StepStatus, now_ms: int
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "step_id": step_id,
+        "name": name,
+        "kind": kind.value,
+        "status": status.value,
+        "output": None,
+        "error": None,
+        "attempts": 1,
+        "started_at_ms": now_ms,
+        "ended_at_ms": now_ms,
+    }
+
+
+def resolve_due(
+    tx: WriteTx, run_ids: list[str], now_ms: int, history_rows: list[dict[str, Any]]
+) -> None:
+    """Waits whose time has come, for runs being claimed: sleeps end (null),
+    event waits time out (null), invokes time out (the step fails for good)."""
+    due = tx.waits_due(run_ids, now_ms)
+    if not due:
+        return
+    rows: list[dict[str, Any]] = []
+    for w in due:
+        kind = StepKind(w.kind)
+        row = step_row(w.run_id, w.step_id, w.name, kind, StepStatus.COMPLETED, now_ms) | {
+            "output": "null",
+            "started_at_ms": w.created_at_ms,
+            "ended_at_ms": min(w.until_ms, now_ms),
+        }
+        if kind is StepKind.SLEEP:
+            entry = codec.history_row(
+                w.run_id,
+                now_ms,
+                HistoryKind.SLEEP_ENDED,
+                step_id=w.step_id,
+                step_name=w.name,
+                until_ms=w.until_ms,
+            )
+        elif kind is StepKind.WAIT_FOR_EVENT:
+            entry = codec.history_row(
+                w.run_id,
+                now_ms,
+                HistoryKind.WAIT_ENDED,
+                step_id=w.step_id,
+                step_name=w.name,
+                message="timed out",
+            )
+        else:
+            error = ErrorData(
+                "InvokeTimeout", f"the invoked run {w.child_run_id} did not finish in time"
+            )
+            row |= {
+                "status": StepStatus.FAILED.value,
+                "output": None,
+                "error": codec.encode_error(error),
+                "child_run_id": w.child_run_id,
+            }
+            entry = codec.history_row(
+                w.run_id,
+                now_ms,
+                HistoryKind.INVOKE_ENDED,
+                step_id=w.step_id,
+                step_name=w.name,
+                error=error,
+                message="timed out",
+            )
+        rows.append(row)
+        history_rows.append(entry)
+    tx.upsert_steps(rows)
+    tx.delete_waits([(w.run_id, w.step_id) for w in due])
+
+
+def finish_child(
+    tx: WriteTx,
+    child: RunState,
+    now_ms: int,
+    *,
+    output: str | None = None,
+    error: ErrorData | None = None,
+) -> Effects:
+    """An invoked run ended: resolve the parent's invoke step with its output,
+    or fail it for good (no retry: the child retried already)."""
+    effects = Effects()
+    if not child.parent_run_id:
+        return effects
+    for w in tx.waits_for_child(child.run_id):
+        row = step_row(
+            w.run_id, w.step_id, w.name, StepKind.INVOKE, StepStatus.COMPLETED, now_ms
+        ) | {
+            "started_at_ms": w.created_at_ms,
+            "child_run_id": child.run_id,
+        }
+        if error is None:
+            row["output"] = output if output is not None else "null"
+            message = f"run {child.run_id} completed"
+        else:
+            failure = ErrorData(
+                "InvokeError",
+                f"invoked function {child.function_id!r} (run {child.run_id}) "
+                f"{'was cancelled' if error.name == 'Cancelled' else 'failed'}: {error.message}",
+            )
+            row |= {"status": StepStatus.FAILED.value, "error": codec.encode_error(failure)}
+            message = f"run {child.run_id} did not complete"
+        tx.upsert_steps([row])
+        tx.delete_waits([(w.run_id, w.step_id)])
+        tx.insert_rows(
+            history,
+            [
+                codec.history_row(
+                    w.run_id,
+                    now_ms,
+                    HistoryKind.INVOKE_ENDED,
+                    step_id=w.step_id,
+                    step_name=w.name,
+                    message=message,
+                )
+            ],
+        )
+        tx.lower_due([{"b_run_id": w.run_id, "b_due_at_ms": now_ms}])
+        effects.changed_runs.add(w.run_id)
+        effects.wake = True
+    return effects
+
+
+def is_cancel_watch(row: Any) -> bool:
+    return bool(getattr(row, "kind", None) == CANCEL_WAIT)
