@@ -60,8 +60,12 @@ class StreamSink:
         )
         self._frames.put_nowait(ws.ServerFrame(acks=acks))
 
-    def cancel(self, execution_id: str, run_id: str, reason: str) -> None:
-        cancel = ws.Cancel(execution_id=execution_id, run_id=run_id, reason=reason)
+    def cancel(
+        self, execution_id: str, run_id: str, reason: str, *, run_cancelled: bool = False
+    ) -> None:
+        cancel = ws.Cancel(
+            execution_id=execution_id, run_id=run_id, reason=reason, run_cancelled=run_cancelled
+        )
         self._frames.put_nowait(ws.ServerFrame(cancel=cancel))
 
     def ping(self, now_ms: int) -> None:

@@ -132,9 +132,10 @@ class Engine:
         for run_id, holder in effects.cancelled:
             if holder is None:
                 continue
-            owner = self.sessions.untrack(holder)
+            keep_s = self.settings.lease_timeout_ms / 1000 * 4
+            owner = self.sessions.untrack_cancelled(holder, keep_s)
             if owner is not None:
-                owner.sink.cancel(holder, run_id, "run cancelled")
+                owner.sink.cancel(holder, run_id, "run cancelled", run_cancelled=True)
         if effects.deadline_ms is not None:
             self.dispatcher.note_deadline(effects.deadline_ms)
         if effects.wake or effects.cancelled:
@@ -255,6 +256,9 @@ class Engine:
         stopped: list[tuple[str, str, str]] = []
         for outcome in outcomes:
             info = session.in_flight.get(outcome.execution_id)
+            if info is None and isinstance(outcome.body, StepCompleted):
+                # From an execution whose run was cancelled while the step ran.
+                info = session.cancelled.get(outcome.execution_id, (None, 0.0))[0]
             if info is None or info.stopped:
                 reason = info.stopped if info is not None else LEASE_LOST
                 refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))

@@ -174,9 +174,10 @@ def apply_outcomes(
                 state is not None
                 and isinstance(body, StepCompleted)
                 and state.cancelled_execution_id == outcome.execution_id
+                and body.started_at_ms <= (state.ended_at_ms or 0)
             ):
-                # The step that was running when the run was cancelled: its
-                # result is recorded; nothing after it runs.
+                # A step that was running when the run was cancelled: its result
+                # is recorded. A step started later is refused.
                 _step_completed(batch, state, body, attempts)
                 continue
             finished = state is None or RunStatus(state.status).is_terminal

@@ -21,7 +21,9 @@ class SessionSink(Protocol):
 
     def ack(self, through_seq: int, refusals: list[Refusal]) -> None: ...
 
-    def cancel(self, execution_id: str, run_id: str, reason: str) -> None: ...
+    def cancel(
+        self, execution_id: str, run_id: str, reason: str, *, run_cancelled: bool = False
+    ) -> None: ...
 
     def close(self, reason: str) -> None:
         """End the stream; the engine is told through ``disconnect_worker``."""
@@ -55,8 +57,16 @@ class WorkerSession:
     # monotonic time: a virtual clock's jumps must not make a worker look silent.
     last_seen: float = field(default_factory=time.monotonic)
     in_flight: dict[str, InFlight] = field(default_factory=dict)
+    # Executions whose run was cancelled while they ran, with when: the step each
+    # was running may still report its result (monotonic seconds, for pruning).
+    cancelled: dict[str, tuple[InFlight, float]] = field(default_factory=dict)
     draining: bool = False
     closed: bool = False
+
+    def remember_cancelled(self, execution_id: str, info: InFlight, keep_s: float) -> None:
+        now = time.monotonic()
+        self.cancelled = {e: v for e, v in self.cancelled.items() if now - v[1] < keep_s}
+        self.cancelled[execution_id] = (info, now)
 
     @property
     def free(self) -> int:
@@ -96,6 +106,16 @@ class SessionTable:
         session = self._owner.pop(execution_id, None)
         if session is not None:
             session.in_flight.pop(execution_id, None)
+        return session
+
+    def untrack_cancelled(self, execution_id: str, keep_s: float) -> WorkerSession | None:
+        """Untrack an execution whose run was cancelled, remembering it so that the
+        step it is running can still report."""
+        session = self._owner.pop(execution_id, None)
+        if session is not None:
+            info = session.in_flight.pop(execution_id, None)
+            if info is not None:
+                session.remember_cancelled(execution_id, info, keep_s)
         return session
 
     def owner(self, execution_id: str) -> WorkerSession | None:

@@ -94,6 +94,7 @@ class RunState:
     started_at_ms: int | None
     parent_run_id: str | None = None
     cancelled_execution_id: str | None = None
+    ended_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +451,7 @@ class WriteTx(ReadTx):
                     runs.c.started_at_ms,
                     runs.c.parent_run_id,
                     runs.c.cancelled_execution_id,
+                    runs.c.ended_at_ms,
                 ).where(runs.c.id.in_(chunk))
             )
             for r in rows:
@@ -466,6 +468,7 @@ class WriteTx(ReadTx):
                     r.started_at_ms,
                     r.parent_run_id,
                     r.cancelled_execution_id,
+                    r.ended_at_ms,
                 )
         return found
 

@@ -3,33 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
 from tether._channel import ChannelConfig, translate
 from tether._convert import EventLike, event_message
+from tether._durations import DurationLike
 from tether._errors import ConfigError, InvalidArgumentError
 from tether._function import (
     DEFAULT_RETRIES,
+    CancelOn,
     Function,
     Handler,
+    cancel_on_list,
     check_function_id,
     check_handler,
     check_retries,
+    timeouts_of,
 )
-from tether._models import SendResult
+from tether._models import SendResult, SkippedRun
 from tether._runs import RunsClient
 from tether._telemetry import configure_from_environment
-from tether._triggers import TriggerLike, normalize_triggers
+from tether._triggers import EventTrigger, TriggerLike, normalize_triggers
 from tether._worker import Worker
-from tether.v1 import event_service_pb2, event_service_pb2_grpc
+from tether.v1 import common_pb2, event_service_pb2, event_service_pb2_grpc
 
 log = logging.getLogger("tether")
+
+#: The event the control plane emits when a run fails for good.
+FUNCTION_FAILED = "tether/function.failed"
 
 
 class Tether:
@@ -77,32 +85,78 @@ class Tether:
         trigger: TriggerLike,
         retries: int = DEFAULT_RETRIES,
         name: str | None = None,
+        cancel_on: Sequence[CancelOn | Mapping[str, Any]] | None = None,
+        idempotency: str | None = None,
+        timeouts: Mapping[str, DurationLike] | None = None,
+        on_failure: Handler | None = None,
     ) -> Callable[[Handler], Function]:
         """Declare a durable function::
 
         @app.function(id="onboarding-flow", trigger="app/user.signup")
         async def onboarding(ctx: Context) -> None: ...
+
+        ``cancel_on`` cancels a run when a matching event arrives;
+        ``idempotency`` (a CEL expression over ``event``) allows one run per key
+        per 24 hours; ``timeouts={"start": ..., "finish": ...}`` cancels runs
+        that wait too long to start or run too long; ``on_failure`` runs with
+        the failed run's event and error (ctx.event is ``tether/function.failed``).
         """
         check_function_id(id)
         check_retries(id, retries)
         triggers = normalize_triggers(id, trigger)
-        if id in self._functions:
+        watches = cancel_on_list(id, list(cancel_on) if cancel_on is not None else None)
+        start_ms, finish_ms = timeouts_of(id, dict(timeouts) if timeouts is not None else None)
+        if idempotency is not None and (not isinstance(idempotency, str) or not idempotency):
             raise ConfigError(
-                f"duplicate function id {id!r} in app {self.app_id!r}: each function of an "
-                "app needs its own id"
+                f"function {id!r}: idempotency is a CEL expression such as 'event.data.order_id'"
             )
+        for taken in (id, f"{id}-failure") if on_failure is not None else (id,):
+            if taken in self._functions:
+                raise ConfigError(
+                    f"duplicate function id {taken!r} in app {self.app_id!r}: each function of an "
+                    "app needs its own id"
+                )
 
         def register(handler: Handler) -> Function:
             check_handler(id, handler)
             if id in self._functions:
                 raise ConfigError(f"duplicate function id {id!r} in app {self.app_id!r}")
             function = Function(
-                id=id, name=name or id, triggers=triggers, retries=retries, handler=handler
+                id=id,
+                name=name or id,
+                triggers=triggers,
+                retries=retries,
+                handler=handler,
+                cancel_on=watches,
+                idempotency=idempotency or "",
+                start_timeout_ms=start_ms,
+                finish_timeout_ms=finish_ms,
             )
             self._functions[id] = function
+            if on_failure is not None:
+                self._register_failure_handler(function, on_failure)
             return function
 
         return register
+
+    def _register_failure_handler(self, function: Function, handler: Handler) -> None:
+        """``on_failure``: a companion function, ``<id>-failure``, triggered by the
+        failed runs of ``function`` (tether/function.failed)."""
+        failure_id = f"{function.id}-failure"
+        check_handler(failure_id, handler)
+        if failure_id in self._functions:
+            raise ConfigError(f"duplicate function id {failure_id!r} in app {self.app_id!r}")
+        condition = (
+            f"event.data.function_id == {json.dumps(function.id)} "
+            f"&& event.data.app_id == {json.dumps(self.app_id)}"
+        )
+        self._functions[failure_id] = Function(
+            id=failure_id,
+            name=f"{function.name} (on failure)",
+            triggers=(EventTrigger(FUNCTION_FAILED, condition),),
+            retries=function.retries,
+            handler=handler,
+        )
 
     @property
     def functions(self) -> list[Function]:
@@ -132,15 +186,22 @@ class Tether:
             events=[event_message(e, i) for i, e in enumerate(items)]
         )
 
+    async def _send_messages(self, messages: list[common_pb2.Event]) -> list[str]:
+        """Send prepared events (step.send_event); returns their ids."""
+        results = await self._send(event_service_pb2.SendRequest(events=messages))
+        return [r.event_id for r in results]
+
     async def send(self, events: EventLike | Sequence[EventLike]) -> list[SendResult]:
         """Send one event or a list: ``await app.send({"name": "app/x", "data": {...}})``."""
-        request = self._send_request(events)
+        return await self._send(self._send_request(events))
+
+    async def _send(self, request: event_service_pb2.SendRequest) -> list[SendResult]:
         stub: Any = event_service_pb2_grpc.EventServiceStub(self._aio_channel())
         try:
             response = await stub.Send(request, metadata=self._channel_config.metadata)
         except grpc.RpcError as error:
             raise translate(error, self.address) from None
-        return [SendResult(r.event_id, r.duplicate, list(r.run_ids)) for r in response.results]
+        return [_send_result(r) for r in response.results]
 
     def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[SendResult]:
         """``send`` for code without an event loop."""
@@ -152,7 +213,7 @@ class Tether:
             response = stub.Send(request, metadata=self._channel_config.metadata)
         except grpc.RpcError as error:
             raise translate(error, self.address) from None
-        return [SendResult(r.event_id, r.duplicate, list(r.run_ids)) for r in response.results]
+        return [_send_result(r) for r in response.results]
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -225,3 +286,12 @@ class Tether:
         if self._sync_channel is not None:
             self._sync_channel.close()
             self._sync_channel = None
+
+
+def _send_result(result: event_service_pb2.SendResult) -> SendResult:
+    return SendResult(
+        result.event_id,
+        result.duplicate,
+        list(result.run_ids),
+        [SkippedRun(s.app_id, s.function_id, s.reason, s.existing_run_id) for s in result.skipped],
+    )

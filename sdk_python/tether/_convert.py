@@ -50,6 +50,10 @@ HISTORY_KINDS = {
     run_service_pb2.HISTORY_KIND_RUN_CANCELLED: "run.cancelled",
     run_service_pb2.HISTORY_KIND_NON_DETERMINISM: "non_determinism",
     run_service_pb2.HISTORY_KIND_RUN_REPLAYED: "run.replayed",
+    run_service_pb2.HISTORY_KIND_WAIT_STARTED: "wait.started",
+    run_service_pb2.HISTORY_KIND_WAIT_ENDED: "wait.ended",
+    run_service_pb2.HISTORY_KIND_INVOKE_STARTED: "invoke.started",
+    run_service_pb2.HISTORY_KIND_INVOKE_ENDED: "invoke.ended",
 }
 
 
@@ -122,6 +126,7 @@ def run(message: run_service_pb2.Run) -> Run:
         error=error(message.error, message.HasField("error")),
         replay_of=message.replay_of,
         trace_id=message.trace_id,
+        parent_run_id=message.parent_run_id,
     )
 
 
@@ -138,6 +143,7 @@ def run_detail(response: run_service_pb2.GetRunResponse) -> Run:
             attempts=s.attempts,
             started_at=timestamp(s.started_at_ms),
             ended_at=timestamp(s.ended_at_ms),
+            child_run_id=s.child_run_id,
         )
         for s in response.steps
     ]

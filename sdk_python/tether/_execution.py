@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tether._context import Context
 
 Emit = Callable[[worker_service_pb2.Outcome], None]
+Sender = Callable[[list[common_pb2.Event]], Awaitable[list[str]]]
 
 log = logging.getLogger("tether.worker")
 
@@ -81,6 +82,7 @@ class Execution:
         *,
         limits: Limits | None = None,
         executor: Executor | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.function = function
         self.run_id = execute.run_id
@@ -103,6 +105,7 @@ class Execution:
         self.trace_ids = parse_traceparent(execute.trace.traceparent)
         self.limits = limits or Limits()
         self.executor = executor
+        self.sender = sender
         self.ids = StepIds()
         self.step_count = len(self.memo)
         # Bytes of memoized outputs: the run's state, which has a limit.
@@ -274,22 +277,33 @@ class Execution:
         )
         await self.park()
 
-    async def plan_sleep(self, name: str, hashed: str, until_ms: int, reached_ms: int) -> None:
-        self.planned.append(
-            worker_service_pb2.PlannedWait(
-                step_id=hashed,
-                name=name,
-                sleep=worker_service_pb2.Sleep(until_ms=until_ms),
-                started_at_ms=reached_ms,
-            )
-        )
+    async def plan(self, wait: worker_service_pb2.PlannedWait, target: Function | None) -> Any:
+        """Report a step that suspends the run (sleep, wait, invoke). In a worker
+        the call never returns; the harness returns the step's result at once."""
+        self.planned.append(wait)
         await self.park()
+
+    async def send_events(self, messages: list[common_pb2.Event]) -> list[str]:
+        """Send events for ``step.send_event``; returns their ids."""
+        if self.sender is None:
+            raise RuntimeError("this execution cannot send events")
+        return await self.sender(messages)
 
     # -- driving the function -----------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop: start no further step, report nothing more."""
+        """The run was cancelled: start no further step. A step running now
+        finishes and reports its result; then the execution ends, reporting
+        nothing more."""
         self.cancelled = True
+        self._changed.set()
+        if self.active == 0 and self._task is not None:
+            self._task.cancel()
+
+    def drop(self) -> None:
+        """Stop at once (the connection is gone): report nothing more."""
+        self.cancelled = True
+        self.finished = True
         if self._task is not None:
             self._task.cancel()
 
@@ -305,6 +319,8 @@ class Execution:
             task.cancel()
             raise
         if self.cancelled:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             return
         try:
             self._report_divergence()

@@ -57,6 +57,8 @@ class StepInfo:
     attempts: int
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
+    #: For step.invoke: the child run.
+    child_run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ class Run:
     error: ErrorInfo | None
     replay_of: str
     trace_id: str
+    #: The run that invoked this one (step.invoke), if any.
+    parent_run_id: str = ""
     #: Filled in by ``runs.get``; empty in listings.
     steps: list[StepInfo] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
@@ -102,9 +106,21 @@ class RunPage:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedRun:
+    """A function an event matched but did not start, and why."""
+
+    app_id: str
+    function_id: str
+    reason: str
+    existing_run_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     event_id: str
     #: True when the same event id was already received in the last 24 hours.
     duplicate: bool
     #: The runs this event started.
     run_ids: list[str]
+    #: Functions the event matched but did not start (idempotency), and why.
+    skipped: list[SkippedRun] = field(default_factory=list)

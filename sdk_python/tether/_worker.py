@@ -88,6 +88,12 @@ class Worker:
 
     # -- public control -------------------------------------------------------------
 
+    @property
+    def executing(self) -> set[str]:
+        """Ids of the runs this worker is executing now (a run it was told to
+        stop is not among them)."""
+        return {execution.run_id for execution, _ in self._executions.values()}
+
     def drain(self) -> None:
         """Finish in-flight work, take no more, then stop."""
         if self._draining:
@@ -247,7 +253,10 @@ class Worker:
             elif kind == "acks":
                 self._on_acks(frame.acks)
             elif kind == "cancel":
-                self._cancel(frame.cancel.execution_id, frame.cancel.reason)
+                cancel = frame.cancel
+                self._cancel(
+                    cancel.execution_id, cancel.reason, let_step_finish=cancel.run_cancelled
+                )
             elif kind == "rejected":
                 raise WorkerRejectedError(frame.rejected.reason)
 
@@ -297,7 +306,12 @@ class Worker:
             )
             return
         execution = Execution(
-            function, execute, self._emit, limits=self._limits, executor=self._threads
+            function,
+            execute,
+            self._emit,
+            limits=self._limits,
+            executor=self._threads,
+            sender=self._app._send_messages,
         )
         task = asyncio.create_task(execution.run(), name=f"tether-run-{execute.run_id}")
         self._executions[execute.execution_id] = (execution, task)
@@ -321,13 +335,16 @@ class Worker:
                 execution.finished = True
         self._check_settled()
 
-    def _cancel(self, execution_id: str, reason: str) -> None:
+    def _cancel(self, execution_id: str, reason: str, *, let_step_finish: bool = False) -> None:
         entry = self._executions.pop(execution_id, None)
         if entry is None:
             return
         execution, _ = entry
         log.info("run %s: execution stopped: %s", execution.run_id, reason)
-        execution.cancel()
+        if let_step_finish:
+            execution.cancel()
+        else:
+            execution.drop()
         self._check_settled()
 
     def _on_acks(self, acks: ws.Acks) -> None:
@@ -348,7 +365,7 @@ class Worker:
 
     def _drop_executions(self) -> None:
         for execution, task in self._executions.values():
-            execution.cancelled = True
+            execution.drop()
             task.cancel()
         self._executions.clear()
 

@@ -243,12 +243,22 @@ async def test_cancel_a_run_while_its_step_runs(env: TestEnvironment) -> None:
     await wait_until_async(lambda: _ran(run_id, "held-start"), what="the step to start")
 
     await app.runs.cancel(run_id)
-    await wait_until_async(lambda: _ran(run_id, "held-stopped"), what="the worker to stop")
-    gates["cancel"].set()
-    run = await app.runs.wait(run_id, timeout=10)
+    assert env.worker is not None
+    await wait_until_async(
+        lambda: _false(run_id in env.worker.executing if env.worker else True),
+        what="the worker to hear of the cancellation",
+    )
+    gates["cancel"].set()  # the running step finishes after the cancellation
 
+    async def hold_recorded() -> bool:
+        return [s.id for s in (await app.runs.get(run_id)).steps] == ["hold"]
+
+    await wait_until_async(hold_recorded, what="the running step's result to be recorded")
+    run = await app.runs.get(run_id)
     assert run.status is RunStatus.CANCELLED
-    assert not await _ran(run_id, "next"), "the next step started after cancellation"
+    assert run.steps[0].output == "released"
+    assert not await _ran(run_id, "held-stopped"), "the running step was interrupted"
+    assert not await _ran(run_id, "next"), "a step started after cancellation"
 
 
 async def test_replay_from_the_failed_step_keeps_what_completed(env: TestEnvironment) -> None:
@@ -411,3 +421,7 @@ async def test_a_function_that_cancels_itself_fails_instead_of_looping(
     assert run.error is not None
     assert "cancelled by its own code" in run.error.message
     assert run.attempt == 2
+
+
+async def _false(value: bool) -> bool:
+    return not value

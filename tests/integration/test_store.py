@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
 from controlplane.engine.claims import claim_executions
-from controlplane.engine.errors import NotFound
 from controlplane.engine.creation import new_run_row, queue_row
+from controlplane.engine.errors import NotFound
 from controlplane.engine.models import FunctionKey
 from controlplane.store import Store, migrate, open_store
 from controlplane.store.migrate import current_revision, head_revision

@@ -238,11 +238,21 @@ def test_definition_protobuf(app: Tether) -> None:
             cron("0 9 * * *", tz="Europe/Paris"),
         ],
         retries=0,
+        cancel_on=[{"event": "app/user.deleted", "match": "data.user_id", "timeout": "7d"}],
+        idempotency="event.data.user_id",
+        timeouts={"start": "10m", "finish": "1h"},
     )(handler)
     expected = common_pb2.FunctionDefinition(
         id="digest",
         name="Daily digest",
         retries=0,
+        cancel_on=[
+            common_pb2.CancelOn(
+                event="app/user.deleted", match="data.user_id", timeout_ms=7 * 86_400_000
+            )
+        ],
+        idempotency="event.data.user_id",
+        timeouts=common_pb2.Timeouts(start_ms=600_000, finish_ms=3_600_000),
         triggers=[
             common_pb2.Trigger(event=common_pb2.EventTrigger(name="app/user.signup")),
             common_pb2.Trigger(

@@ -11,10 +11,11 @@ from typing import Any
 from tether import _json
 from tether._convert import EventLike, event_message
 from tether._errors import StepError
-from tether._execution import Execution, error_info
+from tether._execution import Execution, error_info, event_from_message
 from tether._function import Function
+from tether._models import Event
 from tether._step_ids import hash_step_id
-from tether.v1 import worker_service_pb2
+from tether.v1 import common_pb2, worker_service_pb2
 
 
 @dataclass(slots=True)
@@ -22,7 +23,7 @@ class StepCall:
     """A step the function reached, in order."""
 
     id: str
-    #: "run" or "sleep".
+    #: "run", "sleep", "wait_for_event", "invoke" or "send_event".
     kind: str
     #: True when the result came from ``steps=`` instead of running the code.
     mocked: bool = False
@@ -39,6 +40,8 @@ class HarnessResult:
     #: The exception the function raised, if it did.
     error: BaseException | None
     steps: list[StepCall] = field(default_factory=list)
+    #: Events the function sent with step.send_event.
+    sent_events: list[Event] = field(default_factory=list)
 
     def step(self, step_id: str) -> StepCall:
         """The call of the step with this id (``id:1`` for the second one)."""
@@ -80,6 +83,7 @@ class _HarnessExecution(Execution):
                     raise ValueError(f"the mock for step {name!r} is not JSON: {problem}") from None
         super().__init__(function, execute, lambda _outcome: None)
         self.calls: list[StepCall] = []
+        self.sent: list[Event] = []
         self._names: dict[str, str] = {}
         self._open: dict[str, StepCall] = {}
 
@@ -100,10 +104,11 @@ class _HarnessExecution(Execution):
             self.calls.append(call)
         return memo
 
-    def _call_for(self, name: str) -> StepCall:
+    def _call_for(self, name: str, kind: int = common_pb2.STEP_KIND_RUN) -> StepCall:
         call = self._open.get(name)
         if call is None:
-            call = StepCall(id=name, kind="run")
+            label = "send_event" if kind == common_pb2.STEP_KIND_SEND_EVENT else "run"
+            call = StepCall(id=name, kind=label)
             self._open[name] = call
             self.calls.append(call)
         return call
@@ -111,7 +116,7 @@ class _HarnessExecution(Execution):
     def step_completed(
         self, name: str, hashed: str, kind: int, output: bytes, started_ms: int
     ) -> None:
-        call = self._call_for(name)
+        call = self._call_for(name, kind)
         call.attempts += 1
         call.output = _json.loads(output)
 
@@ -128,7 +133,7 @@ class _HarnessExecution(Execution):
     ) -> None:
         from tether._errors import NonRetriableError
 
-        call = self._call_for(name)
+        call = self._call_for(name, kind)
         call.attempts += 1
         can_retry = retriable if retriable is not None else not isinstance(error, NonRetriableError)
         if can_retry and attempt < self.function.retries:
@@ -136,9 +141,38 @@ class _HarnessExecution(Execution):
         call.error = StepError(name, type(error).__name__, str(error))
         raise call.error
 
-    async def plan_sleep(self, name: str, hashed: str, until_ms: int, reached_ms: int) -> None:
-        slept = dt.timedelta(milliseconds=until_ms - reached_ms)
-        self.calls.append(StepCall(id=name, kind="sleep", slept=slept))
+    async def plan(self, wait: worker_service_pb2.PlannedWait, target: Function | None) -> Any:
+        kind = wait.WhichOneof("kind")
+        if kind == "sleep":
+            slept = dt.timedelta(milliseconds=wait.sleep.until_ms - wait.started_at_ms)
+            self.calls.append(StepCall(id=wait.name, kind="sleep", slept=slept))
+            return None
+        if kind == "wait_for_event":
+            # No event arrives in the harness: the wait times out (mock it to
+            # return an event).
+            self.calls.append(StepCall(id=wait.name, kind="wait_for_event"))
+            return None
+        call = StepCall(id=wait.name, kind="invoke")
+        self.calls.append(call)
+        if target is None:
+            call.error = StepError(
+                wait.name,
+                "InvokeError",
+                f"the harness runs only invoked functions passed as Function objects; "
+                f"mock step {wait.name!r} instead",
+            )
+            raise call.error
+        data = _json.loads(wait.invoke.data) or {}
+        child = await run_function(target, event={"name": "tether/function.invoked", "data": data})
+        if child.error is not None:
+            call.error = StepError(wait.name, type(child.error).__name__, str(child.error))
+            raise call.error
+        call.output = child.output
+        return child.output
+
+    async def send_events(self, messages: list[common_pb2.Event]) -> list[str]:
+        self.sent.extend(event_from_message(m) for m in messages)
+        return [m.id for m in messages]
 
 
 async def run_function(
@@ -163,5 +197,5 @@ async def run_function(
     try:
         output = await function.handler(Context(execution))
     except Exception as error:
-        return HarnessResult(output=None, error=error, steps=execution.calls)
-    return HarnessResult(output=output, error=None, steps=execution.calls)
+        return HarnessResult(None, error, execution.calls, execution.sent)
+    return HarnessResult(output, None, execution.calls, execution.sent)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tether.v1 import common_pb2 as tether_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etether/v1/worker_service.proto\x12\ttether.v1\x1a\x16tether/v1/common.proto\"\xb0\x01\n\x0bWorkerFrame\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.tether.v1.HelloH\x00\x12\'\n\x08outcomes\x18\x02 \x01(\x0b\x32\x13.tether.v1.OutcomesH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.tether.v1.HeartbeatH\x00\x12!\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x10.tether.v1.DrainH\x00\x42\x07\n\x05\x66rame\"\xf6\x01\n\x0bServerFrame\x12%\n\x07welcome\x18\x01 \x01(\x0b\x32\x12.tether.v1.WelcomeH\x00\x12\'\n\x08\x64ispatch\x18\x02 \x01(\x0b\x32\x13.tether.v1.DispatchH\x00\x12\x1f\n\x04\x61\x63ks\x18\x03 \x01(\x0b\x32\x0f.tether.v1.AcksH\x00\x12#\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x11.tether.v1.CancelH\x00\x12\x1f\n\x04ping\x18\x05 \x01(\x0b\x32\x0f.tether.v1.PingH\x00\x12\'\n\x08rejected\x18\x06 \x01(\x0b\x32\x13.tether.v1.RejectedH\x00\x42\x07\n\x05\x66rame\"\xb5\x01\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x14\n\x0csdk_language\x18\x04 \x01(\t\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\x12\x30\n\tfunctions\x18\x06 \x03(\x0b\x32\x1d.tether.v1.FunctionDefinition\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\r\"\xab\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x18\n\x10lease_timeout_ms\x18\x04 \x01(\r\x12!\n\x06limits\x18\x05 \x01(\x0b\x32\x11.tether.v1.Limits\x12\x16\n\x0eserver_version\x18\x06 \x01(\t\"?\n\x08Rejected\x12#\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x15.tether.v1.RejectCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x08\x44ispatch\x12&\n\nexecutions\x18\x01 \x03(\x0b\x32\x12.tether.v1.Execute\"\xe9\x03\n\x07\x45xecute\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12 \n\x06\x65vents\x18\x05 \x03(\x0b\x32\x10.tether.v1.Event\x12&\n\x05steps\x18\x06 \x03(\x0b\x32\x17.tether.v1.MemoizedStep\x12;\n\rstep_attempts\x18\x07 \x03(\x0b\x32$.tether.v1.Execute.StepAttemptsEntry\x12&\n\x05trace\x18\x08 \x01(\x0b\x32\x17.tether.v1.TraceContext\x12\x19\n\x11lease_deadline_ms\x18\t \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\n \x01(\x03\x12\x43\n\x12step_not_before_ms\x18\x0b \x03(\x0b\x32\'.tether.v1.Execute.StepNotBeforeMsEntry\x1a\x33\n\x11StepAttemptsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a\x36\n\x14StepNotBeforeMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"b\n\x0cMemoizedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x06output\x18\x02 \x01(\x0cH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.tether.v1.ErrorInfoH\x00\x42\x08\n\x06result\">\n\x06\x43\x61ncel\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"0\n\x08Outcomes\x12$\n\x08outcomes\x18\x01 \x03(\x0b\x32\x12.tether.v1.Outcome\"\xe5\x02\n\x07Outcome\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x32\n\x0estep_completed\x18\n \x01(\x0b\x32\x18.tether.v1.StepCompletedH\x00\x12,\n\x0bstep_failed\x18\x0b \x01(\x0b\x32\x15.tether.v1.StepFailedH\x00\x12)\n\tsuspended\x18\x0c \x01(\x0b\x32\x14.tether.v1.SuspendedH\x00\x12\x30\n\rrun_completed\x18\r \x01(\x0b\x32\x17.tether.v1.RunCompletedH\x00\x12*\n\nrun_failed\x18\x0e \x01(\x0b\x32\x14.tether.v1.RunFailedH\x00\x12\x34\n\x0fnon_determinism\x18\x0f \x01(\x0b\x32\x19.tether.v1.NonDeterminismH\x00\x42\x06\n\x04kind\"\x8d\x01\n\rStepCompleted\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.tether.v1.StepKind\x12\x0e\n\x06output\x18\x04 \x01(\x0c\x12\x15\n\rstarted_at_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x06 \x01(\x03\"\xca\x01\n\nStepFailed\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.tether.v1.StepKind\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x11\n\tretriable\x18\x05 \x01(\x08\x12\x16\n\x0eretry_delay_ms\x18\x06 \x01(\x03\x12\x15\n\rstarted_at_ms\x18\x07 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x08 \x01(\x03\"2\n\tSuspended\x12%\n\x05waits\x18\x01 \x03(\x0b\x32\x16.tether.v1.PlannedWait\"\xc6\x01\n\x0bPlannedWait\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x05sleep\x18\x03 \x01(\x0b\x32\x10.tether.v1.SleepH\x00\x12\x31\n\x0ewait_for_event\x18\x05 \x01(\x0b\x32\x17.tether.v1.WaitForEventH\x00\x12#\n\x06invoke\x18\x06 \x01(\x0b\x32\x11.tether.v1.InvokeH\x00\x12\x15\n\rstarted_at_ms\x18\x04 \x01(\x03\x42\x06\n\x04kind\"]\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x15\n\rif_expression\x18\x03 \x01(\t\x12\x18\n\x10timeout_until_ms\x18\x04 \x01(\x03\"U\n\x06Invoke\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x18\n\x10timeout_until_ms\x18\x04 \x01(\x03\"\x19\n\x05Sleep\x12\x10\n\x08until_ms\x18\x01 \x01(\x03\"\x1e\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"[\n\tRunFailed\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12\x16\n\x0eretry_delay_ms\x18\x03 \x01(\x03\"P\n\x0eNonDeterminism\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tnew_steps\x18\x02 \x03(\t\x12\x1a\n\x12unreached_step_ids\x18\x03 \x03(\t\"@\n\x04\x41\x63ks\x12\x13\n\x0bthrough_seq\x18\x01 \x01(\x04\x12#\n\x07refused\x18\x02 \x03(\x0b\x32\x12.tether.v1.Refusal\"<\n\x07Refusal\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\"\n\tHeartbeat\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"\x1e\n\x04Ping\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"\x07\n\x05\x44rain*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01*\xd3\x01\n\nRejectCode\x12\x1b\n\x17REJECT_CODE_UNSPECIFIED\x10\x00\x12$\n REJECT_CODE_UNSUPPORTED_PROTOCOL\x10\x01\x12\x1d\n\x19REJECT_CODE_INVALID_HELLO\x10\x02\x12\"\n\x1eREJECT_CODE_DUPLICATE_FUNCTION\x10\x03\x12 \n\x1cREJECT_CODE_INVALID_FUNCTION\x10\x04\x12\x1d\n\x19REJECT_CODE_SHUTTING_DOWN\x10\x05\x32N\n\rWorkerService\x12=\n\x07\x43onnect\x12\x16.tether.v1.WorkerFrame\x1a\x16.tether.v1.ServerFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etether/v1/worker_service.proto\x12\ttether.v1\x1a\x16tether/v1/common.proto\"\xb0\x01\n\x0bWorkerFrame\x12!\n\x05hello\x18\x01 \x01(\x0b\x32\x10.tether.v1.HelloH\x00\x12\'\n\x08outcomes\x18\x02 \x01(\x0b\x32\x13.tether.v1.OutcomesH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.tether.v1.HeartbeatH\x00\x12!\n\x05\x64rain\x18\x04 \x01(\x0b\x32\x10.tether.v1.DrainH\x00\x42\x07\n\x05\x66rame\"\xf6\x01\n\x0bServerFrame\x12%\n\x07welcome\x18\x01 \x01(\x0b\x32\x12.tether.v1.WelcomeH\x00\x12\'\n\x08\x64ispatch\x18\x02 \x01(\x0b\x32\x13.tether.v1.DispatchH\x00\x12\x1f\n\x04\x61\x63ks\x18\x03 \x01(\x0b\x32\x0f.tether.v1.AcksH\x00\x12#\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x11.tether.v1.CancelH\x00\x12\x1f\n\x04ping\x18\x05 \x01(\x0b\x32\x0f.tether.v1.PingH\x00\x12\'\n\x08rejected\x18\x06 \x01(\x0b\x32\x13.tether.v1.RejectedH\x00\x42\x07\n\x05\x66rame\"\xb5\x01\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x14\n\x0csdk_language\x18\x04 \x01(\t\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\x12\x30\n\tfunctions\x18\x06 \x03(\x0b\x32\x1d.tether.v1.FunctionDefinition\x12\x10\n\x08\x63\x61pacity\x18\x07 \x01(\r\"\xab\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\x12\x18\n\x10lease_timeout_ms\x18\x04 \x01(\r\x12!\n\x06limits\x18\x05 \x01(\x0b\x32\x11.tether.v1.Limits\x12\x16\n\x0eserver_version\x18\x06 \x01(\t\"?\n\x08Rejected\x12#\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x15.tether.v1.RejectCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x08\x44ispatch\x12&\n\nexecutions\x18\x01 \x03(\x0b\x32\x12.tether.v1.Execute\"\xe9\x03\n\x07\x45xecute\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12 \n\x06\x65vents\x18\x05 \x03(\x0b\x32\x10.tether.v1.Event\x12&\n\x05steps\x18\x06 \x03(\x0b\x32\x17.tether.v1.MemoizedStep\x12;\n\rstep_attempts\x18\x07 \x03(\x0b\x32$.tether.v1.Execute.StepAttemptsEntry\x12&\n\x05trace\x18\x08 \x01(\x0b\x32\x17.tether.v1.TraceContext\x12\x19\n\x11lease_deadline_ms\x18\t \x01(\x03\x12\x16\n\x0eserver_time_ms\x18\n \x01(\x03\x12\x43\n\x12step_not_before_ms\x18\x0b \x03(\x0b\x32\'.tether.v1.Execute.StepNotBeforeMsEntry\x1a\x33\n\x11StepAttemptsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a\x36\n\x14StepNotBeforeMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"b\n\x0cMemoizedStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x10\n\x06output\x18\x02 \x01(\x0cH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.tether.v1.ErrorInfoH\x00\x42\x08\n\x06result\"U\n\x06\x43\x61ncel\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\rrun_cancelled\x18\x04 \x01(\x08\"0\n\x08Outcomes\x12$\n\x08outcomes\x18\x01 \x03(\x0b\x32\x12.tether.v1.Outcome\"\xe5\x02\n\x07Outcome\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x32\n\x0estep_completed\x18\n \x01(\x0b\x32\x18.tether.v1.StepCompletedH\x00\x12,\n\x0bstep_failed\x18\x0b \x01(\x0b\x32\x15.tether.v1.StepFailedH\x00\x12)\n\tsuspended\x18\x0c \x01(\x0b\x32\x14.tether.v1.SuspendedH\x00\x12\x30\n\rrun_completed\x18\r \x01(\x0b\x32\x17.tether.v1.RunCompletedH\x00\x12*\n\nrun_failed\x18\x0e \x01(\x0b\x32\x14.tether.v1.RunFailedH\x00\x12\x34\n\x0fnon_determinism\x18\x0f \x01(\x0b\x32\x19.tether.v1.NonDeterminismH\x00\x42\x06\n\x04kind\"\x8d\x01\n\rStepCompleted\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.tether.v1.StepKind\x12\x0e\n\x06output\x18\x04 \x01(\x0c\x12\x15\n\rstarted_at_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x06 \x01(\x03\"\xca\x01\n\nStepFailed\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.tether.v1.StepKind\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x11\n\tretriable\x18\x05 \x01(\x08\x12\x16\n\x0eretry_delay_ms\x18\x06 \x01(\x03\x12\x15\n\rstarted_at_ms\x18\x07 \x01(\x03\x12\x13\n\x0b\x65nded_at_ms\x18\x08 \x01(\x03\"2\n\tSuspended\x12%\n\x05waits\x18\x01 \x03(\x0b\x32\x16.tether.v1.PlannedWait\"\xc6\x01\n\x0bPlannedWait\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x05sleep\x18\x03 \x01(\x0b\x32\x10.tether.v1.SleepH\x00\x12\x31\n\x0ewait_for_event\x18\x05 \x01(\x0b\x32\x17.tether.v1.WaitForEventH\x00\x12#\n\x06invoke\x18\x06 \x01(\x0b\x32\x11.tether.v1.InvokeH\x00\x12\x15\n\rstarted_at_ms\x18\x04 \x01(\x03\x42\x06\n\x04kind\"]\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x15\n\rif_expression\x18\x03 \x01(\t\x12\x18\n\x10timeout_until_ms\x18\x04 \x01(\x03\"U\n\x06Invoke\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x18\n\x10timeout_until_ms\x18\x04 \x01(\x03\"\x19\n\x05Sleep\x12\x10\n\x08until_ms\x18\x01 \x01(\x03\"\x1e\n\x0cRunCompleted\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"[\n\tRunFailed\x12#\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x14.tether.v1.ErrorInfo\x12\x11\n\tretriable\x18\x02 \x01(\x08\x12\x16\n\x0eretry_delay_ms\x18\x03 \x01(\x03\"P\n\x0eNonDeterminism\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x11\n\tnew_steps\x18\x02 \x03(\t\x12\x1a\n\x12unreached_step_ids\x18\x03 \x03(\t\"@\n\x04\x41\x63ks\x12\x13\n\x0bthrough_seq\x18\x01 \x01(\x04\x12#\n\x07refused\x18\x02 \x03(\x0b\x32\x12.tether.v1.Refusal\"<\n\x07Refusal\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x65xecution_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\"\n\tHeartbeat\x12\x15\n\rexecution_ids\x18\x01 \x03(\t\"\x1e\n\x04Ping\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"\x07\n\x05\x44rain*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01*\xd3\x01\n\nRejectCode\x12\x1b\n\x17REJECT_CODE_UNSPECIFIED\x10\x00\x12$\n REJECT_CODE_UNSUPPORTED_PROTOCOL\x10\x01\x12\x1d\n\x19REJECT_CODE_INVALID_HELLO\x10\x02\x12\"\n\x1eREJECT_CODE_DUPLICATE_FUNCTION\x10\x03\x12 \n\x1cREJECT_CODE_INVALID_FUNCTION\x10\x04\x12\x1d\n\x19REJECT_CODE_SHUTTING_DOWN\x10\x05\x32N\n\rWorkerService\x12=\n\x07\x43onnect\x12\x16.tether.v1.WorkerFrame\x1a\x16.tether.v1.ServerFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTE_STEPATTEMPTSENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTE_STEPNOTBEFOREMSENTRY']._loaded_options = None
   _globals['_EXECUTE_STEPNOTBEFOREMSENTRY']._serialized_options = b'8\001'
-  _globals['_PROTOCOLVERSION']._serialized_start=3261
-  _globals['_PROTOCOLVERSION']._serialized_end=3336
-  _globals['_REJECTCODE']._serialized_start=3339
-  _globals['_REJECTCODE']._serialized_end=3550
+  _globals['_PROTOCOLVERSION']._serialized_start=3284
+  _globals['_PROTOCOLVERSION']._serialized_end=3359
+  _globals['_REJECTCODE']._serialized_start=3362
+  _globals['_REJECTCODE']._serialized_end=3573
   _globals['_WORKERFRAME']._serialized_start=70
   _globals['_WORKERFRAME']._serialized_end=246
   _globals['_SERVERFRAME']._serialized_start=249
@@ -61,41 +61,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMOIZEDSTEP']._serialized_start=1464
   _globals['_MEMOIZEDSTEP']._serialized_end=1562
   _globals['_CANCEL']._serialized_start=1564
-  _globals['_CANCEL']._serialized_end=1626
-  _globals['_OUTCOMES']._serialized_start=1628
-  _globals['_OUTCOMES']._serialized_end=1676
-  _globals['_OUTCOME']._serialized_start=1679
-  _globals['_OUTCOME']._serialized_end=2036
-  _globals['_STEPCOMPLETED']._serialized_start=2039
-  _globals['_STEPCOMPLETED']._serialized_end=2180
-  _globals['_STEPFAILED']._serialized_start=2183
-  _globals['_STEPFAILED']._serialized_end=2385
-  _globals['_SUSPENDED']._serialized_start=2387
-  _globals['_SUSPENDED']._serialized_end=2437
-  _globals['_PLANNEDWAIT']._serialized_start=2440
-  _globals['_PLANNEDWAIT']._serialized_end=2638
-  _globals['_WAITFOREVENT']._serialized_start=2640
-  _globals['_WAITFOREVENT']._serialized_end=2733
-  _globals['_INVOKE']._serialized_start=2735
-  _globals['_INVOKE']._serialized_end=2820
-  _globals['_SLEEP']._serialized_start=2822
-  _globals['_SLEEP']._serialized_end=2847
-  _globals['_RUNCOMPLETED']._serialized_start=2849
-  _globals['_RUNCOMPLETED']._serialized_end=2879
-  _globals['_RUNFAILED']._serialized_start=2881
-  _globals['_RUNFAILED']._serialized_end=2972
-  _globals['_NONDETERMINISM']._serialized_start=2974
-  _globals['_NONDETERMINISM']._serialized_end=3054
-  _globals['_ACKS']._serialized_start=3056
-  _globals['_ACKS']._serialized_end=3120
-  _globals['_REFUSAL']._serialized_start=3122
-  _globals['_REFUSAL']._serialized_end=3182
-  _globals['_HEARTBEAT']._serialized_start=3184
-  _globals['_HEARTBEAT']._serialized_end=3218
-  _globals['_PING']._serialized_start=3220
-  _globals['_PING']._serialized_end=3250
-  _globals['_DRAIN']._serialized_start=3252
-  _globals['_DRAIN']._serialized_end=3259
-  _globals['_WORKERSERVICE']._serialized_start=3552
-  _globals['_WORKERSERVICE']._serialized_end=3630
+  _globals['_CANCEL']._serialized_end=1649
+  _globals['_OUTCOMES']._serialized_start=1651
+  _globals['_OUTCOMES']._serialized_end=1699
+  _globals['_OUTCOME']._serialized_start=1702
+  _globals['_OUTCOME']._serialized_end=2059
+  _globals['_STEPCOMPLETED']._serialized_start=2062
+  _globals['_STEPCOMPLETED']._serialized_end=2203
+  _globals['_STEPFAILED']._serialized_start=2206
+  _globals['_STEPFAILED']._serialized_end=2408
+  _globals['_SUSPENDED']._serialized_start=2410
+  _globals['_SUSPENDED']._serialized_end=2460
+  _globals['_PLANNEDWAIT']._serialized_start=2463
+  _globals['_PLANNEDWAIT']._serialized_end=2661
+  _globals['_WAITFOREVENT']._serialized_start=2663
+  _globals['_WAITFOREVENT']._serialized_end=2756
+  _globals['_INVOKE']._serialized_start=2758
+  _globals['_INVOKE']._serialized_end=2843
+  _globals['_SLEEP']._serialized_start=2845
+  _globals['_SLEEP']._serialized_end=2870
+  _globals['_RUNCOMPLETED']._serialized_start=2872
+  _globals['_RUNCOMPLETED']._serialized_end=2902
+  _globals['_RUNFAILED']._serialized_start=2904
+  _globals['_RUNFAILED']._serialized_end=2995
+  _globals['_NONDETERMINISM']._serialized_start=2997
+  _globals['_NONDETERMINISM']._serialized_end=3077
+  _globals['_ACKS']._serialized_start=3079
+  _globals['_ACKS']._serialized_end=3143
+  _globals['_REFUSAL']._serialized_start=3145
+  _globals['_REFUSAL']._serialized_end=3205
+  _globals['_HEARTBEAT']._serialized_start=3207
+  _globals['_HEARTBEAT']._serialized_end=3241
+  _globals['_PING']._serialized_start=3243
+  _globals['_PING']._serialized_end=3273
+  _globals['_DRAIN']._serialized_start=3275
+  _globals['_DRAIN']._serialized_end=3282
+  _globals['_WORKERSERVICE']._serialized_start=3575
+  _globals['_WORKERSERVICE']._serialized_end=3653
 # @@protoc_insertion_point(module_scope)

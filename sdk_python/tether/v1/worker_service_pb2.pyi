@@ -517,6 +517,8 @@ Global___MemoizedStep: _TypeAlias = MemoizedStep  # noqa: Y015
 class Cancel(_message.Message):
     """Ask the worker to stop an execution (the run was cancelled, or the lease was
     lost). The worker starts no further step for it and sends no terminal outcome.
+    When the run was cancelled, a step running now finishes and its StepCompleted
+    is still recorded; when the lease was lost, its result would be refused.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -524,22 +526,28 @@ class Cancel(_message.Message):
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    RUN_CANCELLED_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The execution to stop."""
     run_id: _builtins.str
     """Its run (empty when the control plane never knew the execution)."""
     reason: _builtins.str
     """Why, for logs: `run cancelled`, `lease expired`..."""
+    run_cancelled: _builtins.bool
+    """True when the run itself was cancelled (let a running step finish and
+    report); false when the lease was lost (stop at once).
+    """
     def __init__(
         self,
         *,
         execution_id: _builtins.str = ...,
         run_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        run_cancelled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "reason", b"reason", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "reason", b"reason", "run_cancelled", b"run_cancelled", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
