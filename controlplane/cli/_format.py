@@ -55,6 +55,10 @@ HISTORY_NAMES: dict[int, str] = {
     run_service_pb2.HISTORY_KIND_RUN_CANCELLED: "run.cancelled",
     run_service_pb2.HISTORY_KIND_NON_DETERMINISM: "non_determinism",
     run_service_pb2.HISTORY_KIND_RUN_REPLAYED: "run.replayed",
+    run_service_pb2.HISTORY_KIND_WAIT_STARTED: "wait.started",
+    run_service_pb2.HISTORY_KIND_WAIT_ENDED: "wait.ended",
+    run_service_pb2.HISTORY_KIND_INVOKE_STARTED: "invoke.started",
+    run_service_pb2.HISTORY_KIND_INVOKE_ENDED: "invoke.ended",
 }
 
 
@@ -147,6 +151,7 @@ def run_json(run: run_service_pb2.Run) -> dict[str, Any]:
         "output": decoded(run.output),
         "error": error_json(run.error) if run.HasField("error") else None,
         "replay_of": run.replay_of or None,
+        "parent_run_id": run.parent_run_id or None,
         "trace_id": run.trace_id,
     }
 
@@ -178,6 +183,8 @@ def run_detail_json(response: run_service_pb2.GetRunResponse) -> dict[str, Any]:
             "ended_at": iso(s.ended_at_ms),
             "output": decoded(s.output),
             "error": error_json(s.error) if s.HasField("error") else None,
+            "child_run_id": s.child_run_id or None,
+            "waiting_for": s.waiting_for or None,
         }
         for s in response.steps
     ]
@@ -279,6 +286,8 @@ def timeline(response: run_service_pb2.GetRunResponse) -> str:
     )
     if run.replay_of:
         out.append(f"  replays  {run.replay_of}")
+    if run.parent_run_id:
+        out.append(f"  invoked by run {run.parent_run_id}")
     if run.trace_id:
         out.append(f"  trace    {run.trace_id}")
     if run.status == common_pb2.RUN_STATUS_COMPLETED:
@@ -330,6 +339,21 @@ def _step_line(step: run_service_pb2.StepRecord) -> str:
                 + f" sleep {step.name}  until {timestamp(step.ended_at_ms)}"
             )
         return click.style("⏸", fg="blue") + f" sleep {step.name}  {took}"
+    if kind == "wait_for_event":
+        mark = click.style("⧗", fg="blue")
+        if status == "pending":
+            until = f" until {timestamp(step.ended_at_ms)}" if step.ended_at_ms else ""
+            return f"{mark} wait {step.name}  for {step.waiting_for}{until}"
+        if status == "completed":
+            got = payload(step.output) if step.output and step.output != b"null" else "timed out"
+            return f"{mark} wait {step.name}  {took}  → {got}"
+    if kind == "invoke":
+        mark = click.style("↪", fg="blue")
+        child = f" run {step.child_run_id}" if step.child_run_id else ""
+        if status == "pending":
+            return f"{mark} invoke {step.name}  waiting for{child}"
+        if status == "completed":
+            return f"{mark} invoke {step.name}{child}  {took}  → {payload(step.output)}"
     if status == "completed":
         mark = click.style("✓", fg="green")
         return f"{mark} {step.name}  {took}{attempts}  → {payload(step.output)}"
@@ -375,4 +399,10 @@ def _history_line(entry: run_service_pb2.HistoryEntry) -> str | None:
         return click.style("⚠ non-determinism", fg="yellow") + f": {entry.message}"
     if kind == h.HISTORY_KIND_RUN_REPLAYED:
         return click.style("↺", fg="cyan") + f" {entry.message}"
+    if kind in (h.HISTORY_KIND_WAIT_STARTED, h.HISTORY_KIND_INVOKE_STARTED):
+        return None  # shown by the step itself
+    if kind == h.HISTORY_KIND_WAIT_ENDED:
+        return click.style("⧗", fg="blue", dim=True) + f" {entry.step_name}: {entry.message}"
+    if kind == h.HISTORY_KIND_INVOKE_ENDED:
+        return click.style("↪", fg="blue", dim=True) + f" {entry.step_name}: {entry.message}"
     return None

@@ -56,6 +56,15 @@ def send(
                     "event_id": result.event_id,
                     "duplicate": result.duplicate,
                     "run_ids": list(result.run_ids),
+                    "skipped": [
+                        {
+                            "app_id": s.app_id,
+                            "function_id": s.function_id,
+                            "reason": s.reason,
+                            "existing_run_id": s.existing_run_id or None,
+                        }
+                        for s in result.skipped
+                    ],
                 }
             )
         )
@@ -66,7 +75,9 @@ def send(
         )
         return
     click.echo(f"sent event {result.event_id}")
-    if not result.run_ids:
+    for skipped in result.skipped:
+        click.echo(f"skipped {skipped.app_id}/{skipped.function_id}: {skipped.reason}")
+    if not result.run_ids and not result.skipped:
         click.echo(
             "no function is triggered by "
             + click.style(name, bold=True)
@@ -131,6 +142,10 @@ def show_event(
     if as_json:
         value = _format.event_json(response.event.event, response.event.received_at_ms)
         value["runs"] = [_format.run_json(r) for r in response.runs]
+        value["skipped"] = [
+            {"app_id": s.app_id, "function_id": s.function_id, "reason": s.reason}
+            for s in response.skipped
+        ]
         click.echo(_format.dump(value))
         return
     event = response.event.event
@@ -140,3 +155,5 @@ def show_event(
     if response.runs:
         click.echo("")
         click.echo(_format.runs_table(list(response.runs)))
+    for skipped in response.skipped:
+        click.echo(f"skipped {skipped.app_id}/{skipped.function_id}: {skipped.reason}")

@@ -91,19 +91,69 @@ def show_run(
 
 
 @runs.command("cancel")
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @click.option("--reason", default="cancelled from the CLI", show_default=True)
+@click.option(
+    "--function", "function_id", default="", help="Cancel every unfinished run of this function."
+)
+@click.option("--app", "app_id", default="", help="The function's app (with --function).")
+@click.option(
+    "--created-after",
+    type=click.DateTime(),
+    default=None,
+    help="With --function: only runs created at or after this time (UTC).",
+)
+@click.option(
+    "--created-before",
+    type=click.DateTime(),
+    default=None,
+    help="With --function: only runs created before this time (UTC).",
+)
 @remote_options
 def cancel_run(
-    run_id: str, reason: str, address: str, api_key: str | None, tls: bool | None
+    run_id: str | None,
+    reason: str,
+    function_id: str,
+    app_id: str,
+    created_after: dt.datetime | None,
+    created_before: dt.datetime | None,
+    address: str,
+    api_key: str | None,
+    tls: bool | None,
 ) -> None:
-    """Cancel a run: it starts no further step."""
+    """Cancel a run (it starts no further step), or with --function and --app
+    every unfinished run of a function created in a time range."""
     remote = make_remote(address, api_key, tls)
+    if run_id and function_id:
+        raise click.UsageError("give a RUN_ID or --function, not both")
+    if function_id:
+        if not app_id:
+            raise click.UsageError("--function needs --app (function ids are unique per app)")
+        request = run_service_pb2.CancelRunsRequest(
+            app_id=app_id,
+            function_id=function_id,
+            created_after_ms=_utc_ms(created_after),
+            created_before_ms=_utc_ms(created_before),
+            reason=reason,
+        )
+        click.echo(f"cancelling unfinished runs of {app_id}/{function_id}...", err=True)
+        with remote.runs() as stub:
+            response = stub.CancelRuns(request, metadata=remote.metadata)
+        click.echo(f"cancelled {response.cancelled} run(s)")
+        return
+    if not run_id:
+        raise click.UsageError("give the RUN_ID to cancel, or --function and --app")
     with remote.runs() as stub:
-        response = stub.CancelRun(
+        cancelled = stub.CancelRun(
             run_service_pb2.CancelRunRequest(run_id=run_id, reason=reason), metadata=remote.metadata
         )
-    click.echo(f"run {response.run.id} {_format.styled_status(response.run.status)}")
+    click.echo(f"run {cancelled.run.id} {_format.styled_status(cancelled.run.status)}")
+
+
+def _utc_ms(value: dt.datetime | None) -> int:
+    if value is None:
+        return 0
+    return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 @runs.command("replay")

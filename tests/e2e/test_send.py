@@ -35,7 +35,8 @@ def test_send_json_output_parses(plane: Plane) -> None:
         "send", "e2e/steps.requested", "--data", json.dumps(data), "--json", address=plane.address
     ).json()
 
-    assert set(value) == {"event_id", "duplicate", "run_ids"}
+    assert set(value) == {"event_id", "duplicate", "run_ids", "skipped"}
+    assert value["skipped"] == []
     assert isinstance(value["event_id"], str)
     assert value["event_id"]
     assert value["duplicate"] is False
@@ -59,7 +60,7 @@ def test_the_same_id_twice_is_reported_as_a_duplicate(plane: Plane) -> None:
     again = tether(
         "send", "e2e/steps.requested", "--id", event_id, "--json", address=plane.address
     ).json()
-    assert again == {"event_id": event_id, "duplicate": True, "run_ids": []}
+    assert again == {"event_id": event_id, "duplicate": True, "run_ids": [], "skipped": []}
 
     text = tether("send", "e2e/steps.requested", "--id", event_id, address=plane.address).ok()
     assert text.stdout.strip() == (
