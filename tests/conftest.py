@@ -10,7 +10,8 @@ import pytest
 from tests.support.databases import fresh_database, postgres_url
 
 
-def _database_params() -> list[object]:
+def database_params() -> list[object]:
+    """The databases a test runs on: SQLite, and PostgreSQL when configured."""
     return [
         "sqlite",
         pytest.param(
@@ -22,7 +23,7 @@ def _database_params() -> list[object]:
     ]
 
 
-@pytest.fixture(params=_database_params())
+@pytest.fixture(params=database_params())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, then a fresh PostgreSQL database."""
     with fresh_database(request.param, tmp_path) as url:

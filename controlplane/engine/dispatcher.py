@@ -164,15 +164,16 @@ class Dispatcher:
         if self._wake.is_set():
             return
         clock = self._clock
+        next_timer = min((t for t in (next_due, run_deadline) if t is not None), default=None)
         if (
             isinstance(clock, VirtualClock)
             and clock.auto_skip
-            and next_due is not None
+            and next_timer is not None
             and self._sessions.in_flight_total() == 0
             and self._store.pending_writes == 0
         ):
-            log.debug("virtual clock: skipping ahead %d ms", next_due - clock.now_ms())
-            clock.advance_to(next_due)
+            log.debug("virtual clock: skipping ahead %d ms", next_timer - clock.now_ms())
+            clock.advance_to(next_timer)
             return
         timers = [t for t in (next_due, next_deadline, run_deadline) if t is not None]
         timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None

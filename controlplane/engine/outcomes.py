@@ -351,14 +351,14 @@ def _finish_suspensions(batch: _Batch) -> None:
         # (an invoke), or, oddly, for nothing at all (then run it again now).
         fallback = NOT_DUE if pending else batch.now
         due_at = min(candidates) if candidates else fallback
+        # What the run is waiting for, as people read it: an event or another
+        # run, else a sleep; with nothing pending it is running (a retry is due).
         kinds = {w.kind for w in pending}
         if kinds & {StepKind.WAIT_FOR_EVENT.value, StepKind.INVOKE.value}:
             status = RunStatus.WAITING
         elif kinds:
             status = RunStatus.SLEEPING
         else:
-            status = RunStatus.RUNNING
-        if due_at <= batch.now or (retry_at is not None and retry_at <= due_at):
             status = RunStatus.RUNNING
         batch.update_run(state, status)
         batch.due(state.run_id, due_at)

@@ -147,8 +147,6 @@ def function_problem(spec: FunctionSpec) -> str | None:
         return f"the id is longer than {MAX_FUNCTION_ID_LENGTH} characters"
     if not _FUNCTION_ID.fullmatch(spec.id):
         return "ids are kebab-case: lowercase letters and digits joined by single '-'"
-    if not spec.triggers:
-        return "it has no trigger"
     if not 0 <= spec.retries <= MAX_RETRIES:
         return f"retries must be between 0 and {MAX_RETRIES}, not {spec.retries}"
     try:

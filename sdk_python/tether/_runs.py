@@ -83,6 +83,27 @@ class RunsClient:
         assert isinstance(response, run_service_pb2.CancelRunResponse)
         return _convert.run(response.run)
 
+    async def cancel_many(
+        self,
+        *,
+        function_id: str,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        reason: str = "",
+    ) -> int:
+        """Cancel every unfinished run of one of this app's functions created in
+        a time range; returns how many were cancelled."""
+        request = run_service_pb2.CancelRunsRequest(
+            app_id=self._client.app_id,
+            function_id=function_id,
+            created_after_ms=_ms(created_after),
+            created_before_ms=_ms(created_before),
+            reason=reason or "cancelled in bulk from the SDK",
+        )
+        response = await self._call(self._stub().CancelRuns, request)
+        assert isinstance(response, run_service_pb2.CancelRunsResponse)
+        return response.cancelled
+
     async def replay(self, run_id: str, *, from_failed_step: bool = False) -> Run:
         """Start a new run with the same event(s); with ``from_failed_step`` the
         steps that completed before the failed one are kept."""

@@ -46,8 +46,7 @@ def normalize_triggers(function_id: str, trigger: TriggerLike) -> tuple[Trigger,
             f"function {function_id!r}: a trigger is an event name, event(...) or cron(...), "
             f"or a list of them, not {type(trigger).__name__}"
         )
-    if not items:
-        raise ConfigError(f"function {function_id!r} has no trigger")
+    # No trigger at all (``trigger=[]``): the function only runs when invoked.
     result: list[Trigger] = []
     for item in items:
         if isinstance(item, str):

@@ -55,9 +55,10 @@ def test_triggers_are_normalized_to_a_tuple() -> None:
     )
 
 
-def test_no_trigger(app: Tether) -> None:
-    with pytest.raises(ConfigError, match=exactly("function 'nightly' has no trigger")):
-        app.function(id="nightly", trigger=[])
+def test_no_trigger_makes_an_invoke_only_function(app: Tether) -> None:
+    function = app.function(id="nightly", trigger=[])(handler)
+    assert function.triggers == ()
+    assert list(function.definition().triggers) == []
 
 
 @pytest.mark.parametrize("name", ["", "app/user signup", "app/x\n", "\tapp/x"])

@@ -282,11 +282,8 @@ def test_empty_and_too_long_function_ids() -> None:
     validate_hello(hello(functions=[spec("a" * 128)]))
 
 
-def test_function_without_trigger() -> None:
-    assert rejection(hello(functions=[spec(triggers=())])) == (
-        "invalid_function",
-        "function 'onboarding-flow': it has no trigger",
-    )
+def test_a_function_without_trigger_is_invoke_only() -> None:
+    validate_hello(hello(functions=[spec(triggers=())]))
 
 
 @pytest.mark.parametrize("retries", [-1, 21])

@@ -238,7 +238,9 @@ class FunctionDefinition(_message.Message):
     """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]:
-        """What starts a run of this function. At least one."""
+        """What starts a run of this function. None: it only runs when invoked
+        (`step.invoke`).
+        """
 
     @_builtins.property
     def cancel_on(self) -> _containers.RepeatedCompositeFieldContainer[Global___CancelOn]:
