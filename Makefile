@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e '.[dev,proto]'
 	touch $(STAMP)
 
-## dev: the control plane on SQLite (./.tether) with the onboarding example's worker
+## dev: the control plane on SQLite (./.tether) with the example apps' workers
 ## (DEV_ARGS="--clock virtual" lets sleeps pass at once)
 DEV_ARGS ?=
 dev: $(STAMP)
@@ -27,7 +27,10 @@ dev: $(STAMP)
 	@echo "  $(BIN)/tether send app/user.signup --data '{\"user_id\": 1, \"email\": \"ada@example.com\"}'"
 	@echo "  $(BIN)/tether runs watch RUN_ID      # or: $(BIN)/tether runs show RUN_ID"
 	@echo "  $(BIN)/tether send app/project.created --data '{\"user_id\": 1}'   # skips the nudge"
-	$(BIN)/tether dev --worker examples.onboarding.worker:app $(DEV_ARGS)
+	@echo "Approval example: place an order, then approve it within 24 h:"
+	@echo "  $(BIN)/tether send app/order.placed --data '{\"order_id\": \"A-1\"}'"
+	@echo "  $(BIN)/tether send app/order.approved --data '{\"order_id\": \"A-1\", \"approver\": \"grace\"}'"
+	$(BIN)/tether dev --worker examples.onboarding.worker:app --worker examples.approval.worker:app $(DEV_ARGS)
 
 ## test: lint, the generated-code check, then every test suite
 test: $(STAMP) lint proto-check

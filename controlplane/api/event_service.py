@@ -27,6 +27,8 @@ class EventServicer(es_grpc.EventServiceServicer):
                     duplicate=r.duplicate,
                     run_ids=r.run_ids,
                     skipped=[convert.skipped_run(s) for s in r.skipped],
+                    resumed_run_ids=r.resumed_run_ids,
+                    cancelled_run_ids=r.cancelled_run_ids,
                 )
                 for r in results
             ]

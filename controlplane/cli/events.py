@@ -65,6 +65,8 @@ def send(
                         }
                         for s in result.skipped
                     ],
+                    "resumed_run_ids": list(result.resumed_run_ids),
+                    "cancelled_run_ids": list(result.cancelled_run_ids),
                 }
             )
         )
@@ -77,11 +79,16 @@ def send(
     click.echo(f"sent event {result.event_id}")
     for skipped in result.skipped:
         click.echo(f"skipped {skipped.app_id}/{skipped.function_id}: {skipped.reason}")
-    if not result.run_ids and not result.skipped:
+    for run_id in result.resumed_run_ids:
+        click.echo(f"resumed waiting run {run_id}")
+    for run_id in result.cancelled_run_ids:
+        click.echo(f"cancelled run {run_id} (its cancel_on matched)")
+    touched = (result.run_ids, result.skipped, result.resumed_run_ids, result.cancelled_run_ids)
+    if not any(touched):
         click.echo(
             "no function is triggered by "
             + click.style(name, bold=True)
-            + " (see 'tether functions list')"
+            + " and no run is waiting for it (see 'tether functions list')"
         )
     for run_id in result.run_ids:
         click.echo(f"started run {run_id}   (tether runs watch {run_id})")

@@ -90,6 +90,26 @@ def show_run(
         click.echo(_format.timeline(response))
 
 
+class _UtcTime(click.ParamType[int]):
+    """An ISO 8601 time (``2026-11-24``, ``2026-11-24 09:30:00.250``, ``...Z``,
+    ``...+01:00``) as epoch milliseconds; times without an offset are UTC."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            parsed = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time like '2026-11-24 09:30:00'", param, ctx)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return int(parsed.timestamp() * 1000)
+
+
 @runs.command("cancel")
 @click.argument("run_id", required=False)
 @click.option("--reason", default="cancelled from the CLI", show_default=True)
@@ -99,15 +119,16 @@ def show_run(
 @click.option("--app", "app_id", default="", help="The function's app (with --function).")
 @click.option(
     "--created-after",
-    type=click.DateTime(),
-    default=None,
-    help="With --function: only runs created at or after this time (UTC).",
+    type=_UtcTime(),
+    default=0,
+    help="With --function: only runs created at or after this time (ISO 8601; UTC unless it "
+    "says otherwise).",
 )
 @click.option(
     "--created-before",
-    type=click.DateTime(),
-    default=None,
-    help="With --function: only runs created before this time (UTC).",
+    type=_UtcTime(),
+    default=0,
+    help="With --function: only runs created before this time.",
 )
 @remote_options
 def cancel_run(
@@ -115,8 +136,8 @@ def cancel_run(
     reason: str,
     function_id: str,
     app_id: str,
-    created_after: dt.datetime | None,
-    created_before: dt.datetime | None,
+    created_after: int,
+    created_before: int,
     address: str,
     api_key: str | None,
     tls: bool | None,
@@ -132,8 +153,8 @@ def cancel_run(
         request = run_service_pb2.CancelRunsRequest(
             app_id=app_id,
             function_id=function_id,
-            created_after_ms=_utc_ms(created_after),
-            created_before_ms=_utc_ms(created_before),
+            created_after_ms=created_after,
+            created_before_ms=created_before,
             reason=reason,
         )
         click.echo(f"cancelling unfinished runs of {app_id}/{function_id}...", err=True)
@@ -148,12 +169,6 @@ def cancel_run(
             run_service_pb2.CancelRunRequest(run_id=run_id, reason=reason), metadata=remote.metadata
         )
     click.echo(f"run {cancelled.run.id} {_format.styled_status(cancelled.run.status)}")
-
-
-def _utc_ms(value: dt.datetime | None) -> int:
-    if value is None:
-        return 0
-    return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 @runs.command("replay")

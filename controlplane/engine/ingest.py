@@ -94,17 +94,22 @@ def store_events(
     for pk, event, result in stored:
         # Runs this event starts must not see it as an event they wait for.
         starter.flush_if_watched(event.name)
-        resolve_waits(tx, event, now_ms, routing, effects)
+        resolve_waits(tx, event, now_ms, routing, effects, result)
         starter.start_for(pk, event, result)
     starter.flush()
     return results, effects
 
 
 def resolve_waits(
-    tx: WriteTx, event: StoredEvent, now_ms: int, routing: Routing, effects: Effects
+    tx: WriteTx,
+    event: StoredEvent,
+    now_ms: int,
+    routing: Routing,
+    effects: Effects,
+    result: SendResult,
 ) -> None:
     """Resolve the event waits this event satisfies; cancel the runs whose
-    cancel_on it satisfies."""
+    cancel_on it satisfies. Both are reported in ``result``."""
     matched = waits_matched_by(tx, event, now_ms)
     if not matched:
         return
@@ -119,8 +124,11 @@ def resolve_waits(
             done = admin.cancel_unfinished(tx, wait.run_id, reason, now_ms)
             if done is not None:
                 effects.merge(done)
+                result.cancelled_run_ids.append(wait.run_id)
         elif wait.run_id not in cancelled:
             planner.resolve_with_event(wait, event)
+            if wait.run_id not in result.resumed_run_ids:  # a run may wait twice for it
+                result.resumed_run_ids.append(wait.run_id)
     planner.flush()
 
 

@@ -113,6 +113,10 @@ class SendResult:
     duplicate: bool
     run_ids: list[str]
     skipped: list[SkippedRun] = field(default_factory=list)
+    #: Runs waiting for the event that it resumed.
+    resumed_run_ids: list[str] = field(default_factory=list)
+    #: Runs it cancelled through cancel_on.
+    cancelled_run_ids: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------

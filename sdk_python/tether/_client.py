@@ -294,4 +294,6 @@ def _send_result(result: event_service_pb2.SendResult) -> SendResult:
         result.duplicate,
         list(result.run_ids),
         [SkippedRun(s.app_id, s.function_id, s.reason, s.existing_run_id) for s in result.skipped],
+        list(result.resumed_run_ids),
+        list(result.cancelled_run_ids),
     )

@@ -124,3 +124,7 @@ class SendResult:
     run_ids: list[str]
     #: Functions the event matched but did not start (idempotency), and why.
     skipped: list[SkippedRun] = field(default_factory=list)
+    #: Runs waiting for this event (``wait_for_event``) that it resumed.
+    resumed_run_ids: list[str] = field(default_factory=list)
+    #: Runs it cancelled through their function's ``cancel_on``.
+    cancelled_run_ids: list[str] = field(default_factory=list)

@@ -118,11 +118,19 @@ class RunsClient:
         assert isinstance(response, run_service_pb2.ReplayRunResponse)
         return _convert.run(response.run)
 
-    async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
-        """Wait until the run finishes and return it. Raises TimeoutError after
-        ``timeout`` seconds."""
+    async def wait(
+        self,
+        run_id: str,
+        *,
+        until: RunStatus | Iterable[RunStatus] | None = None,
+        timeout: float | None = None,
+    ) -> Run:
+        """Wait until the run finishes and return it. With ``until``, return as
+        soon as the run is in one of those statuses instead (or has finished
+        without reaching them). Raises TimeoutError after ``timeout`` seconds."""
         stub = self._stub()
         metadata = self._client._channel_config.metadata
+        wanted = {until} if isinstance(until, RunStatus) else set(until or ())
         last: Run | None = None
 
         async def follow() -> Run | None:
@@ -130,6 +138,9 @@ class RunsClient:
             call = stub.WaitRun(run_service_pb2.WaitRunRequest(run_id=run_id), metadata=metadata)
             async for update in call:
                 last = _convert.run(update.run)
+                if last.status in wanted:
+                    call.cancel()
+                    return last
             return last
 
         try:
@@ -138,7 +149,8 @@ class RunsClient:
             raise translate(error, self._client._channel_config.address) from None
         except TimeoutError:
             state = f" (still {last.status.value})" if last else ""
-            raise TimeoutError(f"run {run_id} did not finish within {timeout} s{state}") from None
-        if result is None or not result.status.is_finished:
+            goal = "become " + " or ".join(sorted(s.value for s in wanted)) if wanted else "finish"
+            raise TimeoutError(f"run {run_id} did not {goal} within {timeout} s{state}") from None
+        if result is None or not (result.status.is_finished or result.status in wanted):
             raise TimeoutError(f"the control plane stopped reporting on run {run_id}")
         return await self.get(run_id)

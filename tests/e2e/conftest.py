@@ -17,7 +17,14 @@ from tests.support.waiting import wait_until
 from tether.v1 import run_service_pb2 as rs
 
 APP_TARGET = "tests.e2e.apps.worker:app"
-APP_FUNCTIONS = ("three-steps", "sleeper", "gated-charge", "flaky-then-fine", "slow-step")
+APP_FUNCTIONS = (
+    "three-steps",
+    "sleeper",
+    "gated-charge",
+    "flaky-then-fine",
+    "slow-step",
+    "approval",
+)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from controlplane.cli import _format
 from tests.e2e.cli import tether
 from tests.e2e.conftest import Plane
 from tests.support.waiting import wait_until
@@ -346,6 +347,55 @@ def test_cancelling_a_finished_run_fails_clearly(plane: Plane) -> None:
         f"Error: run '{run_id}' already finished (completed) (FAILED_PRECONDITION)"
     ]
     assert plane.admin.status(run_id) == common_pb2.RUN_STATUS_COMPLETED
+
+
+def test_cancelling_the_runs_of_a_function_created_in_a_time_range(plane: Plane) -> None:
+    older, inside, newer = (sleeping_run(plane) for _ in range(3))
+    created = {r.id: r.created_at_ms for r in plane.admin.runs_of("sleeper")}
+    after = _format.timestamp(created[inside])  # as `runs list` prints it, in UTC
+    before = _format.iso(created[newer])  # ISO 8601 with its offset works too
+
+    result = tether(
+        "runs",
+        "cancel",
+        "--function",
+        "sleeper",
+        "--app",
+        "cli-tests",
+        "--created-after",
+        after,
+        "--created-before",
+        str(before),
+        "--reason",
+        "bulk test",
+        address=plane.address,
+    ).ok()
+
+    assert result.stdout.strip() == "cancelled 1 run(s)", result
+    assert plane.admin.status(inside) == common_pb2.RUN_STATUS_CANCELLED
+    assert plane.admin.get(inside).run.error.message == "bulk test"
+    assert plane.admin.status(older) == common_pb2.RUN_STATUS_SLEEPING
+    assert plane.admin.status(newer) == common_pb2.RUN_STATUS_SLEEPING
+
+
+def test_bulk_cancel_needs_the_app_and_a_readable_time(plane: Plane) -> None:
+    no_app = tether("runs", "cancel", "--function", "sleeper", address=plane.address)
+    bad_time = tether(
+        "runs",
+        "cancel",
+        "--function",
+        "sleeper",
+        "--app",
+        "cli-tests",
+        "--created-after",
+        "yesterday",
+        address=plane.address,
+    )
+
+    assert no_app.code == 2, no_app
+    assert "--function needs --app" in no_app.stderr
+    assert bad_time.code == 2, bad_time
+    assert "'yesterday' is not an ISO 8601 time" in bad_time.stderr
 
 
 # -- replay -------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import pytest
 
 from tests.e2e.cli import tether
 from tests.e2e.conftest import Plane
+from tests.support.waiting import wait_until
+from tether.v1 import common_pb2
 
 
 def test_send_prints_the_event_id_and_the_run_it_started(plane: Plane) -> None:
@@ -35,7 +37,14 @@ def test_send_json_output_parses(plane: Plane) -> None:
         "send", "e2e/steps.requested", "--data", json.dumps(data), "--json", address=plane.address
     ).json()
 
-    assert set(value) == {"event_id", "duplicate", "run_ids", "skipped"}
+    assert set(value) == {
+        "event_id",
+        "duplicate",
+        "run_ids",
+        "skipped",
+        "resumed_run_ids",
+        "cancelled_run_ids",
+    }
     assert value["skipped"] == []
     assert isinstance(value["event_id"], str)
     assert value["event_id"]
@@ -60,7 +69,14 @@ def test_the_same_id_twice_is_reported_as_a_duplicate(plane: Plane) -> None:
     again = tether(
         "send", "e2e/steps.requested", "--id", event_id, "--json", address=plane.address
     ).json()
-    assert again == {"event_id": event_id, "duplicate": True, "run_ids": [], "skipped": []}
+    assert again == {
+        "event_id": event_id,
+        "duplicate": True,
+        "run_ids": [],
+        "skipped": [],
+        "resumed_run_ids": [],
+        "cancelled_run_ids": [],
+    }
 
     text = tether("send", "e2e/steps.requested", "--id", event_id, address=plane.address).ok()
     assert text.stdout.strip() == (
@@ -78,6 +94,26 @@ def test_an_event_no_function_listens_to_says_so(plane: Plane) -> None:
     assert "no function is triggered by e2e/nobody.listens" in result.stdout
     event_id = result.stdout.splitlines()[0].removeprefix("sent event ").strip()
     assert event_id in plane.events_named("e2e/nobody.listens")
+
+
+def test_send_says_which_waiting_run_it_resumed(plane: Plane) -> None:
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    (run_id,) = plane.admin.send("e2e/order.placed", {"order_id": order})
+    wait_until(
+        lambda: plane.admin.status(run_id) == common_pb2.RUN_STATUS_WAITING,
+        what=f"run {run_id} to wait",
+    )
+    other = json.dumps({"order_id": "someone-else", "by": "bob"})
+    mine = json.dumps({"order_id": order, "by": "ann"})
+
+    missed = tether("send", "e2e/order.approved", "--data", other, address=plane.address).ok()
+    resumed = tether("send", "e2e/order.approved", "--data", mine, address=plane.address).ok()
+
+    assert "resumed" not in missed.stdout
+    assert "no function is triggered by e2e/order.approved and no run is waiting" in missed.stdout
+    assert resumed.stdout.splitlines()[1:] == [f"resumed waiting run {run_id}"], resumed
+    plane.finished(run_id)
+    assert plane.admin.output(run_id) == {"approved_by": "ann"}
 
 
 @pytest.mark.parametrize(

@@ -263,30 +263,24 @@ async def _status(run_id: str, *statuses: RunStatus) -> bool:
     return (await app.runs.get(run_id)).status in statuses
 
 
-class held_clock:
-    """Hold the virtual clock still (no auto-skip) for the block."""
-
-    def __init__(self, env: TestEnvironment) -> None:
-        self.env = env
-
-    async def __aenter__(self) -> None:
-        await self.env.set_auto_skip(False)
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.env.set_auto_skip(True)
-
-
 # -- 1. wait_for_event -----------------------------------------------------------------------------
 
 
 async def test_a_wait_returns_the_matching_event(env: TestEnvironment) -> None:
-    async with held_clock(env):
+    async with env.hold_clock():
         run_id = await _start("shop/order.placed", {"order_id": 1})
-        await wait_until_async(lambda: _status(run_id, RunStatus.WAITING), what="the wait")
-        await app.send({"name": "shop/order.approved", "data": {"order_id": 2, "by": "bob"}})
-        await app.send({"name": "shop/order.approved", "data": {"order_id": 1, "by": "ann"}})
+        await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
+        [other] = await app.send(
+            {"name": "shop/order.approved", "data": {"order_id": 2, "by": "bob"}}
+        )
+        [ours] = await app.send(
+            {"name": "shop/order.approved", "data": {"order_id": 1, "by": "ann"}}
+        )
 
     run = await app.runs.wait(run_id, timeout=10)
+    assert other.resumed_run_ids == []
+    assert ours.resumed_run_ids == [run_id]
+    assert ours.run_ids == []
 
     assert run.status is RunStatus.COMPLETED
     assert run.output == {"order_id": 1, "by": "ann"}, "matched the wrong order's approval"
@@ -307,9 +301,9 @@ async def test_a_wait_returns_none_when_it_times_out(env: TestEnvironment) -> No
 
 
 async def test_a_wait_with_an_expression(env: TestEnvironment) -> None:
-    async with held_clock(env):
+    async with env.hold_clock():
         run_id = await _start("shop/refund.requested", {"refund_id": "r1"})
-        await wait_until_async(lambda: _status(run_id, RunStatus.WAITING), what="the wait")
+        await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
         await app.send({"name": "shop/refund.signed", "data": {"refund_id": "r1", "amount": 50}})
         await app.send({"name": "shop/refund.signed", "data": {"refund_id": "r2", "amount": 500}})
         await app.send({"name": "shop/refund.signed", "data": {"refund_id": "r1", "amount": 150}})
@@ -322,7 +316,7 @@ async def test_an_event_that_arrives_before_the_suspension_is_stored_still_count
 ) -> None:
     key = f"race-{next(keys)}"
     gates[key] = asyncio.Event()
-    async with held_clock(env):
+    async with env.hold_clock():
         run_id = await _start("race/start", {"key": key})
         # The function has reached the wait (it is gathered first) and is now in
         # "slow": the run is not suspended yet, its wait not stored.
@@ -367,13 +361,17 @@ async def test_a_bad_wait_fails_its_step_clearly(
 
 
 async def test_cancel_on_cancels_only_the_matching_run(env: TestEnvironment) -> None:
-    async with held_clock(env):
+    async with env.hold_clock():
         target = await _start("shop/order.placed", {"order_id": 10})
         bystander = await _start("shop/order.placed", {"order_id": 11})
-        await wait_until_async(lambda: _status(target, RunStatus.WAITING), what="the wait")
-        await app.send({"name": "shop/order.withdrawn", "data": {"order_id": 10}})
+        await app.runs.wait(target, until=RunStatus.WAITING, timeout=20)
+        await app.runs.wait(bystander, until=RunStatus.WAITING, timeout=20)
+        [withdrawal] = await app.send({"name": "shop/order.withdrawn", "data": {"order_id": 10}})
         cancelled = await app.runs.wait(target, timeout=10)
         assert await _status(bystander, RunStatus.WAITING)
+
+    assert withdrawal.cancelled_run_ids == [target]
+    assert withdrawal.resumed_run_ids == []
 
     assert cancelled.status is RunStatus.CANCELLED
     assert cancelled.error is not None
@@ -384,18 +382,18 @@ async def test_cancel_on_cancels_only_the_matching_run(env: TestEnvironment) -> 
 
 
 async def test_cancel_on_stops_watching_after_its_timeout(env: TestEnvironment) -> None:
-    async with held_clock(env):
+    async with env.hold_clock():
         run_id = await _start("shop/order.placed", {"order_id": 12})
-        await wait_until_async(lambda: _status(run_id, RunStatus.WAITING), what="the wait")
+        await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
         await env.advance("47h")  # cancel_on watches for 2 days; the wait lasts 24 h
-        await wait_until_async(lambda: _status(run_id, RunStatus.COMPLETED), what="the timeout")
+        assert (await app.runs.wait(run_id, timeout=20)).status is RunStatus.COMPLETED
     # A later withdrawal changes nothing for a finished run (and is just stored).
     await app.send({"name": "shop/order.withdrawn", "data": {"order_id": 12}})
     assert (await app.runs.get(run_id)).status is RunStatus.COMPLETED
 
 
 async def test_bulk_cancel_by_function_and_time_range(env: TestEnvironment) -> None:
-    async with held_clock(env):
+    async with env.hold_clock():
         before = await _start("shop/order.placed", {"order_id": 20})
         start = await env.now()
         inside = [await _start("shop/order.placed", {"order_id": 21 + i}) for i in range(3)]
@@ -463,10 +461,10 @@ async def test_parallel_steps_of_every_kind_each_memoized_and_retried(
     env: TestEnvironment,
 ) -> None:
     key = f"par-{next(keys)}"
-    async with held_clock(env):
+    async with env.hold_clock():
         run_id = await _start("par/go", {"key": key})
         # Suspended: every branch is done or waiting (the wait is stored).
-        await wait_until_async(lambda: _status(run_id, RunStatus.WAITING), what="the wait")
+        await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
         await app.send({"name": "par/signal", "data": {"key": key, "value": 7}})
     # Time runs again: the nap ends and the flaky step's retries come due.
     run = await app.runs.wait(run_id, timeout=10)
@@ -500,7 +498,7 @@ async def test_triggers_fan_out_filter_and_match_wildcards(env: TestEnvironment)
 
 async def test_idempotency_allows_one_run_per_key_per_day(env: TestEnvironment) -> None:
     order = next(keys)
-    async with held_clock(env):
+    async with env.hold_clock():
         [first] = await app.send({"name": "pay/requested", "data": {"order_id": order}})
         [second] = await app.send({"name": "pay/requested", "data": {"order_id": order}})
         [other] = await app.send({"name": "pay/requested", "data": {"order_id": order + 1000}})

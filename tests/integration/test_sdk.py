@@ -215,18 +215,13 @@ async def test_runs_list_filters_and_pages(env: TestEnvironment) -> None:
 
 
 async def test_cancel_a_sleeping_run(env: TestEnvironment) -> None:
-    await env.set_auto_skip(False)
-    try:
+    async with env.hold_clock():
         run_id = await _run_id("sdk/sleepy")
-        await wait_until_async(
-            lambda: _status_is(run_id, RunStatus.SLEEPING), what="the run to sleep"
-        )
+        await app.runs.wait(run_id, until=RunStatus.SLEEPING, timeout=20)
 
         cancelled = await app.runs.cancel(run_id, reason="customer left")
         await env.advance("2h")
         run = await app.runs.wait(run_id, timeout=10)
-    finally:
-        await env.set_auto_skip(True)
 
     assert cancelled.status is RunStatus.CANCELLED
     assert run.status is RunStatus.CANCELLED
@@ -291,13 +286,12 @@ async def test_unknown_run_ids_are_not_found(env: TestEnvironment) -> None:
 
 
 async def test_wait_times_out_with_the_state_it_saw(env: TestEnvironment) -> None:
-    await env.set_auto_skip(False)
-    try:
+    async with env.hold_clock():
         run_id = await _run_id("sdk/sleepy")
-        with pytest.raises(TimeoutError, match=r"did not finish within 0\.3 s"):
+        with pytest.raises(TimeoutError, match=r"did not finish within 0\.3 s \(still sleeping\)"):
             await app.runs.wait(run_id, timeout=0.3)
-    finally:
-        await env.set_auto_skip(True)
+        with pytest.raises(TimeoutError, match=r"did not become waiting within 0\.3 s"):
+            await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=0.3)
     assert (await app.runs.wait(run_id, timeout=10)).status is RunStatus.COMPLETED
 
 
@@ -337,17 +331,12 @@ async def test_a_non_json_step_result_names_the_step_and_the_type(env: TestEnvir
 
 async def test_changed_code_is_reported_as_non_determinism(env: TestEnvironment) -> None:
     deployed["version"] = 1
-    await env.set_auto_skip(False)
-    try:
+    async with env.hold_clock():
         run_id = await _run_id("sdk/evolving")
-        await wait_until_async(
-            lambda: _status_is(run_id, RunStatus.SLEEPING), what="the run to sleep"
-        )
+        await app.runs.wait(run_id, until=RunStatus.SLEEPING, timeout=20)
         deployed["version"] = 2  # a new deployment drops "old-step"
         await env.advance("1h")
         run = await app.runs.wait(run_id, timeout=10)
-    finally:
-        await env.set_auto_skip(True)
 
     assert run.status is RunStatus.COMPLETED
     [entry] = [h for h in run.history if h.kind == "non_determinism"]
@@ -372,10 +361,6 @@ async def test_the_run_logger_is_silent_while_replaying(
         for r in caplog.records
         if r.name.startswith("tether.functions")
     )
-
-
-async def _status_is(run_id: str, status: RunStatus) -> bool:
-    return (await app.runs.get(run_id)).status is status
 
 
 async def _ran(run_id: str, what: str) -> bool:

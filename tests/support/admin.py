@@ -54,6 +54,11 @@ class Admin:
         raw = self.get(run_id).run.output
         return json.loads(raw) if raw else None
 
+    def runs_of(self, function_id: str) -> list[rs.Run]:
+        """Every run of ``function_id``, newest first."""
+        request = rs.ListRunsRequest(function_id=function_id, page_size=1000)
+        return list(self.runs.ListRuns(request).runs)
+
     def functions(self) -> list[rs.FunctionInfo]:
         return list(self.runs.ListFunctions(rs.ListFunctionsRequest()).functions)
 

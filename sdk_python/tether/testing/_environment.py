@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -198,3 +198,14 @@ class TestEnvironment:
         """Turn off to hold time still (for example, to send an event while a run
         sleeps) and advance it by hand."""
         await self._clock_call("SetAutoSkip", clock_service_pb2.SetAutoSkipRequest(enabled=enabled))
+
+    @contextlib.asynccontextmanager
+    async def hold_clock(self) -> AsyncIterator[None]:
+        """``async with env.hold_clock():`` time stands still in the block (no
+        jumping ahead to the next timer), so a test can deliver an event to a
+        run that is waiting for it; time moves again when the block ends."""
+        await self.set_auto_skip(False)
+        try:
+            yield
+        finally:
+            await self.set_auto_skip(True)

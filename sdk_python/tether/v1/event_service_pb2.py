@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tether.v1 import common_pb2 as tether_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtether/v1/event_service.proto\x12\ttether.v1\x1a\x16tether/v1/common.proto\"/\n\x0bSendRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.tether.v1.Event\"6\n\x0cSendResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.tether.v1.SendResult\"j\n\nSendResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0f\n\x07run_ids\x18\x03 \x03(\t\x12&\n\x07skipped\x18\x04 \x03(\x0b\x32\x15.tether.v1.SkippedRun\"Z\n\nSkippedRun\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0f\x65xisting_run_id\x18\x04 \x01(\t2G\n\x0c\x45ventService\x12\x37\n\x04Send\x12\x16.tether.v1.SendRequest\x1a\x17.tether.v1.SendResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtether/v1/event_service.proto\x12\ttether.v1\x1a\x16tether/v1/common.proto\"/\n\x0bSendRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.tether.v1.Event\"6\n\x0cSendResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.tether.v1.SendResult\"\x9e\x01\n\nSendResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x0f\n\x07run_ids\x18\x03 \x03(\t\x12&\n\x07skipped\x18\x04 \x03(\x0b\x32\x15.tether.v1.SkippedRun\x12\x17\n\x0fresumed_run_ids\x18\x05 \x03(\t\x12\x19\n\x11\x63\x61ncelled_run_ids\x18\x06 \x03(\t\"Z\n\nSkippedRun\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66unction_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0f\x65xisting_run_id\x18\x04 \x01(\t2G\n\x0c\x45ventService\x12\x37\n\x04Send\x12\x16.tether.v1.SendRequest\x1a\x17.tether.v1.SendResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDREQUEST']._serialized_end=115
   _globals['_SENDRESPONSE']._serialized_start=117
   _globals['_SENDRESPONSE']._serialized_end=171
-  _globals['_SENDRESULT']._serialized_start=173
-  _globals['_SENDRESULT']._serialized_end=279
-  _globals['_SKIPPEDRUN']._serialized_start=281
-  _globals['_SKIPPEDRUN']._serialized_end=371
-  _globals['_EVENTSERVICE']._serialized_start=373
-  _globals['_EVENTSERVICE']._serialized_end=444
+  _globals['_SENDRESULT']._serialized_start=174
+  _globals['_SENDRESULT']._serialized_end=332
+  _globals['_SKIPPEDRUN']._serialized_start=334
+  _globals['_SKIPPEDRUN']._serialized_end=424
+  _globals['_EVENTSERVICE']._serialized_start=426
+  _globals['_EVENTSERVICE']._serialized_end=497
 # @@protoc_insertion_point(module_scope)

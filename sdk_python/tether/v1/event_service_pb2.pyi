@@ -77,6 +77,8 @@ class SendResult(_message.Message):
     DUPLICATE_FIELD_NUMBER: _builtins.int
     RUN_IDS_FIELD_NUMBER: _builtins.int
     SKIPPED_FIELD_NUMBER: _builtins.int
+    RESUMED_RUN_IDS_FIELD_NUMBER: _builtins.int
+    CANCELLED_RUN_IDS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """The event's id: the one sent, or the one the control plane assigned."""
     duplicate: _builtins.bool
@@ -91,6 +93,14 @@ class SendResult(_message.Message):
     def skipped(self) -> _containers.RepeatedCompositeFieldContainer[Global___SkippedRun]:
         """Functions the event matched but did not start, and why (idempotency)."""
 
+    @_builtins.property
+    def resumed_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runs waiting for this event (wait_for_event) that it resumed."""
+
+    @_builtins.property
+    def cancelled_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runs this event cancelled through their function's cancel_on."""
+
     def __init__(
         self,
         *,
@@ -98,10 +108,12 @@ class SendResult(_message.Message):
         duplicate: _builtins.bool = ...,
         run_ids: _abc.Iterable[_builtins.str] | None = ...,
         skipped: _abc.Iterable[Global___SkippedRun] | None = ...,
+        resumed_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+        cancelled_run_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id", "run_ids", b"run_ids", "skipped", b"skipped"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_run_ids", b"cancelled_run_ids", "duplicate", b"duplicate", "event_id", b"event_id", "resumed_run_ids", b"resumed_run_ids", "run_ids", b"run_ids", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

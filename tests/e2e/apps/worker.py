@@ -109,3 +109,12 @@ async def slow_step(ctx: Context) -> dict[str, Any]:
         return "done"
 
     return {"work": await ctx.step.run("work", work)}
+
+
+@app.function(id="approval", trigger="e2e/order.placed")
+async def approval(ctx: Context) -> dict[str, Any]:
+    """Waits an hour for ``e2e/order.approved`` with the same ``data.order_id``."""
+    approved = await ctx.step.wait_for_event(
+        "wait-for-approval", event="e2e/order.approved", match="data.order_id", timeout="1h"
+    )
+    return {"approved_by": approved.data.get("by") if approved else None}

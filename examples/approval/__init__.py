@@ -1,0 +1,1 @@
+"""An order that ships only once someone approves it within a day."""
