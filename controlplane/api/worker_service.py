@@ -191,6 +191,8 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     task.add_done_callback(heartbeats.discard)
                 elif kind == "drain":
                     engine.drain(session)
+                elif kind == "cancel_ack":
+                    engine.cancel_acknowledged(frame.cancel_ack.execution_id)
                 else:
                     log.warning("session %s sent an unexpected %s frame", session.id, kind)
         except EngineError as error:

@@ -123,7 +123,7 @@ def cancel_runs(
 
 def replay_run(
     tx: WriteTx, run_id: str, mode: ReplayMode, now_ms: int, routing: Routing
-) -> RunSummary:
+) -> tuple[RunSummary, Effects]:
     """A new run of the same function and event(s); from the failed step keeps the
     steps that completed before the first failed one."""
     row = tx.run_row(run_id)
@@ -153,6 +153,7 @@ def replay_run(
             )
         ],
         now_ms,
+        effects := Effects(),
     )
     kept: list[dict[str, Any]] = []
     if mode is ReplayMode.FROM_FAILED_STEP:
@@ -170,4 +171,4 @@ def replay_run(
     )
     summary = tx.get_run(new_id)
     assert summary is not None
-    return summary
+    return summary, effects

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.engine.expressions import MISSING, canonical, event_value
+from controlplane.engine.effects import Effects
+from controlplane.engine.expressions import MISSING, canonical, equality_index, event_value
 from controlplane.engine.ids import new_hex_id, new_ulid
 from controlplane.engine.models import EventTrigger, FunctionKey, FunctionSpec, RunStatus
 from controlplane.store.schema import queue, runs
@@ -37,8 +38,9 @@ class NewRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int) -> list[str]:
-    """Insert the runs, queued to start now; returns their ids."""
+def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -> list[str]:
+    """Insert the runs, queued to start now; returns their ids. ``effects``
+    learns of them (and of their start deadlines)."""
     run_rows: list[dict[str, Any]] = []
     queue_rows: list[dict[str, Any]] = []
     watch_rows: list[dict[str, Any]] = []
@@ -54,9 +56,13 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int) -> list[str]:
             queue_row(item.run_id, key, now_ms)
             | {"start_deadline_ms": now_ms + start if start else None}
         )
+        if start:
+            effects.note_deadline(now_ms + start)
+        effects.changed_runs.add(item.run_id)
         watch_rows.extend(_cancel_watches(item, now_ms))
     tx.insert_rows(runs, run_rows)
     tx.insert_rows(queue, queue_rows)
+    effects.wake = effects.wake or bool(new)
     if watch_rows:
         tx.insert_waits(watch_rows)
         tx.add_wait_paths({(w["event_name"], w["match_path"] or "") for w in watch_rows})
@@ -66,13 +72,15 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int) -> list[str]:
 def _cancel_watches(item: NewRun, now_ms: int) -> list[dict[str, Any]]:
     rows = []
     for index, cancel in enumerate(item.spec.cancel_on):
-        match_value = None
+        match_path, match_value = cancel.match or None, None
         if cancel.match:
             value = event_value(item.event or {}, cancel.match)
             if value is MISSING:
                 # The run's event lacks the field: nothing can match it.
                 continue
             match_value = canonical(value)
+        elif indexed := equality_index(cancel.if_expression, item.event):
+            match_path, match_value = indexed
         rows.append(
             {
                 "run_id": item.run_id,
@@ -82,7 +90,7 @@ def _cancel_watches(item: NewRun, now_ms: int) -> list[dict[str, Any]]:
                 "created_at_ms": now_ms,
                 "until_ms": now_ms + cancel.timeout_ms if cancel.timeout_ms else NOT_DUE,
                 "event_name": cancel.event,
-                "match_path": cancel.match or None,
+                "match_path": match_path,
                 "match_value": match_value,
                 "expression": cancel.if_expression or None,
                 "trigger_event_pk": item.event_pk,

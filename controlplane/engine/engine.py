@@ -85,6 +85,10 @@ class Engine:
             store, clock, self.sessions, self.settings, self.routing, self.apply_effects
         )
         self._stopping = False
+        # Cancelled runs' executions a CancelRun waits to hear the worker confirm.
+        self._cancel_acks: dict[str, asyncio.Event] = {}
+        # How long a cancelled execution's running step may still report.
+        self._keep_cancelled_s = self.settings.lease_timeout_ms / 1000 * 4
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -132,10 +136,11 @@ class Engine:
         for run_id, holder in effects.cancelled:
             if holder is None:
                 continue
-            keep_s = self.settings.lease_timeout_ms / 1000 * 4
-            owner = self.sessions.untrack_cancelled(holder, keep_s)
+            owner = self.sessions.untrack_cancelled(holder, self._keep_cancelled_s)
             if owner is not None:
                 owner.sink.cancel(holder, run_id, "run cancelled", run_cancelled=True)
+            else:
+                self.cancel_acknowledged(holder)  # no worker to hear it
         if effects.deadline_ms is not None:
             self.dispatcher.note_deadline(effects.deadline_ms)
         if effects.wake or effects.cancelled:
@@ -188,6 +193,8 @@ class Engine:
         session.closed = True
         held = list(session.in_flight)
         self.sessions.remove(session)
+        for execution_id in session.cancelled:
+            self.cancel_acknowledged(execution_id)  # the stream is gone: so is it
         log.info("worker disconnected: session %s (%s)", session.id, reason)
         if not held:
             return
@@ -226,6 +233,7 @@ class Engine:
         log.info("worker draining: session %s", session.id)
 
     async def heartbeat(self, session: WorkerSession, execution_ids: list[str]) -> None:
+        session.prune_cancelled(self._keep_cancelled_s)
         unknown = [e for e in execution_ids if e not in session.in_flight]
         known = [e for e in execution_ids if e in session.in_flight]
         deadline = self.clock.now_ms() + self.settings.lease_timeout_ms
@@ -399,12 +407,42 @@ class Engine:
             raise InvalidArgument(f"invalid page token {token!r}") from None
 
     async def cancel_run(self, run_id: str, reason: str) -> RunSummary:
+        """Cancel the run; return once its worker (if it is running) confirmed
+        that it starts no further step."""
         now = self.clock.now_ms()
         summary, effects = await self.store.write(
             lambda tx: admin.cancel_run(tx, run_id, reason, now)
         )
-        self.apply_effects(effects)
+        await self._apply_cancellation(effects)
         return summary
+
+    async def _apply_cancellation(self, effects: Effects) -> None:
+        acks = {h: asyncio.Event() for _, h in effects.cancelled if h is not None}
+        self._cancel_acks.update(acks)
+        try:
+            self.apply_effects(effects)
+            if acks:
+                waiting = [asyncio.create_task(e.wait()) for e in acks.values()]
+                _, late = await asyncio.wait(
+                    waiting, timeout=self.settings.cancel_ack_timeout_ms / 1000
+                )
+                for task in late:
+                    task.cancel()
+                if late:
+                    log.warning(
+                        "%d worker(s) did not confirm a cancellation within %d ms",
+                        len(late),
+                        self.settings.cancel_ack_timeout_ms,
+                    )
+        finally:
+            for execution_id in acks:
+                self._cancel_acks.pop(execution_id, None)
+
+    def cancel_acknowledged(self, execution_id: str) -> None:
+        """The worker of a cancelled run's execution starts no further step."""
+        event = self._cancel_acks.get(execution_id)
+        if event is not None:
+            event.set()
 
     async def cancel_runs(
         self,
@@ -431,7 +469,7 @@ class Engine:
                     clock.now_ms(),
                 )
             )
-            self.apply_effects(effects)
+            await self._apply_cancellation(effects)
             total += count
             if count < admin.BULK_CHUNK:
                 return total
@@ -439,10 +477,10 @@ class Engine:
     async def replay_run(self, run_id: str, mode: ReplayMode) -> RunSummary:
         now = self.clock.now_ms()
         routing = self.routing
-        summary = await self.store.write(
+        summary, effects = await self.store.write(
             lambda tx: admin.replay_run(tx, run_id, mode, now, routing)
         )
-        self.dispatcher.wake()
+        self.apply_effects(effects)
         log.info("run %s replays run %s (%s)", summary.id, run_id, mode.value)
         return summary
 

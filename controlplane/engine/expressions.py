@@ -9,6 +9,7 @@ as JSON objects: ``event`` (the run's event) and, for waits and cancel_on,
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from controlplane.engine.models import StoredEvent
 
 EVENT_ONLY = frozenset({"event"})
 EVENT_AND_ASYNC = frozenset({"event", "async"})
+MAX_PATH_LENGTH = 256
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _EQUALITY = re.compile(
@@ -79,6 +81,10 @@ def _compile(source: str, allowed: frozenset[str], what: str) -> Expression:
 
 def check_path(path: str, what: str) -> str:
     """A dotted path such as ``data.user_id``."""
+    if len(path) > MAX_PATH_LENGTH:
+        raise InvalidArgument(
+            f"{what}: the match path is {len(path)} characters long; the limit is {MAX_PATH_LENGTH}"
+        )
     if not _PATH.match(path):
         raise InvalidArgument(
             f"{what}: invalid match path {path!r}: use a dotted path such as 'data.user_id'"
@@ -107,11 +113,32 @@ def event_object(event: StoredEvent) -> dict[str, Any]:
     }
 
 
+# Index keys longer than this are stored as their digest (a B-tree entry has a
+# size limit, and a key column a length).
+MAX_KEY_LENGTH = 200
+
+
+def bounded_key(text: str) -> str:
+    """``text``, or ``sha256:<hex>`` of it when it is longer than MAX_KEY_LENGTH."""
+    if len(text) <= MAX_KEY_LENGTH:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def canonical(value: Any) -> str:
-    """A value as the index stores it: 1 and 1.0 are the same key."""
+    """A value as the index stores it: 1 and 1.0 are the same key, at any depth;
+    long values by their digest."""
+    return bounded_key(json.dumps(_whole_numbers(value), sort_keys=True, separators=(",", ":")))
+
+
+def _whole_numbers(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return int(value)
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    return value
 
 
 def indexable_equality(source: str) -> tuple[str, str] | None:
@@ -119,7 +146,8 @@ def indexable_equality(source: str) -> tuple[str, str] | None:
     comparisons one of which is ``async.X == event.Y`` (either way round), so
     that waits can be found by value instead of evaluated one by one.
     Conservative: anything more complex returns None."""
-    if any(c in source for c in "()|'\"!"):
+    # Only && may join the clauses: || and ?: bind more loosely than it.
+    if any(c in source for c in "()|?'\"!"):
         return None
     for conjunct in source.split("&&"):
         match = _EQUALITY.match(conjunct)
@@ -129,3 +157,16 @@ def indexable_equality(source: str) -> tuple[str, str] | None:
         if {left_var, right_var} == {"async", "event"}:
             return (left_path, right_path) if left_var == "async" else (right_path, left_path)
     return None
+
+
+def equality_index(if_expression: str, trigger: dict[str, Any] | None) -> tuple[str, str] | None:
+    """For a wait or watch without ``match``: the (path on the incoming event,
+    canonical value) that an ``async.X == event.Y`` clause of its expression
+    requires, so that it is indexed like a match; None when there is none."""
+    pair = indexable_equality(if_expression) if if_expression else None
+    if pair is None or trigger is None or len(pair[0]) > MAX_PATH_LENGTH:
+        return None
+    value = event_value(trigger, pair[1])
+    if value is MISSING:
+        return None
+    return pair[0], canonical(value)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.engine import admin
-from controlplane.engine.creation import NewRun, Routing, create_runs
+from controlplane.engine.creation import CANCEL_WAIT, NewRun, Routing, create_runs
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import (
     EVENT_ONLY,
     MISSING,
+    bounded_key,
+    canonical,
     compile_expression,
     event_object,
 )
@@ -115,8 +117,9 @@ def resolve_waits(
         return
     planner = WaitPlanner(tx, now_ms, routing, effects)
     cancelled: set[str] = set()
-    for wait in matched:
-        if wait.kind == "cancel":
+    # Cancellations first: a run this event cancels does not resume.
+    for wait in sorted(matched, key=lambda w: w.kind != CANCEL_WAIT):
+        if wait.kind == CANCEL_WAIT:
             if wait.run_id in cancelled:
                 continue
             cancelled.add(wait.run_id)
@@ -168,13 +171,17 @@ class _RunStarter:
         value = expression.evaluate({"event": obj})
         if value is MISSING or value is None:
             return True  # no key: the run proceeds
-        key = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        # A number and the string of its digits are one key; so are 42 and 42.0.
+        shown = value if isinstance(value, str) else canonical(value)
+        key = bounded_key(shown)
         slot = (spec.app_id, spec.id, key)
         holder = self.keys.get(slot) or self.tx.active_idempotency_key(
             spec.app_id, spec.id, key, self.now
         )
         if holder is not None:
-            reason = f"idempotency key {key!r} already used by run {holder} in the last 24 hours"
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            reason = f"idempotency key {shown!r} already used by run {holder} in the last 24 hours"
             result.skipped.append(SkippedRun(spec.app_id, spec.id, reason, holder))
             self.skips.append(
                 {
@@ -207,13 +214,9 @@ class _RunStarter:
 
     def flush(self) -> None:
         if self.pending:
-            create_runs(self.tx, self.pending, self.now)
+            create_runs(self.tx, self.pending, self.now, self.effects)
             for new, result in self.pending_results:
                 result.run_ids.append(new.run_id)
-                self.effects.changed_runs.add(new.run_id)
-                if new.spec.timeouts.start_ms:
-                    self.effects.note_deadline(self.now + new.spec.timeouts.start_ms)
-            self.effects.wake = True
         self.tx.claim_idempotency_keys(self.key_rows)
         self.tx.insert_rows(event_skips, self.skips)
         self.pending, self.pending_results, self.key_rows, self.skips = [], [], [], []

@@ -174,10 +174,9 @@ def apply_outcomes(
                 state is not None
                 and isinstance(body, StepCompleted)
                 and state.cancelled_execution_id == outcome.execution_id
-                and body.started_at_ms <= (state.ended_at_ms or 0)
             ):
-                # A step that was running when the run was cancelled: its result
-                # is recorded. A step started later is refused.
+                # A step that was running when the worker heard of the
+                # cancellation (it starts none after): its result is recorded.
                 _step_completed(batch, state, body, attempts)
                 continue
             finished = state is None or RunStatus(state.status).is_terminal

@@ -64,9 +64,14 @@ class WorkerSession:
     closed: bool = False
 
     def remember_cancelled(self, execution_id: str, info: InFlight, keep_s: float) -> None:
-        now = time.monotonic()
-        self.cancelled = {e: v for e, v in self.cancelled.items() if now - v[1] < keep_s}
-        self.cancelled[execution_id] = (info, now)
+        self.prune_cancelled(keep_s)
+        self.cancelled[execution_id] = (info, time.monotonic())
+
+    def prune_cancelled(self, keep_s: float) -> None:
+        """Forget cancelled executions older than ``keep_s`` seconds."""
+        if self.cancelled:
+            now = time.monotonic()
+            self.cancelled = {e: v for e, v in self.cancelled.items() if now - v[1] < keep_s}
 
     @property
     def free(self) -> int:

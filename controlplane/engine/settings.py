@@ -26,6 +26,9 @@ class EngineSettings:
     limits: Limits = Limits()
     heartbeat_interval_ms: int = 3_000
     lease_timeout_ms: int = 15_000
+    # How long CancelRun waits for the cancelled execution's worker to confirm
+    # (CancelAck) that it starts no further step.
+    cancel_ack_timeout_ms: int = 5_000
     # Events with the same id within this window are one event.
     dedupe_window_ms: int = 24 * 3600 * 1000
     # Most executions leased in one claim, whatever the free capacity.

@@ -27,6 +27,8 @@ from controlplane.engine.settings import Limits, format_bytes
 
 PROTOCOL_VERSION = 1
 RESERVED_EVENT_PREFIX = "tether/"
+# The event an invoked run starts with; only that run receives it.
+INVOKED_EVENT = "tether/function.invoked"
 MAX_NAME_LENGTH = 256
 MAX_EVENT_ID_LENGTH = 256
 MAX_APP_ID_LENGTH = 128
@@ -46,6 +48,19 @@ def event_name_problem(name: str) -> str | None:
     if _WHITESPACE.search(name) or not name.isprintable():
         return f"the name {name!r} contains whitespace or control characters"
     return None
+
+
+def exact_event_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be waited for (a wait or cancel_on), or None."""
+    problem = event_name_problem(name)
+    if problem is None and "*" in name:
+        problem = (
+            f"{name!r} has a wildcard; only triggers match names by prefix, "
+            "waits need the exact name"
+        )
+    if problem is None and name == INVOKED_EVENT:
+        problem = f"{INVOKED_EVENT} goes only to the invoked run; it cannot be waited for"
+    return problem
 
 
 def validate_events(events: list[EventInput], limits: Limits) -> None:
@@ -169,7 +184,7 @@ def _check_options(spec: FunctionSpec) -> None:
             raise InvalidArgument("cron triggers are not supported by this control plane yet")
     for cancel in spec.cancel_on:
         what = f"cancel_on {cancel.event!r}"
-        problem = event_name_problem(cancel.event)
+        problem = exact_event_name_problem(cancel.event)
         if problem:
             raise InvalidArgument(f"cancel_on: {problem}")
         if cancel.match:

@@ -28,6 +28,7 @@ from controlplane.engine.expressions import (
     canonical,
     check_path,
     compile_expression,
+    equality_index,
     event_object,
     event_value,
 )
@@ -44,12 +45,10 @@ from controlplane.engine.models import (
     StepStatus,
     StoredEvent,
 )
-from controlplane.engine.validation import event_name_problem
+from controlplane.engine.validation import INVOKED_EVENT, exact_event_name_problem
 from controlplane.store import codec
 from controlplane.store.schema import events, history
 from controlplane.store.tx import NOT_DUE, RunState, WriteTx
-
-INVOKED_EVENT = "tether/function.invoked"
 
 
 @dataclass(slots=True)
@@ -78,7 +77,15 @@ class WaitPlanner:
 
     def plan(self, state: RunState, waits: list[PlannedWait]) -> None:
         rows: list[dict[str, Any]] = []
+        # An execution may suspend on a wait an earlier one planned (keep that
+        # one: its child, its timeout), or on one that resolved while it ran:
+        # then its result is there for the next execution, due now.
+        pending, settled = self.tx.pending_and_settled(state.run_id, [w.step_id for w in waits])
+        if settled:
+            self.due_now.add(state.run_id)
         for wait in waits:
+            if wait.step_id in pending or wait.step_id in settled:
+                continue
             if isinstance(wait, PlannedSleep):
                 rows.append(
                     self._row(
@@ -168,16 +175,14 @@ class WaitPlanner:
     # -- waiting for an event ----------------------------------------------------
 
     def _event_wait(self, state: RunState, wait: PlannedEventWait) -> dict[str, Any] | None:
-        if self.tx.wait_exists(state.run_id, wait.step_id):
-            return None  # planned by an earlier execution: keep that one
         what = f"wait {wait.name!r}"
         try:
-            problem = event_name_problem(wait.event)
+            problem = exact_event_name_problem(wait.event)
             if problem:
                 raise InvalidArgument(f"{what}: {problem}")
             if wait.if_expression:
                 compile_expression(wait.if_expression, EVENT_AND_ASYNC, what)
-            match_value = None
+            match_path, match_value = wait.match or None, None
             trigger = self._trigger(state)
             if wait.match:
                 check_path(wait.match, what)
@@ -187,6 +192,8 @@ class WaitPlanner:
                         f"{what}: the run's event has no {wait.match} to match on"
                     )
                 match_value = canonical(value)
+            elif indexed := equality_index(wait.if_expression, trigger):
+                match_path, match_value = indexed
         except InvalidArgument as error:
             self.fail_step(
                 state,
@@ -204,7 +211,7 @@ class WaitPlanner:
             wait.timeout_until_ms or NOT_DUE,
             wait.started_at_ms,
             event_name=wait.event,
-            match_path=wait.match or None,
+            match_path=match_path,
             match_value=match_value,
             expression=wait.if_expression or None,
             trigger_event_pk=state.event_pk,
@@ -220,9 +227,11 @@ class WaitPlanner:
                 message=f"waiting for {wait.event}",
             )
         )
-        # Events that arrived since the function reached the wait count.
+        # Events that arrived since the function reached the wait, and before
+        # its timeout, count.
         since = wait.started_at_ms or self.now
-        for _pk, event in self.tx.events_named_since(wait.event, since):
+        before = wait.timeout_until_ms or NOT_DUE
+        for _pk, event in self.tx.events_named_between(wait.event, since, before):
             if wait_matches(row, event_object(event), trigger):
                 self.resolve_with_event(row, event)
                 return None
@@ -264,8 +273,6 @@ class WaitPlanner:
     # -- invoking a function ------------------------------------------------------
 
     def _invoke(self, state: RunState, wait: PlannedInvoke) -> dict[str, Any] | None:
-        if self.tx.wait_exists(state.run_id, wait.step_id):
-            return None  # the child was started by an earlier execution
         key = FunctionKey(wait.app_id or state.app_id, wait.function_id)
         spec = self.routing.spec_of(key)
         if spec is None:
@@ -322,8 +329,8 @@ class WaitPlanner:
                 )
             ],
             self.now,
+            self.effects,
         )
-        self.effects.wake = True
         self.effects.changed_runs.add(child)
         self.history.append(
             codec.history_row(
@@ -469,10 +476,11 @@ def finish_child(
             row["output"] = output if output is not None else "null"
             message = f"run {child.run_id} completed"
         else:
+            how = _CHILD_ENDINGS.get(error.name, "failed")
             failure = ErrorData(
                 "InvokeError",
-                f"invoked function {child.function_id!r} (run {child.run_id}) "
-                f"{'was cancelled' if error.name == 'Cancelled' else 'failed'}: {error.message}",
+                f"invoked function {child.function_id!r} (run {child.run_id}) {how}: "
+                f"{error.message}",
             )
             row |= {"status": StepStatus.FAILED.value, "error": codec.encode_error(failure)}
             message = f"run {child.run_id} did not complete"
@@ -495,6 +503,11 @@ def finish_child(
         effects.changed_runs.add(w.run_id)
         effects.wake = True
     return effects
+
+
+# How a child that did not complete ended, by its error's name (see admin and
+# timeouts); anything else failed.
+_CHILD_ENDINGS = {"Cancelled": "was cancelled", "Timeout": "was cancelled by its timeout"}
 
 
 def is_cancel_watch(row: Any) -> bool:

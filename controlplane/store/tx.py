@@ -20,6 +20,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal,
     or_,
     select,
     tuple_,
@@ -544,12 +545,18 @@ class WriteTx(ReadTx):
             query = query.where(waits.c.match_path.is_(None))
         return list(self.conn.execute(query))
 
-    def events_named_since(self, name: str, since_ms: int) -> list[tuple[str, StoredEvent]]:
-        """(pk, event) of events with this name received at or after ``since_ms``,
-        oldest first."""
+    def events_named_between(
+        self, name: str, since_ms: int, before_ms: int
+    ) -> list[tuple[str, StoredEvent]]:
+        """(pk, event) of events with this name received at or after ``since_ms``
+        and before ``before_ms``, oldest first."""
         rows = self.conn.execute(
             select(events)
-            .where(events.c.name == name, events.c.received_at_ms >= since_ms)
+            .where(
+                events.c.name == name,
+                events.c.received_at_ms >= since_ms,
+                events.c.received_at_ms < before_ms,
+            )
             .order_by(events.c.received_at_ms, events.c.pk)
         )
         return [(r.pk, codec.event_from_row(r)) for r in rows]
@@ -557,11 +564,23 @@ class WriteTx(ReadTx):
     def waits_for_child(self, child_run_id: str) -> list[Any]:
         return list(self.conn.execute(select(waits).where(waits.c.child_run_id == child_run_id)))
 
-    def wait_exists(self, run_id: str, step_id: str) -> bool:
-        row = self.conn.execute(
-            select(waits.c.run_id).where(waits.c.run_id == run_id, waits.c.step_id == step_id)
-        ).first()
-        return row is not None
+    def pending_and_settled(
+        self, run_id: str, step_ids: Sequence[str]
+    ) -> tuple[set[str], set[str]]:
+        """Of ``step_ids``: those the run already waits on, and those that
+        already have their final result."""
+        if not step_ids:
+            return set(), set()
+        waiting = select(waits.c.step_id, literal(True).label("pending")).where(
+            waits.c.run_id == run_id, waits.c.step_id.in_(step_ids)
+        )
+        settled = select(steps.c.step_id, literal(False).label("pending")).where(
+            steps.c.run_id == run_id,
+            steps.c.step_id.in_(step_ids),
+            steps.c.status.in_([StepStatus.COMPLETED.value, StepStatus.FAILED.value]),
+        )
+        rows = list(self.conn.execute(waiting.union_all(settled)))
+        return {r.step_id for r in rows if r.pending}, {r.step_id for r in rows if not r.pending}
 
     def active_idempotency_key(
         self, app_id: str, function_id: str, key: str, now_ms: int

@@ -257,6 +257,11 @@ class Worker:
                 self._cancel(
                     cancel.execution_id, cancel.reason, let_step_finish=cancel.run_cancelled
                 )
+                if cancel.run_cancelled:
+                    # Nothing of it starts from here on; the control plane waits for this.
+                    ack = ws.CancelAck(execution_id=cancel.execution_id)
+                    self._control.append(ws.WorkerFrame(cancel_ack=ack))
+                    self._wake_sender.set()
             elif kind == "rejected":
                 raise WorkerRejectedError(frame.rejected.reason)
 

@@ -18,7 +18,7 @@ import pytest_asyncio
 from tests.conftest import database_params
 from tests.support.databases import fresh_database
 from tests.support.waiting import wait_until_async
-from tether import Context, RunStatus, StepError, Tether, event
+from tether import Context, Run, RunStatus, StepError, Tether, event
 from tether.testing import TestEnvironment
 
 app = Tether(app_id="coordination")
@@ -80,7 +80,7 @@ async def bad_wait(ctx: Context) -> str:
     try:
         await ctx.step.wait_for_event(
             "bad",
-            event="x/y",
+            event=ctx.event.data.get("event", "x/y"),
             if_=ctx.event.data["if"],
             match=ctx.event.data.get("match"),
             timeout="1h",
@@ -132,6 +132,34 @@ async def orchestrator(ctx: Context) -> dict[str, Any]:
         "bill", function="billing/charge", data={"amount": 5}
     )
     return outcomes
+
+
+async def _gated(key: str, label: str, run_id: str) -> str:
+    ran.append((run_id, f"{label}-start"))
+    await gates[key].wait()
+    return label
+
+
+@app.function(id="gated-child", trigger=[])
+async def gated_child(ctx: Context) -> str:
+    key = ctx.event.data["key"]
+    return await ctx.step.run("work", _gated, f"{key}-child", "child", ctx.run_id)
+
+
+@app.function(id="overlapping-parent", trigger="overlap/go")
+async def overlapping_parent(ctx: Context) -> list[Any]:
+    key = ctx.event.data["key"]
+
+    async def call() -> Any:
+        result = await ctx.step.invoke("call", function=gated_child, data={"key": key})
+        await ctx.step.run("after-call", lambda: ran.append((ctx.run_id, "after-call")))
+        return result
+
+    async def nap_then_work() -> Any:
+        await ctx.step.sleep("nap", "1s")
+        return await ctx.step.run("long", _gated, f"{key}-parent", "long", ctx.run_id)
+
+    return list(await asyncio.gather(call(), nap_then_work(), ctx.step.sleep("day", "1d")))
 
 
 # -- sending events ------------------------------------------------------------------------
@@ -329,6 +357,23 @@ async def test_an_event_that_arrives_before_the_suspension_is_stored_still_count
     assert run.output == {"key": key, "n": 1}
 
 
+async def test_an_event_after_the_timeout_does_not_count_before_the_suspension_either(
+    env: TestEnvironment,
+) -> None:
+    key = f"race-{next(keys)}"
+    gates[key] = asyncio.Event()
+    async with env.hold_clock():
+        run_id = await _start("race/start", {"key": key})
+        await wait_until_async(lambda: _ran(run_id, "slow-start"), what="the slow step")
+        await env.advance("2h")  # the wait's 1 h timeout passes while "slow" runs
+        await app.send({"name": "race/ping", "data": {"key": key, "n": 2}})
+        gates[key].set()
+        run = await app.runs.wait(run_id, timeout=10)
+
+    assert run.status is RunStatus.COMPLETED
+    assert run.output is None, "an event received after the wait's timeout was returned"
+
+
 async def test_an_event_sent_before_the_wait_was_reached_does_not_count(
     env: TestEnvironment,
 ) -> None:
@@ -346,6 +391,11 @@ async def test_an_event_sent_before_the_wait_was_reached_does_not_count(
         ({"if": "asink.data.x == 1"}, "unknown variable 'asink'"),
         ({"if": "true", "match": "data..x"}, "invalid match path 'data..x'"),
         ({"if": "true", "match": "data.absent"}, "the run's event has no data.absent to match on"),
+        ({"if": "true", "event": "x/*"}, "'x/*' has a wildcard; only triggers match names"),
+        (
+            {"if": "true", "event": "tether/function.invoked"},
+            "tether/function.invoked goes only to the invoked run",
+        ),
     ],
 )
 async def test_a_bad_wait_fails_its_step_clearly(
@@ -438,6 +488,32 @@ async def test_invoke_returns_the_childs_output_and_links_the_runs(env: TestEnvi
     assert attempts["fragile-child"] == 2, "the child runs its own retries (retries=1), once"
 
 
+async def test_a_child_that_finishes_while_its_parent_runs_is_not_invoked_again(
+    env: TestEnvironment,
+) -> None:
+    key = f"overlap-{next(keys)}"
+    gates[f"{key}-child"], gates[f"{key}-parent"] = asyncio.Event(), asyncio.Event()
+    async with env.hold_clock():
+        run_id = await _start("overlap/go", {"key": key})
+        await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
+        await env.advance("2s")  # the nap ends: a second execution runs "long"...
+        await wait_until_async(lambda: _ran(run_id, "long-start"), what="the long step")
+        gates[f"{key}-child"].set()  # ...while the child finishes
+        [child] = await _children(run_id, "gated-child")
+        await app.runs.wait(child.id, timeout=20)
+        gates[f"{key}-parent"].set()
+        # The child's result wakes the parent at once, not when "day" ends.
+        await wait_until_async(lambda: _ran(run_id, "after-call"), what="the parent to go on")
+
+    run = await app.runs.wait(run_id, timeout=20)
+
+    assert run.status is RunStatus.COMPLETED, run.error
+    assert run.output == ["child", "long", None]
+    children = await _children(run_id, "gated-child")
+    assert [c.id for c in children] == [child.id], "the child was invoked twice"
+    assert [h.kind for h in run.history].count("invoke.started") == 1
+
+
 # -- 4. send_event ---------------------------------------------------------------------------------
 
 
@@ -515,6 +591,30 @@ async def test_idempotency_allows_one_run_per_key_per_day(env: TestEnvironment) 
     assert len(next_day.run_ids) == 1, "the key did not expire after 24 hours"
 
 
+async def test_long_keys_and_values_are_indexed_by_their_digest(env: TestEnvironment) -> None:
+    # Longer than any index entry may be: stored as digests, shown shortened.
+    order = f"{next(keys)}-" + "k" * 3000
+    [first] = await app.send({"name": "pay/requested", "data": {"order_id": order}})
+    [second] = await app.send({"name": "pay/requested", "data": {"order_id": order}})
+    [similar] = await app.send({"name": "pay/requested", "data": {"order_id": order + "!"}})
+
+    assert len(first.run_ids) == 1
+    [skipped] = second.skipped
+    assert skipped.existing_run_id == first.run_ids[0]
+    assert f"idempotency key '{order[:77]}...' already used" in skipped.reason
+    assert len(similar.run_ids) == 1
+
+    async with env.hold_clock():
+        run_id = await _start("shop/order.placed", {"order_id": order})
+        await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
+        await app.send({"name": "shop/order.approved", "data": {"order_id": order + "!"}})
+        [approval] = await app.send(
+            {"name": "shop/order.approved", "data": {"order_id": order, "by": "ann"}}
+        )
+    assert approval.resumed_run_ids == [run_id]
+    assert (await app.runs.wait(run_id, timeout=10)).output["by"] == "ann"
+
+
 # -- 8. failures and timeouts ----------------------------------------------------------------------
 
 
@@ -564,6 +664,11 @@ async def test_a_run_that_waits_too_long_to_start_is_cancelled(env: TestEnvironm
     assert run.error is not None
     assert run.error.message == "timed out: did not start within 5m (timeouts.start)"
     assert run.started_at is None
+
+
+async def _children(run_id: str, function_id: str) -> list[Run]:
+    runs = (await app.runs.list(function_id=function_id, limit=1000)).runs
+    return [r for r in runs if r.parent_run_id == run_id]
 
 
 async def _ran(run_id: str, what: str) -> bool:

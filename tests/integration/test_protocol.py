@@ -380,3 +380,33 @@ async def test_an_output_over_the_limit_fails_its_step(worker: RawWorker, admin:
     assert memo.WhichOneof("result") == "error"
     assert memo.error.name == "LimitExceeded"
     assert "'download' output is 5.0 MiB; the limit is 4 MiB per step" in memo.error.message
+
+
+async def test_a_cancelled_runs_worker_confirms_and_its_running_step_is_recorded(
+    worker: RawWorker, admin: Admin
+) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    execute = await _execute(worker)
+
+    cancelling = asyncio.create_task(
+        asyncio.to_thread(
+            admin.runs.CancelRun, rs.CancelRunRequest(run_id=run_id, reason="no longer needed")
+        )
+    )
+    cancel = await worker.receive_kind("cancel")
+    assert cancel.cancel.execution_id == execute.execution_id
+    assert cancel.cancel.run_cancelled
+    await asyncio.sleep(0)
+    assert not cancelling.done(), "CancelRun returned before the worker confirmed"
+    await worker.send(ws.WorkerFrame(cancel_ack=ws.CancelAck(execution_id=execute.execution_id)))
+    cancelled = await cancelling
+    assert cancelled.run.status == common_pb2.RUN_STATUS_CANCELLED
+
+    # The step that was running when the worker heard reports; it is recorded.
+    await worker.send(outcomes(_completed(1, execute, "in-flight", "finished")))
+    acks = await worker.receive_kind("acks")
+    assert list(acks.acks.refused) == []
+    steps = admin.get(run_id).steps
+    assert [(s.name, s.status) for s in steps] == [("in-flight", rs.STEP_STATUS_COMPLETED)]
+    assert admin.status(run_id) == common_pb2.RUN_STATUS_CANCELLED

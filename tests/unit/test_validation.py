@@ -8,6 +8,7 @@ import pytest
 
 from controlplane.engine.errors import InvalidArgument, LimitExceeded, WorkerRejected
 from controlplane.engine.models import (
+    CancelOn,
     CronTrigger,
     EventInput,
     EventTrigger,
@@ -321,4 +322,14 @@ def test_cron_triggers_are_not_supported_yet() -> None:
     assert rejection(hello(functions=[spec(triggers=triggers)])) == (
         "invalid_function",
         "function 'onboarding-flow': cron triggers are not supported by this control plane yet",
+    )
+
+
+def test_cancel_on_needs_an_exact_event_name() -> None:
+    watch = CancelOn(event="app/order.*", match="data.order_id")
+
+    assert rejection(hello(functions=[spec(cancel_on=(watch,))])) == (
+        "invalid_function",
+        "function 'onboarding-flow': cancel_on: 'app/order.*' has a wildcard; only triggers "
+        "match names by prefix, waits need the exact name",
     )

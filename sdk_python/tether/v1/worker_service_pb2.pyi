@@ -97,6 +97,7 @@ class WorkerFrame(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     DRAIN_FIELD_NUMBER: _builtins.int
+    CANCEL_ACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello:
         """The first frame: who the worker is and what it serves."""
@@ -113,6 +114,10 @@ class WorkerFrame(_message.Message):
     def drain(self) -> Global___Drain:
         """The worker is stopping: send no more work."""
 
+    @_builtins.property
+    def cancel_ack(self) -> Global___CancelAck:
+        """The worker heard a `Cancel` for a cancelled run's execution."""
+
     def __init__(
         self,
         *,
@@ -120,12 +125,13 @@ class WorkerFrame(_message.Message):
         outcomes: Global___Outcomes | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         drain: Global___Drain | None = ...,
+        cancel_ack: Global___CancelAck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "outcomes", b"outcomes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancel_ack", b"cancel_ack", "drain", b"drain", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "outcomes", b"outcomes"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drain", b"drain", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "outcomes", b"outcomes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_ack", b"cancel_ack", "drain", b"drain", "frame", b"frame", "heartbeat", b"heartbeat", "hello", b"hello", "outcomes", b"outcomes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "outcomes", "heartbeat", "drain"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["hello", "outcomes", "heartbeat", "drain", "cancel_ack"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -518,7 +524,8 @@ class Cancel(_message.Message):
     """Ask the worker to stop an execution (the run was cancelled, or the lease was
     lost). The worker starts no further step for it and sends no terminal outcome.
     When the run was cancelled, a step running now finishes and its StepCompleted
-    is still recorded; when the lease was lost, its result would be refused.
+    is still recorded, and the worker answers with `CancelAck`; when the lease was
+    lost, its result would be refused.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -552,6 +559,34 @@ class Cancel(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Cancel: _TypeAlias = Cancel  # noqa: Y015
+
+@_typing.final
+class CancelAck(_message.Message):
+    """The worker's answer to a `Cancel` with `run_cancelled`: from now on it starts
+    no further step of that execution. The results of steps already running
+    follow in `Outcomes` (and are recorded); then the execution ends without a
+    terminal outcome. CancelRun returns once the execution's worker sent this (or
+    its stream ended, or a few seconds passed), so that once it returns no further
+    step starts. Sent for unknown executions too.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """The execution from the `Cancel`."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAck: _TypeAlias = CancelAck  # noqa: Y015
 
 @_typing.final
 class Outcomes(_message.Message):
@@ -759,8 +794,10 @@ Global___StepFailed: _TypeAlias = StepFailed  # noqa: Y015
 
 @_typing.final
 class Suspended(_message.Message):
-    """Terminal: the execution cannot go on. The run resumes when every planned wait
-    resolved or when a failed step's retry is due, whichever comes first.
+    """Terminal: the execution cannot go on. The run executes again as soon as any
+    one of its waits resolves (a sleep ends, an event matches, a wait times out, a
+    child run ends) or a failed step's retry is due; the waits still pending stay
+    planned.
     `waits` may be empty when the execution stopped only because steps failed.
     """
 
