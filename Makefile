@@ -63,7 +63,8 @@ proto-check: $(STAMP)
 		echo "generated code is stale: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; \
 	fi
 
-## bench: durable steps/s and latency on SQLite and PostgreSQL, next to DBOS
+## bench: durable steps/s and latency on SQLite and PostgreSQL, next to DBOS, and event
+## ingestion with runs waiting for events
 ## (narrow it with e.g. BENCH_ARGS="--backends sqlite --skip-dbos"; see docs/performance.md)
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml $(CONSTRAINTS) requirements/bench.txt

@@ -77,6 +77,8 @@ def start_control_plane(
 ) -> tuple[Process, int]:
     """``tether server`` on a port chosen by the OS; returns it and its port."""
     ready = workdir / "control-plane.ready.json"
+    # A file left by an earlier run in the same directory names a dead port.
+    ready.unlink(missing_ok=True)
     process = Process(
         "control plane",
         [

@@ -1,11 +1,17 @@
 """``python -m bench.run``: durable steps per second and latency of Tether on
-SQLite and PostgreSQL, next to DBOS 3.4 running the same workload.
+SQLite and PostgreSQL, next to DBOS 3.4 running the same workload; and Tether's
+event ingestion with many runs waiting for events.
 
-The workload: N runs started at once, each running K trivial steps in a row
-(defaults: 200 runs x 10 steps). Tether runs it through a real control-plane
+The steps scenario: N runs started at once, each running K trivial steps in a
+row (defaults: 200 runs x 10 steps). Tether runs it through a real control-plane
 process and a real worker process; DBOS runs it in-process. Each system does a
 warm-up round, then several measured rounds; the report shows the median of the
 rounds and their spread.
+
+The waits scenario: for each number of pending waits (default 0, 1, 1,000 and
+10,000 runs suspended in ``wait_for_event``), events/s the control plane takes
+for events nothing waits for, and how fast it resumes and completes the runs
+that matching events resolve (see bench/waits_workload.py).
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from typing import Any
 
 from bench.databases import postgres_base_url, redact
 from bench.dbos_workload import MODES, measure_dbos
-from bench.stats import Measurement, Spread
-from bench.tether_workload import ProfileHook, measure_tether
+from bench.stats import Measurement, Spread, columns
+from bench.tether_workload import MAX_EVENTS_PER_SEND, ProfileHook, measure_tether
+from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
+from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
+SCENARIOS = ("all", "steps", "waits")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -38,10 +47,57 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="all",
+        help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
+        "waits pending (Tether); all: both (default)",
+    )
     parser.add_argument("--runs", type=_positive, default=200, help="concurrent runs (N)")
     parser.add_argument("--steps", type=_positive, default=10, help="steps per run (K)")
-    parser.add_argument("--rounds", type=_positive, default=3, help="measured rounds")
-    parser.add_argument("--warmup", type=_not_negative, default=1, help="warm-up rounds")
+    parser.add_argument(
+        "--rounds", type=_positive, default=3, help="measured rounds (steps scenario)"
+    )
+    parser.add_argument(
+        "--warmup", type=_not_negative, default=1, help="warm-up rounds (both scenarios)"
+    )
+    parser.add_argument(
+        "--waits-pending",
+        type=_counts,
+        default=[0, 1, 1000, 10000],
+        metavar="LIST",
+        help="waits scenario: comma-separated numbers of pending waits, each measured "
+        "on a fresh database (default: 0,1,1000,10000)",
+    )
+    parser.add_argument(
+        "--waits-rounds",
+        type=_positive,
+        default=5,
+        metavar="R",
+        help="waits scenario: measured ingestion rounds of each kind (default 5)",
+    )
+    parser.add_argument(
+        "--waits-events",
+        type=_positive,
+        default=2000,
+        metavar="M",
+        help="waits scenario: events of each kind per ingestion round (default 2000)",
+    )
+    parser.add_argument(
+        "--waits-batch",
+        type=_batch,
+        default=100,
+        metavar="B",
+        help="waits scenario: events per Send call (default 100)",
+    )
+    parser.add_argument(
+        "--waits-resolve",
+        type=_not_negative,
+        default=1000,
+        metavar="K",
+        help="waits scenario: pending waits resolved by matching events (default 1000)",
+    )
     parser.add_argument(
         "--backends",
         type=_backends,
@@ -87,6 +143,23 @@ def _not_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
     return value
+
+
+def _batch(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_EVENTS_PER_SEND:
+        raise argparse.ArgumentTypeError(f"at most {MAX_EVENTS_PER_SEND} events per Send")
+    return value
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = [_not_negative(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated counts, not {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one count")
+    return sorted(set(values))
 
 
 def _backends(text: str) -> list[str]:
@@ -218,22 +291,7 @@ def table(measurements: Sequence[Measurement]) -> str:
                 _cpu(m),
             )
         )
-    return _columns(rows, skip_width={i for i, row in enumerate(rows) if row[3:] == ("", "", "")})
-
-
-def _columns(rows: Sequence[tuple[str, ...]], skip_width: set[int] | None = None) -> str:
-    """Left-aligned columns under a ruled header; rows in ``skip_width`` (long
-    failure messages) do not widen the columns."""
-    skip = skip_width or set()
-    measured = [row for index, row in enumerate(rows) if index not in skip]
-    widths = [max(len(row[i]) for row in measured) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return columns(rows, skip_width={i for i, row in enumerate(rows) if row[3:] == ("", "", "")})
 
 
 def ratios(measurements: Sequence[Measurement]) -> dict[str, dict[str, float]]:
@@ -280,19 +338,26 @@ def side_by_side(measurements: Sequence[Measurement], found: dict[str, dict[str,
                 f"{ratio['run_latency_p50_dbos_over_tether']:.1f}x",
             )
         )
-    return _columns(rows)
+    return columns(rows)
 
 
-def report(args: argparse.Namespace, env: dict[str, Any], measurements: list[Measurement]) -> str:
-    lines = [
+def _header(args: argparse.Namespace, env: dict[str, Any]) -> list[str]:
+    return [
         "",
-        f"{args.runs} concurrent runs x {args.steps} steps; {args.rounds} measured round(s) "
-        f"after {args.warmup} warm-up; median of the rounds, [min-max] across them",
         f"machine: {env['cpus']} CPU(s), {env['cpu_model']}, Python {env['python']}, "
         f"SQLite {env['sqlite']}"
         + (f", PostgreSQL {env['postgres']}" if "postgres" in env else ""),
         f"load average (1/5/15 min) before: {_loads(env.get('load_average_before'))}, "
         f"after: {_loads(env.get('load_average_after'))}",
+    ]
+
+
+def report(args: argparse.Namespace, env: dict[str, Any], measurements: list[Measurement]) -> str:
+    """The steps scenario."""
+    lines = [
+        "",
+        f"{args.runs} concurrent runs x {args.steps} steps; {args.rounds} measured round(s) "
+        f"after {args.warmup} warm-up; median of the rounds, [min-max] across them",
         "",
         table(measurements),
         "",
@@ -319,28 +384,84 @@ def report(args: argparse.Namespace, env: dict[str, Any], measurements: list[Mea
     return "\n".join(lines)
 
 
+def waits_report(args: argparse.Namespace, measurements: list[WaitsMeasurement]) -> str:
+    """The waits scenario."""
+    return "\n".join(
+        [
+            "",
+            "Event ingestion with runs waiting for events (wait_for_event, match=data.key): "
+            f"{args.waits_events:,} events of each kind per round in Sends of "
+            f"{args.waits_batch}, {args.waits_rounds} measured round(s) of each kind after "
+            f"{args.warmup} warm-up; median [min-max] of the rounds "
+            "(and its change from 0 pending waits)",
+            "",
+            waits_table(measurements),
+            "",
+            "start to waiting: sending the start events until every run is suspended "
+            "(not counted); unrelated: events no function or wait concerns; non-matching: "
+            "bench/wait.done events whose data.key no wait has; resolve: matching events "
+            "sent until the runs they resumed completed",
+        ]
+    )
+
+
 def _progress(measurement: Measurement) -> None:
     label = f"{measurement.system} on {measurement.backend}"
     if measurement.error:
         print(f"  {label}: failed: {measurement.error}", file=sys.stderr, flush=True)
-        for key, value in measurement.notes.items():
-            if key.endswith("log") and value:
-                print(f"    {key}:\n{value}", file=sys.stderr)
+        _print_logs(measurement.notes)
         return
     rates = ", ".join(_number(r.steps_per_s) for r in measurement.rounds)
     print(f"  {label}: durable steps/s per round: {rates}", file=sys.stderr, flush=True)
 
 
-def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], list[Measurement]]:
-    env = environment(args.backends)
+def _waits_progress(measurement: WaitsMeasurement) -> None:
+    waits = "wait" if measurement.pending == 1 else "waits"
+    label = f"{measurement.pending:,} {waits} pending on {measurement.backend}"
+    if measurement.error:
+        print(f"  {label}: failed: {measurement.error}", file=sys.stderr, flush=True)
+        _print_logs(measurement.notes)
+        return
+    unrelated = ", ".join(_number(r) for r in measurement.unrelated_per_s)
+    unmatched = ", ".join(_number(r) for r in measurement.unmatched_per_s)
+    print(
+        f"  {label}: events/s per round: unrelated {unrelated}; non-matching {unmatched}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _print_logs(notes: dict[str, Any]) -> None:
+    for key, value in notes.items():
+        if key.endswith("log") and value:
+            print(f"    {key}:\n{value}", file=sys.stderr)
+
+
+def _profiler(args: argparse.Namespace, label: str) -> ProfileHook | None:
+    if args.profile is None:
+        return None
+    from bench.profiling import PySpyProfiler
+
+    return PySpyProfiler(args.profile, label)
+
+
+def _waits_profilers(
+    args: argparse.Namespace, backend: str, pending: int
+) -> dict[str, ProfileHook] | None:
+    if args.profile is None:
+        return None
+    found: dict[str, ProfileHook] = {}
+    for phase in (*KINDS, RESOLVE):
+        hook = _profiler(args, f"waits-{backend}-{pending}-{phase}")
+        if hook is not None:
+            found[phase] = hook
+    return found
+
+
+def run_steps(args: argparse.Namespace, workdir: Path, env: dict[str, Any]) -> list[Measurement]:
     measurements: list[Measurement] = []
     for backend in args.backends:
         print(f"Tether on {backend}...", file=sys.stderr, flush=True)
-        profiler: ProfileHook | None = None
-        if args.profile is not None:
-            from bench.profiling import PySpyProfiler
-
-            profiler = PySpyProfiler(args.profile, f"tether-{backend}")
         try:
             tether = measure_tether(
                 backend,
@@ -350,7 +471,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], list[M
                 warmup=args.warmup,
                 timeout=args.timeout,
                 workdir=workdir,
-                profile=profiler,
+                profile=_profiler(args, f"tether-{backend}"),
             )
         except Exception as error:  # a database that cannot be created, ...
             tether = Measurement("Tether", backend, error=f"{type(error).__name__}: {error}")
@@ -380,7 +501,46 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], list[M
         measurements.append(dbos)
         _progress(dbos)
         env.setdefault("dbos", dbos.notes.get("dbos_version", ""))
-    return env, measurements
+    return measurements
+
+
+def run_waits(args: argparse.Namespace, workdir: Path) -> list[WaitsMeasurement]:
+    measurements: list[WaitsMeasurement] = []
+    for backend in args.backends:
+        for pending in args.waits_pending:
+            waits = "wait" if pending == 1 else "waits"
+            print(
+                f"Tether on {backend}, {pending:,} {waits} pending...", file=sys.stderr, flush=True
+            )
+            try:
+                measurement = measure_waits(
+                    backend,
+                    pending=pending,
+                    events=args.waits_events,
+                    batch=args.waits_batch,
+                    resolve=args.waits_resolve,
+                    rounds=args.waits_rounds,
+                    warmup=args.warmup,
+                    timeout=args.timeout,
+                    workdir=workdir,
+                    profiles=_waits_profilers(args, backend, pending),
+                )
+            except Exception as error:  # a database that cannot be created, ...
+                measurement = WaitsMeasurement(
+                    backend, pending, error=f"{type(error).__name__}: {error}"
+                )
+            measurements.append(measurement)
+            _waits_progress(measurement)
+    return measurements
+
+
+def run(
+    args: argparse.Namespace, workdir: Path
+) -> tuple[dict[str, Any], list[Measurement], list[WaitsMeasurement]]:
+    env = environment(args.backends)
+    steps = run_steps(args, workdir, env) if args.scenario in ("all", "steps") else []
+    waits = run_waits(args, workdir) if args.scenario in ("all", "waits") else []
+    return env, steps, waits
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -393,27 +553,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        env, measurements = run(args, args.workdir.resolve())
+        env, measurements, waits = run(args, args.workdir.resolve())
     else:
         with tempfile.TemporaryDirectory(prefix="tether-bench-") as directory:
-            env, measurements = run(args, Path(directory))
+            env, measurements, waits = run(args, Path(directory))
     env["load_average_after"] = _load_average()
-    print(report(args, env, measurements))
+    print("\n".join(_header(args, env)))
+    if measurements:
+        print(report(args, env, measurements))
+    if waits:
+        print(waits_report(args, waits))
     if args.json is not None:
         payload = {
             "workload": {
+                "scenario": args.scenario,
                 "runs": args.runs,
                 "steps": args.steps,
                 "rounds": args.rounds,
                 "warmup": args.warmup,
-                "dbos_mode": None if args.skip_dbos else args.dbos_mode,
+                "dbos_mode": None if args.skip_dbos or args.scenario == "waits" else args.dbos_mode,
+                "waits_pending": args.waits_pending,
+                "waits_rounds": args.waits_rounds,
+                "waits_events": args.waits_events,
+                "waits_batch": args.waits_batch,
+                "waits_resolve": args.waits_resolve,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
             "ratios": ratios(measurements),
+            "waits": [m.to_json() for m in waits],
         }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    return 1 if any(m.error for m in measurements) else 0
+    failed = any(m.error for m in measurements) or any(m.error for m in waits)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

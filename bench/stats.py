@@ -136,3 +136,18 @@ class Measurement:
             if self.rounds
             else {},
         }
+
+
+def columns(rows: Sequence[tuple[str, ...]], skip_width: set[int] | None = None) -> str:
+    """Left-aligned columns under a ruled header; rows in ``skip_width`` (long
+    failure messages) do not widen the columns."""
+    skip = skip_width or set()
+    measured = [row for index, row in enumerate(rows) if index not in skip]
+    widths = [max(len(row[i]) for row in measured) for i in range(len(rows[0]))]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -36,8 +36,9 @@ UNFINISHED = [
     common_pb2.RUN_STATUS_WAITING,
 ]
 
-#: Called with the two processes once the worker is connected and warmed up, and
-#: called again (with ``None``) after the measured rounds: a profiler's hook.
+#: Called with the processes before a measured phase (the measured rounds once
+#: the worker is connected and warmed up), and again with ``None`` after it: a
+#: profiler's hook (``bench.profiling.PySpyProfiler``).
 ProfileHook = Callable[[dict[str, Process] | None], None]
 
 
@@ -134,7 +135,7 @@ class Client:
         )
 
 
-class _CpuMeter:
+class CpuMeter:
     """CPU seconds the processes spent inside the timed part of the rounds."""
 
     def __init__(self, processes: dict[str, Process]) -> None:
@@ -153,7 +154,7 @@ class _CpuMeter:
 
 
 def _timed_round(
-    client: Client, runs: int, steps: int, index: int, timeout: float, meter: _CpuMeter
+    client: Client, runs: int, steps: int, index: int, timeout: float, meter: CpuMeter
 ) -> tuple[list[str], float]:
     """Send the runs and wait for them all to finish: (run ids, seconds)."""
     meter.start()
@@ -202,7 +203,7 @@ def measure_tether(
 
             wait_for(connected, timeout=60, what="the worker to connect")
             processes = {"control-plane": control_plane, "worker": worker}
-            meter = _CpuMeter(processes)
+            meter = CpuMeter(processes)
             for index in range(warmup):
                 run_ids, elapsed = _timed_round(client, runs, steps, -1 - index, timeout, meter)
                 client.round_result(run_ids, runs, steps, elapsed)
