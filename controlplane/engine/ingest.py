@@ -25,7 +25,7 @@ from controlplane.engine.expressions import (
     event_object,
 )
 from controlplane.engine.ids import new_ulid
-from controlplane.engine.matching import waits_matched_by
+from controlplane.engine.matching import WaitMatcher
 from controlplane.engine.models import (
     EventInput,
     EventTrigger,
@@ -92,30 +92,29 @@ def store_events(
         results.append(result)
         stored.append((pk, _stored(row), result))
     tx.insert_rows(events, event_rows)
-    starter = _RunStarter(tx, now_ms, routing, effects)
+    matcher = WaitMatcher(tx, [event for _, event, _ in stored], now_ms)
+    planner = WaitPlanner(tx, now_ms, routing, effects)
+    starter = _RunStarter(tx, now_ms, routing, effects, matcher)
     for pk, event, result in stored:
         # Runs this event starts must not see it as an event they wait for.
         starter.flush_if_watched(event.name)
-        resolve_waits(tx, event, now_ms, routing, effects, result)
+        resolve_waits(tx, event, matcher, planner, result)
         starter.start_for(pk, event, result)
     starter.flush()
+    planner.flush()
     return results, effects
 
 
 def resolve_waits(
     tx: WriteTx,
     event: StoredEvent,
-    now_ms: int,
-    routing: Routing,
-    effects: Effects,
+    matcher: WaitMatcher,
+    planner: WaitPlanner,
     result: SendResult,
 ) -> None:
     """Resolve the event waits this event satisfies; cancel the runs whose
     cancel_on it satisfies. Both are reported in ``result``."""
-    matched = waits_matched_by(tx, event, now_ms)
-    if not matched:
-        return
-    planner = WaitPlanner(tx, now_ms, routing, effects)
+    matched = matcher.matched_by(event)
     cancelled: set[str] = set()
     # Cancellations first: a run this event cancels does not resume.
     for wait in sorted(matched, key=lambda w: w.kind != CANCEL_WAIT):
@@ -124,25 +123,34 @@ def resolve_waits(
                 continue
             cancelled.add(wait.run_id)
             reason = f"cancelled by event {event.name} ({event.id}) matching cancel_on"
-            done = admin.cancel_unfinished(tx, wait.run_id, reason, now_ms)
+            done = admin.cancel_unfinished(tx, wait.run_id, reason, planner.now)
+            matcher.run_ended(wait.run_id)
             if done is not None:
-                effects.merge(done)
+                planner.effects.merge(done)
                 result.cancelled_run_ids.append(wait.run_id)
         elif wait.run_id not in cancelled:
             planner.resolve_with_event(wait, event)
+            matcher.resolved(wait)
             if wait.run_id not in result.resumed_run_ids:  # a run may wait twice for it
                 result.resumed_run_ids.append(wait.run_id)
-    planner.flush()
 
 
 class _RunStarter:
     """Collects the runs events start and creates them together."""
 
-    def __init__(self, tx: WriteTx, now_ms: int, routing: Routing, effects: Effects) -> None:
+    def __init__(
+        self,
+        tx: WriteTx,
+        now_ms: int,
+        routing: Routing,
+        effects: Effects,
+        matcher: WaitMatcher,
+    ) -> None:
         self.tx = tx
         self.now = now_ms
         self.routing = routing
         self.effects = effects
+        self.matcher = matcher
         self.pending: list[NewRun] = []
         self.pending_results: list[tuple[NewRun, SendResult]] = []
         self.skips: list[dict[str, Any]] = []
@@ -215,6 +223,7 @@ class _RunStarter:
     def flush(self) -> None:
         if self.pending:
             create_runs(self.tx, self.pending, self.now, self.effects)
+            self.matcher.waits_stored(self.watched)  # their cancel_on watches
             for new, result in self.pending_results:
                 result.run_ids.append(new.run_id)
         self.tx.claim_idempotency_keys(self.key_rows)

@@ -1,4 +1,5 @@
-"""Every query the engine runs, dialect-neutral (SQLAlchemy Core).
+"""Every query the engine runs, in SQLAlchemy Core: dialect-neutral except where
+PostgreSQL's planner needs a statement of its own (named so).
 
 :class:`ReadTx` reads; :class:`WriteTx` also writes and is only ever used inside
 the group-commit writer's transaction. The engine decides what to write; these
@@ -14,18 +15,23 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Insert,
+    Select,
     Table,
+    Text,
     and_,
     bindparam,
     case,
     delete,
     func,
     literal,
+    literal_column,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from controlplane.engine.models import (
     EventDetail,
@@ -340,6 +346,42 @@ _requeue = (
     )
 )
 _delete_queue = delete(queue).where(queue.c.run_id == bindparam("b_run_id"))
+_unindexed_waits = select(waits).where(
+    waits.c.event_name == bindparam("b_name"), waits.c.match_path.is_(None)
+)
+_indexed_waits = select(waits).where(
+    waits.c.event_name == bindparam("b_name"),
+    waits.c.match_path == bindparam("b_path"),
+    waits.c.match_value.in_(bindparam("b_values", expanding=True)),
+)
+
+
+def _indexed_waits_probing_each_value() -> Select[Any]:
+    """PostgreSQL: the same, as one index probe per value. (Its planner would
+    scan every wait of the name for a long IN list, or filter them without
+    statistics; OFFSET 0 keeps the lateral subquery a parameterised probe.)"""
+    values = (
+        func.unnest(bindparam("b_values", type_=postgresql.ARRAY(Text)))
+        .table_valued("val")
+        .render_derived(name="v")
+    )
+    probe = (
+        select(waits)
+        .where(
+            waits.c.event_name == bindparam("b_name"),
+            waits.c.match_path == bindparam("b_path"),
+            waits.c.match_value == values.c.val,
+        )
+        .offset(literal_column("0"))
+        .lateral("w")
+    )
+    return select(probe).select_from(values).join(probe, true())
+
+
+_indexed_waits_probed = _indexed_waits_probing_each_value()
+_wait_paths_of = select(wait_paths.c.event_name, wait_paths.c.match_path).where(
+    wait_paths.c.event_name.in_(bindparam("b_names", expanding=True))
+)
 _delete_wait = delete(waits).where(
     waits.c.run_id == bindparam("b_run_id"), waits.c.step_id == bindparam("b_step_id")
 )
@@ -359,6 +401,7 @@ class WriteTx(ReadTx):
         # PostgreSQL: lock queue rows (and skip locked ones when claiming) so that
         # several control planes can share the store. SQLite has one writer anyway.
         self._lock_rows = lock_rows
+        self._postgres = conn.dialect.name == "postgresql"
 
     # -- functions -------------------------------------------------------------
 
@@ -525,25 +568,33 @@ class WriteTx(ReadTx):
                 stmt, [{"event_name": name, "match_path": path} for name, path in sorted(pairs)]
             )
 
-    def wait_paths_for(self, event_name: str) -> list[str]:
-        rows = self.conn.execute(
-            select(wait_paths.c.match_path).where(wait_paths.c.event_name == event_name)
-        )
-        return [r.match_path for r in rows]
+    def wait_paths_for(self, event_names: Sequence[str]) -> dict[str, list[str]]:
+        """The match paths in use by waits for each of these names ("" for
+        waits without one); names nothing waits for are absent."""
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(sorted(set(event_names))):
+            for r in self.conn.execute(_wait_paths_of, {"b_names": list(chunk)}):
+                found.setdefault(r.event_name, []).append(r.match_path)
+        return found
 
     def waits_matching(
-        self, event_name: str, match_path: str, match_value: str | None
+        self, event_name: str, match_path: str, match_values: Sequence[str]
     ) -> list[Any]:
         """Event waits (and cancel_on watches) for this name whose indexed
-        equality is this one (``match_path`` "" for waits without one)."""
-        query = select(waits).where(waits.c.event_name == event_name)
-        if match_path:
-            query = query.where(
-                waits.c.match_path == match_path, waits.c.match_value == match_value
+        equality is on ``match_path`` with one of ``match_values``; with
+        ``match_path`` "", those without one."""
+        if not match_path:
+            return list(self.conn.execute(_unindexed_waits, {"b_name": event_name}))
+        statement = _indexed_waits_probed if self._postgres else _indexed_waits
+        found: list[Any] = []
+        for chunk in _chunks(sorted(set(match_values))):
+            found.extend(
+                self.conn.execute(
+                    statement,
+                    {"b_name": event_name, "b_path": match_path, "b_values": list(chunk)},
+                )
             )
-        else:
-            query = query.where(waits.c.match_path.is_(None))
-        return list(self.conn.execute(query))
+        return found
 
     def events_named_between(
         self, name: str, since_ms: int, before_ms: int

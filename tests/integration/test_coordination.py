@@ -407,6 +407,31 @@ async def test_a_bad_wait_fails_its_step_clearly(
     assert message in run.output
 
 
+async def test_events_of_one_send_are_matched_in_order(env: TestEnvironment) -> None:
+    async with env.hold_clock():
+        first = await _start("shop/order.placed", {"order_id": 30})
+        second = await _start("shop/order.placed", {"order_id": 31})
+        for run_id in (first, second):
+            await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=20)
+        results = await app.send(
+            [
+                {"name": "shop/order.approved", "data": {"order_id": 30, "by": "ann"}},
+                {"name": "shop/order.approved", "data": {"order_id": 30, "by": "bob"}},
+                {"name": "shop/order.approved", "data": {"order_id": 31, "by": "cy"}},
+                # Started and withdrawn in the same call: its cancel_on sees the withdrawal.
+                {"name": "shop/order.placed", "data": {"order_id": 32}},
+                {"name": "shop/order.withdrawn", "data": {"order_id": 32}},
+            ]
+        )
+
+    assert [r.resumed_run_ids for r in results[:3]] == [[first], [], [second]]
+    assert (await app.runs.wait(first, timeout=10)).output["by"] == "ann", "not the first match"
+    assert (await app.runs.wait(second, timeout=10)).output["by"] == "cy"
+    [late_start] = results[3].run_ids
+    assert results[4].cancelled_run_ids == [late_start]
+    assert (await app.runs.wait(late_start, timeout=10)).status is RunStatus.CANCELLED
+
+
 # -- 2. cancellation -------------------------------------------------------------------------------
 
 
