@@ -24,6 +24,7 @@ APP_FUNCTIONS = (
     "flaky-then-fine",
     "slow-step",
     "approval",
+    "invoker",
 )
 
 

@@ -304,6 +304,22 @@ def test_runs_show_prints_a_pending_sleep(plane: Plane) -> None:
     assert "sleep.started" in [h["kind"] for h in detail["history"]]
 
 
+def test_runs_show_links_a_parent_and_the_child_it_invoked(plane: Plane) -> None:
+    parent = finished_run(plane, "e2e/invoke.requested")
+    detail = show(plane, parent)
+    [call] = detail["steps"]
+    child = call["child_run_id"]
+
+    parent_text = tether("runs", "show", parent, address=plane.address).ok().stdout
+    child_text = tether("runs", "show", child, address=plane.address).ok().stdout
+
+    assert detail["output"] == {"n": 3, "doubled": 6, "stored": "stored 6"}
+    assert (call["id"], call["kind"]) == ("call-three-steps", "invoke")
+    assert f"run {child}" in parent_text, parent_text
+    assert f"invoked by run {parent}" in child_text, child_text
+    assert show(plane, child)["parent_run_id"] == parent
+
+
 # -- cancel ------------------------------------------------------------------------------
 
 

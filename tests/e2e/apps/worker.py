@@ -118,3 +118,9 @@ async def approval(ctx: Context) -> dict[str, Any]:
         "wait-for-approval", event="e2e/order.approved", match="data.order_id", timeout="1h"
     )
     return {"approved_by": approved.data.get("by") if approved else None}
+
+
+@app.function(id="invoker", trigger="e2e/invoke.requested")
+async def invoker(ctx: Context) -> Any:
+    """Runs three-steps as a child run and returns its output."""
+    return await ctx.step.invoke("call-three-steps", function=three_steps, data={"n": 3})
