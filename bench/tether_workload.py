@@ -81,17 +81,24 @@ class Client:
             run_ids.extend(run_id for result in response.results for run_id in result.run_ids)
         return run_ids
 
-    def wait_all_finished(self, deadline: float) -> None:
-        """Until no run of the app is unfinished: find one, follow it to its end."""
+    def wait_all_finished(
+        self, deadline: float, *, function_id: str = "", created_after_ms: int = 0
+    ) -> None:
+        """Until no run of the app (of ``function_id``, created at or after
+        ``created_after_ms``) is unfinished: find one, follow it to its end."""
+        request = rs.ListRunsRequest(
+            app_id=tether_app.APP_ID,
+            function_id=function_id,
+            statuses=UNFINISHED,
+            created_after_ms=created_after_ms,
+            page_size=1,
+        )
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("runs still unfinished at the deadline")
             try:
-                page = self.runs.ListRuns(
-                    rs.ListRunsRequest(app_id=tether_app.APP_ID, statuses=UNFINISHED, page_size=1),
-                    timeout=remaining,
-                )
+                page = self.runs.ListRuns(request, timeout=remaining)
                 if not page.runs:
                     return
                 stream = self.runs.WaitRun(

@@ -199,33 +199,6 @@ def _created_at_ms(client: Client, run_id: str) -> int:
     return int(detail.run.created_at_ms)
 
 
-def _follow_until_none_unfinished(client: Client, created_after_ms: int, deadline: float) -> None:
-    """Until no run of ``waiter`` created at or after ``created_after_ms`` is
-    unfinished: find one, follow it with ``WaitRun`` to its end."""
-    unfinished = [
-        common_pb2.RUN_STATUS_QUEUED,
-        common_pb2.RUN_STATUS_RUNNING,
-        common_pb2.RUN_STATUS_WAITING,
-    ]
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("resolved runs still unfinished at the deadline")
-        try:
-            page = _list(client, unfinished, created_after_ms=created_after_ms, page_size=1)
-            if not page.runs:
-                return
-            stream = client.runs.WaitRun(
-                rs.WaitRunRequest(run_id=page.runs[0].id), timeout=remaining
-            )
-            for _ in stream:
-                pass
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise TimeoutError("resolved runs still unfinished at the deadline") from None
-            raise
-
-
 # -- the phases --------------------------------------------------------------------------
 
 
@@ -316,7 +289,9 @@ def _resolve(
     started = time.perf_counter()
     sent = _send(client, events, batch, timeout)
     sending = time.perf_counter() - started
-    _follow_until_none_unfinished(client, boundary, time.monotonic() + timeout)
+    client.wait_all_finished(
+        time.monotonic() + timeout, function_id=tether_app.WAITER_ID, created_after_ms=boundary
+    )
     elapsed = time.perf_counter() - started
     if sent.started or sorted(sent.resumed) != sorted(run_ids):
         raise RuntimeError(
