@@ -192,7 +192,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 elif kind == "drain":
                     engine.drain(session)
                 elif kind == "cancel_ack":
-                    engine.cancel_acknowledged(frame.cancel_ack.execution_id)
+                    engine.worker_acknowledged_cancel(session, frame.cancel_ack.execution_id)
                 else:
                     log.warning("session %s sent an unexpected %s frame", session.id, kind)
         except EngineError as error:

@@ -88,7 +88,7 @@ def send(
         click.echo(
             "no function is triggered by "
             + click.style(name, bold=True)
-            + " and no run is waiting for it (see 'tether functions list')"
+            + " and no waiting run matched it (see 'tether functions list')"
         )
     for run_id in result.run_ids:
         click.echo(f"started run {run_id}   (tether runs watch {run_id})")

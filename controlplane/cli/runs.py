@@ -128,7 +128,8 @@ class _UtcTime(click.ParamType[int]):
     "--created-before",
     type=_UtcTime(),
     default=0,
-    help="With --function: only runs created before this time.",
+    help="With --function: only runs created before this time (ISO 8601; UTC unless it "
+    "says otherwise).",
 )
 @remote_options
 def cancel_run(

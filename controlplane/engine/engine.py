@@ -422,16 +422,14 @@ class Engine:
         try:
             self.apply_effects(effects)
             if acks:
-                waiting = [asyncio.create_task(e.wait()) for e in acks.values()]
-                _, late = await asyncio.wait(
-                    waiting, timeout=self.settings.cancel_ack_timeout_ms / 1000
-                )
-                for task in late:
-                    task.cancel()
-                if late:
+                confirmed = asyncio.gather(*(e.wait() for e in acks.values()))
+                try:
+                    await asyncio.wait_for(confirmed, self.settings.cancel_ack_timeout_ms / 1000)
+                except TimeoutError:
+                    late = sum(not e.is_set() for e in acks.values())
                     log.warning(
                         "%d worker(s) did not confirm a cancellation within %d ms",
-                        len(late),
+                        late,
                         self.settings.cancel_ack_timeout_ms,
                     )
         finally:
@@ -443,6 +441,11 @@ class Engine:
         event = self._cancel_acks.get(execution_id)
         if event is not None:
             event.set()
+
+    def worker_acknowledged_cancel(self, session: WorkerSession, execution_id: str) -> None:
+        """A CancelAck frame: only the stream that held the execution speaks for it."""
+        if execution_id in session.cancelled:
+            self.cancel_acknowledged(execution_id)
 
     async def cancel_runs(
         self,

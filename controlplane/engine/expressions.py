@@ -119,8 +119,9 @@ MAX_KEY_LENGTH = 200
 
 
 def bounded_key(text: str) -> str:
-    """``text``, or ``sha256:<hex>`` of it when it is longer than MAX_KEY_LENGTH."""
-    if len(text) <= MAX_KEY_LENGTH:
+    """``text``, or ``sha256:<hex>`` of it when it is longer than MAX_KEY_LENGTH
+    or holds a NUL character (which PostgreSQL text cannot store)."""
+    if len(text) <= MAX_KEY_LENGTH and "\x00" not in text:
         return text
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 

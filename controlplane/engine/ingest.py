@@ -180,13 +180,14 @@ class _RunStarter:
         if value is MISSING or value is None:
             return True  # no key: the run proceeds
         # A number and the string of its digits are one key; so are 42 and 42.0.
-        shown = value if isinstance(value, str) else canonical(value)
-        key = bounded_key(shown)
+        text = value if isinstance(value, str) else canonical(value)
+        key = bounded_key(text)
         slot = (spec.app_id, spec.id, key)
         holder = self.keys.get(slot) or self.tx.active_idempotency_key(
             spec.app_id, spec.id, key, self.now
         )
         if holder is not None:
+            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
             if len(shown) > 80:
                 shown = shown[:77] + "..."
             reason = f"idempotency key {shown!r} already used by run {holder} in the last 24 hours"

@@ -56,7 +56,7 @@ def exact_event_name_problem(name: str) -> str | None:
     if problem is None and "*" in name:
         problem = (
             f"{name!r} has a wildcard; only triggers match names by prefix, "
-            "waits need the exact name"
+            "waits and cancel_on need the exact name"
         )
     if problem is None and name == INVOKED_EVENT:
         problem = f"{INVOKED_EVENT} goes only to the invoked run; it cannot be waited for"

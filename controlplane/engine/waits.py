@@ -231,8 +231,9 @@ class WaitPlanner:
         # its timeout, count.
         since = wait.started_at_ms or self.now
         before = wait.timeout_until_ms or NOT_DUE
-        for _pk, event in self.tx.events_named_between(wait.event, since, before):
-            if wait_matches(row, event_object(event), trigger):
+        for pk, event in self.tx.events_named_between(wait.event, since, before):
+            # The run's own event never counts (it can share the millisecond).
+            if pk != state.event_pk and wait_matches(row, event_object(event), trigger):
                 self.resolve_with_event(row, event)
                 return None
         return row

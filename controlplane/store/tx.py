@@ -8,7 +8,7 @@ classes only know how.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -597,20 +597,28 @@ class WriteTx(ReadTx):
         return found
 
     def events_named_between(
-        self, name: str, since_ms: int, before_ms: int
-    ) -> list[tuple[str, StoredEvent]]:
+        self, name: str, since_ms: int, before_ms: int, page: int = 100
+    ) -> Iterator[tuple[str, StoredEvent]]:
         """(pk, event) of events with this name received at or after ``since_ms``
-        and before ``before_ms``, oldest first."""
-        rows = self.conn.execute(
-            select(events)
-            .where(
+        and before ``before_ms``, oldest first, read a page at a time (callers
+        usually stop at the first)."""
+        after: tuple[int, str] | None = None
+        while True:
+            query = select(events).where(
                 events.c.name == name,
                 events.c.received_at_ms >= since_ms,
                 events.c.received_at_ms < before_ms,
             )
-            .order_by(events.c.received_at_ms, events.c.pk)
-        )
-        return [(r.pk, codec.event_from_row(r)) for r in rows]
+            if after is not None:
+                query = query.where(tuple_(events.c.received_at_ms, events.c.pk) > after)
+            rows = list(
+                self.conn.execute(query.order_by(events.c.received_at_ms, events.c.pk).limit(page))
+            )
+            for r in rows:
+                yield r.pk, codec.event_from_row(r)
+            if len(rows) < page:
+                return
+            after = (rows[-1].received_at_ms, rows[-1].pk)
 
     def waits_for_child(self, child_run_id: str) -> list[Any]:
         return list(self.conn.execute(select(waits).where(waits.c.child_run_id == child_run_id)))

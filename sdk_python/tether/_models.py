@@ -124,7 +124,9 @@ class SendResult:
     run_ids: list[str]
     #: Functions the event matched but did not start (idempotency), and why.
     skipped: list[SkippedRun] = field(default_factory=list)
-    #: Runs waiting for this event (``wait_for_event``) that it resumed.
+    #: Runs waiting for this event (``wait_for_event``) that it resumed (a run
+    #: that reached its wait but had not suspended yet is not listed; it still
+    #: gets the event).
     resumed_run_ids: list[str] = field(default_factory=list)
     #: Runs it cancelled through their function's ``cancel_on``.
     cancelled_run_ids: list[str] = field(default_factory=list)

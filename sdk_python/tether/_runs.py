@@ -122,15 +122,18 @@ class RunsClient:
         self,
         run_id: str,
         *,
-        until: RunStatus | Iterable[RunStatus] | None = None,
+        until: RunStatus | str | Iterable[RunStatus | str] | None = None,
         timeout: float | None = None,
     ) -> Run:
         """Wait until the run finishes and return it. With ``until``, return as
-        soon as the run is in one of those statuses instead (or has finished
-        without reaching them). Raises TimeoutError after ``timeout`` seconds."""
+        soon as the run has reached one of those statuses instead (or finished
+        without reaching them); the run returned is read then, so a run that
+        moves on quickly may already show a later status. Raises TimeoutError
+        after ``timeout`` seconds."""
         stub = self._stub()
         metadata = self._client._channel_config.metadata
-        wanted = {until} if isinstance(until, RunStatus) else set(until or ())
+        items = [until] if isinstance(until, str) else list(until or ())
+        wanted = {RunStatus(s) for s in items}
         last: Run | None = None
 
         async def follow() -> Run | None:

@@ -110,7 +110,10 @@ def test_send_says_which_waiting_run_it_resumed(plane: Plane) -> None:
     resumed = tether("send", "e2e/order.approved", "--data", mine, address=plane.address).ok()
 
     assert "resumed" not in missed.stdout
-    assert "no function is triggered by e2e/order.approved and no run is waiting" in missed.stdout
+    assert (
+        "no function is triggered by e2e/order.approved and no waiting run matched it"
+        in missed.stdout
+    )
     assert resumed.stdout.splitlines()[1:] == [f"resumed waiting run {run_id}"], resumed
     plane.finished(run_id)
     assert plane.admin.output(run_id) == {"approved_by": "ann"}

@@ -350,11 +350,35 @@ async def test_an_event_that_arrives_before_the_suspension_is_stored_still_count
         # "slow": the run is not suspended yet, its wait not stored.
         await wait_until_async(lambda: _ran(run_id, "slow-start"), what="the slow step")
         assert await _status(run_id, RunStatus.RUNNING)
-        await app.send({"name": "race/ping", "data": {"key": key, "n": 1}})
+        # Received in the same millisecond: the first one sent is the match.
+        await app.send(
+            [
+                {"name": "race/ping", "data": {"key": key, "n": 1}},
+                {"name": "race/ping", "data": {"key": key, "n": 2}},
+            ]
+        )
         gates[key].set()
         run = await app.runs.wait(run_id, timeout=10)
 
     assert run.output == {"key": key, "n": 1}
+
+
+async def test_the_look_back_finds_a_match_behind_many_other_events(
+    env: TestEnvironment,
+) -> None:
+    key = f"race-{next(keys)}"
+    gates[key] = asyncio.Event()
+    async with env.hold_clock():
+        run_id = await _start("race/start", {"key": key})
+        await wait_until_async(lambda: _ran(run_id, "slow-start"), what="the slow step")
+        others = [
+            {"name": "race/ping", "data": {"key": f"{key}-other", "n": i}} for i in range(250)
+        ]
+        await app.send([*others, {"name": "race/ping", "data": {"key": key, "n": 250}}])
+        gates[key].set()
+        run = await app.runs.wait(run_id, timeout=10)
+
+    assert run.output == {"key": key, "n": 250}
 
 
 async def test_an_event_after_the_timeout_does_not_count_before_the_suspension_either(
@@ -628,6 +652,12 @@ async def test_long_keys_and_values_are_indexed_by_their_digest(env: TestEnviron
     assert skipped.existing_run_id == first.run_ids[0]
     assert f"idempotency key '{order[:77]}...' already used" in skipped.reason
     assert len(similar.run_ids) == 1
+    # PostgreSQL text cannot hold NUL: such a key is stored as its digest too.
+    nul = f"{next(keys)}\x00nul"
+    [with_nul] = await app.send({"name": "pay/requested", "data": {"order_id": nul}})
+    [again] = await app.send({"name": "pay/requested", "data": {"order_id": nul}})
+    assert len(with_nul.run_ids) == 1
+    assert [s.existing_run_id for s in again.skipped] == with_nul.run_ids
 
     async with env.hold_clock():
         run_id = await _start("shop/order.placed", {"order_id": order})

@@ -217,7 +217,8 @@ async def test_runs_list_filters_and_pages(env: TestEnvironment) -> None:
 async def test_cancel_a_sleeping_run(env: TestEnvironment) -> None:
     async with env.hold_clock():
         run_id = await _run_id("sdk/sleepy")
-        await app.runs.wait(run_id, until=RunStatus.SLEEPING, timeout=20)
+        sleeping = await app.runs.wait(run_id, until="sleeping", timeout=20)
+        assert sleeping.status is RunStatus.SLEEPING  # the clock is held: it stays so
 
         cancelled = await app.runs.cancel(run_id, reason="customer left")
         await env.advance("2h")

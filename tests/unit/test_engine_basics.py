@@ -112,6 +112,14 @@ def test_ulid_starts_with_the_time() -> None:
     assert new_ulid(0)[:10] == "0000000000"
 
 
+def test_ulids_of_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    made = [new_ulid(1_700_000_000_000) for _ in range(1000)]
+
+    assert made == sorted(made)
+    assert len(set(made)) == 1000
+    assert {u[:10] for u in made} == {new_ulid(1_700_000_000_000)[:10]}
+
+
 def test_ulids_sort_by_time() -> None:
     times = [0, 1, 31, 32, 999, 1_000, 1_700_000_000_000, 1_700_000_000_001, 2**47, 2**48 - 1]
     ulids = [new_ulid(t) for t in reversed(times)]

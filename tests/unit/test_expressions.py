@@ -11,6 +11,7 @@ from controlplane.engine.expressions import (
     EVENT_AND_ASYNC,
     EVENT_ONLY,
     MISSING,
+    bounded_key,
     canonical,
     compile_expression,
     equality_index,
@@ -113,3 +114,12 @@ def test_the_index_finds_every_event_the_expression_accepts(
     if accepted:
         assert found is not MISSING
         assert canonical(found) == value
+
+
+def test_long_keys_and_keys_with_nul_are_stored_as_digests() -> None:
+    assert bounded_key("order-42") == "order-42"
+    assert bounded_key("k" * 200) == "k" * 200
+    long = bounded_key("k" * 201)
+    assert long.startswith("sha256:")
+    assert long != bounded_key("k" * 202)
+    assert bounded_key("a\x00b").startswith("sha256:")

@@ -331,5 +331,5 @@ def test_cancel_on_needs_an_exact_event_name() -> None:
     assert rejection(hello(functions=[spec(cancel_on=(watch,))])) == (
         "invalid_function",
         "function 'onboarding-flow': cancel_on: 'app/order.*' has a wildcard; only triggers "
-        "match names by prefix, waits need the exact name",
+        "match names by prefix, waits and cancel_on need the exact name",
     )

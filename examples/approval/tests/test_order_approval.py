@@ -113,8 +113,8 @@ async def test_an_approval_a_day_late_does_not_ship(env: TestEnvironment) -> Non
         order_id, run_id = await _place_order()
         await app.runs.wait(run_id, until=RunStatus.WAITING, timeout=10)
         await env.advance("25h")
+        await _approve(order_id, "grace")  # a day and an hour after the order
         run = await app.runs.wait(run_id, timeout=10)
-        await _approve(order_id, "grace")
 
     assert run.output["status"] == "cancelled"
     assert services.warehouse.shipped == []

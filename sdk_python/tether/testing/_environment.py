@@ -195,17 +195,19 @@ class TestEnvironment:
         return dt.datetime.fromtimestamp(response.now_ms / 1000, dt.UTC)
 
     async def set_auto_skip(self, enabled: bool) -> None:
-        """Turn off to hold time still (for example, to send an event while a run
-        sleeps) and advance it by hand."""
+        """Turn off to stop the clock jumping ahead to the next timer (for
+        example, to send an event while a run sleeps); advance it by hand."""
         await self._clock_call("SetAutoSkip", clock_service_pb2.SetAutoSkipRequest(enabled=enabled))
 
     @contextlib.asynccontextmanager
     async def hold_clock(self) -> AsyncIterator[None]:
-        """``async with env.hold_clock():`` time stands still in the block (no
-        jumping ahead to the next timer), so a test can deliver an event to a
-        run that is waiting for it; time moves again when the block ends."""
+        """``async with env.hold_clock():`` in the block the clock does not jump
+        ahead to the next timer: it moves only at its real pace and by
+        ``advance``, so a test can deliver an event to a run waiting for it
+        before the wait times out. Jumping resumes as before when it ends."""
+        previous = await self._clock_call("GetTime", clock_service_pb2.GetTimeRequest())
         await self.set_auto_skip(False)
         try:
             yield
         finally:
-            await self.set_auto_skip(True)
+            await self.set_auto_skip(previous.auto_skip)

@@ -95,7 +95,10 @@ class SendResult(_message.Message):
 
     @_builtins.property
     def resumed_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Runs waiting for this event (wait_for_event) that it resumed."""
+        """Runs waiting for this event (wait_for_event) that it resumed. Only stored
+        waits: a run that reached its wait but had not suspended yet finds the
+        event when its suspension is stored, and is not listed here.
+        """
 
     @_builtins.property
     def cancelled_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
