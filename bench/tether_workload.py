@@ -235,7 +235,7 @@ def measure_tether(
                     for name, seconds in meter.spent.items()
                 }
         except (RuntimeError, TimeoutError, grpc.RpcError) as error:
-            measurement.error = _describe(error)
+            measurement.error = describe_error(error)
             for process in (control_plane, worker):
                 if process is not None:
                     measurement.notes[f"{process.name} log"] = process.tail(15)
@@ -247,7 +247,8 @@ def measure_tether(
     return measurement
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
+    """An error as the report shows it (gRPC: its code and details)."""
     if isinstance(error, grpc.RpcError):
         return f"{error.code().name}: {error.details()}"
     return str(error) or type(error).__name__

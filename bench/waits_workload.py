@@ -47,6 +47,7 @@ from bench.tether_workload import (
     Client,
     CpuMeter,
     ProfileHook,
+    describe_error,
 )
 from tether.v1 import common_pb2, event_service_pb2
 from tether.v1 import run_service_pb2 as rs
@@ -401,7 +402,7 @@ def measure_waits(
                         hook(None)
                 measurement.resolved = len(to_resolve)
         except (RuntimeError, TimeoutError, grpc.RpcError) as error:
-            measurement.error = _describe(error)
+            measurement.error = describe_error(error)
             for process in (control_plane, worker):
                 if process is not None:
                     measurement.notes[f"{process.name} log"] = process.tail(15)
@@ -411,12 +412,6 @@ def measure_waits(
                 worker.stop()
             control_plane.stop()
     return measurement
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, grpc.RpcError):
-        return f"{error.code().name}: {error.details()}"
-    return str(error) or type(error).__name__
 
 
 # -- the report ----------------------------------------------------------------------------
