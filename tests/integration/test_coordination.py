@@ -8,6 +8,7 @@ worker in this process so that tests can hold steps at a gate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -339,17 +340,27 @@ async def test_a_wait_with_an_expression(env: TestEnvironment) -> None:
     assert (await app.runs.wait(run_id, timeout=10)).output == 150
 
 
-async def test_an_event_that_arrives_before_the_suspension_is_stored_still_counts(
-    env: TestEnvironment,
-) -> None:
+@contextlib.asynccontextmanager
+async def _reached_wait_not_suspended(env: TestEnvironment) -> AsyncIterator[tuple[str, str]]:
+    """(key, run id) of a ``race`` run that has reached its wait and is held in
+    its "slow" step: not suspended yet, its wait not stored. The clock is held
+    in the block; leaving it lets "slow" finish."""
     key = f"race-{next(keys)}"
     gates[key] = asyncio.Event()
     async with env.hold_clock():
         run_id = await _start("race/start", {"key": key})
-        # The function has reached the wait (it is gathered first) and is now in
-        # "slow": the run is not suspended yet, its wait not stored.
         await wait_until_async(lambda: _ran(run_id, "slow-start"), what="the slow step")
-        assert await _status(run_id, RunStatus.RUNNING)
+        try:
+            assert await _status(run_id, RunStatus.RUNNING)
+            yield key, run_id
+        finally:
+            gates[key].set()
+
+
+async def test_an_event_that_arrives_before_the_suspension_is_stored_still_counts(
+    env: TestEnvironment,
+) -> None:
+    async with _reached_wait_not_suspended(env) as (key, run_id):
         # Received in the same millisecond: the first one sent is the match.
         await app.send(
             [
@@ -357,43 +368,30 @@ async def test_an_event_that_arrives_before_the_suspension_is_stored_still_count
                 {"name": "race/ping", "data": {"key": key, "n": 2}},
             ]
         )
-        gates[key].set()
-        run = await app.runs.wait(run_id, timeout=10)
 
-    assert run.output == {"key": key, "n": 1}
+    assert (await app.runs.wait(run_id, timeout=10)).output == {"key": key, "n": 1}
 
 
 async def test_the_look_back_finds_a_match_behind_many_other_events(
     env: TestEnvironment,
 ) -> None:
-    key = f"race-{next(keys)}"
-    gates[key] = asyncio.Event()
-    async with env.hold_clock():
-        run_id = await _start("race/start", {"key": key})
-        await wait_until_async(lambda: _ran(run_id, "slow-start"), what="the slow step")
+    async with _reached_wait_not_suspended(env) as (key, run_id):
         others = [
             {"name": "race/ping", "data": {"key": f"{key}-other", "n": i}} for i in range(250)
         ]
         await app.send([*others, {"name": "race/ping", "data": {"key": key, "n": 250}}])
-        gates[key].set()
-        run = await app.runs.wait(run_id, timeout=10)
 
-    assert run.output == {"key": key, "n": 250}
+    assert (await app.runs.wait(run_id, timeout=10)).output == {"key": key, "n": 250}
 
 
 async def test_an_event_after_the_timeout_does_not_count_before_the_suspension_either(
     env: TestEnvironment,
 ) -> None:
-    key = f"race-{next(keys)}"
-    gates[key] = asyncio.Event()
-    async with env.hold_clock():
-        run_id = await _start("race/start", {"key": key})
-        await wait_until_async(lambda: _ran(run_id, "slow-start"), what="the slow step")
+    async with _reached_wait_not_suspended(env) as (key, run_id):
         await env.advance("2h")  # the wait's 1 h timeout passes while "slow" runs
         await app.send({"name": "race/ping", "data": {"key": key, "n": 2}})
-        gates[key].set()
-        run = await app.runs.wait(run_id, timeout=10)
 
+    run = await app.runs.wait(run_id, timeout=10)
     assert run.status is RunStatus.COMPLETED
     assert run.output is None, "an event received after the wait's timeout was returned"
 
