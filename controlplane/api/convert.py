@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
 from controlplane.engine.errors import InvalidArgument
 from controlplane.engine.models import (
     DEFAULT_RETRIES,
+    Batching,
     CancelOn,
+    CatchUp,
+    Concurrency,
+    ConcurrencyScope,
     CronTrigger,
+    Debounce,
     ErrorData,
     EventInput,
     EventTrigger,
@@ -18,14 +26,18 @@ from controlplane.engine.models import (
     NonDeterminism,
     Outcome,
     OutcomeBody,
+    PauseMode,
     PlannedEventWait,
     PlannedInvoke,
     PlannedSleep,
     PlannedWait,
+    RateLimit,
     RunCompleted,
     RunFailed,
     RunStatus,
     RunSummary,
+    Singleton,
+    SingletonMode,
     SkippedRun,
     StepCompleted,
     StepFailed,
@@ -34,6 +46,7 @@ from controlplane.engine.models import (
     StepStatus,
     StoredEvent,
     Suspended,
+    Throttle,
     Timeouts,
     Trigger,
     WorkerHello,
@@ -43,6 +56,8 @@ from tether.v1 import common_pb2 as common
 from tether.v1 import event_service_pb2 as es
 from tether.v1 import run_service_pb2 as rs
 from tether.v1 import worker_service_pb2 as ws
+
+T = TypeVar("T")
 
 RUN_STATUS_TO_PB = {
     RunStatus.QUEUED: common.RUN_STATUS_QUEUED,
@@ -89,6 +104,40 @@ HISTORY_KIND_TO_PB = {
     HistoryKind.INVOKE_ENDED: rs.HISTORY_KIND_INVOKE_ENDED,
 }
 
+CATCH_UP_TO_PB = {
+    CatchUp.ONE: common.CRON_CATCH_UP_ONE,
+    CatchUp.NONE: common.CRON_CATCH_UP_NONE,
+    CatchUp.ALL: common.CRON_CATCH_UP_ALL,
+}
+CATCH_UP_FROM_PB = {v: k for k, v in CATCH_UP_TO_PB.items()} | {
+    common.CRON_CATCH_UP_UNSPECIFIED: CatchUp.ONE
+}
+
+SCOPE_TO_PB = {
+    ConcurrencyScope.FUNCTION: common.CONCURRENCY_SCOPE_FUNCTION,
+    ConcurrencyScope.APP: common.CONCURRENCY_SCOPE_APP,
+    ConcurrencyScope.GLOBAL: common.CONCURRENCY_SCOPE_GLOBAL,
+}
+SCOPE_FROM_PB = {v: k for k, v in SCOPE_TO_PB.items()} | {
+    common.CONCURRENCY_SCOPE_UNSPECIFIED: ConcurrencyScope.FUNCTION
+}
+
+SINGLETON_MODE_TO_PB = {
+    SingletonMode.SKIP: common.SINGLETON_MODE_SKIP,
+    SingletonMode.CANCEL: common.SINGLETON_MODE_CANCEL,
+}
+SINGLETON_MODE_FROM_PB = {v: k for k, v in SINGLETON_MODE_TO_PB.items()} | {
+    common.SINGLETON_MODE_UNSPECIFIED: SingletonMode.SKIP
+}
+
+PAUSE_MODE_TO_PB = {
+    PauseMode.HOLD: rs.PAUSE_MODE_HOLD,
+    PauseMode.SKIP: rs.PAUSE_MODE_SKIP,
+}
+PAUSE_MODE_FROM_PB = {v: k for k, v in PAUSE_MODE_TO_PB.items()} | {
+    rs.PAUSE_MODE_UNSPECIFIED: PauseMode.HOLD
+}
+
 REJECT_CODES = {
     "unsupported_protocol": ws.REJECT_CODE_UNSUPPORTED_PROTOCOL,
     "invalid_hello": ws.REJECT_CODE_INVALID_HELLO,
@@ -118,9 +167,16 @@ def function_spec(app_id: str, definition: common.FunctionDefinition) -> Functio
         if kind == "event":
             triggers.append(EventTrigger(trigger.event.name, trigger.event.if_expression))
         elif kind == "cron":
-            triggers.append(CronTrigger(trigger.cron.schedule, trigger.cron.timezone))
+            cron = trigger.cron
+            catch_up = CATCH_UP_FROM_PB.get(cron.catch_up)
+            if catch_up is None:
+                raise InvalidArgument(
+                    f"function {definition.id!r}: unknown cron catch_up {cron.catch_up}"
+                )
+            triggers.append(CronTrigger(cron.schedule, cron.timezone, catch_up))
         else:
             raise InvalidArgument(f"function {definition.id!r}: a trigger has no kind")
+    d = definition
     return FunctionSpec(
         app_id=app_id,
         id=definition.id,
@@ -132,7 +188,46 @@ def function_spec(app_id: str, definition: common.FunctionDefinition) -> Functio
         ),
         idempotency=definition.idempotency,
         timeouts=Timeouts(definition.timeouts.start_ms, definition.timeouts.finish_ms),
+        concurrency=tuple(
+            Concurrency(c.limit, c.key, _known(SCOPE_FROM_PB, c.scope, d.id, "concurrency scope"))
+            for c in d.concurrency
+        ),
+        throttle=(
+            Throttle(d.throttle.limit, d.throttle.period_ms, d.throttle.burst or 1, d.throttle.key)
+            if d.HasField("throttle")
+            else None
+        ),
+        rate_limit=(
+            RateLimit(d.rate_limit.limit, d.rate_limit.period_ms, d.rate_limit.key)
+            if d.HasField("rate_limit")
+            else None
+        ),
+        debounce=(
+            Debounce(d.debounce.period_ms, d.debounce.key, d.debounce.timeout_ms)
+            if d.HasField("debounce")
+            else None
+        ),
+        priority=d.priority.run if d.HasField("priority") else "",
+        batching=(
+            Batching(d.batching.max_size, d.batching.timeout_ms, d.batching.key)
+            if d.HasField("batching")
+            else None
+        ),
+        singleton=(
+            Singleton(
+                d.singleton.key,
+                _known(SINGLETON_MODE_FROM_PB, d.singleton.mode, d.id, "singleton mode"),
+            )
+            if d.HasField("singleton")
+            else None
+        ),
     )
+
+
+def _known(table: Mapping[Any, T], value: int, function_id: str, what: str) -> T:
+    if value not in table:
+        raise InvalidArgument(f"function {function_id!r}: unknown {what} {value}")
+    return table[value]
 
 
 def worker_hello(hello: ws.Hello) -> WorkerHello:
@@ -248,6 +343,14 @@ def execute(execution: Execution) -> ws.Execute:
         lease_deadline_ms=execution.lease_deadline_ms,
         server_time_ms=execution.server_time_ms,
     )
+    if execution.cron is not None:
+        message.cron.CopyFrom(
+            ws.CronTick(
+                schedule=execution.cron.schedule,
+                timezone=execution.cron.timezone,
+                scheduled_at_ms=execution.cron.scheduled_at_ms,
+            )
+        )
     for step in execution.steps:
         if step.error is not None:
             message.steps.add(step_id=step.step_id, error=error_info(step.error))
@@ -339,7 +442,37 @@ def function_definition(spec: FunctionSpec) -> common.FunctionDefinition:
         timeouts=common.Timeouts(
             start_ms=spec.timeouts.start_ms, finish_ms=spec.timeouts.finish_ms
         ),
+        concurrency=[
+            common.Concurrency(limit=c.limit, key=c.key, scope=SCOPE_TO_PB[c.scope])
+            for c in spec.concurrency
+        ],
     )
+    if spec.throttle is not None:
+        t = spec.throttle
+        definition.throttle.CopyFrom(
+            common.Throttle(limit=t.limit, period_ms=t.period_ms, burst=t.burst, key=t.key)
+        )
+    if spec.rate_limit is not None:
+        r = spec.rate_limit
+        definition.rate_limit.CopyFrom(
+            common.RateLimit(limit=r.limit, period_ms=r.period_ms, key=r.key)
+        )
+    if spec.debounce is not None:
+        b = spec.debounce
+        definition.debounce.CopyFrom(
+            common.Debounce(period_ms=b.period_ms, key=b.key, timeout_ms=b.timeout_ms)
+        )
+    if spec.priority:
+        definition.priority.CopyFrom(common.Priority(run=spec.priority))
+    if spec.batching is not None:
+        g = spec.batching
+        definition.batching.CopyFrom(
+            common.Batching(max_size=g.max_size, timeout_ms=g.timeout_ms, key=g.key)
+        )
+    if spec.singleton is not None:
+        definition.singleton.CopyFrom(
+            common.Singleton(key=spec.singleton.key, mode=SINGLETON_MODE_TO_PB[spec.singleton.mode])
+        )
     for trigger in spec.triggers:
         if isinstance(trigger, EventTrigger):
             definition.triggers.add(
@@ -347,7 +480,11 @@ def function_definition(spec: FunctionSpec) -> common.FunctionDefinition:
             )
         else:
             definition.triggers.add(
-                cron=common.CronTrigger(schedule=trigger.schedule, timezone=trigger.timezone)
+                cron=common.CronTrigger(
+                    schedule=trigger.schedule,
+                    timezone=trigger.timezone,
+                    catch_up=CATCH_UP_TO_PB[trigger.catch_up],
+                )
             )
     return definition
 
@@ -359,6 +496,8 @@ def function_info(info: FunctionInfo) -> rs.FunctionInfo:
         connected_workers=info.connected_workers,
         registered_at_ms=info.registered_at_ms,
         updated_at_ms=info.updated_at_ms,
+        paused=PAUSE_MODE_TO_PB[info.paused] if info.paused else rs.PAUSE_MODE_UNSPECIFIED,
+        next_fire_ms=list(info.next_fire_ms),
     )
 
 

@@ -109,6 +109,25 @@ class RunServicer(rs_grpc.RunServiceServicer):
         return rs.ListFunctionsResponse(functions=[convert.function_info(i) for i in infos])
 
     @unary
+    @unary
+    async def PauseFunction(
+        self, request: rs.PauseFunctionRequest, context: Context
+    ) -> rs.PauseFunctionResponse:
+        mode = convert.PAUSE_MODE_FROM_PB.get(request.mode)
+        if mode is None:
+            raise InvalidArgument(f"unknown pause mode {request.mode}")
+        info = await self._engine.pause_function(request.app_id, request.function_id, mode)
+        return rs.PauseFunctionResponse(function=convert.function_info(info))
+
+    @unary
+    async def ResumeFunction(
+        self, request: rs.ResumeFunctionRequest, context: Context
+    ) -> rs.ResumeFunctionResponse:
+        info, released = await self._engine.resume_function(request.app_id, request.function_id)
+        return rs.ResumeFunctionResponse(
+            function=convert.function_info(info), released_runs=released
+        )
+
     async def ListEvents(
         self, request: rs.ListEventsRequest, context: Context
     ) -> rs.ListEventsResponse:

@@ -115,6 +115,7 @@ def claim_executions(
                 lease_deadline_ms=deadline,
                 server_time_ms=now_ms,
                 state_bytes=state_bytes[c.run_id],
+                cron=codec.decode_cron(state.cron),
             )
         )
     tx.insert_rows(history, history_rows)

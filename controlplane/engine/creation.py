@@ -122,6 +122,7 @@ def new_run_row(
         "parent_run_id": None,
         "parent_step_id": None,
         "cancelled_execution_id": None,
+        "cron": None,
     }
 
 
@@ -136,4 +137,6 @@ def queue_row(run_id: str, key: FunctionKey, due_at_ms: int) -> dict[str, Any]:
         "lease_deadline_ms": None,
         "start_deadline_ms": None,
         "finish_deadline_ms": None,
+        "concurrency_key_1": None,
+        "concurrency_key_2": None,
     }

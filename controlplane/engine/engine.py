@@ -23,15 +23,18 @@ from controlplane.engine.errors import (
 )
 from controlplane.engine.ids import new_hex_id
 from controlplane.engine.models import (
+    CronTrigger,
     ErrorData,
     EventDetail,
     EventFilter,
     EventInput,
     FunctionInfo,
+    FunctionKey,
     NonDeterminism,
     Outcome,
     OutcomeBody,
     Page,
+    PauseMode,
     Refusal,
     ReplayMode,
     RunCompleted,
@@ -508,16 +511,58 @@ class Engine:
     # -- functions and events -----------------------------------------------------------
 
     async def list_functions(self, app_id: str) -> list[FunctionInfo]:
-        return [
-            FunctionInfo(
-                spec=spec,
-                connected_workers=self.sessions.serving(spec.app_id, spec.id),
-                registered_at_ms=registered,
-                updated_at_ms=updated,
+        paused, fires = await self.store.read(lambda r: (r.paused_functions(), r.next_fires()))
+        infos = []
+        for spec, registered, updated in self.registry.all():
+            if app_id and spec.app_id != app_id:
+                continue
+            next_fire = fires.get(spec.key, {})
+            infos.append(
+                FunctionInfo(
+                    spec=spec,
+                    connected_workers=self.sessions.serving(spec.app_id, spec.id),
+                    registered_at_ms=registered,
+                    updated_at_ms=updated,
+                    paused=paused.get(spec.key),
+                    next_fire_ms=tuple(
+                        next_fire.get(position, 0)
+                        for position, trigger in enumerate(spec.triggers)
+                        if isinstance(trigger, CronTrigger)
+                    ),
+                )
             )
-            for spec, registered, updated in self.registry.all()
-            if not app_id or spec.app_id == app_id
-        ]
+        return infos
+
+    async def _function_info(self, key: FunctionKey) -> FunctionInfo:
+        for info in await self.list_functions(key.app_id):
+            if info.spec.key == key:
+                return info
+        raise NotFound(f"function {key.function_id!r} of app {key.app_id!r} not found")
+
+    async def pause_function(self, app_id: str, function_id: str, mode: PauseMode) -> FunctionInfo:
+        """Start no execution of the function's runs until it is resumed; new
+        events queue held runs (HOLD) or start nothing (SKIP)."""
+        key = _function_key(app_id, function_id)
+        now = self.clock.now_ms()
+        if not await self.store.write(lambda tx: tx.set_paused(key, mode, now)):
+            raise NotFound(f"function {function_id!r} of app {app_id!r} not found")
+        log.info("function %s paused (%s new events)", key, mode.value)
+        self.store.announce()
+        return await self._function_info(key)
+
+    async def resume_function(self, app_id: str, function_id: str) -> tuple[FunctionInfo, int]:
+        """Resume a paused function; returns it and how many held runs are released."""
+        key = _function_key(app_id, function_id)
+        now = self.clock.now_ms()
+        found, held = await self.store.write(
+            lambda tx: (tx.set_paused(key, None, now), tx.count_due(key, now))
+        )
+        if not found:
+            raise NotFound(f"function {function_id!r} of app {app_id!r} not found")
+        log.info("function %s resumed; %d held run(s) released", key, held)
+        self.dispatcher.wake()
+        self.store.announce()
+        return await self._function_info(key), held
 
     async def list_events(self, flt: EventFilter, page_size: int, token: str) -> Page[StoredEvent]:
         size = _page_size(page_size)
@@ -539,6 +584,12 @@ def _json_problem(payload: bytes, what: str) -> str:
     except (UnicodeDecodeError, ValueError) as error:
         return f"{what} is not valid UTF-8 JSON: {error}"
     return ""
+
+
+def _function_key(app_id: str, function_id: str) -> FunctionKey:
+    if not app_id or not function_id:
+        raise InvalidArgument("name the function by its app id and function id")
+    return FunctionKey(app_id, function_id)
 
 
 def _page_size(requested: int) -> int:

@@ -130,10 +130,19 @@ class EventTrigger:
     if_expression: str = ""
 
 
+class CatchUp(enum.StrEnum):
+    """Cron ticks missed while no control plane ran."""
+
+    ONE = "one"
+    NONE = "none"
+    ALL = "all"
+
+
 @dataclass(frozen=True, slots=True)
 class CronTrigger:
     schedule: str
     timezone: str = ""
+    catch_up: CatchUp = CatchUp.ONE
 
 
 Trigger = EventTrigger | CronTrigger
@@ -158,6 +167,66 @@ class Timeouts:
     finish_ms: int = 0
 
 
+class ConcurrencyScope(enum.StrEnum):
+    FUNCTION = "fn"
+    APP = "app"
+    GLOBAL = "global"
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrency:
+    """At most ``limit`` runs of the scope (per key value) execute at once."""
+
+    limit: int
+    key: str = ""
+    scope: ConcurrencyScope = ConcurrencyScope.FUNCTION
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    limit: int
+    period_ms: int
+    burst: int = 1
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    limit: int
+    period_ms: int
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    period_ms: int
+    key: str = ""
+    timeout_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    max_size: int
+    timeout_ms: int
+    key: str = ""
+
+
+class SingletonMode(enum.StrEnum):
+    SKIP = "skip"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class Singleton:
+    key: str = ""
+    mode: SingletonMode = SingletonMode.SKIP
+
+
+class PauseMode(enum.StrEnum):
+    HOLD = "hold"
+    SKIP = "skip"
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionSpec:
     """A function definition as registered by a worker."""
@@ -170,6 +239,18 @@ class FunctionSpec:
     cancel_on: tuple[CancelOn, ...] = ()
     idempotency: str = ""
     timeouts: Timeouts = Timeouts()
+    concurrency: tuple[Concurrency, ...] = ()
+    throttle: Throttle | None = None
+    rate_limit: RateLimit | None = None
+    debounce: Debounce | None = None
+    #: CEL over ``event``: seconds to start ahead (positive) or later (negative).
+    priority: str = ""
+    batching: Batching | None = None
+    singleton: Singleton | None = None
+
+    @property
+    def crons(self) -> list[CronTrigger]:
+        return [t for t in self.triggers if isinstance(t, CronTrigger)]
 
     @property
     def key(self) -> FunctionKey:
@@ -191,6 +272,9 @@ class FunctionInfo:
     connected_workers: int
     registered_at_ms: int
     updated_at_ms: int
+    paused: PauseMode | None = None
+    #: The next tick of each cron trigger, in trigger order (0: none).
+    next_fire_ms: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +319,15 @@ class Execution:
     server_time_ms: int
     # Sizes of the memoized state, for enforcing run limits as steps complete.
     state_bytes: int = 0
+    # Set for a run a cron schedule started.
+    cron: CronTick | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CronTick:
+    schedule: str
+    timezone: str
+    scheduled_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)

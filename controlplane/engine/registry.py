@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from typing import Any
 
 from controlplane.engine.models import (
+    Batching,
     CancelOn,
+    CatchUp,
+    Concurrency,
+    ConcurrencyScope,
     CronTrigger,
+    Debounce,
     EventTrigger,
     FunctionKey,
     FunctionSpec,
+    RateLimit,
+    Singleton,
+    SingletonMode,
+    Throttle,
     Timeouts,
     Trigger,
 )
+
+
+def _options(value: Any) -> dict[str, Any] | None:
+    return dataclasses.asdict(value) if value is not None else None
 
 
 def spec_to_json(spec: FunctionSpec) -> str:
@@ -23,7 +37,13 @@ def spec_to_json(spec: FunctionSpec) -> str:
         if isinstance(trigger, EventTrigger):
             triggers.append({"event": trigger.name, "if": trigger.if_expression})
         else:
-            triggers.append({"cron": trigger.schedule, "timezone": trigger.timezone})
+            triggers.append(
+                {
+                    "cron": trigger.schedule,
+                    "timezone": trigger.timezone,
+                    "catch_up": trigger.catch_up.value,
+                }
+            )
     return json.dumps(
         {
             "name": spec.name,
@@ -40,6 +60,13 @@ def spec_to_json(spec: FunctionSpec) -> str:
             ],
             "idempotency": spec.idempotency,
             "timeouts": {"start_ms": spec.timeouts.start_ms, "finish_ms": spec.timeouts.finish_ms},
+            "concurrency": [dataclasses.asdict(c) for c in spec.concurrency],
+            "throttle": _options(spec.throttle),
+            "rate_limit": _options(spec.rate_limit),
+            "debounce": _options(spec.debounce),
+            "priority": spec.priority,
+            "batching": _options(spec.batching),
+            "singleton": _options(spec.singleton),
         }
     )
 
@@ -51,8 +78,10 @@ def spec_from_json(app_id: str, function_id: str, raw: str) -> FunctionSpec:
         if "event" in item:
             triggers.append(EventTrigger(item["event"], item.get("if", "")))
         else:
-            triggers.append(CronTrigger(item["cron"], item.get("timezone", "")))
+            catch_up = CatchUp(item.get("catch_up", CatchUp.ONE.value))
+            triggers.append(CronTrigger(item["cron"], item.get("timezone", ""), catch_up))
     timeouts = value.get("timeouts") or {}
+    singleton = value.get("singleton")
     return FunctionSpec(
         app_id=app_id,
         id=function_id,
@@ -65,7 +94,25 @@ def spec_from_json(app_id: str, function_id: str, raw: str) -> FunctionSpec:
         ),
         idempotency=value.get("idempotency", ""),
         timeouts=Timeouts(int(timeouts.get("start_ms", 0)), int(timeouts.get("finish_ms", 0))),
+        concurrency=tuple(
+            Concurrency(c["limit"], c["key"], ConcurrencyScope(c["scope"]))
+            for c in value.get("concurrency", [])
+        ),
+        throttle=_load(Throttle, value.get("throttle")),
+        rate_limit=_load(RateLimit, value.get("rate_limit")),
+        debounce=_load(Debounce, value.get("debounce")),
+        priority=value.get("priority", ""),
+        batching=_load(Batching, value.get("batching")),
+        singleton=(
+            Singleton(singleton["key"], SingletonMode(singleton["mode"]))
+            if singleton is not None
+            else None
+        ),
     )
+
+
+def _load(cls: Any, value: dict[str, Any] | None) -> Any:
+    return cls(**value) if value is not None else None
 
 
 class FunctionRegistry:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import zoneinfo
+
+from croniter import croniter
 
 from controlplane.engine.errors import InvalidArgument, LimitExceeded, WorkerRejected
 from controlplane.engine.expressions import (
@@ -17,6 +20,7 @@ from controlplane.engine.expressions import (
 )
 from controlplane.engine.models import (
     MAX_RETRIES,
+    ConcurrencyScope,
     CronTrigger,
     EventInput,
     EventTrigger,
@@ -181,7 +185,9 @@ def _check_options(spec: FunctionSpec) -> None:
             if trigger.if_expression:
                 compile_expression(trigger.if_expression, EVENT_ONLY, f"trigger {trigger.name!r}")
         elif isinstance(trigger, CronTrigger):
-            raise InvalidArgument("cron triggers are not supported by this control plane yet")
+            problem = cron_problem(trigger.schedule, trigger.timezone)
+            if problem:
+                raise InvalidArgument(f"cron trigger: {problem}")
     for cancel in spec.cancel_on:
         what = f"cancel_on {cancel.event!r}"
         problem = exact_event_name_problem(cancel.event)
@@ -197,6 +203,112 @@ def _check_options(spec: FunctionSpec) -> None:
         compile_expression(spec.idempotency, EVENT_ONLY, "idempotency")
     if spec.timeouts.start_ms < 0 or spec.timeouts.finish_ms < 0:
         raise InvalidArgument("timeouts must not be negative")
+    _check_flow_control(spec)
+
+
+SECOND_MS = 1000
+HOUR_MS = 3600 * SECOND_MS
+DAY_MS = 24 * HOUR_MS
+MAX_CONCURRENCY_LIMITS = 2
+MAX_CONCURRENCY = 100_000
+MAX_RATE = 100_000
+MAX_BATCH_SIZE = 1000
+
+
+def cron_problem(schedule: str, timezone: str) -> str | None:
+    """Why a cron schedule or its time zone is invalid, or None."""
+    fields = schedule.split()
+    if len(fields) != 5:
+        return (
+            f"{schedule!r} has {len(fields)} field(s); a cron expression has five: "
+            "minute hour day-of-month month day-of-week, like '0 9 * * *'"
+        )
+    if not croniter.is_valid(schedule):
+        return f"{schedule!r} is not a valid cron expression (minute hour day month weekday)"
+    if timezone:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return f"unknown time zone {timezone!r}: use an IANA name such as 'Europe/Paris'"
+    return None
+
+
+def _check_period(what: str, period_ms: int, low_ms: int, high_ms: int) -> None:
+    if not low_ms <= period_ms <= high_ms:
+        raise InvalidArgument(
+            f"{what} must be between {_duration(low_ms)} and {_duration(high_ms)}, "
+            f"not {period_ms} ms"
+        )
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("s", SECOND_MS)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
+
+
+def _check_count(what: str, value: int, high: int) -> None:
+    if not 1 <= value <= high:
+        raise InvalidArgument(f"{what} must be between 1 and {high:,}, not {value}")
+
+
+def _check_key(key: str, what: str) -> None:
+    if key:
+        compile_expression(key, EVENT_ONLY, f"{what} key")
+
+
+def _check_flow_control(spec: FunctionSpec) -> None:
+    if len(spec.concurrency) > MAX_CONCURRENCY_LIMITS:
+        raise InvalidArgument(
+            f"{len(spec.concurrency)} concurrency limits; the limit is {MAX_CONCURRENCY_LIMITS}"
+        )
+    for limit in spec.concurrency:
+        _check_count("the concurrency limit", limit.limit, MAX_CONCURRENCY)
+        if limit.scope != ConcurrencyScope.FUNCTION and not limit.key:
+            raise InvalidArgument(
+                f"a concurrency limit with scope {limit.scope.value!r} needs a key: the key's "
+                "value names the limit that functions share"
+            )
+        _check_key(limit.key, "concurrency")
+    if spec.throttle is not None:
+        _check_count("the throttle limit", spec.throttle.limit, MAX_RATE)
+        _check_count("the throttle burst", spec.throttle.burst, MAX_RATE)
+        _check_period("the throttle period", spec.throttle.period_ms, SECOND_MS, 7 * DAY_MS)
+        _check_key(spec.throttle.key, "throttle")
+    if spec.rate_limit is not None:
+        _check_count("the rate limit", spec.rate_limit.limit, MAX_RATE)
+        _check_period("the rate limit period", spec.rate_limit.period_ms, SECOND_MS, DAY_MS)
+        _check_key(spec.rate_limit.key, "rate limit")
+    if spec.debounce is not None:
+        _check_period("the debounce period", spec.debounce.period_ms, SECOND_MS, 7 * DAY_MS)
+        if spec.debounce.timeout_ms:
+            _check_period("the debounce timeout", spec.debounce.timeout_ms, SECOND_MS, 7 * DAY_MS)
+        _check_key(spec.debounce.key, "debounce")
+    if spec.priority:
+        compile_expression(spec.priority, EVENT_ONLY, "priority")
+    if spec.batching is not None:
+        _check_count("the batch max_size", spec.batching.max_size, MAX_BATCH_SIZE)
+        _check_period("the batch timeout", spec.batching.timeout_ms, SECOND_MS, HOUR_MS)
+        _check_key(spec.batching.key, "batching")
+        clashes = [
+            name
+            for name, used in (
+                ("debounce", spec.debounce is not None),
+                ("idempotency", bool(spec.idempotency)),
+                ("rate_limit", spec.rate_limit is not None),
+                ("singleton", spec.singleton is not None),
+                ("cancel_on", bool(spec.cancel_on)),
+            )
+            if used
+        ]
+        if clashes:
+            raise InvalidArgument(
+                f"batching cannot be combined with {', '.join(clashes)}: a batched run has "
+                "many events, and these options work on the one event of a run"
+            )
+    if spec.singleton is not None:
+        _check_key(spec.singleton.key, "singleton")
 
 
 def _wildcard_problem(name: str) -> str | None:

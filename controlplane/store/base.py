@@ -82,6 +82,12 @@ class Store(ABC):
         """Run ``op`` in the next group-committed transaction and wait for the commit."""
         return await self.submit(op)
 
+    def announce(self) -> None:
+        """Tell other control planes sharing the store that something they may
+        act on changed (work queued or released, functions registered, paused or
+        resumed). Does nothing when the store is not shared."""
+        return None
+
     async def read(self, op: Callable[[ReadTx], T]) -> T:
         """Run ``op`` on a read connection in a consistent snapshot."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, op)

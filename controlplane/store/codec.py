@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from controlplane.engine.models import (
+    CronTick,
     ErrorData,
     HistoryEntry,
     HistoryKind,
@@ -151,3 +152,16 @@ def decode_cursor(token: str, n: int) -> list[str]:
     if len(parts) != n:
         raise ValueError("malformed page token")
     return parts
+
+
+def encode_cron(tick: CronTick) -> str:
+    return json.dumps(
+        {"schedule": tick.schedule, "timezone": tick.timezone, "at": tick.scheduled_at_ms}
+    )
+
+
+def decode_cron(raw: str | None) -> CronTick | None:
+    if not raw:
+        return None
+    value = json.loads(raw)
+    return CronTick(value["schedule"], value["timezone"], int(value["at"]))

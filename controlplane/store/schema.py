@@ -33,6 +33,9 @@ functions = Table(
     Column("definition", Text, nullable=False),
     Column("registered_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
+    # Paused functions: "hold" or "skip" (what new events do), else null.
+    Column("paused", String(8), nullable=True),
+    Column("paused_at_ms", BigInteger, nullable=True),
     PrimaryKeyConstraint("app_id", "function_id", name="pk_functions"),
 )
 
@@ -80,6 +83,8 @@ runs = Table(
     # The execution that held the run when it was cancelled: the step it was
     # running may still report its result.
     Column("cancelled_execution_id", String(32), nullable=True),
+    # A run a cron schedule started: JSON {"schedule", "timezone", "at"} (the tick).
+    Column("cron", Text, nullable=True),
     Index("ix_runs_function_created", "app_id", "function_id", "created_at_ms"),
     Index("ix_runs_status_created", "status", "created_at_ms"),
     Index("ix_runs_created", "created_at_ms"),
@@ -148,12 +153,18 @@ queue = Table(
     # Run timeouts: cancel the run if it has not started / finished by then.
     Column("start_deadline_ms", BigInteger, nullable=True),
     Column("finish_deadline_ms", BigInteger, nullable=True),
+    # The run's concurrency limits: the key each counts under (scope, function
+    # and key value folded into one string), or null.
+    Column("concurrency_key_1", String(600), nullable=True),
+    Column("concurrency_key_2", String(600), nullable=True),
     Index("ix_queue_ready", "app_id", "function_id", "due_at_ms"),
     Index("ix_queue_due", "due_at_ms"),
     Index("ix_queue_lease", "lease_execution_id"),
     Index("ix_queue_lease_deadline", "lease_deadline_ms"),
     Index("ix_queue_start_deadline", "start_deadline_ms"),
     Index("ix_queue_finish_deadline", "finish_deadline_ms"),
+    Index("ix_queue_concurrency_1", "concurrency_key_1"),
+    Index("ix_queue_concurrency_2", "concurrency_key_2"),
 )
 
 # What unfinished runs wait for: sleeps (resolved at ``until_ms``), events
@@ -219,4 +230,51 @@ event_skips = Table(
     Column("existing_run_id", String(26), nullable=True),
     Column("created_at_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("event_pk", "app_id", "function_id", name="pk_event_skips"),
+)
+
+# Runs with more than one event (batching): every event of the run, in order.
+# A run with one event keeps it in ``runs.event_pk`` alone.
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("run_id", String(26), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("event_pk", String(26), nullable=False),
+    PrimaryKeyConstraint("run_id", "position", name="pk_run_events"),
+)
+
+# Cron schedules: one row per cron trigger of a registered function, with the
+# next tick to fire. The node that locks the row fires the tick and advances it
+# in the same transaction, so each tick starts one run.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    # The trigger's index among the function's triggers.
+    Column("position", Integer, nullable=False),
+    Column("schedule", String(256), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("catch_up", String(8), nullable=False),
+    Column("next_fire_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("app_id", "function_id", "position", name="pk_schedules"),
+    Index("ix_schedules_next_fire", "next_fire_ms"),
+)
+
+# Flow-control state per function and key: throttle and rate-limit GCRA
+# (``value_ms`` is the theoretical arrival time), debounce (the pending run;
+# ``value_ms`` is its first event's time), batching (the open batch's run and
+# ``count`` of events), singleton (the run holding the key).
+flow_state = Table(
+    "flow_state",
+    metadata,
+    Column("app_id", String(128), nullable=False),
+    Column("function_id", String(128), nullable=False),
+    # throttle | rate_limit | debounce | batch | singleton
+    Column("kind", String(16), nullable=False),
+    Column("key", String(512), nullable=False),
+    Column("run_id", String(26), nullable=True),
+    Column("value_ms", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("app_id", "function_id", "kind", "key", name="pk_flow_state"),
 )

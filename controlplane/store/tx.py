@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
-    Insert,
     Select,
     Table,
     Text,
@@ -48,6 +46,9 @@ from controlplane.engine.models import (
     StoredEvent,
 )
 from controlplane.store import codec
+from controlplane.store._txbase import NOT_DUE, InsertFactory, TxBase, chunks
+from controlplane.store.flow_tx import FlowReads, FlowWrites
+from controlplane.store.schedules_tx import ScheduleReads, ScheduleWrites
 from controlplane.store.schema import (
     event_skips,
     events,
@@ -61,19 +62,7 @@ from controlplane.store.schema import (
     waits,
 )
 
-InsertFactory = Callable[[Table], Insert]
-
-# "Not due at all": the due time of a leased run until a step failure lowers it
-# to a retry time, and the until_ms of a wait without a timeout.
-NOT_DUE = 2**62
-
-# SQLite allows 32,766 bound parameters per statement; stay well below for IN lists.
-_IN_CHUNK = 500
-
-
-def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+_chunks = chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +91,8 @@ class RunState:
     parent_run_id: str | None = None
     cancelled_execution_id: str | None = None
     ended_at_ms: int | None = None
+    # JSON {"schedule", "timezone", "at"} for a run a cron schedule started.
+    cron: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +109,10 @@ class Claimed:
     execution_id: str
 
 
-class ReadTx:
-    def __init__(self, conn: Connection, insert: InsertFactory) -> None:
-        self.conn = conn
-        self._insert = insert
+__all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "RunState", "WriteTx"]
 
+
+class ReadTx(ScheduleReads, FlowReads, TxBase):
     # -- functions ---------------------------------------------------------
 
     def load_functions(self) -> list[FunctionRow]:
@@ -387,21 +377,8 @@ _delete_wait = delete(waits).where(
 )
 
 
-class WriteTx(ReadTx):
+class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
     """Reads and writes inside the writer's transaction."""
-
-    def __init__(
-        self,
-        conn: Connection,
-        insert: InsertFactory,
-        *,
-        lock_rows: bool,
-    ) -> None:
-        super().__init__(conn, insert)
-        # PostgreSQL: lock queue rows (and skip locked ones when claiming) so that
-        # several control planes can share the store. SQLite has one writer anyway.
-        self._lock_rows = lock_rows
-        self._postgres = conn.dialect.name == "postgresql"
 
     # -- functions -------------------------------------------------------------
 
@@ -455,6 +432,12 @@ class WriteTx(ReadTx):
                 queue.c.function_id.in_(list(function_ids)),
                 queue.c.due_at_ms <= now_ms,
                 queue.c.lease_execution_id.is_(None),
+                # A paused function's runs are held where they are.
+                queue.c.function_id.not_in(
+                    select(functions.c.function_id).where(
+                        functions.c.app_id == app_id, functions.c.paused.is_not(None)
+                    )
+                ),
             )
             .order_by(queue.c.priority.desc(), queue.c.due_at_ms)
             .limit(limit)
@@ -496,6 +479,7 @@ class WriteTx(ReadTx):
                     runs.c.parent_run_id,
                     runs.c.cancelled_execution_id,
                     runs.c.ended_at_ms,
+                    runs.c.cron,
                 ).where(runs.c.id.in_(chunk))
             )
             for r in rows:
@@ -513,6 +497,7 @@ class WriteTx(ReadTx):
                     r.parent_run_id,
                     r.cancelled_execution_id,
                     r.ended_at_ms,
+                    r.cron,
                 )
         return found
 

@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 
 from controlplane.engine.models import (
+    Batching,
     CancelOn,
+    CatchUp,
+    Concurrency,
+    ConcurrencyScope,
     CronTrigger,
+    Debounce,
     EventTrigger,
     FunctionKey,
     FunctionSpec,
+    RateLimit,
+    Singleton,
+    SingletonMode,
+    Throttle,
     Timeouts,
 )
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
@@ -111,13 +120,27 @@ def test_spec_json_round_trip() -> None:
             EventTrigger("app/user.signup"),
             EventTrigger("app/plan.changed", "event.data.plan == 'pro'"),
             CronTrigger("0 9 * * *", "Europe/Paris"),
-            CronTrigger("*/5 * * * *"),
+            CronTrigger("*/5 * * * *", catch_up=CatchUp.ALL),
         ),
         retries=0,
         cancel_on=(CancelOn("app/plan.cancelled", "data.user_id", "", 60_000),),
         idempotency="event.data.user_id",
         timeouts=Timeouts(start_ms=1_000, finish_ms=0),
+        concurrency=(
+            Concurrency(5),
+            Concurrency(2, "event.data.account", ConcurrencyScope.APP),
+        ),
+        throttle=Throttle(10, 60_000, 2, "event.data.user_id"),
+        rate_limit=RateLimit(1, 3_600_000),
+        debounce=Debounce(5_000, "event.data.user_id", 60_000),
+        priority="event.data.vip ? 60 : 0",
+        batching=None,
+        singleton=Singleton("event.data.user_id", SingletonMode.CANCEL),
     )
+    batched = FunctionSpec(
+        "shop", "digest", "digest", (), batching=Batching(100, 5_000, "event.data.team")
+    )
+    assert spec_from_json("shop", "digest", spec_to_json(batched)) == batched
     raw = spec_to_json(original)
     assert spec_from_json("shop", "digest", raw) == original
     assert json.loads(raw) == {
@@ -125,8 +148,8 @@ def test_spec_json_round_trip() -> None:
         "triggers": [
             {"event": "app/user.signup", "if": ""},
             {"event": "app/plan.changed", "if": "event.data.plan == 'pro'"},
-            {"cron": "0 9 * * *", "timezone": "Europe/Paris"},
-            {"cron": "*/5 * * * *", "timezone": ""},
+            {"cron": "0 9 * * *", "timezone": "Europe/Paris", "catch_up": "one"},
+            {"cron": "*/5 * * * *", "timezone": "", "catch_up": "all"},
         ],
         "retries": 0,
         "cancel_on": [
@@ -134,6 +157,16 @@ def test_spec_json_round_trip() -> None:
         ],
         "idempotency": "event.data.user_id",
         "timeouts": {"start_ms": 1_000, "finish_ms": 0},
+        "concurrency": [
+            {"limit": 5, "key": "", "scope": "fn"},
+            {"limit": 2, "key": "event.data.account", "scope": "app"},
+        ],
+        "throttle": {"limit": 10, "period_ms": 60_000, "burst": 2, "key": "event.data.user_id"},
+        "rate_limit": {"limit": 1, "period_ms": 3_600_000, "key": ""},
+        "debounce": {"period_ms": 5_000, "key": "event.data.user_id", "timeout_ms": 60_000},
+        "priority": "event.data.vip ? 60 : 0",
+        "batching": None,
+        "singleton": {"key": "event.data.user_id", "mode": "cancel"},
     }
 
 

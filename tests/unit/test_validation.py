@@ -317,11 +317,24 @@ def test_event_trigger_expressions_are_checked_when_a_function_registers() -> No
     assert "invalid CEL expression" in reason
 
 
-def test_cron_triggers_are_not_supported_yet() -> None:
-    triggers = (EventTrigger("app/x"), CronTrigger("0 9 * * *", "Europe/Paris"))
-    assert rejection(hello(functions=[spec(triggers=triggers)])) == (
+def test_cron_triggers_are_checked_when_a_function_registers() -> None:
+    good = (EventTrigger("app/x"), CronTrigger("0 9 * * *", "Europe/Paris"))
+    validate_hello(hello(functions=[spec(triggers=good)]))
+    assert rejection(hello(functions=[spec(triggers=(CronTrigger("0 25 * * *"),))])) == (
         "invalid_function",
-        "function 'onboarding-flow': cron triggers are not supported by this control plane yet",
+        "function 'onboarding-flow': cron trigger: '0 25 * * *' is not a valid cron "
+        "expression (minute hour day month weekday)",
+    )
+    assert rejection(hello(functions=[spec(triggers=(CronTrigger("0 9 * *"),))])) == (
+        "invalid_function",
+        "function 'onboarding-flow': cron trigger: '0 9 * *' has 4 field(s); a cron "
+        "expression has five: minute hour day-of-month month day-of-week, like '0 9 * * *'",
+    )
+    unknown_zone = (CronTrigger("0 9 * * *", "Europe/Pariss"),)
+    assert rejection(hello(functions=[spec(triggers=unknown_zone)])) == (
+        "invalid_function",
+        "function 'onboarding-flow': cron trigger: unknown time zone 'Europe/Pariss': use an "
+        "IANA name such as 'Europe/Paris'",
     )
 
 

@@ -28,6 +28,94 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ConcurrencyScope:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConcurrencyScopeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConcurrencyScope.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONCURRENCY_SCOPE_UNSPECIFIED: _ConcurrencyScope.ValueType  # 0
+    """Same as FUNCTION."""
+    CONCURRENCY_SCOPE_FUNCTION: _ConcurrencyScope.ValueType  # 1
+    """Runs of this function (per key, when there is one)."""
+    CONCURRENCY_SCOPE_APP: _ConcurrencyScope.ValueType  # 2
+    """Runs of every function of the app that has a limit with the same key
+    value. Needs a key.
+    """
+    CONCURRENCY_SCOPE_GLOBAL: _ConcurrencyScope.ValueType  # 3
+    """Runs of every function of every app that has a global limit with the same
+    key value. Needs a key.
+    """
+
+class ConcurrencyScope(_ConcurrencyScope, metaclass=_ConcurrencyScopeEnumTypeWrapper):
+    """Where a concurrency limit's count is kept."""
+
+CONCURRENCY_SCOPE_UNSPECIFIED: ConcurrencyScope.ValueType  # 0
+"""Same as FUNCTION."""
+CONCURRENCY_SCOPE_FUNCTION: ConcurrencyScope.ValueType  # 1
+"""Runs of this function (per key, when there is one)."""
+CONCURRENCY_SCOPE_APP: ConcurrencyScope.ValueType  # 2
+"""Runs of every function of the app that has a limit with the same key
+value. Needs a key.
+"""
+CONCURRENCY_SCOPE_GLOBAL: ConcurrencyScope.ValueType  # 3
+"""Runs of every function of every app that has a global limit with the same
+key value. Needs a key.
+"""
+Global___ConcurrencyScope: _TypeAlias = ConcurrencyScope  # noqa: Y015
+
+class _SingletonMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SingletonModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SingletonMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SINGLETON_MODE_UNSPECIFIED: _SingletonMode.ValueType  # 0
+    """Same as SKIP."""
+    SINGLETON_MODE_SKIP: _SingletonMode.ValueType  # 1
+    """The new event starts nothing and is recorded as skipped."""
+    SINGLETON_MODE_CANCEL: _SingletonMode.ValueType  # 2
+    """The unfinished run is cancelled and the new event starts a run."""
+
+class SingletonMode(_SingletonMode, metaclass=_SingletonModeEnumTypeWrapper):
+    """What a singleton does with an event while a run holds its key."""
+
+SINGLETON_MODE_UNSPECIFIED: SingletonMode.ValueType  # 0
+"""Same as SKIP."""
+SINGLETON_MODE_SKIP: SingletonMode.ValueType  # 1
+"""The new event starts nothing and is recorded as skipped."""
+SINGLETON_MODE_CANCEL: SingletonMode.ValueType  # 2
+"""The unfinished run is cancelled and the new event starts a run."""
+Global___SingletonMode: _TypeAlias = SingletonMode  # noqa: Y015
+
+class _CronCatchUp:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CronCatchUpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CronCatchUp.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CRON_CATCH_UP_UNSPECIFIED: _CronCatchUp.ValueType  # 0
+    """Same as ONE."""
+    CRON_CATCH_UP_ONE: _CronCatchUp.ValueType  # 1
+    """One run for the latest missed tick, however many were missed."""
+    CRON_CATCH_UP_NONE: _CronCatchUp.ValueType  # 2
+    """No run for missed ticks: wait for the next one."""
+    CRON_CATCH_UP_ALL: _CronCatchUp.ValueType  # 3
+    """A run for every missed tick (at most 100 at once)."""
+
+class CronCatchUp(_CronCatchUp, metaclass=_CronCatchUpEnumTypeWrapper):
+    """Ticks missed while no control plane was running (or the clock jumped)."""
+
+CRON_CATCH_UP_UNSPECIFIED: CronCatchUp.ValueType  # 0
+"""Same as ONE."""
+CRON_CATCH_UP_ONE: CronCatchUp.ValueType  # 1
+"""One run for the latest missed tick, however many were missed."""
+CRON_CATCH_UP_NONE: CronCatchUp.ValueType  # 2
+"""No run for missed ticks: wait for the next one."""
+CRON_CATCH_UP_ALL: CronCatchUp.ValueType  # 3
+"""A run for every missed tick (at most 100 at once)."""
+Global___CronCatchUp: _TypeAlias = CronCatchUp  # noqa: Y015
+
 class _RunStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -219,6 +307,13 @@ class FunctionDefinition(_message.Message):
     CANCEL_ON_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_FIELD_NUMBER: _builtins.int
     TIMEOUTS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
+    THROTTLE_FIELD_NUMBER: _builtins.int
+    RATE_LIMIT_FIELD_NUMBER: _builtins.int
+    DEBOUNCE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    BATCHING_FIELD_NUMBER: _builtins.int
+    SINGLETON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the app; kebab-case (`[a-z0-9]+(-[a-z0-9]+)*`), at most 128
     characters. Runs, the CLI and the API refer to the function by this id.
@@ -250,6 +345,39 @@ class FunctionDefinition(_message.Message):
     def timeouts(self) -> Global___Timeouts:
         """Limits on how long a run may wait to start and take to finish."""
 
+    @_builtins.property
+    def concurrency(self) -> _containers.RepeatedCompositeFieldContainer[Global___Concurrency]:
+        """Limits on how many runs execute at once: at most two. They count runs a
+        worker is executing now, not runs that sleep, wait or back off before a
+        retry.
+        """
+
+    @_builtins.property
+    def throttle(self) -> Global___Throttle:
+        """Spread run starts out over time: excess runs are queued, never dropped."""
+
+    @_builtins.property
+    def rate_limit(self) -> Global___RateLimit:
+        """Start at most so many runs per period: excess events start nothing and are
+        recorded as skipped.
+        """
+
+    @_builtins.property
+    def debounce(self) -> Global___Debounce:
+        """Wait for events to stop arriving, then start one run with the last one."""
+
+    @_builtins.property
+    def priority(self) -> Global___Priority:
+        """Start some runs ahead of (or behind) others that are due."""
+
+    @_builtins.property
+    def batching(self) -> Global___Batching:
+        """Start one run for many events."""
+
+    @_builtins.property
+    def singleton(self) -> Global___Singleton:
+        """At most one unfinished run per key."""
+
     def __init__(
         self,
         *,
@@ -260,16 +388,242 @@ class FunctionDefinition(_message.Message):
         cancel_on: _abc.Iterable[Global___CancelOn] | None = ...,
         idempotency: _builtins.str = ...,
         timeouts: Global___Timeouts | None = ...,
+        concurrency: _abc.Iterable[Global___Concurrency] | None = ...,
+        throttle: Global___Throttle | None = ...,
+        rate_limit: Global___RateLimit | None = ...,
+        debounce: Global___Debounce | None = ...,
+        priority: Global___Priority | None = ...,
+        batching: Global___Batching | None = ...,
+        singleton: Global___Singleton | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "retries", b"retries", "timeouts", b"timeouts"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "batching", b"batching", "debounce", b"debounce", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "throttle", b"throttle", "timeouts", b"timeouts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "cancel_on", b"cancel_on", "id", b"id", "idempotency", b"idempotency", "name", b"name", "retries", b"retries", "timeouts", b"timeouts", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "batching", b"batching", "cancel_on", b"cancel_on", "concurrency", b"concurrency", "debounce", b"debounce", "id", b"id", "idempotency", b"idempotency", "name", b"name", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "throttle", b"throttle", "timeouts", b"timeouts", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retries: _TypeAlias = _typing.Literal["retries"]  # noqa: Y015
     _WhichOneofArgType__retries: _TypeAlias = _typing.Literal["_retries", b"_retries"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retries) -> _WhichOneofReturnType__retries | None: ...
 
 Global___FunctionDefinition: _TypeAlias = FunctionDefinition  # noqa: Y015
+
+@_typing.final
+class Concurrency(_message.Message):
+    """At most `limit` runs execute at once (per key value, when `key` is set)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """1 to 100,000."""
+    key: _builtins.str
+    """A CEL expression over `event`, for example `event.data.customer_id`; each
+    value gets its own limit. Empty: one limit for the whole scope. A key that
+    yields null or a missing field counts under the empty key.
+    """
+    scope: Global___ConcurrencyScope.ValueType
+    """Where the count is kept."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        key: _builtins.str = ...,
+        scope: Global___ConcurrencyScope.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "limit", b"limit", "scope", b"scope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Concurrency: _TypeAlias = Concurrency  # noqa: Y015
+
+@_typing.final
+class Throttle(_message.Message):
+    """Start at most `limit` runs per `period` per key, evenly spaced (GCRA), with
+    up to `burst` starting at once. Runs over the rate wait in the queue.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PERIOD_MS_FIELD_NUMBER: _builtins.int
+    BURST_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """Runs per period, at least 1."""
+    period_ms: _builtins.int
+    """The period (ms), 1 s to 7 days."""
+    burst: _builtins.int
+    """How many runs may start at once; 0 means 1 (no bursts)."""
+    key: _builtins.str
+    """A CEL expression over `event`: each value is throttled on its own. Empty:
+    one throttle for the function.
+    """
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        period_ms: _builtins.int = ...,
+        burst: _builtins.int = ...,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "key", b"key", "limit", b"limit", "period_ms", b"period_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Throttle: _TypeAlias = Throttle  # noqa: Y015
+
+@_typing.final
+class RateLimit(_message.Message):
+    """Start at most `limit` runs per `period` per key (GCRA, up to `limit` at
+    once); the events over it are stored and reported as skipped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PERIOD_MS_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """Runs per period, at least 1."""
+    period_ms: _builtins.int
+    """The period (ms), 1 s to 24 hours."""
+    key: _builtins.str
+    """A CEL expression over `event`. Empty: one limit for the function."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        period_ms: _builtins.int = ...,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "limit", b"limit", "period_ms", b"period_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RateLimit: _TypeAlias = RateLimit  # noqa: Y015
+
+@_typing.final
+class Debounce(_message.Message):
+    """Start a run only once no event (per key) arrived for `period`; the run gets
+    the last event. `timeout` caps the delay after the first event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_MS_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    period_ms: _builtins.int
+    """The quiet period (ms), 1 s to 7 days."""
+    key: _builtins.str
+    """A CEL expression over `event`. Empty: one debounce for the function."""
+    timeout_ms: _builtins.int
+    """The longest a run is delayed after its first event (ms); 0: no cap."""
+    def __init__(
+        self,
+        *,
+        period_ms: _builtins.int = ...,
+        key: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "period_ms", b"period_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Debounce: _TypeAlias = Debounce  # noqa: Y015
+
+@_typing.final
+class Priority(_message.Message):
+    """A CEL expression over `event` giving a number of seconds, -600 to 600
+    (larger values are clamped): a positive value starts the run ahead of due
+    runs up to that much older; a negative one delays its start by that much.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """The expression, for example `event.data.plan == 'enterprise' ? 120 : 0`."""
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Priority: _TypeAlias = Priority  # noqa: Y015
+
+@_typing.final
+class Batching(_message.Message):
+    """Collect events (per key) and start one run for up to `max_size` of them,
+    once the batch is full or `timeout` after its first event. The run's events
+    are all of them, in the order received.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_SIZE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    max_size: _builtins.int
+    """1 to 1,000 events."""
+    timeout_ms: _builtins.int
+    """The longest the first event of a batch waits (ms), 1 s to 1 hour."""
+    key: _builtins.str
+    """A CEL expression over `event`: one batch per value. Empty: one batch."""
+    def __init__(
+        self,
+        *,
+        max_size: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
+        key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "max_size", b"max_size", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Batching: _TypeAlias = Batching  # noqa: Y015
+
+@_typing.final
+class Singleton(_message.Message):
+    """At most one unfinished run per key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """A CEL expression over `event`. Empty: one run of the function at a time."""
+    mode: Global___SingletonMode.ValueType
+    """What a new event does while a run holds the key."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        mode: Global___SingletonMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Singleton: _TypeAlias = Singleton  # noqa: Y015
 
 @_typing.final
 class CancelOn(_message.Message):
@@ -414,19 +768,26 @@ class CronTrigger(_message.Message):
 
     SCHEDULE_FIELD_NUMBER: _builtins.int
     TIMEZONE_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
     schedule: _builtins.str
     """A five-field cron expression, for example `0 9 * * *`."""
     timezone: _builtins.str
-    """An IANA time zone name, for example `Europe/Paris`. Empty means UTC."""
+    """An IANA time zone name, for example `Europe/Paris`. Empty means UTC. Times
+    are local: `0 9 * * *` in Paris fires at 09:00 Paris time on both sides of
+    a daylight-saving change.
+    """
+    catch_up: Global___CronCatchUp.ValueType
+    """What to do about ticks missed while no control plane was running."""
     def __init__(
         self,
         *,
         schedule: _builtins.str = ...,
         timezone: _builtins.str = ...,
+        catch_up: Global___CronCatchUp.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "schedule", b"schedule", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -141,6 +141,30 @@ REPLAY_MODE_FROM_FAILED_STEP: ReplayMode.ValueType  # 2
 """Keep the steps that completed before the first failed one; run from there."""
 Global___ReplayMode: _TypeAlias = ReplayMode  # noqa: Y015
 
+class _PauseMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PauseModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PauseMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAUSE_MODE_UNSPECIFIED: _PauseMode.ValueType  # 0
+    """Not paused (in requests: HOLD)."""
+    PAUSE_MODE_HOLD: _PauseMode.ValueType  # 1
+    """Events still start runs; they are held in the queue until the resume."""
+    PAUSE_MODE_SKIP: _PauseMode.ValueType  # 2
+    """Events start nothing; each is recorded as skipped."""
+
+class PauseMode(_PauseMode, metaclass=_PauseModeEnumTypeWrapper):
+    """What a paused function does with new events."""
+
+PAUSE_MODE_UNSPECIFIED: PauseMode.ValueType  # 0
+"""Not paused (in requests: HOLD)."""
+PAUSE_MODE_HOLD: PauseMode.ValueType  # 1
+"""Events still start runs; they are held in the queue until the resume."""
+PAUSE_MODE_SKIP: PauseMode.ValueType  # 2
+"""Events start nothing; each is recorded as skipped."""
+Global___PauseMode: _TypeAlias = PauseMode  # noqa: Y015
+
 @_typing.final
 class Run(_message.Message):
     """---------------------------------------------------------------------------
@@ -750,6 +774,8 @@ class FunctionInfo(_message.Message):
     CONNECTED_WORKERS_FIELD_NUMBER: _builtins.int
     REGISTERED_AT_MS_FIELD_NUMBER: _builtins.int
     UPDATED_AT_MS_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    NEXT_FIRE_MS_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """The app it belongs to."""
     connected_workers: _builtins.int
@@ -758,9 +784,15 @@ class FunctionInfo(_message.Message):
     """When a worker first registered it."""
     updated_at_ms: _builtins.int
     """When a worker last registered it."""
+    paused: Global___PauseMode.ValueType
+    """How it is paused (UNSPECIFIED: it is not)."""
     @_builtins.property
     def definition(self) -> _common_pb2.FunctionDefinition:
         """Its definition as last registered."""
+
+    @_builtins.property
+    def next_fire_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The next tick of each cron trigger, in trigger order (0: none)."""
 
     def __init__(
         self,
@@ -770,14 +802,124 @@ class FunctionInfo(_message.Message):
         connected_workers: _builtins.int = ...,
         registered_at_ms: _builtins.int = ...,
         updated_at_ms: _builtins.int = ...,
+        paused: Global___PauseMode.ValueType = ...,
+        next_fire_ms: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["definition", b"definition"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "connected_workers", b"connected_workers", "definition", b"definition", "registered_at_ms", b"registered_at_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "connected_workers", b"connected_workers", "definition", b"definition", "next_fire_ms", b"next_fire_ms", "paused", b"paused", "registered_at_ms", b"registered_at_ms", "updated_at_ms", b"updated_at_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FunctionInfo: _TypeAlias = FunctionInfo  # noqa: Y015
+
+@_typing.final
+class PauseFunctionRequest(_message.Message):
+    """Which function to pause, and how."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    """The function's app."""
+    function_id: _builtins.str
+    """The function's id."""
+    mode: Global___PauseMode.ValueType
+    """What new events do while it is paused."""
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+        mode: Global___PauseMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "function_id", b"function_id", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseFunctionRequest: _TypeAlias = PauseFunctionRequest  # noqa: Y015
+
+@_typing.final
+class PauseFunctionResponse(_message.Message):
+    """The function, paused."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def function(self) -> Global___FunctionInfo:
+        """The function as it is now."""
+
+    def __init__(
+        self,
+        *,
+        function: Global___FunctionInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseFunctionResponse: _TypeAlias = PauseFunctionResponse  # noqa: Y015
+
+@_typing.final
+class ResumeFunctionRequest(_message.Message):
+    """Which function to resume."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APP_ID_FIELD_NUMBER: _builtins.int
+    FUNCTION_ID_FIELD_NUMBER: _builtins.int
+    app_id: _builtins.str
+    """The function's app."""
+    function_id: _builtins.str
+    """The function's id."""
+    def __init__(
+        self,
+        *,
+        app_id: _builtins.str = ...,
+        function_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "function_id", b"function_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeFunctionRequest: _TypeAlias = ResumeFunctionRequest  # noqa: Y015
+
+@_typing.final
+class ResumeFunctionResponse(_message.Message):
+    """The function, running again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUNCTION_FIELD_NUMBER: _builtins.int
+    RELEASED_RUNS_FIELD_NUMBER: _builtins.int
+    released_runs: _builtins.int
+    """How many held runs it released."""
+    @_builtins.property
+    def function(self) -> Global___FunctionInfo:
+        """The function as it is now."""
+
+    def __init__(
+        self,
+        *,
+        function: Global___FunctionInfo | None = ...,
+        released_runs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["function", b"function"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function", b"function", "released_runs", b"released_runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeFunctionResponse: _TypeAlias = ResumeFunctionResponse  # noqa: Y015
 
 @_typing.final
 class ListEventsRequest(_message.Message):

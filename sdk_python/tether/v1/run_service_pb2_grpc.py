@@ -81,6 +81,16 @@ class RunServiceStub:
                 request_serializer=tether_dot_v1_dot_run__service__pb2.GetEventRequest.SerializeToString,
                 response_deserializer=tether_dot_v1_dot_run__service__pb2.GetEventResponse.FromString,
                 _registered_method=True)
+        self.PauseFunction = channel.unary_unary(
+                '/tether.v1.RunService/PauseFunction',
+                request_serializer=tether_dot_v1_dot_run__service__pb2.PauseFunctionRequest.SerializeToString,
+                response_deserializer=tether_dot_v1_dot_run__service__pb2.PauseFunctionResponse.FromString,
+                _registered_method=True)
+        self.ResumeFunction = channel.unary_unary(
+                '/tether.v1.RunService/ResumeFunction',
+                request_serializer=tether_dot_v1_dot_run__service__pb2.ResumeFunctionRequest.SerializeToString,
+                response_deserializer=tether_dot_v1_dot_run__service__pb2.ResumeFunctionResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -155,6 +165,23 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseFunction(self, request, context):
+        """Pauses a function: its runs start no execution until it is resumed (they
+        stay where they are), and its events are still stored; `mode` says whether
+        new events queue runs to be held or start nothing. NOT_FOUND for an
+        unknown function.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeFunction(self, request, context):
+        """Resumes a paused function: held runs start in the order they were due.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -202,6 +229,16 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.GetEvent,
                     request_deserializer=tether_dot_v1_dot_run__service__pb2.GetEventRequest.FromString,
                     response_serializer=tether_dot_v1_dot_run__service__pb2.GetEventResponse.SerializeToString,
+            ),
+            'PauseFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseFunction,
+                    request_deserializer=tether_dot_v1_dot_run__service__pb2.PauseFunctionRequest.FromString,
+                    response_serializer=tether_dot_v1_dot_run__service__pb2.PauseFunctionResponse.SerializeToString,
+            ),
+            'ResumeFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeFunction,
+                    request_deserializer=tether_dot_v1_dot_run__service__pb2.ResumeFunctionRequest.FromString,
+                    response_serializer=tether_dot_v1_dot_run__service__pb2.ResumeFunctionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +486,60 @@ class RunService:
             '/tether.v1.RunService/GetEvent',
             tether_dot_v1_dot_run__service__pb2.GetEventRequest.SerializeToString,
             tether_dot_v1_dot_run__service__pb2.GetEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tether.v1.RunService/PauseFunction',
+            tether_dot_v1_dot_run__service__pb2.PauseFunctionRequest.SerializeToString,
+            tether_dot_v1_dot_run__service__pb2.PauseFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tether.v1.RunService/ResumeFunction',
+            tether_dot_v1_dot_run__service__pb2.ResumeFunctionRequest.SerializeToString,
+            tether_dot_v1_dot_run__service__pb2.ResumeFunctionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,14 @@ class RunServiceStub:
     """Stored events, newest first."""
     GetEvent: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.GetEventRequest, _run_service_pb2.GetEventResponse]
     """One event and the runs it started. NOT_FOUND for an unknown id."""
+    PauseFunction: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.PauseFunctionRequest, _run_service_pb2.PauseFunctionResponse]
+    """Pauses a function: its runs start no execution until it is resumed (they
+    stay where they are), and its events are still stored; `mode` says whether
+    new events queue runs to be held or start nothing. NOT_FOUND for an
+    unknown function.
+    """
+    ResumeFunction: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ResumeFunctionRequest, _run_service_pb2.ResumeFunctionResponse]
+    """Resumes a paused function: held runs start in the order they were due."""
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -93,6 +101,14 @@ class RunServiceAsyncStub(RunServiceStub):
     """Stored events, newest first."""
     GetEvent: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetEventRequest, _run_service_pb2.GetEventResponse]  # type: ignore[assignment]
     """One event and the runs it started. NOT_FOUND for an unknown id."""
+    PauseFunction: _aio.UnaryUnaryMultiCallable[_run_service_pb2.PauseFunctionRequest, _run_service_pb2.PauseFunctionResponse]  # type: ignore[assignment]
+    """Pauses a function: its runs start no execution until it is resumed (they
+    stay where they are), and its events are still stored; `mode` says whether
+    new events queue runs to be held or start nothing. NOT_FOUND for an
+    unknown function.
+    """
+    ResumeFunction: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ResumeFunctionRequest, _run_service_pb2.ResumeFunctionResponse]  # type: ignore[assignment]
+    """Resumes a paused function: held runs start in the order they were due."""
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reading and administering runs, functions and events (the CLI and the SDK's
@@ -177,5 +193,25 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.GetEventResponse, _abc.Awaitable[_run_service_pb2.GetEventResponse]]:
         """One event and the runs it started. NOT_FOUND for an unknown id."""
+
+    @_abc_1.abstractmethod
+    def PauseFunction(
+        self,
+        request: _run_service_pb2.PauseFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.PauseFunctionResponse, _abc.Awaitable[_run_service_pb2.PauseFunctionResponse]]:
+        """Pauses a function: its runs start no execution until it is resumed (they
+        stay where they are), and its events are still stored; `mode` says whether
+        new events queue runs to be held or start nothing. NOT_FOUND for an
+        unknown function.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeFunction(
+        self,
+        request: _run_service_pb2.ResumeFunctionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_service_pb2.ResumeFunctionResponse, _abc.Awaitable[_run_service_pb2.ResumeFunctionResponse]]:
+        """Resumes a paused function: held runs start in the order they were due."""
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

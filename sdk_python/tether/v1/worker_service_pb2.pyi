@@ -411,6 +411,7 @@ class Execute(_message.Message):
     LEASE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_MS_FIELD_NUMBER: _builtins.int
     STEP_NOT_BEFORE_MS_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The lease and fencing token. Every outcome of this execution carries it;
     once the lease is lost, outcomes carrying it are refused.
@@ -462,6 +463,10 @@ class Execute(_message.Message):
         and reports nothing for it; the run is resumed when the retry is due.
         """
 
+    @_builtins.property
+    def cron(self) -> Global___CronTick:
+        """Set when a cron schedule started the run (it then has no event)."""
+
     def __init__(
         self,
         *,
@@ -476,14 +481,45 @@ class Execute(_message.Message):
         lease_deadline_ms: _builtins.int = ...,
         server_time_ms: _builtins.int = ...,
         step_not_before_ms: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        cron: Global___CronTick | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["trace", b"trace"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cron", b"cron", "trace", b"trace"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "events", b"events", "execution_id", b"execution_id", "function_id", b"function_id", "lease_deadline_ms", b"lease_deadline_ms", "run_id", b"run_id", "server_time_ms", b"server_time_ms", "step_attempts", b"step_attempts", "step_not_before_ms", b"step_not_before_ms", "steps", b"steps", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cron", b"cron", "events", b"events", "execution_id", b"execution_id", "function_id", b"function_id", "lease_deadline_ms", b"lease_deadline_ms", "run_id", b"run_id", "server_time_ms", b"server_time_ms", "step_attempts", b"step_attempts", "step_not_before_ms", b"step_not_before_ms", "steps", b"steps", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Execute: _TypeAlias = Execute  # noqa: Y015
+
+@_typing.final
+class CronTick(_message.Message):
+    """The tick of a cron schedule that started a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    SCHEDULED_AT_MS_FIELD_NUMBER: _builtins.int
+    schedule: _builtins.str
+    """The cron expression, as registered."""
+    timezone: _builtins.str
+    """Its time zone (empty: UTC)."""
+    scheduled_at_ms: _builtins.int
+    """The tick the run is for: when it was due, not when it started."""
+    def __init__(
+        self,
+        *,
+        schedule: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        scheduled_at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule", "scheduled_at_ms", b"scheduled_at_ms", "timezone", b"timezone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CronTick: _TypeAlias = CronTick  # noqa: Y015
 
 @_typing.final
 class MemoizedStep(_message.Message):
