@@ -4,13 +4,20 @@ cancel_on watches, many at a time."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import MISSING, canonical, equality_index, event_value
 from controlplane.engine.ids import new_hex_id, new_ulid
-from controlplane.engine.models import EventTrigger, FunctionKey, FunctionSpec, RunStatus
+from controlplane.engine.models import (
+    CronTick,
+    EventTrigger,
+    FunctionKey,
+    FunctionSpec,
+    RunStatus,
+)
+from controlplane.store import codec
 from controlplane.store.schema import queue, runs
 from controlplane.store.tx import NOT_DUE, WriteTx
 
@@ -35,7 +42,8 @@ class NewRun:
     parent_run_id: str | None = None
     parent_step_id: str | None = None
     replay_of: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The tick, for a run a cron schedule starts.
+    cron: CronTick | None = None
 
 
 def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -> list[str]:
@@ -49,7 +57,11 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
         key = item.spec.key
         run_rows.append(
             new_run_row(item.run_id, key, item.event_pk, now_ms, item.replay_of)
-            | {"parent_run_id": item.parent_run_id, "parent_step_id": item.parent_step_id}
+            | {
+                "parent_run_id": item.parent_run_id,
+                "parent_step_id": item.parent_step_id,
+                "cron": codec.encode_cron(item.cron) if item.cron is not None else None,
+            }
         )
         start = item.spec.timeouts.start_ms
         queue_rows.append(

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Context"], Awaitable[Any]]
 
+_CATCH_UP = {
+    "one": common_pb2.CRON_CATCH_UP_ONE,
+    "none": common_pb2.CRON_CATCH_UP_NONE,
+    "all": common_pb2.CRON_CATCH_UP_ALL,
+}
+
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
 MAX_ID_LENGTH = 128
@@ -77,7 +83,11 @@ class Function:
                 )
             elif isinstance(trigger, CronTrigger):
                 definition.triggers.add(
-                    cron=common_pb2.CronTrigger(schedule=trigger.schedule, timezone=trigger.tz)
+                    cron=common_pb2.CronTrigger(
+                        schedule=trigger.schedule,
+                        timezone=trigger.tz,
+                        catch_up=_CATCH_UP[trigger.catch_up],
+                    )
                 )
         return definition
 

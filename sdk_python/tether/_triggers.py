@@ -15,11 +15,17 @@ class EventTrigger:
     if_: str = ""
 
 
+CATCH_UP_MODES = ("one", "none", "all")
+
+
 @dataclass(frozen=True, slots=True)
 class CronTrigger:
     schedule: str
     #: An IANA time zone, e.g. "Europe/Paris"; empty means UTC.
     tz: str = ""
+    #: Ticks missed while no control plane ran: "one" run for the latest (the
+    #: default), "none", or "all" of them (at most 100).
+    catch_up: str = "one"
 
 
 Trigger = EventTrigger | CronTrigger
@@ -31,9 +37,18 @@ def event(name: str, *, if_: str | None = None) -> EventTrigger:
     return EventTrigger(name, if_ or "")
 
 
-def cron(schedule: str, *, tz: str | None = None) -> CronTrigger:
-    """Trigger on a cron schedule such as "0 9 * * *", in time zone ``tz``."""
-    return CronTrigger(schedule, tz or "")
+def cron(schedule: str, *, tz: str | None = None, catch_up: str = "one") -> CronTrigger:
+    """Trigger on a cron schedule such as "0 9 * * *", in time zone ``tz``
+    (local times: 09:00 stays 09:00 across daylight-saving changes).
+
+    ``catch_up`` says what happens to ticks missed while no control plane ran:
+    ``"one"`` run for the latest of them (the default), ``"none"``, or ``"all"``.
+    """
+    if catch_up not in CATCH_UP_MODES:
+        raise ConfigError(
+            f"cron {schedule!r}: catch_up is one of {', '.join(CATCH_UP_MODES)}, not {catch_up!r}"
+        )
+    return CronTrigger(schedule, tz or "", catch_up)
 
 
 def normalize_triggers(function_id: str, trigger: TriggerLike) -> tuple[Trigger, ...]:
