@@ -79,7 +79,9 @@ def claim_executions(
             if row.retry_at_ms is not None and row.retry_at_ms > now_ms:
                 not_before[row.run_id][row.step_id] = row.retry_at_ms
 
+    batched = tx.run_event_pks(run_ids)
     event_pks = [s.event_pk for s in states.values() if s.event_pk]
+    event_pks += [pk for pks in batched.values() for pk in pks]
     events_by_pk = tx.events_by_pk(event_pks) if event_pks else {}
 
     tx.start_runs(
@@ -88,9 +90,8 @@ def claim_executions(
     executions = []
     for c in claimed:
         state = states[c.run_id]
-        trigger: list[StoredEvent] = []
-        if state.event_pk and state.event_pk in events_by_pk:
-            trigger.append(events_by_pk[state.event_pk])
+        pks = batched.get(c.run_id) or ([state.event_pk] if state.event_pk else [])
+        trigger: list[StoredEvent] = [events_by_pk[pk] for pk in pks if pk in events_by_pk]
         history_rows.append(
             codec.history_row(
                 c.run_id,

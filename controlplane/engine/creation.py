@@ -4,11 +4,12 @@ cancel_on watches, many at a time."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import MISSING, canonical, equality_index, event_value
+from controlplane.engine.flow import FlowStates, concurrency_columns, priority_of, throttle_runs
 from controlplane.engine.ids import new_hex_id, new_ulid
 from controlplane.engine.models import (
     CronTick,
@@ -18,7 +19,7 @@ from controlplane.engine.models import (
     RunStatus,
 )
 from controlplane.store import codec
-from controlplane.store.schema import queue, runs
+from controlplane.store.schema import queue, run_events, runs
 from controlplane.store.tx import NOT_DUE, WriteTx
 
 CANCEL_WAIT = "cancel"
@@ -44,15 +45,35 @@ class NewRun:
     replay_of: str | None = None
     #: The tick, for a run a cron schedule starts.
     cron: CronTick | None = None
+    #: When it is due, if not now (debounce, batching).
+    due_at_ms: int | None = None
+    #: Every event of a batched run, the first being ``event_pk``.
+    event_pks: list[str] = field(default_factory=list)
 
 
 def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -> list[str]:
-    """Insert the runs, queued to start now; returns their ids. ``effects``
-    learns of them (and of their start deadlines)."""
+    """Insert the runs, queued to start when due (now unless a debounce or batch
+    set a time), later under a throttle or a negative priority; returns their
+    ids. ``effects`` learns of them (and of their start deadlines)."""
     run_rows: list[dict[str, Any]] = []
     queue_rows: list[dict[str, Any]] = []
     watch_rows: list[dict[str, Any]] = []
-    for item in new:
+    event_rows: list[dict[str, Any]] = []
+    states = FlowStates(tx)
+    starts = throttle_runs(
+        tx,
+        states,
+        [
+            (
+                item.spec,
+                item.event,
+                (now_ms if item.due_at_ms is None else item.due_at_ms)
+                + max(0, -priority_of(item.spec, item.event)) * 1000,
+            )
+            for item in new
+        ],
+    )
+    for item, due in zip(new, starts, strict=True):
         item.run_id = item.run_id or new_ulid(now_ms)
         key = item.spec.key
         run_rows.append(
@@ -65,15 +86,25 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
         )
         start = item.spec.timeouts.start_ms
         queue_rows.append(
-            queue_row(item.run_id, key, now_ms)
-            | {"start_deadline_ms": now_ms + start if start else None}
+            queue_row(item.run_id, key, due)
+            | {
+                "start_deadline_ms": due + start if start else None,
+                "priority": max(0, priority_of(item.spec, item.event)),
+            }
+            | concurrency_columns(item.spec, item.event)
         )
         if start:
-            effects.note_deadline(now_ms + start)
+            effects.note_deadline(due + start)
         effects.changed_runs.add(item.run_id)
         watch_rows.extend(_cancel_watches(item, now_ms))
+        event_rows.extend(
+            {"run_id": item.run_id, "position": position, "event_pk": pk}
+            for position, pk in enumerate(item.event_pks)
+        )
+    states.save()
     tx.insert_rows(runs, run_rows)
     tx.insert_rows(queue, queue_rows)
+    tx.insert_rows(run_events, event_rows)
     effects.wake = effects.wake or bool(new)
     if watch_rows:
         tx.insert_waits(watch_rows)
@@ -150,5 +181,7 @@ def queue_row(run_id: str, key: FunctionKey, due_at_ms: int) -> dict[str, Any]:
         "start_deadline_ms": None,
         "finish_deadline_ms": None,
         "concurrency_key_1": None,
+        "concurrency_limit_1": None,
         "concurrency_key_2": None,
+        "concurrency_limit_2": None,
     }

@@ -24,18 +24,29 @@ from controlplane.engine.expressions import (
     compile_expression,
     event_object,
 )
+from controlplane.engine.flow import (
+    EventGate,
+    FlowKind,
+    FlowStates,
+    flow_key,
+    key_value,
+    shown,
+)
 from controlplane.engine.ids import new_ulid
 from controlplane.engine.matching import WaitMatcher
 from controlplane.engine.models import (
     EventInput,
     EventTrigger,
     FunctionSpec,
+    PauseMode,
     SendResult,
+    SingletonMode,
     SkippedRun,
     StoredEvent,
 )
 from controlplane.engine.waits import WaitPlanner
-from controlplane.store.schema import event_skips, events
+from controlplane.store.flow_tx import FlowState
+from controlplane.store.schema import event_skips, events, run_events
 from controlplane.store.tx import WriteTx
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
@@ -136,7 +147,7 @@ def resolve_waits(
 
 
 class _RunStarter:
-    """Collects the runs events start and creates them together."""
+    """Collects the runs events start (after flow control) and creates them together."""
 
     def __init__(
         self,
@@ -151,12 +162,16 @@ class _RunStarter:
         self.routing = routing
         self.effects = effects
         self.matcher = matcher
+        self.states = FlowStates(tx)
+        self.gate = EventGate(tx, self.states, now_ms)
         self.pending: list[NewRun] = []
         self.pending_results: list[tuple[NewRun, SendResult]] = []
+        self.pending_by_id: dict[str, NewRun] = {}
         self.skips: list[dict[str, Any]] = []
         # Idempotency keys taken in this batch: key -> run id.
         self.keys: dict[tuple[str, str, str], str] = {}
         self.key_rows: list[dict[str, Any]] = []
+        self.event_rows: list[dict[str, Any]] = []
         self.watched: set[str] = set()
 
     def start_for(self, pk: str, event: StoredEvent, result: SendResult) -> None:
@@ -166,11 +181,155 @@ class _RunStarter:
             if spec is None or not _triggered(triggers, obj):
                 continue
             new = NewRun(spec, pk, obj, run_id=new_ulid(self.now))
-            if spec.idempotency and not self._claim_key(spec, new, obj, pk, result):
+            if not self._admitted(spec, new, event, result):
                 continue
             self.pending.append(new)
             self.pending_results.append((new, result))
+            self.pending_by_id[new.run_id] = new
             self.watched.update(c.event for c in spec.cancel_on)
+
+    def _admitted(
+        self, spec: FunctionSpec, new: NewRun, event: StoredEvent, result: SendResult
+    ) -> bool:
+        """Whether ``new`` is to be created: False when flow control skipped the
+        event (recorded) or it joined a run that exists (a debounce, a batch)."""
+        obj, pk, gate = new.event or {}, new.event_pk or "", self.gate
+        if gate.paused(spec) == PauseMode.SKIP:
+            self._skip(spec, pk, result, "the function is paused; new events start nothing")
+            return False
+        reason = gate.rate_limited(spec, obj)
+        if reason is not None:
+            self._skip(spec, pk, result, reason)
+            return False
+        if spec.idempotency and not self._claim_key(spec, new, obj, pk, result):
+            return False
+        singleton_key = ""
+        if spec.singleton is not None:
+            holder, singleton_key = gate.singleton_holder(spec, obj)
+            if holder and not self._resolve_singleton(spec, new, holder, singleton_key, result):
+                return False
+        if spec.debounce is not None and self._debounced(spec, new, event, result):
+            return False
+        if spec.batching is not None and self._batched(spec, new, result):
+            return False
+        if spec.singleton is not None:
+            gate.hold_singleton(spec, singleton_key, new.run_id)
+        return True
+
+    def _skip(
+        self, spec: FunctionSpec, pk: str, result: SendResult, reason: str, holder: str = ""
+    ) -> None:
+        result.skipped.append(SkippedRun(spec.app_id, spec.id, reason, holder))
+        self.skips.append(
+            {
+                "event_pk": pk,
+                "app_id": spec.app_id,
+                "function_id": spec.id,
+                "reason": reason,
+                "existing_run_id": holder or None,
+                "created_at_ms": self.now,
+            }
+        )
+
+    def _resolve_singleton(
+        self, spec: FunctionSpec, new: NewRun, holder: str, key: str, result: SendResult
+    ) -> bool:
+        """A run holds the singleton key: skip the event, or cancel that run."""
+        assert spec.singleton is not None
+        where = f" for key {shown(key)}" if spec.singleton.key else ""
+        if spec.singleton.mode == SingletonMode.SKIP:
+            reason = f"singleton: run {holder} is still unfinished{where}"
+            self._skip(spec, new.event_pk or "", result, reason, holder)
+            return False
+        if holder in self.pending_by_id:
+            self.flush()
+        reason = f"cancelled by event {result.event_id}: singleton{where}, the newest run wins"
+        done = admin.cancel_unfinished(self.tx, holder, reason, self.now)
+        self.matcher.run_ended(holder)
+        if done is not None:
+            self.effects.merge(done)
+            result.cancelled_run_ids.append(holder)
+        return True
+
+    def _debounced(
+        self, spec: FunctionSpec, new: NewRun, event: StoredEvent, result: SendResult
+    ) -> bool:
+        """Join the pending debounced run of the key (True), or make ``new`` it."""
+        rule = spec.debounce
+        assert rule is not None
+        key = key_value(rule.key, new.event, "debounce")
+        slot = flow_key(spec, FlowKind.DEBOUNCE, key)
+        pending = self.gate.open_run(spec, FlowKind.DEBOUNCE, key)
+        first = pending.value_ms if pending is not None else self.now
+        due = self.now + rule.period_ms
+        if rule.timeout_ms:
+            due = min(due, first + rule.timeout_ms)
+        if pending is None or pending.run_id is None:
+            new.due_at_ms = due
+            self.states.put(slot, FlowState(new.run_id, self.now))
+            self.gate.pending_here.add(new.run_id)
+            return False
+        run_id = pending.run_id
+        waiting = self.pending_by_id.get(run_id)
+        if waiting is not None:
+            replaced = waiting.event_pk
+            waiting.event_pk, waiting.event, waiting.due_at_ms = new.event_pk, new.event, due
+        else:
+            replaced = self.tx.run_states([run_id])[run_id].event_pk
+            self.tx.set_run_event(run_id, new.event_pk or "", self.now)
+            self.tx.set_due(run_id, due)
+            self.effects.changed_runs.add(run_id)
+            self.effects.wake = True
+        if replaced:
+            reason = f"debounced: event {event.id} arrived later and replaced it in run {run_id}"
+            self.skips.append(
+                {
+                    "event_pk": replaced,
+                    "app_id": spec.app_id,
+                    "function_id": spec.id,
+                    "reason": reason,
+                    "existing_run_id": run_id,
+                    "created_at_ms": self.now,
+                }
+            )
+        result.run_ids.append(run_id)
+        return True
+
+    def _batched(self, spec: FunctionSpec, new: NewRun, result: SendResult) -> bool:
+        """Join the open batch of the key (True), or make ``new`` a new batch."""
+        rule = spec.batching
+        assert rule is not None
+        key = key_value(rule.key, new.event, "batching")
+        slot = flow_key(spec, FlowKind.BATCH, key)
+        pk = new.event_pk or ""
+        batch = self.gate.open_run(spec, FlowKind.BATCH, key)
+        if batch is None or batch.run_id is None:
+            new.event_pks = [pk]
+            if rule.max_size > 1:
+                new.due_at_ms = self.now + rule.timeout_ms
+                self.states.put(slot, FlowState(new.run_id, self.now, 1))
+                self.gate.pending_here.add(new.run_id)
+            return False
+        run_id = batch.run_id
+        waiting = self.pending_by_id.get(run_id)
+        if waiting is not None:
+            waiting.event_pks.append(pk)
+        else:
+            self.event_rows.append({"run_id": run_id, "position": batch.count, "event_pk": pk})
+            self.effects.changed_runs.add(run_id)
+        batch.count += 1
+        if batch.count >= rule.max_size:
+            # Full: it starts now, and the next event opens a new batch.
+            if waiting is not None:
+                waiting.due_at_ms = self.now
+            else:
+                self.tx.set_due(run_id, self.now)
+                self.effects.wake = True
+            self.states.put(slot, None)
+        else:
+            self.states.put(slot, batch)
+        result.run_ids.append(run_id)
+        return True
 
     def _claim_key(
         self, spec: FunctionSpec, new: NewRun, obj: dict[str, Any], pk: str, result: SendResult
@@ -183,25 +342,18 @@ class _RunStarter:
         text = value if isinstance(value, str) else canonical(value)
         key = bounded_key(text)
         slot = (spec.app_id, spec.id, key)
+        self.tx.lock_keys([f"idempotency|{spec.app_id}|{spec.id}|{key}"])
         holder = self.keys.get(slot) or self.tx.active_idempotency_key(
             spec.app_id, spec.id, key, self.now
         )
         if holder is not None:
-            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
-            reason = f"idempotency key {shown!r} already used by run {holder} in the last 24 hours"
-            result.skipped.append(SkippedRun(spec.app_id, spec.id, reason, holder))
-            self.skips.append(
-                {
-                    "event_pk": pk,
-                    "app_id": spec.app_id,
-                    "function_id": spec.id,
-                    "reason": reason,
-                    "existing_run_id": holder,
-                    "created_at_ms": self.now,
-                }
+            shown_value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            if len(shown_value) > 80:
+                shown_value = shown_value[:77] + "..."
+            reason = (
+                f"idempotency key {shown_value!r} already used by run {holder} in the last 24 hours"
             )
+            self._skip(spec, pk, result, reason, holder)
             return False
         self.keys[slot] = new.run_id
         self.key_rows.append(
@@ -227,9 +379,13 @@ class _RunStarter:
             self.matcher.waits_stored(self.watched)  # their cancel_on watches
             for new, result in self.pending_results:
                 result.run_ids.append(new.run_id)
+        self.states.save()
         self.tx.claim_idempotency_keys(self.key_rows)
         self.tx.insert_rows(event_skips, self.skips)
+        self.tx.insert_rows(run_events, self.event_rows)
         self.pending, self.pending_results, self.key_rows, self.skips = [], [], [], []
+        self.event_rows, self.pending_by_id = [], {}
+        self.gate.pending_here = set()
         self.watched = set()
 
 

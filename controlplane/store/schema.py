@@ -154,17 +154,20 @@ queue = Table(
     Column("start_deadline_ms", BigInteger, nullable=True),
     Column("finish_deadline_ms", BigInteger, nullable=True),
     # The run's concurrency limits: the key each counts under (scope, function
-    # and key value folded into one string), or null.
+    # and key value folded into one string) and its limit, or null. The row
+    # carries its limits so that every node enforces the same ones.
     Column("concurrency_key_1", String(600), nullable=True),
+    Column("concurrency_limit_1", Integer, nullable=True),
     Column("concurrency_key_2", String(600), nullable=True),
+    Column("concurrency_limit_2", Integer, nullable=True),
     Index("ix_queue_ready", "app_id", "function_id", "due_at_ms"),
     Index("ix_queue_due", "due_at_ms"),
     Index("ix_queue_lease", "lease_execution_id"),
     Index("ix_queue_lease_deadline", "lease_deadline_ms"),
     Index("ix_queue_start_deadline", "start_deadline_ms"),
     Index("ix_queue_finish_deadline", "finish_deadline_ms"),
-    Index("ix_queue_concurrency_1", "concurrency_key_1"),
-    Index("ix_queue_concurrency_2", "concurrency_key_2"),
+    Index("ix_queue_concurrency_1", "concurrency_key_1", "lease_execution_id"),
+    Index("ix_queue_concurrency_2", "concurrency_key_2", "lease_execution_id"),
 )
 
 # What unfinished runs wait for: sleeps (resolved at ``until_ms``), events
@@ -241,6 +244,7 @@ run_events = Table(
     Column("position", Integer, nullable=False),
     Column("event_pk", String(26), nullable=False),
     PrimaryKeyConstraint("run_id", "position", name="pk_run_events"),
+    Index("ix_run_events_event", "event_pk"),
 )
 
 # Cron schedules: one row per cron trigger of a registered function, with the

@@ -63,6 +63,8 @@ from controlplane.store.schema import (
 )
 
 _chunks = chunks
+# Claim passes per call: each one skips the concurrency keys the previous found full.
+_CLAIM_ROUNDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,42 +426,121 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
         lease_deadline_ms: int,
         new_execution_id: Callable[[], str],
     ) -> list[Claimed]:
-        """Lease up to ``limit`` due, unleased runs of these functions."""
-        query = (
-            select(queue.c.run_id, queue.c.function_id)
-            .where(
-                queue.c.app_id == app_id,
-                queue.c.function_id.in_(list(function_ids)),
-                queue.c.due_at_ms <= now_ms,
-                queue.c.lease_execution_id.is_(None),
-                # A paused function's runs are held where they are.
-                queue.c.function_id.not_in(
-                    select(functions.c.function_id).where(
-                        functions.c.app_id == app_id, functions.c.paused.is_not(None)
-                    )
-                ),
-            )
-            .order_by(queue.c.priority.desc(), queue.c.due_at_ms)
+        """Lease up to ``limit`` due, unleased runs of these functions, fairly and
+        within their concurrency limits.
+
+        Fair: due runs are taken round-robin across (function, first concurrency
+        key) groups, each group in priority-adjusted due order, so that a flood
+        of one function or key does not starve the others. A run whose
+        concurrency key is at its limit (counting runs leased now, on any
+        control plane) is passed over; on PostgreSQL each key is locked until
+        commit before it is counted.
+        """
+        claimed: list[Claimed] = []
+        saturated: set[str] = set()
+        taken: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        # A few rounds: each one skips the keys the previous found full.
+        for _ in range(_CLAIM_ROUNDS):
+            want = limit - len(claimed)
+            rows = self._ready_candidates(app_id, function_ids, now_ms, want, saturated)
+            if not rows:
+                break
+            keys = {k for r in rows for k in (r[2], r[4]) if k is not None} - counts.keys()
+            if keys:
+                self.lock_keys(keys)
+                counts.update(dict.fromkeys(keys, 0) | self.in_flight(sorted(keys)))
+            full_before = len(saturated)
+            fresh: list[Claimed] = []
+            for run_id, function_id, key_1, limit_1, key_2, limit_2 in rows:
+                limits = [(k, n) for k, n in ((key_1, limit_1), (key_2, limit_2)) if k is not None]
+                blocked = [k for k, n in limits if counts[k] + taken.get(k, 0) >= (n or 0)]
+                if blocked:
+                    saturated.update(blocked)
+                    continue
+                for k, _n in limits:
+                    taken[k] = taken.get(k, 0) + 1
+                fresh.append(Claimed(run_id, app_id, function_id, new_execution_id()))
+                if len(claimed) + len(fresh) == limit:
+                    break
+            if fresh:
+                # Leased at once, so that the next pass does not find them again.
+                self.conn.execute(
+                    _lease,
+                    [
+                        {
+                            "b_run_id": c.run_id,
+                            "b_execution_id": c.execution_id,
+                            "b_deadline": lease_deadline_ms,
+                        }
+                        for c in fresh
+                    ],
+                )
+                claimed.extend(fresh)
+            if len(claimed) == limit or len(rows) < want or len(saturated) == full_before:
+                break
+        return claimed
+
+    def _ready_candidates(
+        self,
+        app_id: str,
+        function_ids: Sequence[str],
+        now_ms: int,
+        limit: int,
+        saturated: set[str],
+    ) -> list[tuple[Any, ...]]:
+        """Due, unleased runs in fair order: (run id, function id, key 1,
+        limit 1, key 2, limit 2). PostgreSQL: locked, skipping rows another
+        transaction holds."""
+        conditions = [
+            queue.c.app_id == app_id,
+            queue.c.function_id.in_(list(function_ids)),
+            queue.c.due_at_ms <= now_ms,
+            queue.c.lease_execution_id.is_(None),
+            # A paused function's runs are held where they are.
+            queue.c.function_id.not_in(
+                select(functions.c.function_id).where(
+                    functions.c.app_id == app_id, functions.c.paused.is_not(None)
+                )
+            ),
+        ]
+        if saturated:
+            full = sorted(saturated)
+            conditions += [
+                or_(queue.c.concurrency_key_1.is_(None), queue.c.concurrency_key_1.not_in(full)),
+                or_(queue.c.concurrency_key_2.is_(None), queue.c.concurrency_key_2.not_in(full)),
+            ]
+        # Priority moves a run ahead by that many seconds.
+        order = queue.c.due_at_ms - queue.c.priority * 1000
+        turn = (
+            func.row_number()
+            .over(partition_by=(queue.c.function_id, queue.c.concurrency_key_1), order_by=order)
+            .label("turn")
+        )
+        ranked = select(queue.c.run_id, turn, order.label("ord")).where(*conditions).subquery()
+        picked = (
+            select(ranked.c.run_id)
+            .order_by(ranked.c.turn, ranked.c.ord, ranked.c.run_id)
             .limit(limit)
         )
-        if self._lock_rows:
-            query = query.with_for_update(skip_locked=True)
-        rows = self.conn.execute(query).all()
-        if not rows:
+        run_ids = [r.run_id for r in self.conn.execute(picked)]
+        if not run_ids:
             return []
-        claimed = [Claimed(r.run_id, app_id, r.function_id, new_execution_id()) for r in rows]
-        self.conn.execute(
-            _lease,
-            [
-                {
-                    "b_run_id": c.run_id,
-                    "b_execution_id": c.execution_id,
-                    "b_deadline": lease_deadline_ms,
-                }
-                for c in claimed
-            ],
-        )
-        return claimed
+        query = select(
+            queue.c.run_id,
+            queue.c.function_id,
+            queue.c.concurrency_key_1,
+            queue.c.concurrency_limit_1,
+            queue.c.concurrency_key_2,
+            queue.c.concurrency_limit_2,
+        ).where(queue.c.run_id.in_(run_ids))
+        if self._lock_rows:
+            # Another node may have leased some since: check again under the lock.
+            query = query.where(queue.c.lease_execution_id.is_(None)).with_for_update(
+                skip_locked=True
+            )
+        found = {r.run_id: tuple(r) for r in self.conn.execute(query)}
+        return [found[run_id] for run_id in run_ids if run_id in found]
 
     def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
         found: dict[str, RunState] = {}

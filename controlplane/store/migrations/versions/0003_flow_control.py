@@ -25,9 +25,11 @@ def upgrade() -> None:
 
     with op.batch_alter_table("queue") as batch:
         batch.add_column(sa.Column("concurrency_key_1", sa.String(length=600), nullable=True))
+        batch.add_column(sa.Column("concurrency_limit_1", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("concurrency_key_2", sa.String(length=600), nullable=True))
-    op.create_index("ix_queue_concurrency_1", "queue", ["concurrency_key_1"])
-    op.create_index("ix_queue_concurrency_2", "queue", ["concurrency_key_2"])
+        batch.add_column(sa.Column("concurrency_limit_2", sa.Integer(), nullable=True))
+    op.create_index("ix_queue_concurrency_1", "queue", ["concurrency_key_1", "lease_execution_id"])
+    op.create_index("ix_queue_concurrency_2", "queue", ["concurrency_key_2", "lease_execution_id"])
 
     op.create_table(
         "run_events",
@@ -36,6 +38,7 @@ def upgrade() -> None:
         sa.Column("event_pk", sa.String(length=26), nullable=False),
         sa.PrimaryKeyConstraint("run_id", "position", name="pk_run_events"),
     )
+    op.create_index("ix_run_events_event", "run_events", ["event_pk"])
     op.create_table(
         "schedules",
         sa.Column("app_id", sa.String(length=128), nullable=False),
@@ -65,11 +68,14 @@ def downgrade() -> None:
     op.drop_table("flow_state")
     op.drop_index("ix_schedules_next_fire", table_name="schedules")
     op.drop_table("schedules")
+    op.drop_index("ix_run_events_event", table_name="run_events")
     op.drop_table("run_events")
     op.drop_index("ix_queue_concurrency_2", table_name="queue")
     op.drop_index("ix_queue_concurrency_1", table_name="queue")
     with op.batch_alter_table("queue") as batch:
+        batch.drop_column("concurrency_limit_2")
         batch.drop_column("concurrency_key_2")
+        batch.drop_column("concurrency_limit_1")
         batch.drop_column("concurrency_key_1")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("cron")
