@@ -53,6 +53,7 @@ class ControlPlane:
         tracer = self._tracer or RunTracer.from_environment()
         self.engine = Engine(store, clock, settings, tracer)
         await self.engine.start()
+        store.listen(self.engine.peer_changed)
         tls = None
         if config.tls_cert is not None and config.tls_key is not None:
             tls = (config.tls_key.read_bytes(), config.tls_cert.read_bytes())

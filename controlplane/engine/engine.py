@@ -92,6 +92,7 @@ class Engine:
         self._cancel_acks: dict[str, asyncio.Event] = {}
         # How long a cancelled execution's running step may still report.
         self._keep_cancelled_s = self.settings.lease_timeout_ms / 1000 * 4
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -148,6 +149,23 @@ class Engine:
             self.dispatcher.note_deadline(effects.deadline_ms)
         if effects.wake or effects.cancelled:
             self.dispatcher.wake()
+        if effects.wake or effects.cancelled or effects.deadline_ms is not None:
+            self.store.announce()
+
+    def peer_changed(self, kind: str) -> None:
+        """Another control plane sharing the store announced a change."""
+        if kind == "functions":
+            task = asyncio.get_running_loop().create_task(self.reload_functions())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self.dispatcher.wake()
+
+    async def reload_functions(self) -> None:
+        """Read the functions table again (another node registered some)."""
+        for row in await self.store.read(lambda r: r.load_functions()):
+            spec = spec_from_json(row.app_id, row.function_id, row.definition)
+            self.registry.put(spec, row.registered_at_ms, row.updated_at_ms)
+        self.dispatcher.wake()
 
     # -- workers ---------------------------------------------------------------------
 
@@ -340,6 +358,8 @@ class Engine:
         self.apply_effects(result)
         if result.ended or result.earliest_due_ms is not None:
             self.dispatcher.wake()
+            # Ended executions free concurrency slots other nodes may be waiting for.
+            self.store.announce()
 
     def _checked(self, info: InFlight, body: OutcomeBody) -> tuple[OutcomeBody, str]:
         """A step or run result that is not JSON or breaks a limit becomes a

@@ -82,10 +82,16 @@ class Store(ABC):
         """Run ``op`` in the next group-committed transaction and wait for the commit."""
         return await self.submit(op)
 
-    def announce(self) -> None:
+    def announce(self, kind: str = "work") -> None:
         """Tell other control planes sharing the store that something they may
-        act on changed (work queued or released, functions registered, paused or
-        resumed). Does nothing when the store is not shared."""
+        act on changed: ``work`` (runs queued or released, a concurrency slot
+        freed, a function resumed) or ``functions`` (functions registered). Does
+        nothing when the store is not shared."""
+        return None
+
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """Call ``on_change(kind)`` when another control plane announces a
+        change. Does nothing when the store is not shared."""
         return None
 
     async def read(self, op: Callable[[ReadTx], T]) -> T:
