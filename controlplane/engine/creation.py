@@ -9,7 +9,13 @@ from typing import Any
 
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import MISSING, canonical, equality_index, event_value
-from controlplane.engine.flow import FlowStates, concurrency_columns, priority_of, throttle_runs
+from controlplane.engine.flow import (
+    FlowStates,
+    concurrency_columns,
+    event_lock,
+    priority_of,
+    throttle_runs,
+)
 from controlplane.engine.ids import new_hex_id, new_ulid
 from controlplane.engine.models import (
     CronTick,
@@ -107,6 +113,7 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
     tx.insert_rows(run_events, event_rows)
     effects.wake = effects.wake or bool(new)
     if watch_rows:
+        tx.lock_keys(event_lock(w["event_name"]) for w in watch_rows)
         tx.insert_waits(watch_rows)
         tx.add_wait_paths({(w["event_name"], w["match_path"] or "") for w in watch_rows})
     return [item.run_id for item in new]

@@ -44,6 +44,13 @@ class FlowKind(enum.StrEnum):
     SINGLETON = "singleton"
 
 
+def event_lock(name: str) -> str:
+    """The lock that orders, across control planes, the ingestion of events of
+    this name and the storing of waits and cancel_on watches for it: whichever
+    commits second sees the other's rows."""
+    return f"event|{name}"
+
+
 def key_value(expression: str, event: dict[str, Any] | None, what: str) -> str:
     """The key ``expression`` gives for ``event``: "" without an expression, or
     when it yields null or a missing field. Long keys become digests."""

@@ -28,6 +28,7 @@ from controlplane.engine.flow import (
     EventGate,
     FlowKind,
     FlowStates,
+    event_lock,
     flow_key,
     key_value,
     shown,
@@ -78,6 +79,9 @@ def store_events(
     trigger; duplicates (same id within the window) change nothing."""
     effects = Effects()
     ids_sent = [p.event_id for p in batch if p.event.id]
+    # Across control planes: one order per event name with the waits and
+    # watches stored for it, and per event id with its duplicates.
+    tx.lock_keys([event_lock(p.event.name) for p in batch] + [f"event-id|{i}" for i in ids_sent])
     seen = tx.recent_event_ids(ids_sent, dedupe_since_ms) if ids_sent else set()
     results: list[SendResult] = []
     stored: list[tuple[str, StoredEvent, SendResult]] = []

@@ -32,6 +32,7 @@ from controlplane.engine.expressions import (
     event_object,
     event_value,
 )
+from controlplane.engine.flow import event_lock
 from controlplane.engine.ids import new_ulid
 from controlplane.engine.models import (
     ErrorData,
@@ -231,6 +232,8 @@ class WaitPlanner:
         # its timeout, count.
         since = wait.started_at_ms or self.now
         before = wait.timeout_until_ms or NOT_DUE
+        # Serialised with ingestion of this name on any node (see ingest).
+        self.tx.lock_keys([event_lock(wait.event)])
         for pk, event in self.tx.events_named_between(wait.event, since, before):
             # The run's own event never counts (it can share the millisecond).
             if pk != state.event_pk and wait_matches(row, event_object(event), trigger):

@@ -14,7 +14,11 @@ from controlplane.engine.models import FunctionKey, PauseMode
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import flow_state, functions, queue, run_events, runs
 
-_advisory_lock = text("SELECT pg_advisory_xact_lock(:lock_id)")
+# Volatile functions in the select list run after the ORDER BY: the locks are
+# taken in id order.
+_advisory_locks = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ids AS bigint[])) AS k ORDER BY k"
+)
 
 
 @dataclass(slots=True)
@@ -97,8 +101,8 @@ class FlowWrites(TxBase):
         if not self._postgres:
             return
         ids = sorted({_lock_id(name) for name in names})
-        for lock_id in ids:
-            self.conn.execute(_advisory_lock, {"lock_id": lock_id})
+        if ids:
+            self.conn.execute(_advisory_locks, {"ids": ids})
 
     # -- concurrency ----------------------------------------------------------------
 
