@@ -11,7 +11,7 @@ from typing import Any
 import click
 import grpc
 
-from tether.v1 import event_service_pb2_grpc, run_service_pb2_grpc
+from tether.v1 import clock_service_pb2_grpc, event_service_pb2_grpc, run_service_pb2_grpc
 
 DEFAULT_ADDRESS = "localhost:4770"
 _OPTIONS = [("grpc.max_receive_message_length", 128 * 1024 * 1024)]
@@ -42,6 +42,11 @@ class Remote:
     def runs(self) -> Iterator[run_service_pb2_grpc.RunServiceStub]:
         with self.channel() as channel, rpc_errors(self.address):
             yield run_service_pb2_grpc.RunServiceStub(channel)
+
+    @contextmanager
+    def clock(self) -> Iterator[clock_service_pb2_grpc.ClockServiceStub]:
+        with self.channel() as channel, rpc_errors(self.address):
+            yield clock_service_pb2_grpc.ClockServiceStub(channel)
 
     @contextmanager
     def events(self) -> Iterator[event_service_pb2_grpc.EventServiceStub]:

@@ -60,6 +60,24 @@ HISTORY_NAMES: dict[int, str] = {
     run_service_pb2.HISTORY_KIND_INVOKE_STARTED: "invoke.started",
     run_service_pb2.HISTORY_KIND_INVOKE_ENDED: "invoke.ended",
 }
+PAUSE_MODE_NAMES: dict[int, str] = {
+    run_service_pb2.PAUSE_MODE_HOLD: "hold",
+    run_service_pb2.PAUSE_MODE_SKIP: "skip",
+}
+CATCH_UP_NAMES: dict[int, str] = {
+    common_pb2.CRON_CATCH_UP_ONE: "one",
+    common_pb2.CRON_CATCH_UP_NONE: "none",
+    common_pb2.CRON_CATCH_UP_ALL: "all",
+}
+SCOPE_NAMES: dict[int, str] = {
+    common_pb2.CONCURRENCY_SCOPE_FUNCTION: "fn",
+    common_pb2.CONCURRENCY_SCOPE_APP: "app",
+    common_pb2.CONCURRENCY_SCOPE_GLOBAL: "global",
+}
+SINGLETON_MODE_NAMES: dict[int, str] = {
+    common_pb2.SINGLETON_MODE_SKIP: "skip",
+    common_pb2.SINGLETON_MODE_CANCEL: "cancel",
+}
 
 
 # -- small pieces ------------------------------------------------------------------
@@ -77,22 +95,49 @@ def iso(ms: int) -> str | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
+_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def _parts(ms: int) -> list[tuple[int, str]]:
+    """``5_400_000`` -> ``[(1, "h"), (30, "m")]``: the non-zero units, largest first."""
+    parts = []
+    for name, size in _UNITS:
+        if ms >= size:
+            parts.append((ms // size, name))
+            ms %= size
+    return parts
+
+
 def duration(ms: int) -> str:
     """``1234`` -> ``1.2 s``; ``90000000`` -> ``1 d 1 h``."""
     if ms < 1000:
         return f"{ms} ms"
     if ms < 60_000:
         return f"{ms / 1000:.1f} s"
-    units = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
-    parts = []
-    rest = ms
-    for name, size in units:
-        if rest >= size:
-            parts.append(f"{rest // size} {name}")
-            rest %= size
-        if len(parts) == 2:
-            break
-    return " ".join(parts)
+    return " ".join(f"{n} {unit}" for n, unit in _parts(ms - ms % 1000)[:2])
+
+
+def period(ms: int) -> str:
+    """A configured period, exactly and compactly: ``60000`` -> ``1m``,
+    ``5400000`` -> ``1h30m``."""
+    return "".join(f"{n}{unit}" for n, unit in _parts(ms)) or "0s"
+
+
+def relative(ms: int, now_ms: int) -> str:
+    """When ``ms`` is, seen from ``now_ms``: ``in 5h 12m``, ``3m 10s ago``, ``now``."""
+    delta = abs(ms - now_ms)
+    if delta < 1000:
+        return "now"
+    text = " ".join(f"{n}{unit}" for n, unit in _parts(delta - delta % 1000)[:2])
+    return f"in {text}" if ms > now_ms else f"{text} ago"
+
+
+def local_time(ms: int, tz: dt.tzinfo | None = None) -> str:
+    """``2023-11-14 23:13 CET``: a minute in ``tz`` (default: the local time zone)."""
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz or dt.UTC)
+    if tz is None:
+        moment = moment.astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M %Z").rstrip()
 
 
 def payload(raw: bytes, limit: int = 80) -> str:
@@ -205,12 +250,21 @@ def run_detail_json(response: run_service_pb2.GetRunResponse) -> dict[str, Any]:
 
 def function_json(info: run_service_pb2.FunctionInfo) -> dict[str, Any]:
     definition = info.definition
-    triggers: list[dict[str, str]] = []
+    triggers: list[dict[str, str | None]] = []
+    fires = iter(info.next_fire_ms)
     for trigger in definition.triggers:
         if trigger.WhichOneof("kind") == "event":
             triggers.append({"event": trigger.event.name, "if": trigger.event.if_expression})
         else:
-            triggers.append({"cron": trigger.cron.schedule, "timezone": trigger.cron.timezone})
+            cron = trigger.cron
+            triggers.append(
+                {
+                    "cron": cron.schedule,
+                    "timezone": cron.timezone,
+                    "catch_up": CATCH_UP_NAMES.get(cron.catch_up, "one"),
+                    "next_fire": iso(next(fires, 0)),
+                }
+            )
     return {
         "app_id": info.app_id,
         "id": definition.id,
@@ -220,6 +274,55 @@ def function_json(info: run_service_pb2.FunctionInfo) -> dict[str, Any]:
         "connected_workers": info.connected_workers,
         "registered_at": iso(info.registered_at_ms),
         "updated_at": iso(info.updated_at_ms),
+        "paused": PAUSE_MODE_NAMES.get(info.paused),
+        **flow_control_json(definition),
+    }
+
+
+def flow_control_json(definition: common_pb2.FunctionDefinition) -> dict[str, Any]:
+    """The flow control options of a definition; None for those not set."""
+    d = definition
+    return {
+        "concurrency": [
+            {"limit": c.limit, "key": c.key or None, "scope": SCOPE_NAMES.get(c.scope, "fn")}
+            for c in d.concurrency
+        ],
+        "throttle": {
+            "limit": d.throttle.limit,
+            "period_ms": d.throttle.period_ms,
+            "burst": d.throttle.burst or 1,
+            "key": d.throttle.key or None,
+        }
+        if d.HasField("throttle")
+        else None,
+        "rate_limit": {
+            "limit": d.rate_limit.limit,
+            "period_ms": d.rate_limit.period_ms,
+            "key": d.rate_limit.key or None,
+        }
+        if d.HasField("rate_limit")
+        else None,
+        "debounce": {
+            "period_ms": d.debounce.period_ms,
+            "timeout_ms": d.debounce.timeout_ms or None,
+            "key": d.debounce.key or None,
+        }
+        if d.HasField("debounce")
+        else None,
+        "priority": d.priority.run if d.HasField("priority") else None,
+        "batching": {
+            "max_size": d.batching.max_size,
+            "timeout_ms": d.batching.timeout_ms,
+            "key": d.batching.key or None,
+        }
+        if d.HasField("batching")
+        else None,
+        "singleton": {
+            "key": d.singleton.key or None,
+            "mode": SINGLETON_MODE_NAMES.get(d.singleton.mode, "skip"),
+        }
+        if d.HasField("singleton")
+        else None,
     }
 
 
@@ -236,11 +339,101 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(click.unstyle(cell)))
-    lines = ["  ".join(click.style(h.ljust(widths[i]), bold=True) for i, h in enumerate(headers))]
+    last = len(headers) - 1
+    lines = [
+        "  ".join(
+            click.style(h if i == last else h.ljust(widths[i]), bold=True)
+            for i, h in enumerate(headers)
+        )
+    ]
     for row in rows:
         cells = [cell + " " * (widths[i] - len(click.unstyle(cell))) for i, cell in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def triggers_text(
+    info: run_service_pb2.FunctionInfo, now_ms: int, tz: dt.tzinfo | None = None
+) -> str:
+    """``app/x if <CEL>, cron 0 9 * * * Europe/Paris → 2023-11-15 09:00 CET (in 9h 46m)``."""
+    parts = []
+    fires = iter(info.next_fire_ms)
+    for trigger in info.definition.triggers:
+        if trigger.WhichOneof("kind") == "event":
+            condition = trigger.event.if_expression
+            parts.append(trigger.event.name + (f" if {condition}" if condition else ""))
+            continue
+        text = f"cron {trigger.cron.schedule}"
+        if trigger.cron.timezone:
+            text += f" {trigger.cron.timezone}"
+        fire = next(fires, 0)
+        if fire:
+            text += f" → {local_time(fire, tz)} ({relative(fire, now_ms)})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _per(key: str) -> str:
+    return f" per {key}" if key else ""
+
+
+def flow_control_text(definition: common_pb2.FunctionDefinition) -> str:
+    """``concurrency 5 per event.data.user_id; throttle 10/1m``: the options set."""
+    d = definition
+    parts = []
+    for c in d.concurrency:
+        scope = SCOPE_NAMES.get(c.scope, "fn")
+        parts.append(
+            f"concurrency {c.limit}{_per(c.key)}" + (f" ({scope})" if scope != "fn" else "")
+        )
+    if d.HasField("throttle"):
+        t = d.throttle
+        burst = f" burst {t.burst}" if t.burst > 1 else ""
+        parts.append(f"throttle {t.limit}/{period(t.period_ms)}{burst}{_per(t.key)}")
+    if d.HasField("rate_limit"):
+        r = d.rate_limit
+        parts.append(f"rate limit {r.limit}/{period(r.period_ms)}{_per(r.key)}")
+    if d.HasField("debounce"):
+        b = d.debounce
+        cap = f" max {period(b.timeout_ms)}" if b.timeout_ms else ""
+        parts.append(f"debounce {period(b.period_ms)}{cap}{_per(b.key)}")
+    if d.HasField("priority"):
+        parts.append(f"priority {d.priority.run}")
+    if d.HasField("batching"):
+        g = d.batching
+        parts.append(f"batch {g.max_size} or {period(g.timeout_ms)}{_per(g.key)}")
+    if d.HasField("singleton"):
+        mode = SINGLETON_MODE_NAMES.get(d.singleton.mode, "skip")
+        parts.append(f"singleton ({mode}){_per(d.singleton.key)}")
+    return "; ".join(parts)
+
+
+def pause_state(mode: int) -> str:
+    """``active``, or ``paused (hold)`` / ``paused (skip)`` in yellow."""
+    name = PAUSE_MODE_NAMES.get(mode)
+    return click.style(f"paused ({name})", fg="yellow") if name else "active"
+
+
+def functions_table(
+    infos: list[run_service_pb2.FunctionInfo], now_ms: int, tz: dt.tzinfo | None = None
+) -> str:
+    rows = []
+    for info in infos:
+        workers = info.connected_workers
+        rows.append(
+            [
+                info.app_id,
+                info.definition.id,
+                triggers_text(info, now_ms, tz),
+                str(info.definition.retries),
+                click.style(str(workers), fg="green" if workers else "yellow"),
+                pause_state(info.paused),
+                flow_control_text(info.definition),
+            ]
+        )
+    return table(
+        ["APP", "FUNCTION", "TRIGGERS", "RETRIES", "WORKERS", "STATE", "FLOW CONTROL"], rows
+    )
 
 
 def runs_table(runs: list[run_service_pb2.Run]) -> str:

@@ -2,10 +2,19 @@
 
 The dispatcher sleeps until something can change what is ready: a write that
 queued or freed work (the engine calls :meth:`Dispatcher.wake`), the earliest
-due time among waiting runs, the earliest lease deadline, or the earliest run
-deadline (timeouts). It never polls on a fixed tick. Under a virtual clock with
-auto-skip on, when nothing is in flight it moves the clock straight to the next
-due time.
+due time among waiting runs, the earliest lease deadline, the earliest run
+deadline (timeouts), or the earliest cron tick. It never polls on a fixed tick.
+Under a virtual clock with auto-skip on, when nothing is in flight it moves the
+clock straight to the next due time or run deadline; cron ticks are not skipped
+to (a daily schedule would make the clock run forever): they fire when the
+clock reaches them.
+
+Cron ticks are fired by :func:`controlplane.engine.cron.fire_due` in one writer
+transaction that locks the due schedule rows (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), creates their runs and advances them: the row lock plus the
+advance in the same transaction is the lease on a tick, so with several
+control planes on one database each tick starts one run, whichever node fires
+it.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from controlplane.engine import leases, timeouts
+from controlplane.engine import cron, leases, timeouts
 from controlplane.engine.claims import claim_executions
 from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
@@ -55,6 +64,12 @@ class Dispatcher:
         self._lease_check_at: int | None = None
         # The earliest run deadline known; None once checked and none found.
         self._deadline_check_at: int | None = None
+        # When to fire cron schedules next (0: at once, which also fires ticks
+        # missed while no control plane ran); None while there are none.
+        self._fire_at: int | None = 0
+        # The time of the last firing pass: schedules due by then were fired or
+        # are not this node's to fire (their function is unknown here).
+        self._fired_through = 0
         self.dispatched = 0
 
     def start(self) -> None:
@@ -79,6 +94,8 @@ class Dispatcher:
                     await self.expire_leases()
                 if self._deadline_check_at is not None and round_start >= self._deadline_check_at:
                     await self.expire_deadlines()
+                if self._fire_at is not None and round_start >= self._fire_at:
+                    await self.fire_schedules()
                 if await self._dispatch_round():
                     continue
                 await self._idle(round_start)
@@ -156,26 +173,36 @@ class Dispatcher:
         return True
 
     async def _idle(self, round_start: int) -> None:
-        next_due, next_deadline, run_deadline = await self._store.read(
-            lambda r: (r.next_due_after(round_start), r.next_lease_deadline(), r.next_deadline())
+        fired_through = self._fired_through
+        next_due, next_deadline, run_deadline, next_fire = await self._store.read(
+            lambda r: (
+                r.next_due_after(round_start),
+                r.next_lease_deadline(),
+                r.next_deadline(),
+                r.next_fire_after(fired_through),
+            )
         )
         self._lease_check_at = next_deadline
         self._deadline_check_at = run_deadline
+        # Ticks learnt of meanwhile (note_schedules) are kept.
+        self.note_schedules(next_fire)
         if self._wake.is_set():
             return
         clock = self._clock
+        fire_at = self._fire_at
         next_timer = min((t for t in (next_due, run_deadline) if t is not None), default=None)
         if (
             isinstance(clock, VirtualClock)
             and clock.auto_skip
             and next_timer is not None
+            and (fire_at is None or fire_at > clock.now_ms())
             and self._sessions.in_flight_total() == 0
             and self._store.pending_writes == 0
         ):
             log.debug("virtual clock: skipping ahead %d ms", next_timer - clock.now_ms())
             clock.advance_to(next_timer)
             return
-        timers = [t for t in (next_due, next_deadline, run_deadline) if t is not None]
+        timers = [t for t in (next_due, next_deadline, run_deadline, fire_at) if t is not None]
         timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -203,6 +230,23 @@ class Dispatcher:
             self._deadline_check_at is None or at_ms < self._deadline_check_at
         ):
             self._deadline_check_at = at_ms
+
+    def note_schedules(self, at_ms: int | None) -> None:
+        """A cron tick may be due at ``at_ms`` (a registration kept or added a
+        schedule): fire it then."""
+        if at_ms is not None and (self._fire_at is None or at_ms < self._fire_at):
+            self._fire_at = at_ms
+
+    async def fire_schedules(self) -> None:
+        """Start the runs of the cron ticks that have come (one transaction)."""
+        clock = self._clock
+        spec_of = self._routing.spec_of
+        fired = await self._store.write(lambda tx: cron.fire_due(tx, clock.now_ms(), spec_of))
+        self._fired_through = fired.now_ms
+        self._fire_at = fired.next_check_ms
+        if fired.run_ids:
+            log.info("cron: started %d run(s)", len(fired.run_ids))
+        self._apply_effects(fired.effects)
 
     async def expire_deadlines(self) -> None:
         """Cancel the runs that broke their start or finish timeout."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from controlplane.engine import admin, ingest, leases
+from controlplane.engine import admin, cron, ingest, leases
 from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
@@ -185,9 +185,17 @@ class Engine:
             }
             for spec in hello.functions
         ]
-        await self.store.write(lambda tx: tx.upsert_functions(rows))
+        functions = hello.functions
+
+        def register(tx: WriteTx) -> int | None:
+            tx.upsert_functions(rows)
+            return cron.sync_schedules(tx, hello.app_id, functions, now)
+
+        first_tick = await self.store.write(register)
         for spec in hello.functions:
             self.registry.put(spec, now, now)
+        # A kept schedule may be overdue (ticks missed while no control plane ran).
+        self.dispatcher.note_schedules(first_tick)
         session = WorkerSession(
             id=new_hex_id(8),
             app_id=hello.app_id,

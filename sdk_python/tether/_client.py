@@ -16,6 +16,16 @@ from tether._channel import ChannelConfig, translate
 from tether._convert import EventLike, event_message
 from tether._durations import DurationLike
 from tether._errors import ConfigError, InvalidArgumentError
+from tether._flow import (
+    BatchingLike,
+    ConcurrencyLike,
+    DebounceLike,
+    PriorityLike,
+    RateLimitLike,
+    SingletonLike,
+    ThrottleLike,
+    flow_control,
+)
 from tether._function import (
     DEFAULT_RETRIES,
     CancelOn,
@@ -27,6 +37,7 @@ from tether._function import (
     check_retries,
     timeouts_of,
 )
+from tether._functions_admin import FunctionsClient
 from tether._models import SendResult, SkippedRun
 from tether._runs import RunsClient
 from tether._telemetry import configure_from_environment
@@ -60,7 +71,10 @@ class Tether:
             asyncio.AbstractEventLoop, grpc.aio.Channel
         ] = weakref.WeakKeyDictionary()
         self._sync_channel: grpc.Channel | None = None
+        #: Admin from code: ``await app.runs.get(run_id)``.
         self.runs = RunsClient(self)
+        #: Admin from code: ``await app.functions.pause("sync-accounts")``.
+        self.functions = FunctionsClient(self)
 
     @property
     def address(self) -> str:
@@ -89,6 +103,13 @@ class Tether:
         idempotency: str | None = None,
         timeouts: Mapping[str, DurationLike] | None = None,
         on_failure: Handler | None = None,
+        concurrency: ConcurrencyLike | Sequence[ConcurrencyLike] | None = None,
+        throttle: ThrottleLike | None = None,
+        rate_limit: RateLimitLike | None = None,
+        debounce: DebounceLike | None = None,
+        priority: PriorityLike | None = None,
+        batching: BatchingLike | None = None,
+        singleton: SingletonLike | None = None,
     ) -> Callable[[Handler], Function]:
         """Declare a durable function::
 
@@ -100,6 +121,26 @@ class Tether:
         per 24 hours; ``timeouts={"start": ..., "finish": ...}`` cancels runs
         that wait too long to start or run too long; ``on_failure`` runs with
         the failed run's event and error (ctx.event is ``tether/function.failed``).
+
+        Flow control (each takes its class or a dict of the same keys; a ``key``
+        is a CEL expression over ``event`` giving each value its own limit;
+        periods are "1m", a timedelta or seconds):
+
+        - ``concurrency=5`` or ``Concurrency(limit, key=, scope="fn"|"app"|"global")``,
+          or a list of two: at most so many runs *execute* at once; runs that
+          sleep, wait for an event or back off before a retry do not count.
+        - ``throttle=Throttle(limit, period, burst=1, key=)``: start at most
+          ``limit`` runs per period, evenly spaced; the others wait in the queue.
+        - ``rate_limit=RateLimit(limit, period, key=)``: at most ``limit`` runs per
+          period; events over it start nothing and are recorded as skipped.
+        - ``debounce=Debounce(period, key=, timeout=)``: start one run with the
+          last event once none arrived for ``period`` (``timeout`` caps the wait).
+        - ``priority=Priority(run="event.data.vip ? 60 : 0")`` (or the string):
+          seconds, -600 to 600, to start ahead of due runs (or behind them).
+        - ``batching=Batching(max_size, timeout, key=)``: one run for up to
+          ``max_size`` events (``ctx.events``), started when full or after ``timeout``.
+        - ``singleton=Singleton(key=, mode="skip"|"cancel")``: at most one
+          unfinished run per key; a new event is skipped or cancels that run.
         """
         check_function_id(id)
         check_retries(id, retries)
@@ -110,6 +151,18 @@ class Tether:
             raise ConfigError(
                 f"function {id!r}: idempotency is a CEL expression such as 'event.data.order_id'"
             )
+        flow = flow_control(
+            id,
+            concurrency=concurrency,
+            throttle=throttle,
+            rate_limit=rate_limit,
+            debounce=debounce,
+            priority=priority,
+            batching=batching,
+            singleton=singleton,
+            idempotency=bool(idempotency),
+            cancel_on=bool(watches),
+        )
         for taken in (id, f"{id}-failure") if on_failure is not None else (id,):
             if taken in self._functions:
                 raise ConfigError(
@@ -131,6 +184,7 @@ class Tether:
                 idempotency=idempotency or "",
                 start_timeout_ms=start_ms,
                 finish_timeout_ms=finish_ms,
+                flow=flow,
             )
             self._functions[id] = function
             if on_failure is not None:
@@ -159,7 +213,8 @@ class Tether:
         )
 
     @property
-    def functions(self) -> list[Function]:
+    def registered_functions(self) -> list[Function]:
+        """The functions declared on this client, in declaration order."""
         return list(self._functions.values())
 
     # -- sending events ---------------------------------------------------------------------
@@ -225,7 +280,9 @@ class Tether:
         threads: int | None = None,
     ) -> Worker:
         """A worker for this app's functions (or a subset), to run in your own loop."""
-        return Worker(self, functions or self.functions, capacity=capacity, threads=threads)
+        return Worker(
+            self, functions or self.registered_functions, capacity=capacity, threads=threads
+        )
 
     def serve(
         self,
@@ -253,7 +310,7 @@ class Tether:
     ) -> None:
         worker = Worker(
             self,
-            functions or self.functions,
+            functions or self.registered_functions,
             capacity=capacity,
             threads=threads,
             drain_timeout_s=drain_timeout_s,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from tether._models import Event
+from tether._models import CronTick, Event
 from tether._step import Step, current_step_attempt
 
 if TYPE_CHECKING:
@@ -42,10 +42,15 @@ class Context:
     def __init__(self, execution: Execution) -> None:
         self._execution = execution
         events = execution.events
-        #: The event that started the run (an empty event for runs without one).
+        #: The event that started the run. A cron run (see ``cron``) carries no
+        #: event data: its event is named ``""`` and its ``data`` is empty.
         self.event: Event = events[0] if events else Event(name="")
-        #: Every event of the run (more than one for batched functions).
+        #: Every event of the run (more than one for batched functions; none for
+        #: a cron run).
         self.events: list[Event] = list(events)
+        #: The cron tick that started the run: its schedule, time zone and
+        #: ``scheduled_at`` (UTC). None for runs an event started.
+        self.cron: CronTick | None = execution.cron
         self.run_id: str = execution.run_id
         self.function_id: str = execution.function.id
         self.step: Step = Step(execution)

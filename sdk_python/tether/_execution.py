@@ -10,6 +10,7 @@ coroutine; the control plane resumes the run later with more memoized state.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 import traceback
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from tether import _json
 from tether._errors import NonRetriableError, RetryAfterError, StepError
 from tether._function import Function
-from tether._models import Event
+from tether._models import CronTick, Event
 from tether._step_ids import StepIds, hash_step_id
 from tether._telemetry import parse_traceparent
 from tether.v1 import common_pb2, worker_service_pb2
@@ -60,6 +61,14 @@ def error_info(error: BaseException) -> common_pb2.ErrorInfo:
     )
 
 
+def cron_from_message(message: worker_service_pb2.CronTick) -> CronTick:
+    return CronTick(
+        schedule=message.schedule,
+        timezone=message.timezone,
+        scheduled_at=dt.datetime.fromtimestamp(message.scheduled_at_ms / 1000, dt.UTC),
+    )
+
+
 def event_from_message(message: common_pb2.Event) -> Event:
     user = _json.loads(message.user) if message.user else None
     return Event(
@@ -89,6 +98,7 @@ class Execution:
         self.execution_id = execute.execution_id
         self.attempt = execute.attempt
         self.events = [event_from_message(e) for e in execute.events]
+        self.cron = cron_from_message(execute.cron) if execute.HasField("cron") else None
         self.memo: dict[str, worker_service_pb2.MemoizedStep] = {
             s.step_id: s for s in execute.steps
         }

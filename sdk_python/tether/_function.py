@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tether._durations import DurationLike, to_milliseconds
 from tether._errors import ConfigError
+from tether._flow import FlowControl, fill_definition
 from tether._triggers import CronTrigger, EventTrigger, Trigger
 from tether.v1 import common_pb2
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Context"], Awaitable[Any]]
 
-_CATCH_UP = {
+CATCH_UP_TO_PB = {
     "one": common_pb2.CRON_CATCH_UP_ONE,
     "none": common_pb2.CRON_CATCH_UP_NONE,
     "all": common_pb2.CRON_CATCH_UP_ALL,
@@ -56,6 +57,8 @@ class Function:
     idempotency: str = ""
     start_timeout_ms: int = 0
     finish_timeout_ms: int = 0
+    #: concurrency, throttle, rate_limit, debounce, priority, batching, singleton.
+    flow: FlowControl = field(default_factory=FlowControl)
 
     def definition(self) -> common_pb2.FunctionDefinition:
         definition = common_pb2.FunctionDefinition(
@@ -86,9 +89,10 @@ class Function:
                     cron=common_pb2.CronTrigger(
                         schedule=trigger.schedule,
                         timezone=trigger.tz,
-                        catch_up=_CATCH_UP[trigger.catch_up],
+                        catch_up=CATCH_UP_TO_PB[trigger.catch_up],
                     )
                 )
+        fill_definition(definition, self.flow)
         return definition
 
 

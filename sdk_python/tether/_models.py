@@ -20,6 +20,19 @@ class Event:
     ts: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class CronTick:
+    """The cron tick that started a run (``ctx.cron``)."""
+
+    #: The cron expression, as declared, for example ``0 9 * * *``.
+    schedule: str
+    #: Its IANA time zone; empty for UTC.
+    timezone: str
+    #: When the tick was due (UTC), not when the run started: a tick caught up
+    #: after downtime keeps its time.
+    scheduled_at: dt.datetime
+
+
 class RunStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

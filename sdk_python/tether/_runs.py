@@ -24,7 +24,9 @@ def _ms(value: dt.datetime | None) -> int:
     return int((value if value.tzinfo else value.astimezone()).timestamp() * 1000)
 
 
-class RunsClient:
+class AdminClient:
+    """Calls to the RunService on the app's connection, errors translated."""
+
     def __init__(self, client: Tether) -> None:
         self._client = client
 
@@ -36,6 +38,10 @@ class RunsClient:
             return await method(request, metadata=self._client._channel_config.metadata)  # type: ignore[misc]
         except grpc.RpcError as error:
             raise translate(error, self._client._channel_config.address) from None
+
+
+class RunsClient(AdminClient):
+    """``app.runs``: get, list, cancel, replay and wait for runs."""
 
     async def get(self, run_id: str) -> Run:
         """A run with its steps, history and event. Raises NotFoundError."""

@@ -25,6 +25,9 @@ APP_FUNCTIONS = (
     "slow-step",
     "approval",
     "invoker",
+    "pausable",
+    "new-year",
+    "sync-account",
 )
 
 

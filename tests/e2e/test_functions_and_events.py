@@ -28,12 +28,60 @@ def test_functions_list_prints_a_table(plane: Plane) -> None:
     result = tether("functions", "list", address=plane.address).ok()
 
     rows = table_rows(result.stdout)
-    assert rows[0] == ["APP", "FUNCTION", "TRIGGERS", "RETRIES", "WORKERS"]
+    assert rows[0] == [
+        "APP",
+        "FUNCTION",
+        "TRIGGERS",
+        "RETRIES",
+        "WORKERS",
+        "STATE",
+        "FLOW CONTROL",
+    ]
     by_id = {row[1]: row for row in rows[1:]}
     assert set(by_id) == set(APP_FUNCTIONS)
-    assert by_id["three-steps"] == ["cli-tests", "three-steps", "e2e/steps.requested", "4", "1"]
-    assert by_id["gated-charge"] == ["cli-tests", "gated-charge", "e2e/charge.requested", "0", "1"]
+    assert by_id["three-steps"] == [
+        "cli-tests",
+        "three-steps",
+        "e2e/steps.requested",
+        "4",
+        "1",
+        "active",
+    ]
+    assert by_id["gated-charge"] == [
+        "cli-tests",
+        "gated-charge",
+        "e2e/charge.requested",
+        "0",
+        "1",
+        "active",
+    ]
     assert by_id["sleeper"][2] == "e2e/nap.requested"
+    assert by_id["sync-account"][2:] == [
+        "e2e/sync.requested",
+        "4",
+        "1",
+        "active",
+        "concurrency 2; concurrency 1 per event.data.account_id; throttle 10/1m burst 2; "
+        "singleton (skip) per event.data.account_id",
+    ]
+
+
+def test_functions_list_json_has_the_flow_control_options(plane: Plane) -> None:
+    items = tether("functions", "list", "--json", address=plane.address).json()
+    by_id = {f["id"]: f for f in items}
+
+    sync = by_id["sync-account"]
+    assert sync["concurrency"] == [
+        {"limit": 2, "key": None, "scope": "fn"},
+        {"limit": 1, "key": "event.data.account_id", "scope": "fn"},
+    ]
+    assert sync["throttle"] == {"limit": 10, "period_ms": 60_000, "burst": 2, "key": None}
+    assert sync["singleton"] == {"key": "event.data.account_id", "mode": "skip"}
+    assert sync["rate_limit"] is sync["debounce"] is sync["priority"] is sync["batching"] is None
+    assert sync["paused"] is None
+    plain = by_id["three-steps"]
+    assert plain["concurrency"] == []
+    assert plain["throttle"] is plain["singleton"] is None
 
 
 def test_functions_list_json_counts_connected_workers(plane: Plane) -> None:
@@ -60,7 +108,7 @@ def test_functions_list_json_counts_connected_workers(plane: Plane) -> None:
         during = tether("functions", "list", "--json", address=plane.address).json()
         assert {f["id"]: f["connected_workers"] for f in during} == dict.fromkeys(APP_FUNCTIONS, 2)
         table = table_rows(tether("functions", "list", address=plane.address).ok().stdout)
-        assert {row[-1] for row in table[1:]} == {"2"}
+        assert {row[4] for row in table[1:]} == {"2"}
     finally:
         assert second.terminate(timeout=15) == 0, second.logs()
 

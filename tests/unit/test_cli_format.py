@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 import click
 import pytest
 
@@ -113,6 +116,206 @@ def test_runs_table_colours_the_status() -> None:
 def test_empty_runs_table_is_just_the_header() -> None:
     assert click.unstyle(_format.runs_table([])).rstrip() == (
         "RUN  FUNCTION  STATUS  CREATED (UTC)  TOOK"
+    )
+
+
+def test_a_table_header_has_no_trailing_padding() -> None:
+    text = click.unstyle(_format.table(["A", "LONG"], [["x", "a much longer cell"]]))
+    assert text.split("\n") == ["A  LONG", "x  a much longer cell"]
+
+
+# -- functions ---------------------------------------------------------------------------------
+
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0s"),
+        (500, "500ms"),
+        (1_000, "1s"),
+        (60_000, "1m"),
+        (5_400_000, "1h30m"),
+        (86_400_000, "1d"),
+        (7 * 86_400_000, "7d"),
+        (90_061_001, "1d1h1m1s1ms"),
+    ],
+)
+def test_period(ms: int, text: str) -> None:
+    assert _format.period(ms) == text
+
+
+@pytest.mark.parametrize(
+    ("delta_ms", "text"),
+    [
+        (5 * 3_600_000 + 12 * 60_000 + 59_999, "in 5h 12m"),
+        (42_500, "in 42s"),
+        (3 * 86_400_000 + 3_600_000 + 60_000, "in 3d 1h"),
+        (400, "now"),
+        (-400, "now"),
+        (-(3 * 60_000 + 10_000), "3m 10s ago"),
+    ],
+)
+def test_relative(delta_ms: int, text: str) -> None:
+    assert _format.relative(T0 + delta_ms, T0) == text
+
+
+def test_local_time() -> None:
+    assert _format.local_time(T0, dt.UTC) == "2023-11-14 22:13 UTC"
+    assert _format.local_time(T0, PARIS) == "2023-11-14 23:13 CET"
+    # Without a zone: the machine's local time, with its abbreviation.
+    local = dt.datetime.fromtimestamp(T0 / 1000).astimezone()
+    assert _format.local_time(T0) == local.strftime("%Y-%m-%d %H:%M %Z").rstrip()
+
+
+def flow_definition() -> common.FunctionDefinition:
+    return common.FunctionDefinition(
+        id="sync-account",
+        name="sync-account",
+        retries=2,
+        triggers=[
+            common.Trigger(
+                event=common.EventTrigger(name="app/sync", if_expression="event.data.full")
+            ),
+            common.Trigger(
+                cron=common.CronTrigger(
+                    schedule="0 9 * * *",
+                    timezone="Europe/Paris",
+                    catch_up=common.CRON_CATCH_UP_ALL,
+                )
+            ),
+            common.Trigger(cron=common.CronTrigger(schedule="0 0 1 1 *")),
+        ],
+        concurrency=[
+            common.Concurrency(limit=5),
+            common.Concurrency(
+                limit=1, key="event.data.account", scope=common.CONCURRENCY_SCOPE_APP
+            ),
+        ],
+        throttle=common.Throttle(limit=10, period_ms=60_000, burst=3, key="event.data.user"),
+        rate_limit=common.RateLimit(limit=100, period_ms=3_600_000),
+        debounce=common.Debounce(period_ms=30_000, timeout_ms=300_000, key="event.data.doc"),
+        priority=common.Priority(run="event.data.vip ? 60 : 0"),
+        batching=common.Batching(max_size=50, timeout_ms=5000, key="event.data.tenant"),
+        singleton=common.Singleton(key="event.data.user", mode=common.SINGLETON_MODE_CANCEL),
+    )
+
+
+NEXT_FIRE = T0 + 5 * 3_600_000 + 12 * 60_000
+
+
+def paused_info() -> rs.FunctionInfo:
+    return rs.FunctionInfo(
+        app_id="shop",
+        definition=flow_definition(),
+        connected_workers=0,
+        registered_at_ms=T0,
+        updated_at_ms=T0 + 1000,
+        paused=rs.PAUSE_MODE_HOLD,
+        next_fire_ms=[NEXT_FIRE, 0],
+    )
+
+
+def test_flow_control_text() -> None:
+    assert _format.flow_control_text(flow_definition()) == (
+        "concurrency 5; concurrency 1 per event.data.account (app); "
+        "throttle 10/1m burst 3 per event.data.user; rate limit 100/1h; "
+        "debounce 30s max 5m per event.data.doc; priority event.data.vip ? 60 : 0; "
+        "batch 50 or 5s per event.data.tenant; singleton (cancel) per event.data.user"
+    )
+    assert _format.flow_control_text(common.FunctionDefinition(id="plain")) == ""
+    assert (
+        _format.flow_control_text(
+            common.FunctionDefinition(
+                throttle=common.Throttle(limit=1, period_ms=1000),
+                singleton=common.Singleton(),
+            )
+        )
+        == "throttle 1/1s; singleton (skip)"
+    )
+
+
+def test_triggers_text_shows_the_next_tick_of_each_cron_trigger() -> None:
+    assert _format.triggers_text(paused_info(), T0, PARIS) == (
+        "app/sync if event.data.full, "
+        "cron 0 9 * * * Europe/Paris → 2023-11-15 04:25 CET (in 5h 12m), "
+        "cron 0 0 1 1 *"
+    )
+
+
+def test_pause_state() -> None:
+    assert _format.pause_state(rs.PAUSE_MODE_UNSPECIFIED) == "active"
+    assert _format.pause_state(rs.PAUSE_MODE_HOLD) == click.style("paused (hold)", fg="yellow")
+    assert click.unstyle(_format.pause_state(rs.PAUSE_MODE_SKIP)) == "paused (skip)"
+
+
+def test_functions_table() -> None:
+    plain = rs.FunctionInfo(
+        app_id="shop",
+        definition=common.FunctionDefinition(
+            id="welcome",
+            retries=4,
+            triggers=[common.Trigger(event=common.EventTrigger(name="app/user.signup"))],
+        ),
+        connected_workers=2,
+    )
+    lines = click.unstyle(_format.functions_table([plain, paused_info()], T0, dt.UTC)).split("\n")
+    triggers = (
+        "app/sync if event.data.full, "
+        "cron 0 9 * * * Europe/Paris → 2023-11-15 03:25 UTC (in 5h 12m), cron 0 0 1 1 *"
+    )
+    width = len(triggers)
+    assert lines == [
+        f"APP   FUNCTION      {'TRIGGERS':<{width}}  RETRIES  WORKERS  STATE          FLOW CONTROL",
+        f"shop  welcome       {'app/user.signup':<{width}}  4        2        active",
+        f"shop  sync-account  {triggers}  2        0        paused (hold)  "
+        + _format.flow_control_text(flow_definition()),
+    ]
+
+
+def test_function_json() -> None:
+    assert _format.function_json(paused_info()) == {
+        "app_id": "shop",
+        "id": "sync-account",
+        "name": "sync-account",
+        "triggers": [
+            {"event": "app/sync", "if": "event.data.full"},
+            {
+                "cron": "0 9 * * *",
+                "timezone": "Europe/Paris",
+                "catch_up": "all",
+                "next_fire": "2023-11-15T03:25:20.000+00:00",
+            },
+            {"cron": "0 0 1 1 *", "timezone": "", "catch_up": "one", "next_fire": None},
+        ],
+        "retries": 2,
+        "connected_workers": 0,
+        "registered_at": "2023-11-14T22:13:20.000+00:00",
+        "updated_at": "2023-11-14T22:13:21.000+00:00",
+        "paused": "hold",
+        "concurrency": [
+            {"limit": 5, "key": None, "scope": "fn"},
+            {"limit": 1, "key": "event.data.account", "scope": "app"},
+        ],
+        "throttle": {"limit": 10, "period_ms": 60_000, "burst": 3, "key": "event.data.user"},
+        "rate_limit": {"limit": 100, "period_ms": 3_600_000, "key": None},
+        "debounce": {"period_ms": 30_000, "timeout_ms": 300_000, "key": "event.data.doc"},
+        "priority": "event.data.vip ? 60 : 0",
+        "batching": {"max_size": 50, "timeout_ms": 5000, "key": "event.data.tenant"},
+        "singleton": {"key": "event.data.user", "mode": "cancel"},
+    }
+
+
+def test_function_json_of_a_plain_running_function() -> None:
+    value = _format.function_json(
+        rs.FunctionInfo(app_id="shop", definition=common.FunctionDefinition(id="welcome"))
+    )
+    assert value["paused"] is None
+    assert value["concurrency"] == []
+    assert all(
+        value[name] is None
+        for name in ("throttle", "rate_limit", "debounce", "priority", "batching", "singleton")
     )
 
 

@@ -151,7 +151,7 @@ def test_duplicate_id_is_rejected_when_declared(app: Tether) -> None:
     assert str(caught.value) == (
         "duplicate function id 'flow' in app 'shop': each function of an app needs its own id"
     )
-    assert [f.triggers for f in app.functions] == [(EventTrigger("app/x"),)]
+    assert [f.triggers for f in app.registered_functions] == [(EventTrigger("app/x"),)]
 
 
 def test_duplicate_id_is_rejected_when_decorating(app: Tether) -> None:
@@ -167,7 +167,11 @@ def test_the_same_id_in_two_apps_is_fine() -> None:
     two = Tether(app_id="billing", address="localhost:1")
     one.function(id="flow", trigger="app/x")(handler)
     two.function(id="flow", trigger="app/x")(handler)
-    assert [f.id for f in one.functions] == [f.id for f in two.functions] == ["flow"]
+    assert (
+        [f.id for f in one.registered_functions]
+        == [f.id for f in two.registered_functions]
+        == ["flow"]
+    )
 
 
 # -- handlers and retries -------------------------------------------------------------
@@ -178,7 +182,7 @@ def test_handler_must_be_async(app: Tether, bad: Any) -> None:
     with pytest.raises(ConfigError) as caught:
         app.function(id="flow", trigger="app/x")(bad)
     assert str(caught.value) == "function 'flow' must be an async function: 'async def ...(ctx)'"
-    assert app.functions == []
+    assert app.registered_functions == []
 
 
 @pytest.mark.parametrize("retries", [0, 1, DEFAULT_RETRIES, MAX_RETRIES])
@@ -216,7 +220,7 @@ def test_function_keeps_its_options_and_handler(app: Tether) -> None:
     assert function.retries == 2
     assert function.handler is handler
     assert function.triggers == (EventTrigger("app/user.signup"),)
-    assert app.functions == [function]
+    assert app.registered_functions == [function]
 
 
 def test_default_retries(app: Tether) -> None:
@@ -226,7 +230,7 @@ def test_default_retries(app: Tether) -> None:
 def test_functions_are_listed_in_declaration_order(app: Tether) -> None:
     for function_id in ["c", "a", "b"]:
         app.function(id=function_id, trigger="app/x")(handler)
-    assert [f.id for f in app.functions] == ["c", "a", "b"]
+    assert [f.id for f in app.registered_functions] == ["c", "a", "b"]
 
 
 def test_definition_protobuf(app: Tether) -> None:
@@ -262,7 +266,11 @@ def test_definition_protobuf(app: Tether) -> None:
                 )
             ),
             common_pb2.Trigger(
-                cron=common_pb2.CronTrigger(schedule="0 9 * * *", timezone="Europe/Paris")
+                cron=common_pb2.CronTrigger(
+                    schedule="0 9 * * *",
+                    timezone="Europe/Paris",
+                    catch_up=common_pb2.CRON_CATCH_UP_ONE,
+                )
             ),
         ],
     )

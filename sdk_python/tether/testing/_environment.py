@@ -22,13 +22,25 @@ from tether._client import Tether
 from tether._durations import DurationLike, to_milliseconds
 from tether._function import Function
 from tether._worker import Worker
-from tether.v1 import clock_service_pb2, clock_service_pb2_grpc
+from tether.v1 import (
+    clock_service_pb2,
+    clock_service_pb2_grpc,
+    run_service_pb2,
+    run_service_pb2_grpc,
+)
 
 
 class TestEnvironment:
     """``async with TestEnvironment(app) as env:`` — the app's client points at a
     fresh control plane (SQLite in a temporary directory, virtual clock) and a
     worker serves ``functions`` (default: all of the app's) until the block ends.
+
+    The clock skips ahead to the next sleep, retry or timeout whenever nothing
+    runs, but never to a cron tick (a daily schedule would keep it running
+    forever). Fire a cron function with :meth:`advance_to_next_tick`, or move
+    the clock with :meth:`advance` / :meth:`advance_to`; ticks the clock jumps
+    past by more than a minute count as missed, and the trigger's ``catch_up``
+    decides what runs for them.
     """
 
     __test__ = False  # not a pytest test class
@@ -193,6 +205,43 @@ class TestEnvironment:
         request = clock_service_pb2.AdvanceRequest(by_ms=to_milliseconds(duration))
         response = await self._clock_call("Advance", request)
         return dt.datetime.fromtimestamp(response.now_ms / 1000, dt.UTC)
+
+    async def advance_to(self, when: dt.datetime) -> dt.datetime:
+        """Move the virtual clock forward to ``when`` (a naive datetime is local
+        time); timers and cron ticks due by then fire. A time already passed
+        leaves the clock where it is."""
+        now = await self._clock_call("GetTime", clock_service_pb2.GetTimeRequest())
+        target = int((when if when.tzinfo else when.astimezone()).timestamp() * 1000)
+        if target <= now.now_ms:
+            return dt.datetime.fromtimestamp(now.now_ms / 1000, dt.UTC)
+        return await self.advance(dt.timedelta(milliseconds=target - now.now_ms))
+
+    async def next_tick(self, function: Function | str) -> dt.datetime | None:
+        """When one of the app's functions is due to fire next by its cron
+        triggers (the earliest of them); None without a cron trigger."""
+        function_id = function if isinstance(function, str) else function.id
+        stub: Any = run_service_pb2_grpc.RunServiceStub(self.app._aio_channel())
+        request = run_service_pb2.ListFunctionsRequest(app_id=self.app.app_id)
+        try:
+            response = await stub.ListFunctions(request)
+        except grpc.RpcError as error:
+            raise translate(error, self.address) from None
+        for info in response.functions:
+            if info.definition.id == function_id:
+                fires = [ms for ms in info.next_fire_ms if ms > 0]
+                return dt.datetime.fromtimestamp(min(fires) / 1000, dt.UTC) if fires else None
+        raise ValueError(f"function {function_id!r} is not registered with the control plane")
+
+    async def advance_to_next_tick(self, function: Function | str) -> dt.datetime:
+        """Move the clock to the function's next cron tick, which starts a run
+        of it (find it with ``app.runs.list(function_id=...)``); returns the
+        tick, which the run sees as ``ctx.cron.scheduled_at``."""
+        tick = await self.next_tick(function)
+        if tick is None:
+            name = function if isinstance(function, str) else function.id
+            raise ValueError(f"function {name!r} has no cron trigger")
+        await self.advance_to(tick)
+        return tick
 
     async def set_auto_skip(self, enabled: bool) -> None:
         """Turn off to stop the clock jumping ahead to the next timer (for

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import ledger
-from tether import Context, NonRetriableError, RetryAfterError, Tether
+from tether import (
+    Concurrency,
+    Context,
+    NonRetriableError,
+    RetryAfterError,
+    Tether,
+    Throttle,
+    cron,
+)
 
 app = Tether(app_id="cli-tests")
 
@@ -124,3 +132,32 @@ async def approval(ctx: Context) -> dict[str, Any]:
 async def invoker(ctx: Context) -> Any:
     """Runs three-steps as a child run and returns its output."""
     return await ctx.step.invoke("call-three-steps", function=three_steps, data={"n": 3})
+
+
+@app.function(id="pausable", trigger="e2e/pausable.requested")
+async def pausable(ctx: Context) -> dict[str, Any]:
+    """One step; the pause tests pause and resume this function."""
+
+    def work() -> str:
+        ledger.record(ctx.run_id, "work")
+        return "worked"
+
+    return {"work": await ctx.step.run("work", work)}
+
+
+@app.function(id="new-year", trigger=cron("0 0 1 1 *", catch_up="none"))
+async def new_year(ctx: Context) -> str:
+    """A cron function that fires once a year, so tests can read its next tick."""
+    return "happy new year"
+
+
+@app.function(
+    id="sync-account",
+    trigger="e2e/sync.requested",
+    concurrency=[2, Concurrency(1, key="event.data.account_id")],
+    throttle=Throttle(10, "1m", burst=2),
+    singleton={"key": "event.data.account_id", "mode": "skip"},
+)
+async def sync_account(ctx: Context) -> str:
+    """Flow control options, for the listing; no test sends its event."""
+    return "synced"
