@@ -97,9 +97,7 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        for row in await self.store.read(lambda r: r.load_functions()):
-            spec = spec_from_json(row.app_id, row.function_id, row.definition)
-            self.registry.put(spec, row.registered_at_ms, row.updated_at_ms)
+        await self.reload_functions()
         if self.settings.release_leases_on_start:
             now = self.clock.now_ms()
             released = await self.store.write(lambda tx: leases.release_all(tx, now))
@@ -161,7 +159,7 @@ class Engine:
         self.dispatcher.wake()
 
     async def reload_functions(self) -> None:
-        """Read the functions table again (another node registered some)."""
+        """Read the functions table (at start, and when another node registered some)."""
         for row in await self.store.read(lambda r: r.load_functions()):
             spec = spec_from_json(row.app_id, row.function_id, row.definition)
             self.registry.put(spec, row.registered_at_ms, row.updated_at_ms)
@@ -196,6 +194,7 @@ class Engine:
             self.registry.put(spec, now, now)
         # A kept schedule may be overdue (ticks missed while no control plane ran).
         self.dispatcher.note_schedules(first_tick)
+        self.store.announce("functions")
         session = WorkerSession(
             id=new_hex_id(8),
             app_id=hello.app_id,
