@@ -202,12 +202,13 @@ class EventGate:
         state = self.states.get(flow_key(spec, FlowKind.SINGLETON, key))
         if state is None or state.run_id is None:
             return "", key
-        if state.run_id in self.tx.unfinished([state.run_id]):
+        if state.run_id in self.pending_here or state.run_id in self.tx.unfinished([state.run_id]):
             return state.run_id, key
         return "", key
 
     def hold_singleton(self, spec: FunctionSpec, key: str, run_id: str) -> None:
         self.states.put(flow_key(spec, FlowKind.SINGLETON, key), FlowState(run_id, self.now))
+        self.pending_here.add(run_id)
 
     def open_run(self, spec: FunctionSpec, kind: FlowKind, key: str) -> FlowState | None:
         """The pending run a debounce or batch of this key may still change."""

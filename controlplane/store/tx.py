@@ -147,11 +147,13 @@ class ReadTx(ScheduleReads, FlowReads, TxBase):
         if row is None:
             return None
         run = self._summaries([row])[0]
-        trigger_events: list[StoredEvent] = []
-        if row.event_pk:
-            ev = self.conn.execute(select(events).where(events.c.pk == row.event_pk)).first()
-            if ev:
-                trigger_events.append(codec.event_from_row(ev))
+        # A batched run lists every event of its batch, in order.
+        pks = self.run_event_pks([run_id]).get(run_id) or ([row.event_pk] if row.event_pk else [])
+        found = {
+            ev.pk: codec.event_from_row(ev)
+            for ev in self.conn.execute(select(events).where(events.c.pk.in_(pks)))
+        }
+        trigger_events: list[StoredEvent] = [found[pk] for pk in pks if pk in found]
         step_rows = self.conn.execute(
             select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
         ).all()
@@ -219,8 +221,12 @@ class ReadTx(ScheduleReads, FlowReads, TxBase):
         return list(rows[:limit]), next_token
 
     def runs_for_event(self, event_pk: str) -> list[RunSummary]:
+        """The runs the event started, or joined (a batch)."""
+        batched = self.batched_runs_of_event(event_pk)
         rows = self.conn.execute(
-            select(runs).where(runs.c.event_pk == event_pk).order_by(runs.c.created_at_ms)
+            select(runs)
+            .where(or_(runs.c.event_pk == event_pk, runs.c.id.in_(batched)))
+            .order_by(runs.c.created_at_ms)
         ).all()
         return self._summaries(rows)
 
