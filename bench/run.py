@@ -12,6 +12,12 @@ The waits scenario: for each number of pending waits (default 0, 1, 1,000 and
 10,000 runs suspended in ``wait_for_event``), events/s the control plane takes
 for events nothing waits for, and how fast it resumes and completes the runs
 that matching events resolve (see bench/waits_workload.py).
+
+The flow scenario: the steps workload (N runs x K steps) run by a function with
+no flow control, by functions with concurrency limits (10, 20, and 1 per key
+over 20 keys) and by one with a throttle (100 starts/s): durable steps/s of each,
+how many runs were in flight, and the throttle's achieved start rate next to the
+configured one (see bench/flow_workload.py).
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ from typing import Any
 
 from bench.databases import postgres_base_url, redact
 from bench.dbos_workload import MODES, measure_dbos
+from bench.flow_workload import VARIANTS, FlowMeasurement, measure_flow, violations
+from bench.flow_workload import table as flow_table
 from bench.stats import Measurement, Spread, columns
 from bench.tether_workload import MAX_EVENTS_PER_SEND, ProfileHook, measure_tether
 from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("all", "steps", "waits")
+SCENARIOS = ("steps", "waits", "flow")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -49,18 +57,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenario",
-        choices=SCENARIOS,
-        default="all",
+        type=_scenarios,
+        default=list(SCENARIOS),
+        metavar="all|steps|waits|flow",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
-        "waits pending (Tether); all: both (default)",
-    )
-    parser.add_argument("--runs", type=_positive, default=200, help="concurrent runs (N)")
-    parser.add_argument("--steps", type=_positive, default=10, help="steps per run (K)")
-    parser.add_argument(
-        "--rounds", type=_positive, default=3, help="measured rounds (steps scenario)"
+        "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
+        "throttle (Tether); all: the three (default); or a comma-separated list, e.g. "
+        "steps,flow",
     )
     parser.add_argument(
-        "--warmup", type=_not_negative, default=1, help="warm-up rounds (both scenarios)"
+        "--runs", type=_positive, default=200, help="concurrent runs (N; steps and flow)"
+    )
+    parser.add_argument(
+        "--steps", type=_positive, default=10, help="steps per run (K; steps and flow)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        default=3,
+        help="measured rounds (steps scenario; flow: of each function)",
+    )
+    parser.add_argument(
+        "--warmup", type=_not_negative, default=1, help="warm-up rounds (every scenario)"
     )
     parser.add_argument(
         "--waits-pending",
@@ -160,6 +178,18 @@ def _counts(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("give at least one count")
     return sorted(set(values))
+
+
+def _scenarios(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["all"]:
+        return list(SCENARIOS)
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"scenarios are all or a list of {', '.join(SCENARIOS)}; got {text!r}"
+        )
+    return [name for name in SCENARIOS if name in names]
 
 
 def _backends(text: str) -> list[str]:
@@ -431,6 +461,61 @@ def _waits_progress(measurement: WaitsMeasurement) -> None:
     )
 
 
+def flow_report(
+    args: argparse.Namespace, measurements: list[FlowMeasurement], steps: list[Measurement]
+) -> str:
+    """The flow scenario (and, when the steps scenario ran too, its unlimited
+    function next to the steps scenario's figure)."""
+    lines = [
+        "",
+        f"Flow control: {args.runs} runs x {args.steps} steps sent at once, per function; "
+        f"{args.rounds} measured round(s) after {args.warmup} warm-up; median of the rounds "
+        "[min-max]",
+        "",
+        flow_table(measurements),
+        "",
+        "run ms: a run's first lease to its end; in flight: runs between their first lease "
+        "and their end, on average over the round / at most (the limit); slot free: a run's end "
+        "to the start of the run that took its place; starts/s: the runs' "
+        "start rate (least-squares fit of start time against order); late: a start's delay "
+        "after its place on the throttle's even grid",
+    ]
+    for backend in args.backends:
+        tether = next(
+            (m for m in steps if m.system == "Tether" and m.backend == backend and m.rounds),
+            None,
+        )
+        flow = next((m for m in measurements if m.backend == backend and m.results), None)
+        if tether is None or flow is None or not flow.results[0].rounds:
+            continue
+        a = tether.summary("steps_per_s").median
+        b = flow.results[0].summary("steps_per_s").median
+        lines.append(
+            f"{backend}: unlimited function {_number(b)} steps/s here, {_number(a)} in the "
+            f"steps scenario of this invocation ({100 * (b - a) / a:+.0f}%)"
+        )
+    broken = violations(measurements)
+    lines += [f"LIMIT NOT HELD: {text}" for text in broken]
+    return "\n".join(lines)
+
+
+def _flow_progress(measurement: FlowMeasurement) -> None:
+    for result in measurement.results:
+        rates = ", ".join(_number(r.steps_per_s) for r in result.rounds)
+        print(
+            f"  {result.variant.name} on {measurement.backend}: durable steps/s per round: {rates}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if measurement.error:
+        print(
+            f"  flow on {measurement.backend}: failed: {measurement.error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        _print_logs(measurement.notes)
+
+
 def _print_logs(notes: dict[str, Any]) -> None:
     for key, value in notes.items():
         if key.endswith("log") and value:
@@ -504,6 +589,41 @@ def run_steps(args: argparse.Namespace, workdir: Path, env: dict[str, Any]) -> l
     return measurements
 
 
+def _flow_profilers(args: argparse.Namespace, backend: str) -> dict[str, ProfileHook] | None:
+    if args.profile is None:
+        return None
+    found: dict[str, ProfileHook] = {}
+    for variant in VARIANTS:
+        hook = _profiler(args, f"flow-{backend}-{variant.slug()}")
+        if hook is not None:
+            found[variant.name] = hook
+    return found
+
+
+def run_flow(args: argparse.Namespace, workdir: Path) -> list[FlowMeasurement]:
+    measurements: list[FlowMeasurement] = []
+    for backend in args.backends:
+        print(f"Tether on {backend}, flow control...", file=sys.stderr, flush=True)
+        try:
+            measurement = measure_flow(
+                backend,
+                runs=args.runs,
+                steps=args.steps,
+                rounds=args.rounds,
+                warmup=args.warmup,
+                timeout=args.timeout,
+                workdir=workdir,
+                profile=_flow_profilers(args, backend),
+            )
+        except Exception as error:  # a database that cannot be created, ...
+            measurement = FlowMeasurement(
+                backend, args.runs, args.steps, error=f"{type(error).__name__}: {error}"
+            )
+        measurements.append(measurement)
+        _flow_progress(measurement)
+    return measurements
+
+
 def run_waits(args: argparse.Namespace, workdir: Path) -> list[WaitsMeasurement]:
     measurements: list[WaitsMeasurement] = []
     for backend in args.backends:
@@ -536,11 +656,12 @@ def run_waits(args: argparse.Namespace, workdir: Path) -> list[WaitsMeasurement]
 
 def run(
     args: argparse.Namespace, workdir: Path
-) -> tuple[dict[str, Any], list[Measurement], list[WaitsMeasurement]]:
+) -> tuple[dict[str, Any], list[Measurement], list[WaitsMeasurement], list[FlowMeasurement]]:
     env = environment(args.backends)
-    steps = run_steps(args, workdir, env) if args.scenario in ("all", "steps") else []
-    waits = run_waits(args, workdir) if args.scenario in ("all", "waits") else []
-    return env, steps, waits
+    steps = run_steps(args, workdir, env) if "steps" in args.scenario else []
+    waits = run_waits(args, workdir) if "waits" in args.scenario else []
+    flow = run_flow(args, workdir) if "flow" in args.scenario else []
+    return env, steps, waits, flow
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -553,16 +674,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        env, measurements, waits = run(args, args.workdir.resolve())
+        env, measurements, waits, flow = run(args, args.workdir.resolve())
     else:
         with tempfile.TemporaryDirectory(prefix="tether-bench-") as directory:
-            env, measurements, waits = run(args, Path(directory))
+            env, measurements, waits, flow = run(args, Path(directory))
     env["load_average_after"] = _load_average()
     print("\n".join(_header(args, env)))
     if measurements:
         print(report(args, env, measurements))
     if waits:
         print(waits_report(args, waits))
+    if flow:
+        print(flow_report(args, flow, measurements))
     if args.json is not None:
         payload = {
             "workload": {
@@ -571,7 +694,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "steps": args.steps,
                 "rounds": args.rounds,
                 "warmup": args.warmup,
-                "dbos_mode": None if args.skip_dbos or args.scenario == "waits" else args.dbos_mode,
+                "dbos_mode": None
+                if args.skip_dbos or "steps" not in args.scenario
+                else args.dbos_mode,
                 "waits_pending": args.waits_pending,
                 "waits_rounds": args.waits_rounds,
                 "waits_events": args.waits_events,
@@ -582,10 +707,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": [m.to_json() for m in measurements],
             "ratios": ratios(measurements),
             "waits": [m.to_json() for m in waits],
+            "flow": [m.to_json() for m in flow],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    failed = any(m.error for m in measurements) or any(m.error for m in waits)
+    failed = (
+        any(m.error for m in measurements)
+        or any(m.error for m in waits)
+        or any(m.error for m in flow)
+        or bool(violations(flow))
+    )
     return 1 if failed else 0
 
 

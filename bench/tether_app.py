@@ -1,9 +1,15 @@
 """The Tether app whose worker process runs the benchmark workloads.
 
-Run by ``tether worker bench.tether_app:app``. Two functions:
+Run by ``tether worker bench.tether_app:app``. The functions:
 
 - ``bench-flow``, triggered by ``bench/run.requested``, runs ``data["steps"]``
-  trivial steps in a row (the durable-steps workload);
+  trivial steps in a row (the durable-steps workload), with no flow control;
+- the same body with flow control, for the flow scenario
+  (``bench/flow_workload.py``): ``bench-concurrency-10`` and
+  ``bench-concurrency-20`` (``concurrency=10`` and ``20``), ``bench-keyed``
+  (``Concurrency(1, key="event.data.key")``, one run at a time per key) and
+  ``bench-throttle`` (``Throttle(100, "1s")``: 100 starts a second, evenly
+  spaced), each triggered by ``bench/<name>.requested``;
 - ``waiter``, triggered by ``bench/wait.start``, waits (up to 7 days) for a
   ``bench/wait.done`` event whose ``data.key`` equals its own event's, then
   completes (the event-ingestion workload, ``bench/waits_workload.py``).
@@ -13,11 +19,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether import Context, Tether
+from tether import Concurrency, Context, Tether, Throttle
 
 APP_ID = "tether-bench"
 FUNCTION_ID = "bench-flow"
 EVENT_NAME = "bench/run.requested"
+
+#: The flow scenario's functions: (function id, the event that triggers it).
+CONCURRENCY_10 = ("bench-concurrency-10", "bench/concurrency-10.requested")
+CONCURRENCY_20 = ("bench-concurrency-20", "bench/concurrency-20.requested")
+KEYED = ("bench-keyed", "bench/keyed.requested")
+THROTTLED = ("bench-throttle", "bench/throttle.requested")
+#: ``bench-keyed``: runs per key at once; the events' ``data.key`` take
+#: FLOW_KEYS values, so at most KEYED_LIMIT x FLOW_KEYS of its runs execute at once.
+KEYED_LIMIT = 1
+FLOW_KEYS = 20
+#: ``bench-throttle``: THROTTLE_LIMIT starts per THROTTLE_PERIOD_S seconds (burst 1).
+THROTTLE_LIMIT = 100
+THROTTLE_PERIOD_S = 1
 
 WAITER_ID = "waiter"
 WAIT_START_EVENT = "bench/wait.start"
@@ -33,14 +52,49 @@ async def trivial_step(index: int) -> dict[str, int]:
     return {"i": index}
 
 
-@app.function(id=FUNCTION_ID, trigger=EVENT_NAME, retries=0)
-async def bench_flow(ctx: Context) -> dict[str, int]:
+async def run_steps(ctx: Context) -> dict[str, int]:
+    """``data["steps"]`` trivial steps in a row."""
     steps = int(ctx.event.data["steps"])
     total = 0
     for index in range(steps):
         result = await ctx.step.run(f"step-{index}", trivial_step, index)
         total += result["i"]
     return {"steps": steps, "total": total}
+
+
+@app.function(id=FUNCTION_ID, trigger=EVENT_NAME, retries=0)
+async def bench_flow(ctx: Context) -> dict[str, int]:
+    return await run_steps(ctx)
+
+
+@app.function(id=CONCURRENCY_10[0], trigger=CONCURRENCY_10[1], retries=0, concurrency=10)
+async def bench_concurrency_10(ctx: Context) -> dict[str, int]:
+    return await run_steps(ctx)
+
+
+@app.function(id=CONCURRENCY_20[0], trigger=CONCURRENCY_20[1], retries=0, concurrency=20)
+async def bench_concurrency_20(ctx: Context) -> dict[str, int]:
+    return await run_steps(ctx)
+
+
+@app.function(
+    id=KEYED[0],
+    trigger=KEYED[1],
+    retries=0,
+    concurrency=Concurrency(KEYED_LIMIT, key="event.data.key"),
+)
+async def bench_keyed(ctx: Context) -> dict[str, int]:
+    return await run_steps(ctx)
+
+
+@app.function(
+    id=THROTTLED[0],
+    trigger=THROTTLED[1],
+    retries=0,
+    throttle=Throttle(THROTTLE_LIMIT, f"{THROTTLE_PERIOD_S}s"),
+)
+async def bench_throttle(ctx: Context) -> dict[str, int]:
+    return await run_steps(ctx)
 
 
 @app.function(id=WAITER_ID, trigger=WAIT_START_EVENT, retries=0)

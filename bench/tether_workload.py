@@ -62,13 +62,27 @@ class Client:
             for f in response.functions
         )
 
-    def send_runs(self, runs: int, steps: int, round_index: int, timeout: float) -> list[str]:
-        """Send one event per run, in one batch (in batches of the most the
-        control plane takes at once when there are more); returns the run ids."""
+    def send_runs(
+        self,
+        runs: int,
+        steps: int,
+        round_index: int,
+        timeout: float,
+        *,
+        event: str = tether_app.EVENT_NAME,
+        keys: int = 0,
+    ) -> list[str]:
+        """Send one ``event`` per run, in one batch (in batches of the most the
+        control plane takes at once when there are more); returns the run ids in
+        the events' order. ``keys``: give the events a ``data.key`` of that many
+        values, in turn."""
         events = [
             common_pb2.Event(
-                name=tether_app.EVENT_NAME,
-                data=json.dumps({"steps": steps, "round": round_index, "n": n}).encode(),
+                name=event,
+                data=json.dumps(
+                    {"steps": steps, "round": round_index, "n": n}
+                    | ({"key": f"k{n % keys}"} if keys else {})
+                ).encode(),
             )
             for n in range(runs)
         ]
@@ -111,12 +125,12 @@ class Client:
                     raise TimeoutError("runs still unfinished at the deadline") from None
                 raise
 
-    def round_result(
-        self, run_ids: Sequence[str], runs: int, steps: int, elapsed: float
-    ) -> RoundResult:
-        gaps: list[float] = []
-        run_latencies: list[float] = []
-        first_steps: list[float] = []
+    def completed_runs(
+        self, run_ids: Sequence[str], steps: int
+    ) -> list[tuple[rs.Run, list[rs.StepRecord]]]:
+        """Each run with its completed steps, in the order of ``run_ids``;
+        raises unless every run completed with ``steps`` steps."""
+        found: list[tuple[rs.Run, list[rs.StepRecord]]] = []
         for run_id in run_ids:
             detail = self.runs.GetRun(rs.GetRunRequest(run_id=run_id), timeout=30)
             run = detail.run
@@ -128,6 +142,16 @@ class Client:
                 raise RuntimeError(
                     f"run {run_id} has {len(completed)} completed steps, not {steps}"
                 )
+            found.append((run, completed))
+        return found
+
+    def round_result(
+        self, run_ids: Sequence[str], runs: int, steps: int, elapsed: float
+    ) -> RoundResult:
+        gaps: list[float] = []
+        run_latencies: list[float] = []
+        first_steps: list[float] = []
+        for run, completed in self.completed_runs(run_ids, steps):
             timings = [(s.started_at_ms, s.ended_at_ms) for s in completed]
             gaps.extend(step_gaps_ms(timings))
             run_latencies.append(float(run.ended_at_ms - run.created_at_ms))
