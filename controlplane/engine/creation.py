@@ -66,20 +66,20 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
     watch_rows: list[dict[str, Any]] = []
     event_rows: list[dict[str, Any]] = []
     states = FlowStates(tx)
+    priorities = [priority_of(item.spec, item.event) for item in new]
+    # A negative priority delays the start; a positive one orders the claim.
     starts = throttle_runs(
-        tx,
         states,
         [
             (
                 item.spec,
                 item.event,
-                (now_ms if item.due_at_ms is None else item.due_at_ms)
-                + max(0, -priority_of(item.spec, item.event)) * 1000,
+                (now_ms if item.due_at_ms is None else item.due_at_ms) + max(0, -priority) * 1000,
             )
-            for item in new
+            for item, priority in zip(new, priorities, strict=True)
         ],
     )
-    for item, due in zip(new, starts, strict=True):
+    for item, due, priority in zip(new, starts, priorities, strict=True):
         item.run_id = item.run_id or new_ulid(now_ms)
         key = item.spec.key
         run_rows.append(
@@ -95,7 +95,7 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
             queue_row(item.run_id, key, due)
             | {
                 "start_deadline_ms": due + start if start else None,
-                "priority": max(0, priority_of(item.spec, item.event)),
+                "priority": max(0, priority),
             }
             | concurrency_columns(item.spec, item.event)
         )

@@ -28,7 +28,8 @@ from controlplane.engine.expressions import (
     canonical,
     compile_expression,
 )
-from controlplane.engine.models import ConcurrencyScope, FunctionSpec, PauseMode
+from controlplane.engine.models import ConcurrencyScope, FunctionKey, FunctionSpec, PauseMode
+from controlplane.engine.settings import format_duration
 from controlplane.store.flow_tx import FlowKey, FlowState
 from controlplane.store.tx import WriteTx
 
@@ -62,9 +63,9 @@ def key_value(expression: str, event: dict[str, Any] | None, what: str) -> str:
     return bounded_key(value if isinstance(value, str) else canonical(value))
 
 
-def shown(key: str) -> str:
-    """A key as messages show it."""
-    return repr(key if len(key) <= 80 else key[:77] + "...")
+def shown(text: str) -> str:
+    """A key or value as messages show it: quoted, at most 80 characters."""
+    return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
 def concurrency_columns(spec: FunctionSpec, event: dict[str, Any] | None) -> dict[str, Any]:
@@ -137,7 +138,7 @@ class FlowStates:
         missing = [k for k in keys if k not in self._states]
         if not missing:
             return
-        self.tx.lock_keys("|".join(k) for k in missing)
+        self.tx.lock_keys("flow|" + "|".join(k) for k in missing)
         found = self.tx.flow_states(missing)
         for k in missing:
             self._states[k] = found.get(k)
@@ -168,7 +169,7 @@ class EventGate:
         self.tx = tx
         self.states = states
         self.now = now_ms
-        self._paused: dict[Any, PauseMode] | None = None
+        self._paused: dict[FunctionKey, PauseMode] | None = None
         #: Runs created in this transaction but not inserted yet (always pending).
         self.pending_here: set[str] = set()
 
@@ -190,7 +191,8 @@ class EventGate:
         tat = state.value_ms if state is not None else None
         if gcra.allowed_at(tat, self.now) > self.now:
             where = f" for key {shown(key)}" if rule.key else ""
-            return f"rate limited: at most {rule.limit} run(s) per {_period(rule.period_ms)}{where}"
+            period = format_duration(rule.period_ms)
+            return f"rate limited: at most {rule.limit} run(s) per {period}{where}"
         self.states.put(slot, FlowState(None, gcra.take(tat, self.now)))
         return None
 
@@ -221,7 +223,7 @@ class EventGate:
 
 
 def throttle_runs(
-    tx: WriteTx, states: FlowStates, runs: list[tuple[FunctionSpec, dict[str, Any] | None, int]]
+    states: FlowStates, runs: list[tuple[FunctionSpec, dict[str, Any] | None, int]]
 ) -> list[int]:
     """The start time of each (spec, event, due time) under its throttle."""
     slots = [
@@ -244,10 +246,3 @@ def throttle_runs(
         states.put(slot, FlowState(None, gcra.take(tat, start)))
         starts.append(start)
     return starts
-
-
-def _period(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms} ms"

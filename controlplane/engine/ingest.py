@@ -223,7 +223,11 @@ class _RunStarter:
     def _skip(
         self, spec: FunctionSpec, pk: str, result: SendResult, reason: str, holder: str = ""
     ) -> None:
+        """The event starts no run of ``spec``: say so in the result and record it."""
         result.skipped.append(SkippedRun(spec.app_id, spec.id, reason, holder))
+        self._record_skip(spec, pk, reason, holder)
+
+    def _record_skip(self, spec: FunctionSpec, pk: str, reason: str, holder: str = "") -> None:
         self.skips.append(
             {
                 "event_pk": pk,
@@ -286,16 +290,7 @@ class _RunStarter:
             self.effects.wake = True
         if replaced:
             reason = f"debounced: event {event.id} arrived later and replaced it in run {run_id}"
-            self.skips.append(
-                {
-                    "event_pk": replaced,
-                    "app_id": spec.app_id,
-                    "function_id": spec.id,
-                    "reason": reason,
-                    "existing_run_id": run_id,
-                    "created_at_ms": self.now,
-                }
-            )
+            self._record_skip(spec, replaced, reason, run_id)
         result.run_ids.append(run_id)
         return True
 
@@ -351,12 +346,9 @@ class _RunStarter:
             spec.app_id, spec.id, key, self.now
         )
         if holder is not None:
-            shown_value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            if len(shown_value) > 80:
-                shown_value = shown_value[:77] + "..."
-            reason = (
-                f"idempotency key {shown_value!r} already used by run {holder} in the last 24 hours"
-            )
+            as_text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            used = f"already used by run {holder} in the last 24 hours"
+            reason = f"idempotency key {shown(as_text)} {used}"
             self._skip(spec, pk, result, reason, holder)
             return False
         self.keys[slot] = new.run_id

@@ -27,7 +27,7 @@ from controlplane.engine.models import (
     FunctionSpec,
     WorkerHello,
 )
-from controlplane.engine.settings import Limits, format_bytes
+from controlplane.engine.settings import Limits, format_bytes, format_duration
 
 PROTOCOL_VERSION = 1
 RESERVED_EVENT_PREFIX = "tether/"
@@ -236,16 +236,9 @@ def cron_problem(schedule: str, timezone: str) -> str | None:
 def _check_period(what: str, period_ms: int, low_ms: int, high_ms: int) -> None:
     if not low_ms <= period_ms <= high_ms:
         raise InvalidArgument(
-            f"{what} must be between {_duration(low_ms)} and {_duration(high_ms)}, "
+            f"{what} must be between {format_duration(low_ms)} and {format_duration(high_ms)}, "
             f"not {period_ms} ms"
         )
-
-
-def _duration(ms: int) -> str:
-    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("s", SECOND_MS)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms} ms"
 
 
 def _check_count(what: str, value: int, high: int) -> None:

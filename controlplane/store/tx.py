@@ -523,30 +523,37 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
             .over(partition_by=(queue.c.function_id, queue.c.concurrency_key_1), order_by=order)
             .label("turn")
         )
-        ranked = select(queue.c.run_id, turn, order.label("ord")).where(*conditions).subquery()
-        picked = (
-            select(ranked.c.run_id)
-            .order_by(ranked.c.turn, ranked.c.ord, ranked.c.run_id)
-            .limit(limit)
-        )
-        run_ids = [r.run_id for r in self.conn.execute(picked)]
-        if not run_ids:
-            return []
-        query = select(
+        columns = (
             queue.c.run_id,
             queue.c.function_id,
             queue.c.concurrency_key_1,
             queue.c.concurrency_limit_1,
             queue.c.concurrency_key_2,
             queue.c.concurrency_limit_2,
-        ).where(queue.c.run_id.in_(run_ids))
-        if self._lock_rows:
-            # Another node may have leased some since: check again under the lock.
-            query = query.where(queue.c.lease_execution_id.is_(None)).with_for_update(
-                skip_locked=True
+        )
+        ranked = select(*columns, turn, order.label("ord")).where(*conditions).subquery()
+        picked = [
+            tuple(r)
+            for r in self.conn.execute(
+                select(*(ranked.c[c.name] for c in columns))
+                .order_by(ranked.c.turn, ranked.c.ord, ranked.c.run_id)
+                .limit(limit)
             )
-        found = {r.run_id: tuple(r) for r in self.conn.execute(query)}
-        return [found[run_id] for run_id in run_ids if run_id in found]
+        ]
+        if not picked or not self._lock_rows:
+            return picked
+        # PostgreSQL cannot lock rows of a windowed query: lock them now, skipping
+        # rows another transaction holds and rows another node leased meanwhile.
+        locked = {
+            r.run_id
+            for r in self.conn.execute(
+                select(queue.c.run_id)
+                .where(queue.c.run_id.in_([p[0] for p in picked]))
+                .where(queue.c.lease_execution_id.is_(None))
+                .with_for_update(skip_locked=True)
+            )
+        }
+        return [p for p in picked if p[0] in locked]
 
     def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
         found: dict[str, RunState] = {}
