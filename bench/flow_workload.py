@@ -38,9 +38,9 @@ import grpc
 
 from bench import tether_app
 from bench.databases import fresh_database, redact
-from bench.processes import Process, start_control_plane, start_worker, wait_for
+from bench.processes import Process
 from bench.stats import Spread, columns, percentile
-from bench.tether_workload import WORKER_TARGET, Client, CpuMeter, ProfileHook, describe_error
+from bench.tether_workload import Client, Cluster, CpuMeter, ProfileHook, describe_error
 from tether.v1 import run_service_pb2 as rs
 
 
@@ -270,14 +270,6 @@ def round_of(variant: Variant, runs: Sequence[rs.Run], steps: int, elapsed: floa
 # -- one backend ------------------------------------------------------------------------
 
 
-def _all_connected(client: Client) -> bool:
-    response = client.runs.ListFunctions(
-        rs.ListFunctionsRequest(app_id=tether_app.APP_ID), timeout=5
-    )
-    connected = {f.definition.id for f in response.functions if f.connected_workers > 0}
-    return all(v.function_id in connected for v in VARIANTS)
-
-
 def measure_flow(
     backend: str,
     *,
@@ -298,21 +290,10 @@ def measure_flow(
     capacity = max(runs, 1)
     with fresh_database(backend, directory, "tether_bench_flow") as url:
         measurement.notes = {"database": redact(url), "worker_capacity": capacity}
-        control_plane, port = start_control_plane(url, directory)
-        address = f"127.0.0.1:{port}"
-        worker: Process | None = None
-        client = Client(address)
+        cluster = Cluster(url, directory)
+        client, processes = cluster.client, cluster.processes
         try:
-            worker = start_worker(WORKER_TARGET, address, capacity, directory)
-            processes = {"control-plane": control_plane, "worker": worker}
-
-            def connected() -> bool:
-                for process in processes.values():
-                    if process.exited() is not None:
-                        raise RuntimeError(f"the {process.name} exited:\n{process.tail()}")
-                return _all_connected(client)
-
-            wait_for(connected, timeout=60, what="the worker to connect")
+            cluster.connect(capacity, [v.function_id for v in VARIANTS])
             for variant in VARIANTS:
                 measurement.results.append(
                     _measure_variant(
@@ -329,14 +310,9 @@ def measure_flow(
                 )
         except (RuntimeError, TimeoutError, grpc.RpcError) as error:
             measurement.error = describe_error(error)
-            for process in (control_plane, worker):
-                if process is not None:
-                    measurement.notes[f"{process.name} log"] = process.tail(15)
+            measurement.notes.update(cluster.logs())
         finally:
-            client.close()
-            if worker is not None:
-                worker.stop()
-            control_plane.stop()
+            cluster.stop()
     return measurement
 
 

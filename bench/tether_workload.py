@@ -53,14 +53,13 @@ class Client:
     def close(self) -> None:
         self.channel.close()
 
-    def worker_connected(self) -> bool:
+    def serving(self, function_ids: Sequence[str]) -> bool:
+        """Whether a worker is connected for every one of these functions."""
         response = self.runs.ListFunctions(
             rs.ListFunctionsRequest(app_id=tether_app.APP_ID), timeout=5
         )
-        return any(
-            f.definition.id == tether_app.FUNCTION_ID and f.connected_workers > 0
-            for f in response.functions
-        )
+        connected = {f.definition.id for f in response.functions if f.connected_workers > 0}
+        return all(function_id in connected for function_id in function_ids)
 
     def send_runs(
         self,
@@ -219,21 +218,10 @@ def measure_tether(
     capacity = max(runs, 1)
     with fresh_database(backend, directory, "tether_bench") as url:
         measurement.notes = {"database": redact(url), "worker_capacity": capacity}
-        control_plane, port = start_control_plane(url, directory)
-        address = f"127.0.0.1:{port}"
-        worker: Process | None = None
-        client = Client(address)
+        cluster = Cluster(url, directory)
+        client, processes = cluster.client, cluster.processes
         try:
-            worker = start_worker(WORKER_TARGET, address, capacity, directory)
-            running = worker
-
-            def connected() -> bool:
-                if running.exited() is not None:
-                    raise RuntimeError(f"the worker exited:\n{running.tail()}")
-                return client.worker_connected()
-
-            wait_for(connected, timeout=60, what="the worker to connect")
-            processes = {"control-plane": control_plane, "worker": worker}
+            cluster.connect(capacity, [tether_app.FUNCTION_ID])
             meter = CpuMeter(processes)
             for index in range(warmup):
                 run_ids, elapsed = _timed_round(client, runs, steps, -1 - index, timeout, meter)
@@ -260,15 +248,45 @@ def measure_tether(
                 }
         except (RuntimeError, TimeoutError, grpc.RpcError) as error:
             measurement.error = describe_error(error)
-            for process in (control_plane, worker):
-                if process is not None:
-                    measurement.notes[f"{process.name} log"] = process.tail(15)
+            measurement.notes.update(cluster.logs())
         finally:
-            client.close()
-            if worker is not None:
-                worker.stop()
-            control_plane.stop()
+            cluster.stop()
     return measurement
+
+
+class Cluster:
+    """A control plane on a database and a worker of the benchmark app: start
+    with :meth:`connect`, always :meth:`stop`."""
+
+    def __init__(self, url: str, directory: Path) -> None:
+        self.directory = directory
+        self.control_plane, port = start_control_plane(url, directory)
+        self.address = f"127.0.0.1:{port}"
+        self.client = Client(self.address)
+        self.processes: dict[str, Process] = {"control-plane": self.control_plane}
+
+    def connect(self, capacity: int, function_ids: Sequence[str]) -> None:
+        """Start the worker; return once it serves these functions."""
+        self.processes["worker"] = start_worker(
+            WORKER_TARGET, self.address, capacity, self.directory
+        )
+
+        def connected() -> bool:
+            for process in self.processes.values():
+                if process.exited() is not None:
+                    raise RuntimeError(f"the {process.name} exited:\n{process.tail()}")
+            return self.client.serving(function_ids)
+
+        wait_for(connected, timeout=60, what="the worker to connect")
+
+    def logs(self) -> dict[str, str]:
+        """The end of each process's log, for a failed measurement's notes."""
+        return {f"{p.name} log": p.tail(15) for p in self.processes.values()}
+
+    def stop(self) -> None:
+        self.client.close()
+        for process in reversed(self.processes.values()):
+            process.stop()
 
 
 def describe_error(error: BaseException) -> str:

@@ -39,12 +39,12 @@ import grpc
 
 from bench import tether_app
 from bench.databases import fresh_database, redact
-from bench.processes import Process, start_control_plane, start_worker, wait_for
+from bench.processes import Process, wait_for
 from bench.stats import columns
 from bench.tether_workload import (
     MAX_EVENTS_PER_SEND,
-    WORKER_TARGET,
     Client,
+    Cluster,
     CpuMeter,
     ProfileHook,
     describe_error,
@@ -183,16 +183,6 @@ def _count(
         token = page.next_page_token
         if not token:
             return total
-
-
-def _waiter_connected(client: Client) -> bool:
-    response = client.runs.ListFunctions(
-        rs.ListFunctionsRequest(app_id=tether_app.APP_ID), timeout=5
-    )
-    return any(
-        f.definition.id == tether_app.WAITER_ID and f.connected_workers > 0
-        for f in response.functions
-    )
 
 
 def _created_at_ms(client: Client, run_id: str) -> int:
@@ -340,21 +330,10 @@ def measure_waits(
             "events_per_round": events,
             "events_per_send": batch,
         }
-        control_plane, port = start_control_plane(url, directory)
-        address = f"127.0.0.1:{port}"
-        worker: Process | None = None
-        client = Client(address)
+        cluster = Cluster(url, directory)
+        client, processes = cluster.client, cluster.processes
         try:
-            worker = start_worker(WORKER_TARGET, address, WORKER_CAPACITY, directory)
-            processes = {"control-plane": control_plane, "worker": worker}
-
-            def connected() -> bool:
-                for process in processes.values():
-                    if process.exited() is not None:
-                        raise RuntimeError(f"the {process.name} exited:\n{process.tail()}")
-                return _waiter_connected(client)
-
-            wait_for(connected, timeout=60, what="the worker to connect")
+            cluster.connect(WORKER_CAPACITY, [tether_app.WAITER_ID])
             boundary = 0
             to_resolve: list[str] = []
             if pending:
@@ -403,14 +382,9 @@ def measure_waits(
                 measurement.resolved = len(to_resolve)
         except (RuntimeError, TimeoutError, grpc.RpcError) as error:
             measurement.error = describe_error(error)
-            for process in (control_plane, worker):
-                if process is not None:
-                    measurement.notes[f"{process.name} log"] = process.tail(15)
+            measurement.notes.update(cluster.logs())
         finally:
-            client.close()
-            if worker is not None:
-                worker.stop()
-            control_plane.stop()
+            cluster.stop()
     return measurement
 
 
