@@ -36,6 +36,11 @@ async def limited(ctx: Context) -> str:
     return await ctx.step.run("work", lambda: "done")
 
 
+@app.function(id="unlimited", trigger="reg/other")
+async def unlimited(ctx: Context) -> str:
+    return "other"
+
+
 @app.function(id="daily", trigger=cron("0 9 * * *", tz="Europe/Paris"))
 async def daily(ctx: Context) -> None:
     return None
@@ -77,7 +82,7 @@ async def test_an_invalid_cel_key_is_rejected_naming_the_option(env: TestEnviron
 async def test_flow_control_is_registered(env: TestEnvironment) -> None:
     functions = {f.id: f for f in await app.functions.list()}
 
-    assert set(functions) == {"limited", "daily"}
+    assert set(functions) == {"limited", "unlimited", "daily"}
     assert functions["limited"].connected_workers == 1
     assert functions["limited"].paused is None
     [next_fire] = functions["daily"].next_fires  # one per cron trigger
@@ -91,7 +96,10 @@ async def test_pause_holds_runs_and_resume_releases_them(env: TestEnvironment) -
     assert info.paused is PauseMode.HOLD
     [sent] = await app.send({"name": "reg/limited", "data": {"account": "a"}})
     [run_id] = sent.run_ids
-    await asyncio.sleep(0.5)
+    # A run of another function sent after it completes: the dispatcher has
+    # had its chances, and passed the paused one over.
+    [other] = await app.send({"name": "reg/other"})
+    assert (await app.runs.wait(other.run_ids[0], timeout=10)).status is RunStatus.COMPLETED
     assert (await app.runs.get(run_id)).status is RunStatus.QUEUED
     assert [f.paused for f in await app.functions.list() if f.id == "limited"] == [PauseMode.HOLD]
 
