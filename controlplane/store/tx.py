@@ -435,9 +435,11 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
         """Lease up to ``limit`` due, unleased runs of these functions, fairly and
         within their concurrency limits.
 
-        Fair: due runs are taken round-robin across (function, first concurrency
-        key) groups, each group in priority-adjusted due order, so that a flood
-        of one function or key does not starve the others. A run whose
+        Fair: due runs are taken in turns across (function, first concurrency
+        key) groups, each group in priority-adjusted due order; a group's turns
+        come later the more of its runs execute now, and groups on the same
+        turn go in random order, so that a flood of one function or key does
+        not starve the others. A run whose
         concurrency key is at its limit (counting runs leased now, on any
         control plane) is passed over; on PostgreSQL each key is locked until
         commit before it is counted.
@@ -518,10 +520,34 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
             ]
         # Priority moves a run ahead by that many seconds.
         order = queue.c.due_at_ms - queue.c.priority * 1000
+        group = (queue.c.function_id, queue.c.concurrency_key_1)
+        # A group's next run waits one turn per run of the group executing now,
+        # so a group that holds the slots yields to one that holds none, even
+        # when a single slot is free.
+        busy = (
+            select(
+                queue.c.function_id.label("function_id"),
+                queue.c.concurrency_key_1.label("key"),
+                func.count().label("executing"),
+            )
+            .where(
+                queue.c.app_id == app_id,
+                queue.c.function_id.in_(list(function_ids)),
+                queue.c.lease_execution_id.is_not(None),
+            )
+            .group_by(*group)
+            .subquery()
+        )
         turn = (
-            func.row_number()
-            .over(partition_by=(queue.c.function_id, queue.c.concurrency_key_1), order_by=order)
-            .label("turn")
+            func.row_number().over(partition_by=group, order_by=order)
+            + func.coalesce(busy.c.executing, 0)
+        ).label("turn")
+        from_busy = queue.outerjoin(
+            busy,
+            and_(
+                busy.c.function_id == queue.c.function_id,
+                busy.c.key.is_not_distinct_from(queue.c.concurrency_key_1),
+            ),
         )
         columns = (
             queue.c.run_id,
@@ -531,12 +557,19 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
             queue.c.concurrency_key_2,
             queue.c.concurrency_limit_2,
         )
-        ranked = select(*columns, turn, order.label("ord")).where(*conditions).subquery()
+        ranked = (
+            select(*columns, turn, order.label("ord"))
+            .select_from(from_busy)
+            .where(*conditions)
+            .subquery()
+        )
         picked = [
             tuple(r)
             for r in self.conn.execute(
                 select(*(ranked.c[c.name] for c in columns))
-                .order_by(ranked.c.turn, ranked.c.ord, ranked.c.run_id)
+                # Groups on the same turn go in random order: with one free
+                # slot, the oldest group would otherwise win every time.
+                .order_by(ranked.c.turn, func.random())
                 .limit(limit)
             )
         ]

@@ -667,8 +667,9 @@ def _unfinished(flow: Flow, function_id: str, run_ids: list[str]) -> int:
 
 @contextlib.contextmanager
 def _fair_worker(flow: Flow, name: str) -> Iterator[None]:
-    """The fair app's worker, capacity 2; what is left unfinished is cancelled."""
-    worker = flow.worker("fair_app", capacity=2, name=name)
+    """The fair app's worker, capacity 1 (every claim picks one run among the
+    groups); what is left unfinished is cancelled."""
+    worker = flow.worker("fair_app", capacity=1, name=name)
     try:
         flow.connected("fair-keyed")
         yield

@@ -6,7 +6,7 @@ time in ns, key, worker``: the ``start``/``end`` pairs of ``work`` steps are
 what the tests measure overlap with. Each app is served by its own worker (a
 worker serves a whole app), so a test can choose the capacity that serves it:
 ``app`` (the main one), ``priority_app`` (connected late, capacity 1) and
-``fair_app`` (capacity 2).
+``fair_app`` (capacity 1).
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ async def pause_sleeper(ctx: Context) -> str:
     return "rested"
 
 
-# -- fairness (a worker of capacity 2) ----------------------------------------------------------
+# -- fairness (a worker of capacity 1) ----------------------------------------------------------
 
 fair_app.function(
     id="fair-keyed", trigger="fair/keyed", concurrency=Concurrency(100, key="event.data.customer")
