@@ -268,7 +268,11 @@ def test_limits_hold_across_two_control_planes(
     second = ControlPlaneProcess(db_url, workdir).start()
     second_admin = Admin(second.address)
     try:
-        flow.worker(name="worker-1")
+        # Worker-1 takes one run at a time: the first node never holds both
+        # slots, so the second node must take runs for two to execute at once,
+        # and its worker (capacity 100) would take more if the limit did not
+        # count the first node's runs.
+        flow.worker(name="worker-1", capacity=1)
         flow.worker(name="worker-2", address=second.address)
         flow.connected("limited")
         wait_until(
@@ -289,7 +293,7 @@ def test_limits_hold_across_two_control_planes(
         assert len(run_ids) == 12
         assert _max_overlap(_intervals(flow, run_ids)) == 2
         workers = {row[4] for row in flow.ledger_rows("start", run_ids)}
-        assert workers == {"worker-1", "worker-2"}, "one node did all the work"
+        assert "worker-2" in workers, "the second control plane did no work"
 
         # The rate limit's state is shared too: 2 per hour, 5 events at once to each node.
         def send(admin: Admin) -> list[str]:
