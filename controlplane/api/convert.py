@@ -415,6 +415,7 @@ def history_entry(entry: HistoryEntry) -> rs.HistoryEntry:
         until_ms=entry.until_ms,
         message=entry.message,
         execution_id=entry.execution_id,
+        started_at_ms=entry.started_at_ms,
     )
 
 

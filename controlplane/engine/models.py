@@ -477,6 +477,8 @@ class HistoryEntry:
     until_ms: int = 0
     message: str = ""
     execution_id: str = ""
+    # When the attempt began, for step failures (ts_ms is when it was recorded).
+    started_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -281,6 +281,7 @@ def _step_failed(
             attempt=failed_attempts,
             until_ms=retry_at if status is StepStatus.RETRYING else None,
             error=body.error,
+            started_at_ms=body.started_at_ms,
         )
     )
     batch.result.changed_runs.add(state.run_id)

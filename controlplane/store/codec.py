@@ -105,6 +105,7 @@ def history_from_row(row: Row[Any]) -> HistoryEntry:
         until_ms=m["until_ms"] or 0,
         message=detail.get("message", ""),
         execution_id=m["execution_id"] or "",
+        started_at_ms=detail.get("started_at_ms", 0),
     )
 
 
@@ -120,6 +121,7 @@ def history_row(
     execution_id: str | None = None,
     error: ErrorData | None = None,
     message: str = "",
+    started_at_ms: int = 0,
 ) -> dict[str, Any]:
     """A row for the history table."""
     detail: dict[str, Any] = {}
@@ -127,6 +129,8 @@ def history_row(
         detail["error"] = {"name": error.name, "message": error.message, "stack": error.stack}
     if message:
         detail["message"] = message
+    if started_at_ms:
+        detail["started_at_ms"] = started_at_ms
     return {
         "run_id": run_id,
         "ts_ms": ts_ms,

@@ -156,6 +156,7 @@ def run_detail(response: run_service_pb2.GetRunResponse) -> Run:
             error=error(h.error, h.HasField("error")),
             until=timestamp(h.until_ms),
             message=h.message,
+            started_at=timestamp(h.started_at_ms),
         )
         for h in response.history
     ]

@@ -84,6 +84,8 @@ class HistoryEntry:
     error: ErrorInfo | None = None
     until: dt.datetime | None = None
     message: str = ""
+    #: When the attempt began, for ``step.failed`` entries.
+    started_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

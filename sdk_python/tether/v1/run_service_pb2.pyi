@@ -325,6 +325,7 @@ class HistoryEntry(_message.Message):
     UNTIL_MS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    STARTED_AT_MS_FIELD_NUMBER: _builtins.int
     ts_ms: _builtins.int
     """When it happened."""
     kind: Global___HistoryKind.ValueType
@@ -341,6 +342,8 @@ class HistoryEntry(_message.Message):
     """A sentence for humans (for example the non-determinism description)."""
     execution_id: _builtins.str
     """The execution concerned, if any."""
+    started_at_ms: _builtins.int
+    """When the attempt began, for step failures (ts_ms is when it was recorded)."""
     @_builtins.property
     def error(self) -> _common_pb2.ErrorInfo:
         """The error, for failures."""
@@ -357,10 +360,11 @@ class HistoryEntry(_message.Message):
         until_ms: _builtins.int = ...,
         message: _builtins.str = ...,
         execution_id: _builtins.str = ...,
+        started_at_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "execution_id", b"execution_id", "kind", b"kind", "message", b"message", "step_id", b"step_id", "step_name", b"step_name", "ts_ms", b"ts_ms", "until_ms", b"until_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "error", b"error", "execution_id", b"execution_id", "kind", b"kind", "message", b"message", "started_at_ms", b"started_at_ms", "step_id", b"step_id", "step_name", b"step_name", "ts_ms", b"ts_ms", "until_ms", b"until_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
