@@ -94,6 +94,7 @@ def start_control_plane(
             "0",
             "--ready-file",
             str(ready),
+            "--no-http",
         ],
         workdir / "control-plane.log",
         _python_env(),

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
@@ -20,6 +21,9 @@ from controlplane.engine.settings import EngineSettings
 from controlplane.store import Store, migrate, open_store
 from controlplane.telemetry import RunTracer
 
+if TYPE_CHECKING:
+    from controlplane.http import HttpServer
+
 log = logging.getLogger("tether")
 
 
@@ -30,12 +34,18 @@ class ControlPlane:
         self.store: Store | None = None
         self.engine: Engine | None = None
         self.grpc: GrpcServer | None = None
+        self.http: HttpServer | None = None
         self._stopped = asyncio.Event()
 
     @property
     def port(self) -> int:
         assert self.grpc is not None, "not started"
         return self.grpc.port
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP port (UI, JSON API, /metrics), None when HTTP is off."""
+        return self.http.port if self.http is not None else None
 
     async def start(self) -> None:
         config = self.config
@@ -61,6 +71,8 @@ class ControlPlane:
             self.engine, f"{config.host}:{config.port}", api_keys=config.api_keys, tls=tls
         )
         await self.grpc.server.start()
+        if config.http_port is not None:
+            await self._start_http(config.http_port)
         log.info(
             "Tether %s listening on %s:%d (gRPC%s%s), %s clock",
             __version__,
@@ -71,14 +83,38 @@ class ControlPlane:
             config.clock,
         )
         if config.ready_file is not None:
-            payload = {"grpc_port": self.grpc.port, "pid": os.getpid()}
+            payload = {
+                "grpc_port": self.grpc.port,
+                "http_port": self.http_port,
+                "pid": os.getpid(),
+            }
             tmp = config.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(payload))
             tmp.replace(config.ready_file)
 
+    async def _start_http(self, port: int) -> None:
+        # Imported here: a control plane without HTTP does not load FastAPI.
+        from controlplane.http import HttpServer, build_app
+
+        assert self.engine is not None
+        metrics = getattr(self, "metrics", None)
+        app = build_app(
+            self.engine,
+            metrics=metrics.render_prometheus if metrics is not None else None,
+            api_keys=self.config.api_keys,
+        )
+        self.http = HttpServer(app, self.config.host, port)
+        await self.http.start()
+        log.info(
+            "dev UI and JSON API on http://%s:%d", _browsable(self.config.host), self.http.port
+        )
+
     async def stop(self, grace_s: float = 5.0) -> None:
         if self.engine is not None:
             self.engine.begin_shutdown()
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         if self.grpc is not None:
             for name in ("",):
                 await self.grpc.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -103,6 +139,11 @@ class ControlPlane:
         await stop.wait()
         log.info("shutting down")
         await self.stop()
+
+
+def _browsable(host: str) -> str:
+    """The address to open in a browser for a server bound to ``host``."""
+    return "localhost" if host in ("0.0.0.0", "::", "") else host
 
 
 def _redact(url: str) -> str:

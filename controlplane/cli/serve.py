@@ -14,13 +14,25 @@ from typing import Any, TypeVar
 import click
 
 from controlplane.cli import _logging
-from controlplane.config import DEFAULT_GRPC_PORT, DEV_DATABASE, Config
+from controlplane.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEV_DATABASE, Config
 
 # The control plane itself (SQLAlchemy, Alembic, gRPC servers) is imported by the
 # commands that run it, so that client commands start quickly.
 
 log = logging.getLogger("tether")
 F = TypeVar("F", bound=Callable[..., Any])
+
+_http_options = [
+    click.option(
+        "--http-port",
+        default=DEFAULT_HTTP_PORT,
+        show_default=True,
+        type=click.IntRange(0, 65535),
+        envvar="TETHER_HTTP_PORT",
+        help="Port of the dev UI, JSON API, /metrics and /healthz (0: any free port).",
+    ),
+    click.option("--no-http", is_flag=True, help="Serve no HTTP (gRPC only)."),
+]
 
 _log_options = [
     click.option(
@@ -35,10 +47,17 @@ _log_options = [
 ]
 
 
-def _with_log_options(fn: F) -> F:
-    for option in reversed(_log_options):
-        fn = option(fn)
-    return fn
+def _with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+_with_log_options = _with_options(_log_options)
+_with_http_options = _with_options(_http_options)
 
 
 @click.command()
@@ -68,6 +87,7 @@ def _with_log_options(fn: F) -> F:
 @click.option(
     "--clock", default="system", show_default=True, type=click.Choice(["system", "virtual"])
 )
+@_with_http_options
 @_with_log_options
 def dev(
     db: str,
@@ -76,12 +96,17 @@ def dev(
     workers: tuple[str, ...],
     app_dir: str,
     clock: str,
+    http_port: int,
+    no_http: bool,
     log_level: str,
     log_format: str,
 ) -> None:
-    """Run a control plane for development: SQLite under ./.tether, readable logs."""
+    """Run a control plane for development: SQLite under ./.tether, the dev UI,
+    readable logs."""
     _logging.configure(log_level, log_format)
-    config = _config(db_url=db, host=host, port=port, clock=clock)
+    config = _config(
+        db_url=db, host=host, port=port, clock=clock, http_port=None if no_http else http_port
+    )
     asyncio.run(_dev(config, workers, Path(app_dir)))
 
 
@@ -194,8 +219,9 @@ async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help='Write {"grpc_port": ...} here once listening (for tools and tests).',
+    help='Write {"grpc_port": ..., "http_port": ...} here once listening (for tools and tests).',
 )
+@_with_http_options
 @_with_log_options
 def server(
     db: str,
@@ -209,6 +235,8 @@ def server(
     lease_timeout_ms: int,
     clock: str,
     ready_file: Path | None,
+    http_port: int,
+    no_http: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -227,6 +255,7 @@ def server(
         lease_timeout_ms=lease_timeout_ms,
         clock=clock,
         ready_file=ready_file,
+        http_port=None if no_http else http_port,
     )
     from controlplane.app import ControlPlane
 

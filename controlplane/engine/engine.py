@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from controlplane.engine import admin, cron, ingest, leases
+from controlplane.engine import admin, cron, ingest, invocation, leases
 from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
@@ -18,6 +18,7 @@ from controlplane.engine.effects import Effects
 from controlplane.engine.errors import (
     FailedPrecondition,
     InvalidArgument,
+    LimitExceeded,
     NotFound,
     WorkerRejected,
 )
@@ -590,6 +591,32 @@ class Engine:
         self.dispatcher.wake()
         self.store.announce()
         return await self._function_info(key), held
+
+    async def invoke_function(self, app_id: str, function_id: str, data: bytes) -> tuple[str, str]:
+        """Start a run of the function with ``data`` (JSON of an object) as its
+        event's data, whatever its triggers; returns (run id, event id)."""
+        key = _function_key(app_id, function_id)
+        spec = self.registry.get(key)
+        if spec is None:
+            raise NotFound(f"function {function_id!r} of app {app_id!r} not found")
+        limit = self.settings.limits.max_event_bytes
+        if len(data) > limit:
+            raise LimitExceeded(
+                f"invoke data is {format_bytes(len(data))}; the limit is {format_bytes(limit)}"
+            )
+        problem = _json_problem(data, "invoke data")
+        if not problem and not isinstance(json.loads(data), dict):
+            problem = "invoke data must be a JSON object"
+        if problem:
+            raise InvalidArgument(problem)
+        now = self.clock.now_ms()
+        text = data.decode("utf-8")
+        run_id, event_id, effects = await self.store.write(
+            lambda tx: invocation.invoke_function(tx, spec, text, now)
+        )
+        self.apply_effects(effects)
+        log.info("run %s invokes %s", run_id, key, extra={"run_id": run_id})
+        return run_id, event_id
 
     async def list_events(self, flt: EventFilter, page_size: int, token: str) -> Page[StoredEvent]:
         size = _page_size(page_size)

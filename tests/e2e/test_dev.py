@@ -26,7 +26,16 @@ class DevServer:
         self.workdir = workdir
         self.db_url = f"sqlite:///{workdir / 'dev.db'}"
         self.port = free_port()
-        self.args = ["--db", self.db_url, "--port", str(self.port), *args]
+        self.http_port = free_port()
+        self.args = [
+            "--db",
+            self.db_url,
+            "--port",
+            str(self.port),
+            "--http-port",
+            str(self.http_port),
+            *args,
+        ]
         self.env = env or {}
         self.log_path = workdir / "dev.log"
         self.process: subprocess.Popen[bytes] | None = None

@@ -27,8 +27,11 @@ class ControlPlaneProcess:
         heartbeat_ms: int = 500,
         lease_timeout_ms: int = 3000,
         extra_args: Sequence[str] = (),
+        http: bool = False,
     ) -> None:
         self.db_url = db_url
+        self.http = http
+        self.http_port = 0
         self.workdir = workdir
         self.clock = clock
         self.heartbeat_ms = heartbeat_ms
@@ -68,6 +71,7 @@ class ControlPlaneProcess:
             str(self.lease_timeout_ms),
             "--ready-file",
             str(ready),
+            *(["--http-port", str(self.http_port)] if self.http else ["--no-http"]),
             *self.extra_args,
         ]
         log = self.log_path.open("wb")
@@ -80,8 +84,16 @@ class ControlPlaneProcess:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the control plane did not start:\n{self.log_path.read_text()}")
             time.sleep(0.02)
-        self.port = json.loads(ready.read_text())["grpc_port"]
+        ports = json.loads(ready.read_text())
+        self.port = ports["grpc_port"]
+        self.http_port = ports["http_port"] or 0
         return self
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of the UI and JSON API (started with ``http=True``)."""
+        assert self.http_port, "started without HTTP"
+        return f"http://127.0.0.1:{self.http_port}"
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, like a crash or an OOM kill."""

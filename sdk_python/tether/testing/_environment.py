@@ -107,6 +107,7 @@ class TestEnvironment:
             self._clock,
             "--ready-file",
             str(ready),
+            "--no-http",
             "--log-level",
             "info",
             *self._server_args,

@@ -1,0 +1,161 @@
+"""The HTTP side of the control plane (port 4771): the dev UI, the JSON API,
+/metrics and /healthz, served by uvicorn on the control plane's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from controlplane import __version__
+from controlplane.engine.engine import Engine
+from controlplane.engine.errors import (
+    EngineError,
+    FailedPrecondition,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+)
+from controlplane.http.api import router
+from controlplane.http.schemas import Problem
+
+log = logging.getLogger("tether.http")
+
+STATIC = Path(__file__).parent / "static"
+RenderMetrics = Callable[[], Awaitable[tuple[bytes, str]]]
+
+_ERROR_STATUS: dict[type[EngineError], tuple[int, str]] = {
+    InvalidArgument: (400, "invalid_argument"),
+    NotFound: (404, "not_found"),
+    FailedPrecondition: (409, "failed_precondition"),
+    LimitExceeded: (413, "limit_exceeded"),
+}
+
+
+def build_app(
+    engine: Engine, *, metrics: RenderMetrics | None = None, api_keys: tuple[str, ...] = ()
+) -> FastAPI:
+    """The ASGI application: UI at /, the API under /api, /metrics, /healthz."""
+    app = FastAPI(
+        title="Tether",
+        version=__version__,
+        summary="The control plane's JSON API (what the dev UI uses).",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        responses={
+            400: {"model": Problem, "description": "Invalid request"},
+            404: {"model": Problem, "description": "Not found"},
+        },
+    )
+    app.state.engine = engine
+    app.include_router(router)
+    if api_keys:
+        app.add_middleware(_BearerAuth, api_keys=api_keys)
+
+    @app.exception_handler(EngineError)
+    async def engine_error(_: Request, error: EngineError) -> JSONResponse:
+        status, code = next(
+            (v for k, v in _ERROR_STATUS.items() if isinstance(error, k)), (500, "internal")
+        )
+        return _problem(status, code, str(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+            problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+        return _problem(400, "invalid_argument", "; ".join(problems))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "serving"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        if metrics is None:
+            return Response("metrics are off\n", status_code=404, media_type="text/plain")
+        body, content_type = await metrics()
+        return Response(body, media_type=content_type)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/ui", StaticFiles(directory=STATIC), name="ui")
+    return app
+
+
+def _problem(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(Problem(error=code, message=message).model_dump(), status_code=status)
+
+
+class _BearerAuth(BaseHTTPMiddleware):
+    """With API keys configured, /api needs ``Authorization: Bearer KEY``."""
+
+    def __init__(self, app: object, api_keys: tuple[str, ...]) -> None:
+        super().__init__(app)  # type: ignore[arg-type]
+        self._keys = [key.encode() for key in api_keys]
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path.startswith("/api/") and request.url.path != "/api/openapi.json":
+            header = request.headers.get("authorization", "")
+            token = header.removeprefix("Bearer ").strip().encode()
+            if not any(hmac.compare_digest(token, key) for key in self._keys):
+                return _problem(
+                    401, "unauthenticated", "send 'Authorization: Bearer <API key>' (--api-key)"
+                )
+        return await call_next(request)
+
+
+class _Server(uvicorn.Server):
+    # The control plane handles signals itself.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpServer:
+    """uvicorn on a socket bound here (so port 0 works and a busy port fails at once)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._socket = socket.create_server((host, port), reuse_port=False)
+        self.port: int = self._socket.getsockname()[1]
+        self._server = _Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            self._socket.close()
+            return
+        self._server.should_exit = True
+        await self._task
+        self._task = None
