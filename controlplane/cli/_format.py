@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -599,3 +602,21 @@ def _history_line(entry: run_service_pb2.HistoryEntry) -> str | None:
     if kind == h.HISTORY_KIND_INVOKE_ENDED:
         return click.style("↪", fg="blue", dim=True) + f" {entry.step_name}: {entry.message}"
     return None
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """Progress of a long operation on standard error: a bar in a terminal, a
+    line per step otherwise (logs, CI). Yields ``advance(n)``."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
+            yield bar.update
+        return
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        click.echo(f"{label}: {done:,}/{total:,}", err=True)
+
+    yield advance

@@ -118,18 +118,11 @@ async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
         await plane.start()
     except OSError as error:
         raise click.ClickException(
-            f"{error}. Is another control plane running? Choose another port with --port."
+            f"{error}. Is another control plane running? Choose other ports with --port and "
+            "--http-port."
         ) from None
     address = f"{config.host}:{plane.port}"
-    click.echo(
-        "\n"
-        + click.style("Tether dev server", bold=True)
-        + f" on {address}  (database {config.db_url})\n"
-        + "  send an event:  tether send NAME --data JSON\n"
-        + "  watch runs:     tether runs list  ·  tether runs show RUN_ID\n"
-        + "  functions:      tether functions list\n",
-        err=True,
-    )
+    click.echo(_dev_banner(config, address, plane.http_port, workers), err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in ("SIGINT", "SIGTERM"):
@@ -141,6 +134,28 @@ async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
     log.info("shutting down")
     await asyncio.gather(*supervisors, return_exceptions=True)
     await plane.stop()
+
+
+def _dev_banner(
+    config: Config, address: str, http_port: int | None, workers: tuple[str, ...]
+) -> str:
+    host = "localhost" if config.host in ("0.0.0.0", "::", "127.0.0.1") else config.host
+    lines = ["", click.style("Tether dev server", bold=True)]
+    if http_port is not None:
+        ui = click.style(f"http://{host}:{http_port}", fg="cyan", underline=True)
+        lines.append(f"  dev UI          {ui}")
+    lines += [
+        f"  gRPC            {address}  (TETHER_ADDRESS for workers and the CLI)",
+        f"  database        {config.db_url}",
+        f"  clock           {config.clock}",
+        "  workers         " + (", ".join(workers) if workers else "none started here"),
+        "",
+        "  send an event   tether send NAME --data JSON",
+        "  watch runs      tether runs list  ·  tether runs watch RUN_ID",
+        "  functions       tether functions list",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event) -> None:

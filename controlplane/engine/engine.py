@@ -55,6 +55,7 @@ from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_
 from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
 from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.engine.unserved import UnservedWarnings
 from controlplane.engine.watchers import RunWatchers
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
@@ -84,6 +85,7 @@ class Engine:
         self.registry = FunctionRegistry()
         self.sessions = SessionTable()
         self.watchers = RunWatchers()
+        self.unserved = UnservedWarnings(self.sessions)
         self.routing = Routing(self.registry.get, self.registry.matching)
         self.dispatcher = Dispatcher(
             store, clock, self.sessions, self.settings, self.routing, self.apply_effects
@@ -127,6 +129,14 @@ class Engine:
             lambda tx: ingest.store_events(tx, batch, now, since, routing)
         )
         self.apply_effects(effects)
+        if not self.store.shared:
+            # With a shared store, a worker may be connected to another node.
+            self.unserved.runs_queued(
+                key
+                for event, result in zip(events, results, strict=True)
+                if result.run_ids
+                for key in self.registry.matching(event.name)
+            )
         return results
 
     def apply_effects(self, effects: Effects) -> None:

@@ -131,8 +131,16 @@ class HttpServer:
     """uvicorn on a socket bound here (so port 0 works and a busy port fails at once)."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self._socket = socket.create_server((host, port), reuse_port=False)
+        try:
+            self._socket = socket.create_server((host, port))
+        except OSError as error:
+            raise OSError(
+                error.errno, f"HTTP port {port}: {error.strerror} (choose another with --http-port)"
+            ) from None
         self.port: int = self._socket.getsockname()[1]
+        # The control plane logs what matters (address, errors); uvicorn's own
+        # start and stop lines would only repeat it.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._server = _Server(
             uvicorn.Config(
                 app,

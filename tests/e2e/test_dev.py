@@ -15,7 +15,8 @@ import pytest
 
 from tests.e2e.cli import free_port, tether
 from tests.support import ledger
-from tests.support.processes import ROOT, ControlPlaneProcess
+from tests.support.http import Http
+from tests.support.processes import ROOT, ControlPlaneProcess, WorkerProcess
 from tests.support.waiting import wait_until
 
 
@@ -132,6 +133,8 @@ def test_dev_runs_the_onboarding_example_on_a_virtual_clock(
     ).start()
     dev_servers.append(dev)
     dev.wait_served("onboarding-flow")
+    assert f"dev UI          http://localhost:{dev.http_port}" in dev.logs()
+    assert Http(f"http://127.0.0.1:{dev.http_port}").get("/healthz") == {"status": "serving"}
 
     sent = tether(
         "send",
@@ -203,3 +206,26 @@ def test_ctrl_c_on_dev_lets_in_flight_steps_finish(
         plane.stop()
     assert [(s["id"], s["status"]) for s in detail["steps"]] == [("work", "completed")], dev.logs()
     assert detail["status"] == "completed"
+
+
+def test_dev_warns_when_a_function_has_runs_but_no_worker(
+    tmp_path: Path, dev_servers: list[DevServer]
+) -> None:
+    dev = DevServer(tmp_path).start()
+    dev_servers.append(dev)
+    wait_until(lambda: "Tether dev server" in dev.logs(), what="tether dev to start")
+    worker = WorkerProcess("tests.e2e.apps.worker:app", dev.address, tmp_path).start()
+    dev.wait_served("slow-step")
+    warning = "function cli-tests/slow-step has new runs but no connected worker serves it"
+    sent = tether("send", "e2e/slow.requested", "--json", address=dev.address).json()
+    assert sent["run_ids"]
+    assert warning not in dev.logs()
+
+    assert worker.terminate() == 0
+    wait_until(
+        lambda: all(not f["connected_workers"] for f in dev.functions()), what="the worker to go"
+    )
+    sent = tether("send", "e2e/slow.requested", "--json", address=dev.address).json()
+    assert sent["run_ids"]
+    wait_until(lambda: warning in dev.logs(), what="the warning")
+    assert "tether worker MODULE:APP" in dev.logs()

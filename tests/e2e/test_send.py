@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,41 @@ def test_an_invalid_event_name_is_refused_by_the_control_plane(plane: Plane) -> 
         "control characters (INVALID_ARGUMENT)"
     ]
     assert plane.events_named("has space") == []
+
+
+def test_send_file_sends_every_event_in_batches_with_progress(plane: Plane, tmp_path: Path) -> None:
+    count = 1_200  # three batches
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"name": "e2e/steps.requested", "data": {"n": i}, "id": f"bulk-{i}"})
+            for i in range(count)
+        )
+        + "\n"
+    )
+    result = tether("send", "--file", str(path), address=plane.address).ok()
+    assert result.stdout.strip() == (
+        f"sent {count:,} event(s): {count:,} run(s) started, 0 skipped, 0 duplicate(s)"
+    )
+    assert result.stderr.splitlines() == [
+        "sending events: 500/1,200",
+        "sending events: 1,000/1,200",
+        "sending events: 1,200/1,200",
+    ]
+
+    again = tether("send", "--file", str(path), "--json", address=plane.address).json()
+    assert len(again) == count
+    assert all(r["duplicate"] for r in again)
+
+
+def test_send_file_names_the_bad_line(plane: Plane, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    name = f"e2e/bulk-{uuid.uuid4().hex[:8]}"
+    path.write_text(
+        json.dumps({"name": name, "data": {}}) + "\n" + json.dumps({"name": name, "data": [1]})
+    )
+    result = tether("send", "--file", str(path), address=plane.address)
+    assert result.code == 2
+    assert 'line 2: "data" must be a JSON object' in result.stderr
+    listed = tether("events", "list", "--name", name, "--json", address=plane.address).json()
+    assert listed == [], "nothing of a file with a bad line is sent"
