@@ -10,7 +10,10 @@ PROTO_FILES := $(wildcard proto/tether/v1/*.proto)
 GEN_DIR := sdk_python/tether/v1
 PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: dev test test-fast lint proto proto-check bench clean
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: dev test test-fast lint proto proto-check bench screenshots clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 DEV_ARGS ?=
 dev: $(STAMP)
 	@echo ""
+	@echo "Dev UI: http://localhost:4771 (send events, watch runs and their timelines)"
 	@echo "Onboarding example: in another terminal, send a signup and watch its run:"
 	@echo "  $(BIN)/tether send app/user.signup --data '{\"user_id\": 1, \"email\": \"ada@example.com\"}'"
 	@echo "  $(BIN)/tether runs watch RUN_ID      # or: $(BIN)/tether runs show RUN_ID"
@@ -32,10 +36,17 @@ dev: $(STAMP)
 	@echo "  $(BIN)/tether send app/order.approved --data '{\"order_id\": \"A-1\", \"approver\": \"grace\"}'"
 	$(BIN)/tether dev --worker examples.onboarding.worker:app --worker examples.approval.worker:app $(DEV_ARGS)
 
-## test: lint, the generated-code check, then every test suite
-test: $(STAMP) lint proto-check
+$(CHROMIUM):
+	apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+## test: lint, the generated-code check, then every test suite (browser tests included)
+test: $(STAMP) $(CHROMIUM) lint proto-check
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q tests/integration tests/e2e examples
+	$(BIN)/pytest -q tests/integration tests/e2e tests/browser examples
+
+## screenshots: run the browser tests, saving their screenshots into docs/images
+screenshots: $(STAMP) $(CHROMIUM)
+	TETHER_SCREENSHOT_DIR=docs/images $(BIN)/pytest -q tests/browser
 
 ## lint: ruff and mypy --strict on our code (generated code excluded)
 lint: $(STAMP)
