@@ -17,9 +17,10 @@ from controlplane.api.server import GrpcServer, build_server
 from controlplane.config import Config
 from controlplane.engine.clock import Clock, SystemClock, VirtualClock
 from controlplane.engine.engine import Engine
+from controlplane.engine.observer import Observers
 from controlplane.engine.settings import EngineSettings
 from controlplane.store import Store, migrate, open_store
-from controlplane.telemetry import RunTracer
+from controlplane.telemetry import Metrics, RunTracer
 
 if TYPE_CHECKING:
     from controlplane.http import HttpServer
@@ -35,6 +36,7 @@ class ControlPlane:
         self.engine: Engine | None = None
         self.grpc: GrpcServer | None = None
         self.http: HttpServer | None = None
+        self.metrics: Metrics | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -61,7 +63,10 @@ class ControlPlane:
             release_leases_on_start=not store.shared,
         )
         tracer = self._tracer or RunTracer.from_environment()
-        self.engine = Engine(store, clock, settings, tracer)
+        # GET /metrics renders it (render_prometheus); it also exports over OTLP if told to.
+        self.metrics = Metrics.from_environment()
+        self.engine = Engine(store, clock, settings, Observers(tracer, self.metrics))
+        self.metrics.start(self.engine.stats)
         await self.engine.start()
         store.listen(self.engine.peer_changed)
         tls = None
@@ -97,11 +102,9 @@ class ControlPlane:
         from controlplane.http import HttpServer, build_app
 
         assert self.engine is not None
-        metrics = getattr(self, "metrics", None)
+        assert self.metrics is not None
         app = build_app(
-            self.engine,
-            metrics=metrics.render_prometheus if metrics is not None else None,
-            api_keys=self.config.api_keys,
+            self.engine, metrics=self.metrics.render_prometheus, api_keys=self.config.api_keys
         )
         self.http = HttpServer(app, self.config.host, port)
         await self.http.start()

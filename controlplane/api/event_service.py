@@ -19,7 +19,13 @@ class EventServicer(es_grpc.EventServiceServicer):
 
     @unary
     async def Send(self, request: es.SendRequest, context: Context) -> es.SendResponse:
-        results = await self._engine.send_events([convert.event_input(e) for e in request.events])
+        # The sender's span, propagated as W3C trace context in the metadata.
+        traceparent = next(
+            (str(v) for k, v in context.invocation_metadata() or () if k == "traceparent"), None
+        )
+        results = await self._engine.send_events(
+            [convert.event_input(e) for e in request.events], traceparent
+        )
         return es.SendResponse(
             results=[
                 es.SendResult(

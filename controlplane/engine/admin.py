@@ -10,7 +10,7 @@ from typing import Any
 
 from controlplane.engine import waits
 from controlplane.engine.creation import NewRun, Routing, create_runs
-from controlplane.engine.effects import Effects
+from controlplane.engine.effects import Effects, run_span
 from controlplane.engine.errors import FailedPrecondition, NotFound
 from controlplane.engine.expressions import event_object
 from controlplane.engine.models import (
@@ -19,7 +19,6 @@ from controlplane.engine.models import (
     FunctionSpec,
     HistoryKind,
     ReplayMode,
-    RunSpanRecord,
     RunStatus,
     RunSummary,
 )
@@ -66,21 +65,9 @@ def cancel_unfinished(
     )
     effects = Effects(changed_runs={run_id})
     effects.cancelled.append((run_id, holder))
-    effects.finished.append((run_id, RunStatus.CANCELLED))
-    effects.run_spans.append(
-        RunSpanRecord(
-            trace_id=row.trace_id,
-            root_span_id=row.root_span_id,
-            run_id=run_id,
-            app_id=row.app_id,
-            function_id=row.function_id,
-            status=RunStatus.CANCELLED,
-            created_at_ms=row.created_at_ms,
-            ended_at_ms=now_ms,
-            error=error,
-        )
-    )
     state = tx.run_states([run_id])[run_id]
+    link = tx.event_links([row.event_pk]).get(row.event_pk) if row.event_pk else None
+    effects.run_spans.append(run_span(state, RunStatus.CANCELLED, now_ms, error, link))
     effects.merge(waits.finish_child(tx, state, now_ms, error=error))
     return effects
 

@@ -6,8 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controlplane.engine import waits
+from controlplane.engine.effects import Effects
 from controlplane.engine.ids import new_hex_id
 from controlplane.engine.models import (
+    ClaimRecord,
     Execution,
     HistoryKind,
     MemoizedStep,
@@ -15,13 +17,10 @@ from controlplane.engine.models import (
     StepStatus,
     StoredEvent,
 )
+from controlplane.engine.trace_ids import traceparent
 from controlplane.store import codec
 from controlplane.store.schema import history
 from controlplane.store.tx import WriteTx
-
-
-def traceparent(trace_id: str, span_id: str) -> str:
-    return f"00-{trace_id}-{span_id}-01"
 
 
 def claim_executions(
@@ -32,11 +31,14 @@ def claim_executions(
     now_ms: int,
     lease_timeout_ms: int,
     finish_timeout_of: Callable[[str], int] = lambda _function_id: 0,
+    effects: Effects | None = None,
 ) -> list[Execution]:
     """Lease up to ``limit`` due runs; resolve their due waits; load their state.
 
     A run's start deadline goes once it starts; its finish deadline (the
-    function's ``timeouts.finish_ms``) is set the first time it starts."""
+    function's ``timeouts.finish_ms``) is set the first time it starts.
+    ``effects`` learns of the claims and of the waits that ended."""
+    effects = effects if effects is not None else Effects()
     deadline = now_ms + lease_timeout_ms
     claimed = tx.claim_ready(app_id, function_ids, now_ms, limit, deadline, lambda: new_hex_id(16))
     if not claimed:
@@ -52,7 +54,7 @@ def claim_executions(
         claimed = [c for c in claimed if c.run_id not in set(stale)]
         run_ids = [c.run_id for c in claimed]
     history_rows: list[dict[str, Any]] = []
-    waits.resolve_due(tx, run_ids, now_ms, history_rows)
+    waits.resolve_due(tx, run_ids, now_ms, history_rows, effects)
     deadlines = []
     for c in claimed:
         finish = finish_timeout_of(c.function_id)
@@ -90,6 +92,11 @@ def claim_executions(
     executions = []
     for c in claimed:
         state = states[c.run_id]
+        effects.claims.append(
+            ClaimRecord(
+                c.app_id, c.function_id, max(0, now_ms - c.due_at_ms), state.started_at_ms is None
+            )
+        )
         pks = batched.get(c.run_id) or ([state.event_pk] if state.event_pk else [])
         trigger: list[StoredEvent] = [events_by_pk[pk] for pk in pks if pk in events_by_pk]
         history_rows.append(

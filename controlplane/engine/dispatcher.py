@@ -30,6 +30,7 @@ from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.effects import Effects
 from controlplane.engine.models import Execution, FunctionKey
+from controlplane.engine.observer import run_log_extra
 from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings
 from controlplane.store import Store
@@ -132,19 +133,29 @@ class Dispatcher:
             spec = spec_of(FunctionKey(app_id, function_id))
             return spec.timeouts.finish_ms if spec is not None else 0
 
+        claimed = Effects()
         executions: list[Execution] = await self._store.write(
             lambda tx: claim_executions(
-                tx, app_id, function_ids, limit, clock.now_ms(), lease_timeout, finish_timeout_of
+                tx,
+                app_id,
+                function_ids,
+                limit,
+                clock.now_ms(),
+                lease_timeout,
+                finish_timeout_of,
+                claimed,
             )
         )
         if not executions:
             return False
+        claimed.changed_runs.update(e.run_id for e in executions)
         if session.closed:
             # The worker left while its executions were being leased: give them back.
             ids = [e.execution_id for e in executions]
             await self._store.write(
                 lambda tx: leases.release(tx, ids, clock.now_ms(), "worker disconnected")
             )
+            self._apply_effects(claimed)
             self.wake()
             return False
         for execution in executions:
@@ -164,7 +175,6 @@ class Dispatcher:
         deadline = executions[0].lease_deadline_ms
         if self._lease_check_at is None or deadline < self._lease_check_at:
             self._lease_check_at = deadline
-        claimed = Effects(changed_runs={e.run_id for e in executions})
         for execution in executions:
             finish = finish_timeout_of(execution.function_id)
             if finish:
@@ -264,6 +274,13 @@ class Dispatcher:
         if not released:
             return
         for run_id, execution_id in released:
+            log.info(
+                "run %s: execution %s stopped (%s); the run is queued again",
+                run_id,
+                execution_id,
+                reason,
+                extra=run_log_extra(run_id, execution_id=execution_id),
+            )
             owner = self._sessions.untrack(execution_id)
             if owner is not None and not owner.closed:
                 owner.sink.cancel(execution_id, run_id, reason)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.engine.models import RunSpanRecord, RunStatus, StepSpanRecord
+from controlplane.engine.models import (
+    ClaimRecord,
+    ErrorData,
+    EventSpanRecord,
+    RunSpanRecord,
+    RunStatus,
+    StepSpanRecord,
+    WaitSpanRecord,
+)
+from controlplane.store.stats_tx import EventLink
+from controlplane.store.tx import RunState
 
 
 @dataclass(slots=True)
@@ -15,8 +25,12 @@ class Effects:
     wake: bool = False
     # Runs cancelled, with the execution that held each one's lease (to be told).
     cancelled: list[tuple[str, str | None]] = field(default_factory=list)
-    finished: list[tuple[str, RunStatus]] = field(default_factory=list)
+    # For the observer (traces, metrics) and the log: events stored, runs
+    # claimed, step attempts and waits that ended, runs that finished.
+    event_spans: list[EventSpanRecord] = field(default_factory=list)
+    claims: list[ClaimRecord] = field(default_factory=list)
     step_spans: list[StepSpanRecord] = field(default_factory=list)
+    wait_spans: list[WaitSpanRecord] = field(default_factory=list)
     run_spans: list[RunSpanRecord] = field(default_factory=list)
     # The earliest run deadline (timeouts) this write set, for the dispatcher.
     deadline_ms: int | None = None
@@ -29,8 +43,34 @@ class Effects:
         self.changed_runs |= other.changed_runs
         self.wake = self.wake or other.wake
         self.cancelled.extend(other.cancelled)
-        self.finished.extend(other.finished)
+        self.event_spans.extend(other.event_spans)
+        self.claims.extend(other.claims)
         self.step_spans.extend(other.step_spans)
+        self.wait_spans.extend(other.wait_spans)
         self.run_spans.extend(other.run_spans)
         if other.deadline_ms is not None:
             self.note_deadline(other.deadline_ms)
+
+
+def run_span(
+    state: RunState,
+    status: RunStatus,
+    ended_at_ms: int,
+    error: ErrorData | None,
+    link: EventLink | None,
+) -> RunSpanRecord:
+    """The record of a run that ended; ``link``: the event that started it."""
+    return RunSpanRecord(
+        trace_id=state.trace_id,
+        root_span_id=state.root_span_id,
+        run_id=state.run_id,
+        app_id=state.app_id,
+        function_id=state.function_id,
+        status=status,
+        created_at_ms=state.created_at_ms,
+        ended_at_ms=ended_at_ms,
+        error=error,
+        event_id=link.event_id if link else "",
+        event_name=link.name if link else "",
+        event_traceparent=link.traceparent if link else None,
+    )

@@ -50,16 +50,22 @@ from controlplane.engine.models import (
     Suspended,
     WorkerHello,
 )
+from controlplane.engine.observer import (
+    EngineObserver,
+    EngineStats,
+    collect_stats,
+    report_committed,
+    run_log_extra,
+)
 from controlplane.engine.outcomes import LEASE_LOST, AppliedOutcomes, apply_outcomes
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
 from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
-from controlplane.engine.validation import validate_events, validate_hello
 from controlplane.engine.unserved import UnservedWarnings
+from controlplane.engine.validation import validate_events, validate_hello
 from controlplane.engine.watchers import RunWatchers
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
-from controlplane.telemetry import RunTracer
 
 log = logging.getLogger("tether.engine")
 
@@ -76,12 +82,13 @@ class Engine:
         store: Store,
         clock: Clock,
         settings: EngineSettings | None = None,
-        tracer: RunTracer | None = None,
+        observer: EngineObserver | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings or EngineSettings()
-        self.tracer = tracer or RunTracer()
+        # Traces and metrics (controlplane/telemetry): the engine knows nothing of them.
+        self.observer = observer or EngineObserver()
         self.registry = FunctionRegistry()
         self.sessions = SessionTable()
         self.watchers = RunWatchers()
@@ -115,14 +122,21 @@ class Engine:
     async def stop(self) -> None:
         self._stopping = True
         await self.dispatcher.stop()
-        self.tracer.shutdown()
+        await self.observer.shutdown()
+
+    async def stats(self) -> EngineStats:
+        """The queue, waits and connected workers now (for gauges)."""
+        return await collect_stats(self.store, self.clock.now_ms(), self.registry, self.sessions)
 
     # -- events ----------------------------------------------------------------------
 
-    async def send_events(self, events: list[EventInput]) -> list[SendResult]:
+    async def send_events(
+        self, events: list[EventInput], traceparent: str | None = None
+    ) -> list[SendResult]:
+        """Store events; ``traceparent``: the sender's span (W3C), if it sent one."""
         validate_events(events, self.settings.limits)
         now = self.clock.now_ms()
-        batch = [ingest.prepare(e, now) for e in events]
+        batch = [ingest.prepare(e, now, traceparent) for e in events]
         since = now - self.settings.dedupe_window_ms
         routing = self.routing
         results, effects = await self.store.write(
@@ -140,12 +154,10 @@ class Engine:
         return results
 
     def apply_effects(self, effects: Effects) -> None:
-        """Act on what a committed write changed: tell watchers and workers,
-        emit spans, wake the dispatcher."""
+        """Act on what a committed write changed: tell watchers, workers, the
+        observer (spans, metrics) and the log; wake the dispatcher."""
         self.watchers.notify(effects.changed_runs)
-        self.tracer.emit(effects.step_spans, effects.run_spans)
-        for run_id, status in effects.finished:
-            log.info("run %s %s", run_id, status.value)
+        report_committed(self.observer, effects)
         for run_id, holder in effects.cancelled:
             if holder is None:
                 continue
@@ -311,7 +323,16 @@ class Engine:
                 refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
                 continue
             if isinstance(outcome.body, NonDeterminism):
-                log.warning("run %s: non-determinism: %s", outcome.run_id, outcome.body.message)
+                log.warning(
+                    "run %s: non-determinism: %s",
+                    outcome.run_id,
+                    outcome.body.message,
+                    extra=run_log_extra(
+                        outcome.run_id,
+                        function_id=info.function_id,
+                        execution_id=outcome.execution_id,
+                    ),
+                )
             body, problem = self._checked(info, outcome.body)
             accepted.append(replace(outcome, body=body))
             attempts[outcome.execution_id] = info.step_attempts
@@ -525,7 +546,18 @@ class Engine:
             lambda tx: admin.replay_run(tx, run_id, mode, now, routing)
         )
         self.apply_effects(effects)
-        log.info("run %s replays run %s (%s)", summary.id, run_id, mode.value)
+        log.info(
+            "run %s replays run %s (%s)",
+            summary.id,
+            run_id,
+            mode.value,
+            extra=run_log_extra(
+                summary.id,
+                app_id=summary.app_id,
+                function_id=summary.function_id,
+                trace_id=summary.trace_id,
+            ),
+        )
         return summary
 
     async def watch_run(self, run_id: str) -> AsyncIterator[RunSummary]:

@@ -33,10 +33,11 @@ from controlplane.engine.flow import (
     key_value,
     shown,
 )
-from controlplane.engine.ids import new_ulid
+from controlplane.engine.ids import new_hex_id, new_ulid
 from controlplane.engine.matching import WaitMatcher
 from controlplane.engine.models import (
     EventInput,
+    EventSpanRecord,
     EventTrigger,
     FunctionSpec,
     PauseMode,
@@ -45,6 +46,7 @@ from controlplane.engine.models import (
     SkippedRun,
     StoredEvent,
 )
+from controlplane.engine.trace_ids import parse_traceparent, traceparent
 from controlplane.engine.waits import WaitPlanner
 from controlplane.store.flow_tx import FlowState
 from controlplane.store.schema import event_skips, events, run_events
@@ -60,11 +62,16 @@ class PreparedEvent:
     event: EventInput
     event_id: str
     ts_ms: int
+    # The sender's span (W3C traceparent), if it sent one.
+    parent: str | None = None
 
 
-def prepare(event: EventInput, now_ms: int) -> PreparedEvent:
+def prepare(event: EventInput, now_ms: int, parent: str | None = None) -> PreparedEvent:
     return PreparedEvent(
-        event=event, event_id=event.id or new_ulid(now_ms), ts_ms=event.ts_ms or now_ms
+        event=event,
+        event_id=event.id or new_ulid(now_ms),
+        ts_ms=event.ts_ms or now_ms,
+        parent=parent,
     )
 
 
@@ -86,6 +93,7 @@ def store_events(
     results: list[SendResult] = []
     stored: list[tuple[str, StoredEvent, SendResult]] = []
     event_rows: list[dict[str, Any]] = []
+    spans: list[tuple[str, str | None, str, SendResult]] = []
     for prepared in batch:
         if prepared.event_id in seen:
             results.append(SendResult(prepared.event_id, duplicate=True, run_ids=[]))
@@ -93,6 +101,9 @@ def store_events(
         seen.add(prepared.event_id)
         pk = new_ulid(now_ms)
         sent = prepared.event
+        # The event's span: a child of the sender's when it sent one.
+        parent = parse_traceparent(prepared.parent)
+        span = traceparent(parent[0] if parent else new_hex_id(16), new_hex_id(8))
         row = {
             "pk": pk,
             "id": prepared.event_id,
@@ -101,10 +112,12 @@ def store_events(
             "user_data": sent.user.decode("utf-8") if sent.user else None,
             "ts_ms": prepared.ts_ms,
             "received_at_ms": now_ms,
+            "traceparent": span,
         }
         event_rows.append(row)
         result = SendResult(prepared.event_id, duplicate=False, run_ids=[])
         results.append(result)
+        spans.append((span, prepared.parent if parent else None, sent.name, result))
         stored.append((pk, _stored(row), result))
     tx.insert_rows(events, event_rows)
     matcher = WaitMatcher(tx, [event for _, event, _ in stored], now_ms)
@@ -117,6 +130,10 @@ def store_events(
         starter.start_for(pk, event, result)
     starter.flush()
     planner.flush()
+    effects.event_spans.extend(
+        EventSpanRecord(span, parent, result.event_id, name, now_ms, len(result.run_ids))
+        for span, parent, name, result in spans
+    )
     return results, effects
 
 
@@ -414,13 +431,16 @@ def emit(
     routing: Routing,
     *,
     event_id: str = "",
+    parent: str | None = None,
 ) -> Effects:
     """Store an event the control plane itself emits (``tether/...``) and start
-    the runs it triggers, within the current transaction."""
+    the runs it triggers, within the current transaction. ``parent``: the span
+    (W3C traceparent) its span is a child of."""
     prepared = PreparedEvent(
         EventInput(id=event_id, name=name, data=json.dumps(data).encode(), user=b"", ts_ms=now_ms),
         event_id or new_ulid(now_ms),
         now_ms,
+        parent,
     )
     _, effects = store_events(tx, [prepared], now_ms, now_ms - IDEMPOTENCY_WINDOW_MS, routing)
     return effects

@@ -13,7 +13,7 @@ from typing import Any
 from controlplane.engine import ingest, waits
 from controlplane.engine.backoff import retry_delay_ms
 from controlplane.engine.creation import Routing
-from controlplane.engine.effects import Effects
+from controlplane.engine.effects import Effects, run_span
 from controlplane.engine.expressions import event_object
 from controlplane.engine.models import (
     ErrorData,
@@ -24,7 +24,6 @@ from controlplane.engine.models import (
     Refusal,
     RunCompleted,
     RunFailed,
-    RunSpanRecord,
     RunStatus,
     StepCompleted,
     StepFailed,
@@ -33,6 +32,7 @@ from controlplane.engine.models import (
     StepStatus,
     Suspended,
 )
+from controlplane.engine.trace_ids import traceparent
 from controlplane.store import codec
 from controlplane.store.schema import history
 from controlplane.store.tx import NOT_DUE, RunState, WriteTx
@@ -109,21 +109,7 @@ class _Batch:
         )
         self.result.changed_runs.add(state.run_id)
         if status.is_terminal:
-            self.result.finished.append((state.run_id, status))
             self.ended_runs.append((state, status, output, error))
-            self.result.run_spans.append(
-                RunSpanRecord(
-                    trace_id=state.trace_id,
-                    root_span_id=state.root_span_id,
-                    run_id=state.run_id,
-                    app_id=state.app_id,
-                    function_id=state.function_id,
-                    status=status,
-                    created_at_ms=state.created_at_ms,
-                    ended_at_ms=self.now,
-                    error=error,
-                )
-            )
 
     def step_span(
         self,
@@ -367,7 +353,12 @@ def _finish_suspensions(batch: _Batch) -> None:
 def _after_runs_ended(batch: _Batch) -> None:
     """Runs that ended resolve the invoke steps of their parents; failed runs
     emit tether/function.failed (what on_failure handlers run on)."""
+    if not batch.ended_runs:
+        return
+    links = batch.tx.event_links([s.event_pk for s, _, _, _ in batch.ended_runs if s.event_pk])
     for state, status, output, error in batch.ended_runs:
+        link = links.get(state.event_pk or "")
+        batch.result.run_spans.append(run_span(state, status, batch.now, error, link))
         text = output.decode("utf-8") if output is not None else None
         batch.result.merge(waits.finish_child(batch.tx, state, batch.now, output=text, error=error))
         if status is RunStatus.FAILED:
@@ -388,7 +379,13 @@ def _emit_failed(batch: _Batch, state: RunState, error: ErrorData | None) -> Eff
         "event": event_object(original[state.event_pk]) if state.event_pk in original else None,
     }
     return ingest.emit(
-        batch.tx, FUNCTION_FAILED, data, batch.now, batch.routing, event_id=f"{state.run_id}:failed"
+        batch.tx,
+        FUNCTION_FAILED,
+        data,
+        batch.now,
+        batch.routing,
+        event_id=f"{state.run_id}:failed",
+        parent=traceparent(state.trace_id, state.root_span_id),
     )
 
 

@@ -45,7 +45,9 @@ from controlplane.engine.models import (
     StepKind,
     StepStatus,
     StoredEvent,
+    WaitSpanRecord,
 )
+from controlplane.engine.trace_ids import step_span_id, traceparent
 from controlplane.engine.validation import INVOKED_EVENT, exact_event_name_problem
 from controlplane.store import codec
 from controlplane.store.schema import events, history
@@ -143,6 +145,7 @@ class WaitPlanner:
             "kind": kind.value,
             "created_at_ms": started_at_ms or self.now,
             "until_ms": until_ms,
+            "traceparent": traceparent(state.trace_id, state.root_span_id),
             **extra,
         }
 
@@ -262,6 +265,13 @@ class WaitPlanner:
         if not isinstance(wait, dict):
             self.tx.delete_waits([(run_id, step_id)])
         message = f"matched event {event.id} ({event.name})" if event is not None else "timed out"
+        _ended(
+            self.effects,
+            wait,
+            self.now,
+            timed_out=event is None,
+            event_id=event.id if event is not None else "",
+        )
         self.history.append(
             codec.history_row(
                 run_id,
@@ -313,6 +323,8 @@ class WaitPlanner:
             "user_data": None,
             "ts_ms": self.now,
             "received_at_ms": self.now,
+            # The invoke step's span: the child run's span links to it.
+            "traceparent": traceparent(state.trace_id, step_span_id(state.run_id, wait.step_id, 0)),
         }
         self.tx.insert_rows(events, [event])
         [child] = create_runs(
@@ -398,7 +410,11 @@ def step_row(
 
 
 def resolve_due(
-    tx: WriteTx, run_ids: list[str], now_ms: int, history_rows: list[dict[str, Any]]
+    tx: WriteTx,
+    run_ids: list[str],
+    now_ms: int,
+    history_rows: list[dict[str, Any]],
+    effects: Effects,
 ) -> None:
     """Waits whose time has come, for runs being claimed: sleeps end (null),
     event waits time out (null), invokes time out (the step fails for good)."""
@@ -408,11 +424,13 @@ def resolve_due(
     rows: list[dict[str, Any]] = []
     for w in due:
         kind = StepKind(w.kind)
+        ended_at = min(w.until_ms, now_ms)
         row = step_row(w.run_id, w.step_id, w.name, kind, StepStatus.COMPLETED, now_ms) | {
             "output": "null",
             "started_at_ms": w.created_at_ms,
-            "ended_at_ms": min(w.until_ms, now_ms),
+            "ended_at_ms": ended_at,
         }
+        error: ErrorData | None = None
         if kind is StepKind.SLEEP:
             entry = codec.history_row(
                 w.run_id,
@@ -452,6 +470,14 @@ def resolve_due(
             )
         rows.append(row)
         history_rows.append(entry)
+        _ended(
+            effects,
+            w,
+            ended_at,
+            timed_out=kind is not StepKind.SLEEP,
+            child_run_id=w.child_run_id or "",
+            error=error,
+        )
     tx.upsert_steps(rows)
     tx.delete_waits([(w.run_id, w.step_id) for w in due])
 
@@ -476,6 +502,7 @@ def finish_child(
             "started_at_ms": w.created_at_ms,
             "child_run_id": child.run_id,
         }
+        failure: ErrorData | None = None
         if error is None:
             row["output"] = output if output is not None else "null"
             message = f"run {child.run_id} completed"
@@ -488,6 +515,7 @@ def finish_child(
             )
             row |= {"status": StepStatus.FAILED.value, "error": codec.encode_error(failure)}
             message = f"run {child.run_id} did not complete"
+        _ended(effects, w, now_ms, child_run_id=child.run_id, error=failure)
         tx.upsert_steps([row])
         tx.delete_waits([(w.run_id, w.step_id)])
         tx.insert_rows(
@@ -507,6 +535,37 @@ def finish_child(
         effects.changed_runs.add(w.run_id)
         effects.wake = True
     return effects
+
+
+def _ended(
+    effects: Effects,
+    wait: Any,
+    ended_at_ms: int,
+    *,
+    timed_out: bool = False,
+    event_id: str = "",
+    child_run_id: str = "",
+    error: ErrorData | None = None,
+) -> None:
+    """Record a wait's span (not for waits stored before spans were)."""
+    parent = _field(wait, "traceparent")
+    if not parent:
+        return
+    effects.wait_spans.append(
+        WaitSpanRecord(
+            run_traceparent=parent,
+            run_id=_field(wait, "run_id"),
+            step_id=_field(wait, "step_id"),
+            name=_field(wait, "name"),
+            kind=StepKind(_field(wait, "kind")),
+            started_at_ms=_field(wait, "created_at_ms"),
+            ended_at_ms=ended_at_ms,
+            timed_out=timed_out,
+            event_id=event_id,
+            child_run_id=child_run_id,
+            error=error,
+        )
+    )
 
 
 # How a child that did not complete ended, by its error's name (see admin and

@@ -51,6 +51,9 @@ events = Table(
     Column("user_data", Text, nullable=True),
     Column("ts_ms", BigInteger, nullable=False),
     Column("received_at_ms", BigInteger, nullable=False),
+    # The event's span (W3C traceparent), which the spans of the runs it starts
+    # link to. None for events stored before tracing recorded it.
+    Column("traceparent", String(55), nullable=True),
     Index("ix_events_id_received", "id", "received_at_ms"),
     Index("ix_events_name_received", "name", "received_at_ms"),
     Index("ix_events_received", "received_at_ms"),
@@ -193,6 +196,9 @@ waits = Table(
     Column("trigger_event_pk", String(26), nullable=True),
     # Invoke waits: the child run.
     Column("child_run_id", String(26), nullable=True),
+    # The run's root span (W3C traceparent), for the span emitted when the wait
+    # ends. None for cancel_on watches, which have no span.
+    Column("traceparent", String(55), nullable=True),
     PrimaryKeyConstraint("run_id", "step_id", name="pk_waits"),
     Index("ix_waits_until", "until_ms"),
     Index("ix_waits_match", "event_name", "match_path", "match_value"),

@@ -61,6 +61,7 @@ from controlplane.store.schema import (
     wait_paths,
     waits,
 )
+from controlplane.store.stats_tx import StatsReads
 
 _chunks = chunks
 # Claim passes per call: each one skips the concurrency keys the previous found full.
@@ -109,12 +110,14 @@ class Claimed:
     app_id: str
     function_id: str
     execution_id: str
+    # When the queue item was due (how late the claim is, for metrics).
+    due_at_ms: int = 0
 
 
 __all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "RunState", "WriteTx"]
 
 
-class ReadTx(ScheduleReads, FlowReads, TxBase):
+class ReadTx(ScheduleReads, FlowReads, StatsReads, TxBase):
     # -- functions ---------------------------------------------------------
 
     def load_functions(self) -> list[FunctionRow]:
@@ -460,7 +463,7 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
                 counts.update(dict.fromkeys(keys, 0) | self.in_flight(sorted(keys)))
             full_before = len(saturated)
             fresh: list[Claimed] = []
-            for run_id, function_id, key_1, limit_1, key_2, limit_2 in rows:
+            for run_id, function_id, key_1, limit_1, key_2, limit_2, due_at in rows:
                 limits = [(k, n) for k, n in ((key_1, limit_1), (key_2, limit_2)) if k is not None]
                 blocked = [k for k, n in limits if counts[k] + taken.get(k, 0) >= (n or 0)]
                 if blocked:
@@ -468,7 +471,7 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
                     continue
                 for k, _n in limits:
                     taken[k] = taken.get(k, 0) + 1
-                fresh.append(Claimed(run_id, app_id, function_id, new_execution_id()))
+                fresh.append(Claimed(run_id, app_id, function_id, new_execution_id(), due_at))
                 if len(claimed) + len(fresh) == limit:
                     break
             if fresh:
@@ -498,7 +501,7 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
         saturated: set[str],
     ) -> list[tuple[Any, ...]]:
         """Due, unleased runs in fair order: (run id, function id, key 1,
-        limit 1, key 2, limit 2). PostgreSQL: locked, skipping rows another
+        limit 1, key 2, limit 2, due at). PostgreSQL: locked, skipping rows another
         transaction holds."""
         conditions = [
             queue.c.app_id == app_id,
@@ -556,6 +559,7 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
             queue.c.concurrency_limit_1,
             queue.c.concurrency_key_2,
             queue.c.concurrency_limit_2,
+            queue.c.due_at_ms,
         )
         ranked = (
             select(*columns, turn, order.label("ord"))

@@ -40,7 +40,7 @@ from tether._function import (
 from tether._functions_admin import FunctionsClient
 from tether._models import SendResult, SkippedRun
 from tether._runs import RunsClient
-from tether._telemetry import configure_from_environment
+from tether._telemetry import configure_from_environment, trace_metadata
 from tether._triggers import EventTrigger, TriggerLike, normalize_triggers
 from tether._worker import Worker
 from tether.v1 import common_pb2, event_service_pb2, event_service_pb2_grpc
@@ -253,10 +253,14 @@ class Tether:
     async def _send(self, request: event_service_pb2.SendRequest) -> list[SendResult]:
         stub: Any = event_service_pb2_grpc.EventServiceStub(self._aio_channel())
         try:
-            response = await stub.Send(request, metadata=self._channel_config.metadata)
+            response = await stub.Send(request, metadata=self._send_metadata())
         except grpc.RpcError as error:
             raise translate(error, self.address) from None
         return [_send_result(r) for r in response.results]
+
+    def _send_metadata(self) -> tuple[tuple[str, str], ...]:
+        # The current span goes along: the event's span is a child of it.
+        return self._channel_config.metadata + trace_metadata()
 
     def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[SendResult]:
         """``send`` for code without an event loop."""
@@ -265,7 +269,7 @@ class Tether:
             self._sync_channel = self._channel_config.sync_channel()
         stub = event_service_pb2_grpc.EventServiceStub(self._sync_channel)
         try:
-            response = stub.Send(request, metadata=self._channel_config.metadata)
+            response = stub.Send(request, metadata=self._send_metadata())
         except grpc.RpcError as error:
             raise translate(error, self.address) from None
         return [_send_result(r) for r in response.results]

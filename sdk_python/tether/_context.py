@@ -6,8 +6,10 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import trace
+
 from tether._models import CronTick, Event
-from tether._step import Step, current_step_attempt
+from tether._step import Step, current_step_attempt, current_step_id
 
 if TYPE_CHECKING:
     from tether._execution import Execution
@@ -15,13 +17,19 @@ if TYPE_CHECKING:
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger that stays silent while the run replays memoized steps, so each
-    line is written once per run, not once per execution."""
+    line is written once per run, not once per execution. Its records carry
+    ``run_id``, ``function_id``, ``execution_id``, ``trace_id`` and, in a step's
+    code, ``step_id`` (and ``span_id`` when that step has a span)."""
 
     def __init__(self, execution: Execution) -> None:
-        super().__init__(
-            logging.getLogger(f"tether.functions.{execution.function.id}"),
-            {"run_id": execution.run_id, "function_id": execution.function.id},
-        )
+        extra = {
+            "run_id": execution.run_id,
+            "function_id": execution.function.id,
+            "execution_id": execution.execution_id,
+        }
+        if execution.trace_ids is not None:
+            extra["trace_id"] = format(execution.trace_ids[0], "032x")
+        super().__init__(logging.getLogger(f"tether.functions.{execution.function.id}"), extra)
         self._execution = execution
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
@@ -32,7 +40,14 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        extra = dict(self.extra or {})
+        step_id = current_step_id.get()
+        if step_id is not None:
+            extra["step_id"] = step_id
+            span = trace.get_current_span().get_span_context()
+            if span.is_valid:
+                extra["span_id"] = format(span.span_id, "016x")
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
         return msg, kwargs
 
 

@@ -33,6 +33,10 @@ STEP_KIND_SEND_EVENT = common_pb2.STEP_KIND_SEND_EVENT
 current_step_attempt: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "tether_step_attempt", default=None
 )
+#: The id (as written, with any suffix) of the step whose code is running, for ctx.logger.
+current_step_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tether_step_id", default=None
+)
 
 # What a step does, once it knows its name and hashed id: (fn, args, kwargs).
 Prepared = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -117,6 +121,7 @@ class Step:
             failure: Exception | None = None
             x.begin_step()
             token = current_step_attempt.set(attempt)
+            id_token = current_step_id.set(name)
             try:
                 with step_span(x.trace_ids, x.run_id, x.function.id, name, hashed, attempt) as span:
                     try:
@@ -129,6 +134,7 @@ class Step:
             finally:
                 # Also when user code cancels this step call (a timeout around it).
                 current_step_attempt.reset(token)
+                current_step_id.reset(id_token)
                 x.end_step()
             if failure is None:
                 break

@@ -1,5 +1,7 @@
 """The worker's spans: one per step attempt, a child of the control plane's step
-span (whose id both sides derive from the run, step and attempt)."""
+span (whose id both sides derive from the run, step and attempt); and the trace
+context that ``app.send`` propagates, so that an event's span is a child of the
+sender's."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from tether._step_ids import step_span_id
@@ -77,6 +79,16 @@ def _step_span(
         },
     ) as span:
         yield span
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """gRPC metadata carrying the current span as W3C trace context
+    (``traceparent``); empty when no span is current."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return ()
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return tuple(carrier.items())
 
 
 def record_error(span: Span, error: BaseException) -> None:

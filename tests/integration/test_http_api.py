@@ -220,6 +220,10 @@ def test_health_and_openapi(served: Cluster) -> None:
         "/api/runs/{run_id}/replay",
     ):
         assert path in spec["paths"], path
+    metrics = http.request("GET", "/metrics")
+    assert metrics.status == 200
+    assert metrics.content_type.startswith("text/plain")
+    assert 'tether_workers_connected{tether_app_id="durable"} 1.0' in metrics.body.decode()
     index = http.request("GET", "/")
     assert index.status == 200
     assert index.content_type.startswith("text/html")

@@ -1,130 +1,191 @@
-"""Traces: one per run, the control plane's step spans under the run span, the
-worker's spans for user code under the control plane's step spans."""
+"""Traces, as a real OTLP receiver gets them from a control-plane process and a
+worker process configured only by the standard OTEL_* variables: the event's
+span (a child of the sender's), the run's root span linked to it, a span per
+step attempt with the worker's spans under them, spans for a sleep, a wait and
+an invoke with their real durations (on a virtual clock), and errors recorded.
+The control plane logs JSON lines carrying the run's ids."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from controlplane.app import ControlPlane
-from controlplane.config import Config
-from controlplane.telemetry import RunTracer
-from tests.support.waiting import wait_until_async
-from tether import Context, RunStatus, Tether
+from tests.integration.apps import observed
+from tests.support.admin import Admin
+from tests.support.otlp import OtlpReceiver, ReceivedSpan, attributes
+from tests.support.processes import ControlPlaneProcess, WorkerProcess
+from tests.support.waiting import wait_until
+from tether import Tether
+from tether._durations import to_milliseconds
+from tether.v1 import common_pb2
 
-app = Tether(app_id="traced")
-failures = {"remaining": 1}
-
-
-@app.function(id="traced-flow", trigger="trace/go")
-async def traced_flow(ctx: Context) -> int:
-    def flaky() -> int:
-        if failures["remaining"]:
-            failures["remaining"] -= 1
-            raise ConnectionError("first attempt fails")
-        return 2
-
-    a = await ctx.step.run("first", lambda: 1)
-    b = await ctx.step.run("flaky", flaky)
-    return a + b
-
-
-def _worker_exporter() -> InMemorySpanExporter:
-    """The process-wide tracer provider the SDK uses, with an in-memory exporter."""
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+CONTROL_PLANE = "tether-control-plane"
+WORKER = "tether-worker-observed"
 
 
 @pytest.fixture
-async def traced(
-    tmp_path: Path,
-) -> AsyncIterator[tuple[InMemorySpanExporter, InMemorySpanExporter]]:
-    control_plane_spans = InMemorySpanExporter()
-    worker_spans = _worker_exporter()
-    plane = ControlPlane(
-        Config(db_url=f"sqlite:///{tmp_path / 'tether.db'}", port=0, clock="virtual"),
-        tracer=RunTracer.with_exporter(control_plane_spans),
-    )
-    await plane.start()
-    app._set_address(f"127.0.0.1:{plane.port}")
-    worker = app.worker()
-    running = asyncio.create_task(worker.run())
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def processes(
+    receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[ControlPlaneProcess, WorkerProcess]]:
+    # Both processes inherit these; a short batch delay makes spans arrive quickly.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    for name in ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    plane = ControlPlaneProcess(
+        f"sqlite:///{tmp_path / 'tether.db'}",
+        tmp_path,
+        clock="virtual",
+        extra_args=["--log-format", "json"],
+    ).start()
+    worker = WorkerProcess(
+        "tests.integration.apps.observed:app", plane.address, tmp_path, name="worker"
+    ).start()
     try:
-        await wait_until_async(lambda: _true(worker.connected.is_set()), what="the worker")
-        yield control_plane_spans, worker_spans
+        yield plane, worker
     finally:
-        worker.stop()
-        await running
-        await app.close()
-        await plane.stop()
+        worker.kill()
+        plane.stop()
 
 
-async def _true(value: bool) -> bool:
-    return value
+def _one(spans: list[ReceivedSpan], name: str, service: str = CONTROL_PLANE) -> ReceivedSpan:
+    found = [s for s in spans if s.name == name and s.service == service]
+    assert len(found) == 1, f"{len(found)} span(s) {name!r} from {service}: {found}"
+    return found[0]
 
 
-def _by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
-    return [s for s in spans if s.name == name]
+def _events(span: ReceivedSpan) -> dict[str, dict[str, Any]]:
+    return {e.name: attributes(e.attributes) for e in span.span.events}
 
 
-async def test_a_run_is_one_trace_with_linked_spans(
-    traced: tuple[InMemorySpanExporter, InMemorySpanExporter],
+def test_a_run_is_one_trace_linked_to_its_event(
+    processes: tuple[ControlPlaneProcess, WorkerProcess], receiver: OtlpReceiver
 ) -> None:
-    control_plane_spans, worker_spans = traced
-    [result] = await app.send({"name": "trace/go", "data": {}})
-    run_id = result.run_ids[0]
+    plane, worker = processes
+    admin = Admin(plane.address)
+    sender = Tether(app_id="sender", address=plane.address)
+    try:
+        wait_until(lambda: admin.connected("traced-flow"), what="the worker")
+        # The sender's span: app.send propagates it (W3C traceparent metadata).
+        sent_from = trace.SpanContext(
+            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+            span_id=0x00F067AA0BA902B7,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        )
+        with trace.use_span(trace.NonRecordingSpan(sent_from)):
+            [sent] = sender.send_sync({"name": "observed/go", "data": {}})
+        [run_id] = sent.run_ids
+        done = wait_until(lambda: admin.finished(run_id), what="the run to finish", timeout=60)
+    finally:
+        admin.close()
+    assert done is not None
+    assert done.run.status == common_pb2.RUN_STATUS_COMPLETED, plane.logs() + worker.logs()
+    child_run_id = next(s.child_run_id for s in done.steps if s.child_run_id)
 
-    run = await app.runs.wait(run_id, timeout=10)
-    assert run.status is RunStatus.COMPLETED
-    await wait_until_async(
-        lambda: _true(bool(_by_name(control_plane_spans.get_finished_spans(), "run traced-flow"))),
-        what="the run span",
-    )
+    def complete() -> list[ReceivedSpan] | None:
+        spans = receiver.spans()
+        names = {(s.service, s.name) for s in spans}
+        wanted = {
+            (CONTROL_PLANE, "run traced-flow"),
+            (CONTROL_PLANE, "run traced-child"),
+            (WORKER, "step double"),
+        }
+        worker_steps = [s for s in spans if s.service == WORKER and s.name.startswith("step ")]
+        return spans if wanted <= names and len(worker_steps) == 4 else None
 
-    planes = control_plane_spans.get_finished_spans()
-    workers = [s for s in worker_spans.get_finished_spans() if s.name.startswith("step ")]
-    [root] = _by_name(planes, "run traced-flow")
-    assert root.parent is None
-    assert root.context is not None
-    trace_id = root.context.trace_id
-    assert format(trace_id, "032x") == run.trace_id
-    assert root.attributes is not None
+    spans = wait_until(complete, what="the spans of both runs")
+    assert spans is not None
+
+    # The event: a child of the sender's span, in the sender's trace.
+    event = _one(spans, "event observed/go")
+    assert event.trace_id == format(sent_from.trace_id, "032x")
+    assert event.parent_span_id == format(sent_from.span_id, "016x")
+    assert event.span.kind == Span.SPAN_KIND_PRODUCER
+    assert event.attributes["tether.event_id"] == sent.event_id
+    assert event.attributes["tether.event_name"] == "observed/go"
+
+    # The run: a trace of its own whose root span links to the event's span.
+    root = _one(spans, "run traced-flow")
+    assert root.trace_id == done.run.trace_id
+    assert root.parent_span_id == ""
     assert root.attributes["tether.run_id"] == run_id
+    assert root.attributes["tether.event_id"] == sent.event_id
+    [link] = root.span.links
+    assert (link.trace_id.hex(), link.span_id.hex()) == (event.trace_id, event.span_id)
+    in_run = [s for s in spans if s.trace_id == root.trace_id]
 
-    plane_steps = _by_name(planes, "step first") + _by_name(planes, "step flaky")
-    assert len(plane_steps) == 3, "one span per step attempt: first, flaky (failed), flaky"
-    for span in plane_steps:
-        assert span.context is not None
-        assert span.parent is not None
-        assert span.context.trace_id == trace_id
-        assert span.parent.span_id == root.context.span_id
-    assert {s.context.span_id for s in plane_steps if s.context} == {
-        s.parent.span_id for s in workers if s.parent
-    }, "each worker span's parent is the control plane's span of the same attempt"
-    for span in workers:
-        assert span.context is not None
-        assert span.context.trace_id == trace_id
+    # A span per step attempt under the root; the worker's span under each.
+    steps = [s for s in in_run if s.service == CONTROL_PLANE and s.name.startswith("step ")]
+    assert sorted(s.name for s in steps) == ["step first", "step flaky", "step flaky"]
+    assert {s.parent_span_id for s in steps} == {root.span_id}
+    on_worker = [s for s in in_run if s.service == WORKER]
+    assert sorted(s.parent_span_id for s in on_worker) == sorted(s.span_id for s in steps)
+    for span in on_worker:
+        assert span.attributes["tether.run_id"] == run_id
 
-    failed_attempts = [s for s in plane_steps if s.status.status_code is StatusCode.ERROR]
-    [failed] = failed_attempts
+    # The failed attempt: an error status and an exception event, on both sides.
+    [failed] = [s for s in steps if s.span.status.code == Status.STATUS_CODE_ERROR]
     assert failed.name == "step flaky"
-    assert failed.attributes is not None
     assert failed.attributes["tether.attempt"] == 0
-    [failed_on_worker] = [s for s in workers if s.status.status_code is StatusCode.ERROR]
-    assert failed.context is not None
-    assert failed_on_worker.parent is not None
-    assert failed_on_worker.parent.span_id == failed.context.span_id
-    assert any(e.name == "exception" for e in failed_on_worker.events)
+    assert failed.attributes["error.type"] == "ConnectionError"
+    assert _events(failed)["exception"]["exception.type"] == "ConnectionError"
+    assert _events(failed)["exception"]["exception.message"] == "first attempt fails"
+    [failed_on_worker] = [s for s in on_worker if s.span.status.code == Status.STATUS_CODE_ERROR]
+    assert failed_on_worker.parent_span_id == failed.span_id
+    assert "exception" in _events(failed_on_worker)
+
+    # The sleep and the wait last as long as they did on the (virtual) clock;
+    # the wait timed out, which is not an error.
+    nap = _one(spans, "sleep nap")
+    assert (nap.trace_id, nap.parent_span_id) == (root.trace_id, root.span_id)
+    assert nap.duration_ms == to_milliseconds(observed.SLEEP)
+    assert nap.attributes["tether.timed_out"] is False
+    approval = _one(spans, "wait_for_event approval")
+    assert approval.parent_span_id == root.span_id
+    assert approval.duration_ms == to_milliseconds(observed.WAIT_TIMEOUT)
+    assert approval.attributes["tether.timed_out"] is True
+    assert approval.span.status.code != Status.STATUS_CODE_ERROR
+
+    # The invoke: its span, and the child run's own trace linked to it.
+    invoke = _one(spans, "invoke child")
+    assert invoke.parent_span_id == root.span_id
+    assert invoke.attributes["tether.child_run_id"] == child_run_id
+    assert invoke.span.start_time_unix_nano < invoke.span.end_time_unix_nano
+    child = _one(spans, "run traced-child")
+    assert child.trace_id != root.trace_id
+    [child_link] = child.span.links
+    assert (child_link.trace_id.hex(), child_link.span_id.hex()) == (root.trace_id, invoke.span_id)
+    double = _one(spans, "step double", WORKER)
+    assert double.trace_id == child.trace_id
+
+    # The control plane's JSON log line about the run carries its ids.
+    def logged() -> dict[str, Any] | None:
+        for line in plane.log_path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["message"] == f"run {run_id} completed":
+                return dict(entry)
+        return None
+
+    entry = wait_until(logged, what="the run's log line")
+    assert entry is not None
+    assert entry["run_id"] == run_id
+    assert entry["function_id"] == "traced-flow"
+    assert entry["app_id"] == "observed"
+    assert entry["trace_id"] == done.run.trace_id
+    assert entry["level"] == "info"
+    assert entry["ts"].endswith("Z")

@@ -1,0 +1,59 @@
+"""Queries for observability: the counts behind the gauges, and the events
+whose spans run spans link to (mixed into ReadTx)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from controlplane.engine.models import FunctionKey
+from controlplane.store._txbase import TxBase, chunks
+from controlplane.store.schema import events, queue, waits
+
+# cancel_on watches are stored as waits of this kind; they are not waits.
+_CANCEL_WATCH = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class EventLink:
+    """What a run's span says of the event that started it."""
+
+    event_id: str
+    name: str
+    traceparent: str | None
+
+
+class StatsReads(TxBase):
+    def ready_counts(self, now_ms: int) -> dict[FunctionKey, int]:
+        """Queue items due by ``now_ms`` and not leased, per function (only
+        functions that have some)."""
+        rows = self.conn.execute(
+            select(queue.c.app_id, queue.c.function_id, func.count())
+            .where(queue.c.lease_execution_id.is_(None), queue.c.due_at_ms <= now_ms)
+            .group_by(queue.c.app_id, queue.c.function_id)
+        )
+        return {FunctionKey(app_id, function_id): int(n) for app_id, function_id, n in rows}
+
+    def pending_wait_counts(self) -> dict[str, int]:
+        """Pending sleeps, event waits and invokes, by step kind."""
+        rows = self.conn.execute(
+            select(waits.c.kind, func.count())
+            .where(waits.c.kind != _CANCEL_WATCH)
+            .group_by(waits.c.kind)
+        )
+        return {kind: int(n) for kind, n in rows}
+
+    def event_links(self, pks: Sequence[str]) -> dict[str, EventLink]:
+        """Event pk -> its id, name and span."""
+        found: dict[str, EventLink] = {}
+        for chunk in chunks(sorted(set(pks))):
+            rows = self.conn.execute(
+                select(events.c.pk, events.c.id, events.c.name, events.c.traceparent).where(
+                    events.c.pk.in_(chunk)
+                )
+            )
+            for pk, event_id, name, parent in rows:
+                found[pk] = EventLink(event_id, name, parent)
+        return found
