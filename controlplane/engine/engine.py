@@ -50,17 +50,12 @@ from controlplane.engine.models import (
     Suspended,
     WorkerHello,
 )
-from controlplane.engine.observer import (
-    EngineObserver,
-    EngineStats,
-    collect_stats,
-    report_committed,
-    run_log_extra,
-)
+from controlplane.engine.observer import EngineObserver, report_committed, run_log_extra
 from controlplane.engine.outcomes import LEASE_LOST, AppliedOutcomes, apply_outcomes
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
 from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
+from controlplane.engine.stats import EngineStats, collect_stats
 from controlplane.engine.unserved import UnservedWarnings
 from controlplane.engine.validation import validate_events, validate_hello
 from controlplane.engine.watchers import RunWatchers
@@ -657,7 +652,12 @@ class Engine:
             lambda tx: invocation.invoke_function(tx, spec, text, now)
         )
         self.apply_effects(effects)
-        log.info("run %s invokes %s", run_id, key, extra={"run_id": run_id})
+        log.info(
+            "run %s invokes %s",
+            run_id,
+            key,
+            extra=run_log_extra(run_id, app_id=app_id, function_id=function_id),
+        )
         return run_id, event_id
 
     async def list_events(self, flt: EventFilter, page_size: int, token: str) -> Page[StoredEvent]:

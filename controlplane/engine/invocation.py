@@ -1,15 +1,15 @@
-"""Starting one function's run directly, with data (the UI's and API's "invoke").
+"""Runs started for one function with data: by ``step.invoke`` and by the UI's
+and API's "invoke".
 
-The run gets an event named ``tether/function.invoked`` carrying the data, as a
-run started by ``step.invoke`` does, so ``ctx.event.data`` is what was given.
-Triggers and event-only checks (rate limit, idempotency, debounce…) do not
-apply; throttle, priority and concurrency do, as for every created run.
+The run gets an event named ``tether/function.invoked`` carrying the data, so
+``ctx.event.data`` is what was given. Triggers and event-only checks (rate
+limit, idempotency, debounce…) do not apply; throttle, priority and
+concurrency do, as for every created run.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from controlplane.engine.creation import NewRun, create_runs
 from controlplane.engine.effects import Effects
@@ -20,17 +20,53 @@ from controlplane.store.schema import events
 from controlplane.store.tx import WriteTx
 
 
-def invoked_event_row(event_id: str, data: str, now_ms: int) -> dict[str, Any]:
-    """The stored event of an invoked run (``data`` is JSON text of an object)."""
-    return {
-        "pk": new_ulid(now_ms),
-        "id": event_id,
-        "name": INVOKED_EVENT,
-        "data": data,
-        "user_data": None,
-        "ts_ms": now_ms,
-        "received_at_ms": now_ms,
-    }
+def start_invoked_run(
+    tx: WriteTx,
+    spec: FunctionSpec,
+    event_id: str,
+    data: str,
+    now_ms: int,
+    effects: Effects,
+    *,
+    traceparent: str | None = None,
+    parent_run_id: str | None = None,
+    parent_step_id: str | None = None,
+) -> str:
+    """Store the invoked event (``data``: JSON text of an object) and create the
+    run; returns its id. ``traceparent``: the span the run's span links to."""
+    event_pk = new_ulid(now_ms)
+    tx.insert_rows(
+        events,
+        [
+            {
+                "pk": event_pk,
+                "id": event_id,
+                "name": INVOKED_EVENT,
+                "data": data,
+                "user_data": None,
+                "ts_ms": now_ms,
+                "received_at_ms": now_ms,
+                "traceparent": traceparent,
+            }
+        ],
+    )
+    seen = {"id": event_id, "name": INVOKED_EVENT, "data": json.loads(data), "user": {}}
+    [run_id] = create_runs(
+        tx,
+        [
+            NewRun(
+                spec,
+                event_pk,
+                seen | {"ts": now_ms},
+                parent_run_id=parent_run_id,
+                parent_step_id=parent_step_id,
+            )
+        ],
+        now_ms,
+        effects,
+    )
+    effects.changed_runs.add(run_id)
+    return run_id
 
 
 def invoke_function(
@@ -38,24 +74,6 @@ def invoke_function(
 ) -> tuple[str, str, Effects]:
     """Create a run of ``spec`` for ``data``; returns (run id, event id, effects)."""
     effects = Effects()
-    event = invoked_event_row(f"invoke:{new_ulid(now_ms)}", data, now_ms)
-    tx.insert_rows(events, [event])
-    [run_id] = create_runs(
-        tx,
-        [
-            NewRun(
-                spec,
-                event["pk"],
-                {
-                    "id": event["id"],
-                    "name": INVOKED_EVENT,
-                    "data": json.loads(data),
-                    "user": {},
-                    "ts": now_ms,
-                },
-            )
-        ],
-        now_ms,
-        effects,
-    )
-    return run_id, event["id"], effects
+    event_id = f"invoke:{new_ulid(now_ms)}"
+    run_id = start_invoked_run(tx, spec, event_id, data, now_ms, effects)
+    return run_id, event_id, effects

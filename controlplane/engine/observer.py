@@ -1,6 +1,6 @@
 """What the engine tells the outside world about its work: an observer (traces
 and metrics are implemented in controlplane/telemetry; the engine knows nothing
-of OpenTelemetry), the log, and a snapshot of its state for gauges.
+of OpenTelemetry) and the log. The gauges' snapshot is in stats.py.
 
 The observer is called on the event loop after each commit, with records of
 what the commit did; it must do O(1) work per record (no I/O).
@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from controlplane.engine.effects import Effects
 from controlplane.engine.models import (
     ClaimRecord,
     EventSpanRecord,
-    FunctionKey,
     RunSpanRecord,
     RunStatus,
-    StepKind,
     StepSpanRecord,
     WaitSpanRecord,
 )
-from controlplane.engine.registry import FunctionRegistry
-from controlplane.engine.sessions import SessionTable
 from controlplane.engine.trace_ids import step_span_id
-from controlplane.store import Store
 
 log = logging.getLogger("tether.engine")
 
@@ -82,39 +76,6 @@ class Observers(EngineObserver):
     async def shutdown(self) -> None:
         for observer in self._observers:
             await observer.shutdown()
-
-
-@dataclass(frozen=True, slots=True)
-class EngineStats:
-    """The engine's state at one moment, for gauges."""
-
-    # Queue items due now and not leased (runs waiting for a worker), per
-    # function; every registered function is present.
-    queue_depth: dict[FunctionKey, int] = field(default_factory=dict)
-    # Pending event waits and invokes, by step kind ("wait_for_event", "invoke").
-    pending_waits: dict[str, int] = field(default_factory=dict)
-    pending_sleeps: int = 0
-    # Worker streams connected to this control plane, per app id; every app
-    # with a registered function is present.
-    workers_connected: dict[str, int] = field(default_factory=dict)
-
-
-async def collect_stats(
-    store: Store, now_ms: int, registry: FunctionRegistry, sessions: SessionTable
-) -> EngineStats:
-    """Two COUNT queries (on a reader connection) and the session table."""
-    ready, waiting = await store.read(lambda r: (r.ready_counts(now_ms), r.pending_wait_counts()))
-    functions = [spec.key for spec, _, _ in registry.all()]
-    workers = dict.fromkeys(sorted({key.app_id for key in functions}), 0)
-    for session in sessions:
-        if not session.closed:
-            workers[session.app_id] = workers.get(session.app_id, 0) + 1
-    return EngineStats(
-        queue_depth=dict.fromkeys(functions, 0) | ready,
-        pending_waits={k: n for k, n in waiting.items() if k != StepKind.SLEEP.value},
-        pending_sleeps=waiting.get(StepKind.SLEEP.value, 0),
-        workers_connected=workers,
-    )
 
 
 def report_committed(observer: EngineObserver, effects: Effects) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from controlplane.engine.models import (
     ErrorData,
+    HistoryEntry,
     HistoryKind,
     RunDetail,
     StepKind,
@@ -22,6 +23,15 @@ class BarStatus(enum.StrEnum):
     WAITING = "waiting"
     #: A wait for an event that ended without one.
     TIMED_OUT = "timed_out"
+    #: A sleep, wait or invoke the run ended during (cancelled, timed out).
+    INTERRUPTED = "interrupted"
+
+
+_STARTED = {
+    HistoryKind.SLEEP_STARTED: StepKind.SLEEP,
+    HistoryKind.WAIT_STARTED: StepKind.WAIT_FOR_EVENT,
+    HistoryKind.INVOKE_STARTED: StepKind.INVOKE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,7 @@ def build_timeline(detail: RunDetail) -> list[TimelineBar]:
     failures: dict[str, list[TimelineBar]] = {}
     timed_out: set[str] = set()
     planned_until: dict[str, int] = {}
+    started: dict[str, HistoryEntry] = {}
     for entry in detail.history:
         if entry.kind is HistoryKind.STEP_FAILED:
             attempts = failures.setdefault(entry.step_id, [])
@@ -65,7 +76,8 @@ def build_timeline(detail: RunDetail) -> list[TimelineBar]:
             )
         elif entry.kind is HistoryKind.WAIT_ENDED and entry.message == "timed out":
             timed_out.add(entry.step_id)
-        elif entry.kind in (HistoryKind.SLEEP_STARTED, HistoryKind.WAIT_STARTED):
+        elif entry.kind in _STARTED:
+            started.setdefault(entry.step_id, entry)
             planned_until[entry.step_id] = entry.until_ms
 
     bars: list[TimelineBar] = []
@@ -108,6 +120,24 @@ def build_timeline(detail: RunDetail) -> list[TimelineBar]:
                 until_ms=until,
                 error=step.error,
             )
+        )
+    # A run that ended during a sleep, wait or invoke keeps no step row for it.
+    run = detail.run
+    if run.status.is_terminal:
+        recorded = {step.step_id for step in detail.steps}
+        bars.extend(
+            TimelineBar(
+                step_id=entry.step_id,
+                name=entry.step_name,
+                kind=_STARTED[entry.kind],
+                attempt=0,
+                status=BarStatus.INTERRUPTED,
+                started_at_ms=entry.ts_ms,
+                ended_at_ms=max(run.ended_at_ms, entry.ts_ms),
+                until_ms=entry.until_ms,
+            )
+            for step_id, entry in started.items()
+            if step_id not in recorded
         )
     # Stable: bars that start in the same millisecond keep the order of their steps.
     bars.sort(key=lambda bar: bar.started_at_ms)

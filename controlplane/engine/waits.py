@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.engine.creation import CANCEL_WAIT, NewRun, Routing, create_runs
+from controlplane.engine.creation import CANCEL_WAIT, Routing
 from controlplane.engine.effects import Effects
 from controlplane.engine.errors import InvalidArgument
 from controlplane.engine.expressions import (
@@ -33,7 +33,7 @@ from controlplane.engine.expressions import (
     event_value,
 )
 from controlplane.engine.flow import event_lock
-from controlplane.engine.ids import new_ulid
+from controlplane.engine.invocation import start_invoked_run
 from controlplane.engine.models import (
     ErrorData,
     FunctionKey,
@@ -48,9 +48,9 @@ from controlplane.engine.models import (
     WaitSpanRecord,
 )
 from controlplane.engine.trace_ids import step_span_id, traceparent
-from controlplane.engine.validation import INVOKED_EVENT, exact_event_name_problem
+from controlplane.engine.validation import exact_event_name_problem
 from controlplane.store import codec
-from controlplane.store.schema import events, history
+from controlplane.store.schema import history
 from controlplane.store.tx import NOT_DUE, RunState, WriteTx
 
 
@@ -314,40 +314,18 @@ class WaitPlanner:
                 ErrorData("InvokeError", f"invoke {wait.name!r}: data must be a JSON object"),
             )
             return None
-        event_pk = new_ulid(self.now)
-        event = {
-            "pk": event_pk,
-            "id": f"{state.run_id}:{wait.step_id[:12]}",
-            "name": INVOKED_EVENT,
-            "data": data,
-            "user_data": None,
-            "ts_ms": self.now,
-            "received_at_ms": self.now,
-            # The invoke step's span: the child run's span links to it.
-            "traceparent": traceparent(state.trace_id, step_span_id(state.run_id, wait.step_id, 0)),
-        }
-        self.tx.insert_rows(events, [event])
-        [child] = create_runs(
+        child = start_invoked_run(
             self.tx,
-            [
-                NewRun(
-                    spec,
-                    event_pk,
-                    {
-                        "id": event["id"],
-                        "name": INVOKED_EVENT,
-                        "data": json.loads(data),
-                        "user": {},
-                        "ts": self.now,
-                    },
-                    parent_run_id=state.run_id,
-                    parent_step_id=wait.step_id,
-                )
-            ],
+            spec,
+            f"{state.run_id}:{wait.step_id[:12]}",
+            data,
             self.now,
             self.effects,
+            # The invoke step's span: the child run's span links to it.
+            traceparent=traceparent(state.trace_id, step_span_id(state.run_id, wait.step_id, 0)),
+            parent_run_id=state.run_id,
+            parent_step_id=wait.step_id,
         )
-        self.effects.changed_runs.add(child)
         self.history.append(
             codec.history_row(
                 state.run_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
 from controlplane.engine.engine import Engine
 from controlplane.engine.errors import InvalidArgument
@@ -78,7 +78,13 @@ async def resume_function(engine: EngineDep, app_id: str, function_id: str) -> s
 
 
 @router.post("/events", tags=["events"])
-async def send_events(engine: EngineDep, body: s.EventIn | list[s.EventIn]) -> s.SendEventsOut:
+async def send_events(
+    engine: EngineDep,
+    body: s.EventIn | list[s.EventIn],
+    traceparent: Annotated[
+        str | None, Header(description="W3C trace context: the events' spans become its children.")
+    ] = None,
+) -> s.SendEventsOut:
     """Send one event (an object) or several (an array), as EventService.Send does."""
     batch = body if isinstance(body, list) else [body]
     inputs = [
@@ -91,7 +97,7 @@ async def send_events(engine: EngineDep, body: s.EventIn | list[s.EventIn]) -> s
         )
         for event in batch
     ]
-    results = await engine.send_events(inputs)
+    results = await engine.send_events(inputs, traceparent)
     return s.SendEventsOut(results=[s.send_result_out(r) for r in results])
 
 

@@ -238,7 +238,9 @@ class TimelineBarOut(BaseModel):
     name: str
     kind: Literal["run", "sleep", "wait_for_event", "invoke", "send_event"]
     attempt: int = Field(description="0 for the first attempt.")
-    status: Literal["completed", "failed", "waiting", "timed_out"]
+    status: Literal["completed", "failed", "waiting", "timed_out", "interrupted"] = Field(
+        description="interrupted: the run ended during this sleep, wait or invoke."
+    )
     started_at_ms: int
     ended_at_ms: int = Field(description="0 while it has not ended.")
     until_ms: int = Field(default=0, description="When a sleep or wait is planned to end.")

@@ -36,7 +36,8 @@ from controlplane.engine.models import (
     StepKind,
     StepSpanRecord,
 )
-from controlplane.engine.observer import EngineObserver, EngineStats
+from controlplane.engine.observer import EngineObserver
+from controlplane.engine.stats import EngineStats
 from controlplane.telemetry._env import DEFAULT_SERVICE_NAME, otlp_endpoint, service_name
 
 log = logging.getLogger(__name__)

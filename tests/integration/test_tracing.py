@@ -18,6 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.integration.apps import observed
 from tests.support.admin import Admin
+from tests.support.http import Http
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, attributes
 from tests.support.processes import ControlPlaneProcess, WorkerProcess
 from tests.support.waiting import wait_until
@@ -189,3 +190,30 @@ def test_a_run_is_one_trace_linked_to_its_event(
     assert entry["trace_id"] == done.run.trace_id
     assert entry["level"] == "info"
     assert entry["ts"].endswith("Z")
+
+
+def test_an_event_sent_over_http_is_a_child_of_the_callers_span(
+    receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    plane = ControlPlaneProcess(f"sqlite:///{tmp_path / 'tether.db'}", tmp_path, http=True)
+    plane.start()
+    try:
+        caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        reply = Http(plane.http_url).request(
+            "POST", "/api/events", {"name": "observed/http", "data": {}}, {"traceparent": caller}
+        )
+        assert reply.status == 200, reply.body
+        [result] = reply.json()["results"]
+
+        def event_span() -> list[ReceivedSpan]:
+            return [s for s in receiver.spans() if s.name == "event observed/http"]
+
+        [event] = wait_until(event_span, what="the event's span")
+    finally:
+        plane.stop()
+    assert event.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert event.parent_span_id == "00f067aa0ba902b7"
+    assert event.attributes["tether.event_id"] == result["event_id"]

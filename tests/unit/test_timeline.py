@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controlplane.engine.models import (
     ErrorData,
     HistoryEntry,
@@ -96,3 +98,26 @@ def test_bars_for_attempts_sleeps_waits_and_invokes() -> None:
     assert child.error is not None
     assert child.error.name == "InvokeTimeout"
     assert (reply.ended_at_ms, reply.until_ms) == (0, 9_000)
+
+
+def test_a_run_ended_during_a_sleep_shows_it_interrupted() -> None:
+    cancelled = replace(_run(), status=RunStatus.CANCELLED, ended_at_ms=500)
+    detail = RunDetail(
+        run=cancelled,
+        events=[],
+        steps=[],
+        history=[
+            HistoryEntry(
+                ts_ms=100,
+                kind=HistoryKind.SLEEP_STARTED,
+                step_id="h",
+                step_name="nap",
+                until_ms=9_000,
+            ),
+        ],
+    )
+    [bar] = build_timeline(detail)
+    assert (bar.name, bar.kind, bar.status) == ("nap", StepKind.SLEEP, BarStatus.INTERRUPTED)
+    assert (bar.started_at_ms, bar.ended_at_ms, bar.until_ms) == (100, 500, 9_000)
+    # While the run is unfinished, the pending step row is the bar (none from history).
+    assert build_timeline(replace(detail, run=_run())) == []

@@ -73,13 +73,18 @@ export function openSendEvent({ name, data } = {}) {
   const clear = () => dialog.showError("");
   nameInput.addEventListener("input", clear);
   dataInput.addEventListener("input", clear);
+  fillEventNames(names);
+}
+
+/** Fill a <datalist> with the event names functions are triggered by. */
+export function fillEventNames(datalist) {
   api.functions().then(
     (reply) => {
       const known = new Set();
       for (const fn of reply.functions) for (const t of fn.triggers) if (t.type === "event") known.add(t.event);
-      put(names, [...known].sort().map((value) => h("option", { value })));
+      put(datalist, [...known].sort().map((value) => h("option", { value })));
     },
-    () => {},
+    () => {}, // only suggestions: the field works without them
   );
 }
 

@@ -22,7 +22,8 @@ export function barSpans(detail, now) {
     let end = bar.ended_at_ms;
     let planned = 0;
     let open = false;
-    let interrupted = false;
+    // The API marks a sleep, wait or invoke the run ended during.
+    let interrupted = bar.status === "interrupted";
     if (!end) {
       if (finished) {
         end = Math.max(start, run.ended_at_ms || start);

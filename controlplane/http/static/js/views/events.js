@@ -4,16 +4,14 @@ import { api } from "../api.js";
 import { emptyState, h, put, timeStack, clearError, showError } from "../dom.js";
 import { jsonPreview } from "../json.js";
 import { eventHref, navigate } from "../nav.js";
+import { tokenPager } from "../pager.js";
 import { Poller } from "../poll.js";
-import { openSendEvent } from "../send.js";
+import { fillEventNames, openSendEvent } from "../send.js";
 
 const PAGE_SIZE = 50;
 
 export function mount(root, { query }) {
   let name = query.get("name") || "";
-  let pages = [""];
-  let page = 0;
-  let nextToken = "";
   let generation = 0;
   let lastJson = "";
 
@@ -51,25 +49,8 @@ export function mount(root, { query }) {
   );
   const emptySlot = h("div");
   const errorSlot = h("div");
-  const newer = h("button.btn.btn-sm", { type: "button" }, "← Newer");
-  const older = h("button.btn.btn-sm", { type: "button", "data-testid": "older" }, "Older →");
-  const pageInfo = h("span.muted.small");
-  const pager = h("div.pager", null, pageInfo, h("div.btn-row", null, newer, older));
+  const pager = tokenPager(() => restart());
   table.hidden = true;
-  pager.hidden = true;
-  newer.addEventListener("click", () => {
-    if (page > 0) {
-      page -= 1;
-      restart();
-    }
-  });
-  older.addEventListener("click", () => {
-    if (nextToken) {
-      pages = pages.slice(0, page + 1).concat(nextToken);
-      page += 1;
-      restart();
-    }
-  });
 
   root.append(
     h(
@@ -81,34 +62,23 @@ export function mount(root, { query }) {
     h("div.toolbar", null, form),
     errorSlot,
     h("div.card.table-card", null, table, emptySlot),
-    pager,
+    pager.element,
   );
 
-  api.functions().then(
-    (reply) => {
-      const known = new Set();
-      for (const fn of reply.functions) for (const t of fn.triggers) if (t.type === "event") known.add(t.event);
-      put(names, [...known].sort().map((value) => h("option", { value })));
-    },
-    () => {},
-  );
+  fillEventNames(names);
 
   async function load() {
     const mine = generation;
     let reply;
     try {
-      reply = await api.events({ name, limit: PAGE_SIZE, page_token: pages[page] });
+      reply = await api.events({ name, limit: PAGE_SIZE, page_token: pager.token });
     } catch (error) {
       if (mine === generation) showError(errorSlot, error);
       return;
     }
     if (mine !== generation) return;
     clearError(errorSlot);
-    nextToken = reply.next_page_token;
-    newer.disabled = page === 0;
-    older.disabled = !nextToken;
-    pager.hidden = page === 0 && !nextToken;
-    pageInfo.textContent = `Page ${page + 1}`;
+    pager.shown(reply.next_page_token);
     const json = JSON.stringify(reply.events);
     if (json === lastJson) return;
     lastJson = json;
@@ -136,8 +106,7 @@ export function mount(root, { query }) {
     update(nextQuery) {
       name = nextQuery.get("name") || "";
       search.value = name;
-      pages = [""];
-      page = 0;
+      pager.reset();
       restart();
     },
   };

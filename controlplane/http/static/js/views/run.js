@@ -109,7 +109,7 @@ export function mount(root, { params }) {
 
   async function load() {
     try {
-      detail = withUnfinishedWaits(await api.run(runId));
+      detail = await api.run(runId);
     } catch (error) {
       if (error.status === 404) {
         poller.stop();
@@ -169,39 +169,6 @@ export function mount(root, { params }) {
       window.removeEventListener("resize", onResize);
     },
   };
-}
-
-const STARTED_KINDS = { "sleep.started": "sleep", "wait.started": "wait_for_event", "invoke.started": "invoke" };
-
-/**
- * A run cancelled (or failed) during a sleep, wait or invoke has no step left for
- * it, so the API's timeline has no bar for it; draw one from the history, ended
- * with the run, so the timeline shows what the run was doing when it stopped.
- */
-function withUnfinishedWaits(detail) {
-  if (!FINISHED.has(detail.run.status)) return detail;
-  const known = new Set(detail.timeline.map((bar) => bar.step_id));
-  const extra = [];
-  for (const entry of detail.history) {
-    const kind = STARTED_KINDS[entry.kind];
-    if (!kind || !entry.step_id || known.has(entry.step_id)) continue;
-    known.add(entry.step_id);
-    extra.push({
-      step_id: entry.step_id,
-      name: entry.step_name,
-      kind,
-      attempt: 0,
-      status: "waiting",
-      started_at_ms: entry.ts_ms,
-      ended_at_ms: 0,
-      until_ms: entry.until_ms,
-      error: null,
-      retry_at_ms: 0,
-    });
-  }
-  if (!extra.length) return detail;
-  const timeline = [...detail.timeline, ...extra].sort((a, b) => a.started_at_ms - b.started_at_ms);
-  return { ...detail, timeline };
 }
 
 function legend() {

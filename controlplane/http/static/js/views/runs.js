@@ -4,6 +4,7 @@ import { api } from "../api.js";
 import { emptyState, h, liveDuration, pill, put, timeStack, clearError, showError } from "../dom.js";
 import { jsonPreview } from "../json.js";
 import { navigate, runHref } from "../nav.js";
+import { tokenPager } from "../pager.js";
 import { Poller } from "../poll.js";
 
 export const STATUSES = ["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"];
@@ -27,9 +28,6 @@ function readFilters(query) {
 
 export function mount(root, { query }) {
   let filters = readFilters(query);
-  let pages = [""]; // page tokens, newest page first
-  let page = 0;
-  let nextToken = "";
   let generation = 0;
   const rows = new Map(); // run id -> {tr, json}
 
@@ -52,12 +50,8 @@ export function mount(root, { query }) {
   );
   const emptySlot = h("div");
   const errorSlot = h("div");
-  const newer = h("button.btn.btn-sm", { type: "button", "data-testid": "newer" }, "← Newer");
-  const older = h("button.btn.btn-sm", { type: "button", "data-testid": "older" }, "Older →");
-  const pageInfo = h("span.muted.small");
-  const pager = h("div.pager", null, pageInfo, h("div.btn-row", null, newer, older));
+  const pager = tokenPager(() => restart());
   table.hidden = true;
-  pager.hidden = true;
 
   root.append(
     h("header.page-head", null, h("div", null, h("h1", null, "Runs"), h("p.subtitle", null, "Newest first, updated live.")), clearButton),
@@ -70,7 +64,7 @@ export function mount(root, { query }) {
     ),
     errorSlot,
     h("div.card.table-card", null, table, emptySlot),
-    pager,
+    pager.element,
   );
 
   const pushFilters = (next) => {
@@ -87,19 +81,6 @@ export function mount(root, { query }) {
     }),
   );
   clearButton.addEventListener("click", () => navigate("/runs"));
-  newer.addEventListener("click", () => {
-    if (page > 0) {
-      page -= 1;
-      restart();
-    }
-  });
-  older.addEventListener("click", () => {
-    if (nextToken) {
-      pages = pages.slice(0, page + 1).concat(nextToken);
-      page += 1;
-      restart();
-    }
-  });
 
   function syncControls() {
     if (filters.fn && ![...fnSelect.options].some((o) => o.value === filters.fn)) {
@@ -124,7 +105,7 @@ export function mount(root, { query }) {
 
   async function load() {
     const mine = generation;
-    const params = { limit: PAGE_SIZE, page_token: pages[page] };
+    const params = { limit: PAGE_SIZE, page_token: pager.token };
     if (filters.fn) {
       const slash = filters.fn.indexOf("/");
       params.app_id = slash >= 0 ? filters.fn.slice(0, slash) : "";
@@ -142,12 +123,8 @@ export function mount(root, { query }) {
     }
     if (mine !== generation) return; // the filters changed meanwhile
     clearError(errorSlot);
-    nextToken = reply.next_page_token;
     renderRows(reply.runs);
-    newer.disabled = page === 0;
-    older.disabled = !nextToken;
-    pager.hidden = page === 0 && !nextToken;
-    pageInfo.textContent = `Page ${page + 1}`;
+    pager.shown(reply.next_page_token);
   }
 
   function renderRows(runs) {
@@ -199,8 +176,7 @@ export function mount(root, { query }) {
     unmount: () => poller.stop(),
     update(nextQuery) {
       filters = readFilters(nextQuery);
-      pages = [""];
-      page = 0;
+      pager.reset();
       syncControls();
       restart();
     },

@@ -1,0 +1,44 @@
+"""A snapshot of the engine's state, for gauges (queue depth, pending sleeps
+and waits, workers connected)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controlplane.engine.models import FunctionKey, StepKind
+from controlplane.engine.registry import FunctionRegistry
+from controlplane.engine.sessions import SessionTable
+from controlplane.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """The engine's state at one moment, for gauges."""
+
+    # Queue items due now and not leased (runs waiting for a worker), per
+    # function; every registered function is present.
+    queue_depth: dict[FunctionKey, int] = field(default_factory=dict)
+    # Pending event waits and invokes, by step kind ("wait_for_event", "invoke").
+    pending_waits: dict[str, int] = field(default_factory=dict)
+    pending_sleeps: int = 0
+    # Worker streams connected to this control plane, per app id; every app
+    # with a registered function is present.
+    workers_connected: dict[str, int] = field(default_factory=dict)
+
+
+async def collect_stats(
+    store: Store, now_ms: int, registry: FunctionRegistry, sessions: SessionTable
+) -> EngineStats:
+    """Two COUNT queries (on a reader connection) and the session table."""
+    ready, waiting = await store.read(lambda r: (r.ready_counts(now_ms), r.pending_wait_counts()))
+    functions = [spec.key for spec, _, _ in registry.all()]
+    workers = dict.fromkeys(sorted({key.app_id for key in functions}), 0)
+    for session in sessions:
+        if not session.closed:
+            workers[session.app_id] = workers.get(session.app_id, 0) + 1
+    return EngineStats(
+        queue_depth=dict.fromkeys(functions, 0) | ready,
+        pending_waits={k: n for k, n in waiting.items() if k != StepKind.SLEEP.value},
+        pending_sleeps=waiting.get(StepKind.SLEEP.value, 0),
+        workers_connected=workers,
+    )
