@@ -10,10 +10,29 @@ PROTO_FILES := $(wildcard proto/tether/v1/*.proto)
 GEN_DIR := sdk_python/tether/v1
 PIP_FLAGS := --quiet --disable-pip-version-check
 
+# The npm workspace (sdk_typescript and the TypeScript apps), installed from the lockfile.
+NODE_STAMP := node_modules/.installed
+TS_SDK := sdk_typescript
+TS_GEN_DIR := $(TS_SDK)/src/gen
+TS_BUILT := $(TS_SDK)/dist/.built
+TS_SOURCES := $(shell find $(TS_SDK)/src -name '*.ts' 2>/dev/null)
+# ts-proto: plain interfaces with encode/decode, and typed @grpc/grpc-js clients.
+TS_PROTO_OPTS := env=node,outputServices=grpc-js,esModuleInterop=true,importSuffix=.js,useOptionals=messages,oneof=unions-value,forceLong=number,outputJsonMethods=false,unrecognizedEnum=false
+TS_PROTOC = $(PY) -m grpc_tools.protoc -I proto --plugin=protoc-gen-ts_proto=node_modules/.bin/protoc-gen-ts_proto --ts_proto_opt=$(TS_PROTO_OPTS)
+
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
 
 .PHONY: dev test test-fast lint proto proto-check bench screenshots clean
+
+$(NODE_STAMP): package.json package-lock.json $(TS_SDK)/package.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+$(TS_BUILT): $(NODE_STAMP) $(TS_SOURCES) $(TS_SDK)/tsconfig.json $(TS_SDK)/tsconfig.build.json
+	rm -rf $(TS_SDK)/dist
+	npm run --silent -w $(TS_SDK) build
+	touch $(TS_BUILT)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -40,37 +59,46 @@ $(CHROMIUM):
 	apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
 ## test: lint, the generated-code check, then every test suite (browser tests included)
-test: $(STAMP) $(CHROMIUM) lint proto-check
+test: $(STAMP) $(NODE_STAMP) $(TS_BUILT) $(CHROMIUM) lint proto-check
 	$(BIN)/pytest -q tests/unit
+	PATH=$(abspath $(BIN)):$$PATH npm test --silent -w $(TS_SDK)
 	$(BIN)/pytest -q tests/integration tests/e2e tests/browser examples
 
 ## screenshots: run the browser tests, saving their screenshots into docs/images
 screenshots: $(STAMP) $(CHROMIUM)
 	TETHER_SCREENSHOT_DIR=docs/images $(BIN)/pytest -q tests/browser
 
-## lint: ruff and mypy --strict on our code (generated code excluded)
-lint: $(STAMP)
+## lint: ruff and mypy --strict on the Python code, tsc --strict and ESLint on the
+## TypeScript code (generated code excluded)
+lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check controlplane sdk_python tests examples bench
 	$(BIN)/ruff format --check controlplane sdk_python tests examples bench
 	$(BIN)/mypy controlplane sdk_python/tether examples bench tests
+	npm run --silent -w $(TS_SDK) typecheck
+	npm run --silent -w $(TS_SDK) lint
 
-## proto: regenerate sdk_python/tether/v1 from proto/
-proto: $(STAMP)
+## proto: regenerate sdk_python/tether/v1 and sdk_typescript/src/gen from proto/
+proto: $(STAMP) $(NODE_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(PY) -m grpc_tools.protoc -I proto \
 		--python_out=sdk_python --grpc_python_out=sdk_python \
 		--mypy_out=sdk_python --mypy_grpc_out=sdk_python $(PROTO_FILES)
+	rm -rf $(TS_GEN_DIR) && mkdir -p $(TS_GEN_DIR)
+	$(TS_PROTOC) --ts_proto_out=$(TS_GEN_DIR) $(PROTO_FILES)
 
-## proto-check: fail when the committed generated code is stale
-proto-check: $(STAMP)
-	@tmp=$$(mktemp -d) && \
-	PATH=$(abspath $(BIN)):$$PATH $(PY) -m grpc_tools.protoc -I proto \
-		--python_out=$$tmp --grpc_python_out=$$tmp \
-		--mypy_out=$$tmp --mypy_grpc_out=$$tmp $(PROTO_FILES) >$$tmp/protoc.log 2>&1 || \
+## proto-check: fail when the committed generated code (Python or TypeScript) is stale
+proto-check: $(STAMP) $(NODE_STAMP)
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/py $$tmp/ts && \
+	{ PATH=$(abspath $(BIN)):$$PATH $(PY) -m grpc_tools.protoc -I proto \
+		--python_out=$$tmp/py --grpc_python_out=$$tmp/py \
+		--mypy_out=$$tmp/py --mypy_grpc_out=$$tmp/py $(PROTO_FILES) && \
+	  $(TS_PROTOC) --ts_proto_out=$$tmp/ts $(PROTO_FILES); } >$$tmp/protoc.log 2>&1 || \
 		{ cat $$tmp/protoc.log; rm -rf $$tmp; exit 1; }; \
-	if diff -r -x __init__.py -x __pycache__ $$tmp/tether/v1 $(GEN_DIR) >/dev/null; then \
+	if diff -r -x __init__.py -x __pycache__ $$tmp/py/tether/v1 $(GEN_DIR) >/dev/null && \
+	   diff -r $$tmp/ts $(TS_GEN_DIR) >/dev/null; then \
 		echo "generated code is up to date"; rm -rf $$tmp; \
 	else \
-		diff -r -x __init__.py -x __pycache__ $$tmp/tether/v1 $(GEN_DIR) | head -20; \
+		diff -r -x __init__.py -x __pycache__ $$tmp/py/tether/v1 $(GEN_DIR) | head -20; \
+		diff -r $$tmp/ts $(TS_GEN_DIR) | head -20; \
 		echo "generated code is stale: run 'make proto' and commit the result"; rm -rf $$tmp; exit 1; \
 	fi
 
@@ -88,4 +116,4 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .tether .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .tether .mypy_cache .ruff_cache .pytest_cache node_modules $(TS_SDK)/dist
