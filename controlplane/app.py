@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
@@ -56,7 +57,12 @@ class ControlPlane:
         log.info("database %s at schema revision %s", _redact(config.db_url), revision)
         await store.start()
         self.store = store
-        clock: Clock = VirtualClock() if config.clock == "virtual" else SystemClock()
+        clock: Clock = SystemClock()
+        if config.clock == "virtual":
+            # A virtual clock never runs backwards across restarts: due times,
+            # leases and deadlines in the store were set on the clock it had.
+            recorded = await store.read(lambda tx: tx.latest_recorded_ms())
+            clock = VirtualClock(max(recorded, time.time_ns() // 1_000_000))
         settings = EngineSettings(
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             lease_timeout_ms=config.lease_timeout_ms,

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from controlplane.engine.models import FunctionKey
 from controlplane.store._txbase import TxBase, chunks
-from controlplane.store.schema import events, queue, waits
+from controlplane.store.schema import events, history, queue, waits
 
 # cancel_on watches are stored as waits of this kind; they are not waits.
 _CANCEL_WATCH = "cancel"
@@ -26,6 +26,15 @@ class EventLink:
 
 
 class StatsReads(TxBase):
+    def latest_recorded_ms(self) -> int:
+        """The latest time the store recorded: the newest history entry or
+        event reception (0 for an empty store). A virtual clock resumes there."""
+        newest_entry = self.conn.execute(
+            select(history.c.ts_ms).order_by(history.c.id.desc()).limit(1)
+        ).scalar()
+        newest_event = self.conn.execute(select(func.max(events.c.received_at_ms))).scalar()
+        return max(int(newest_entry or 0), int(newest_event or 0))
+
     def ready_counts(self, now_ms: int) -> dict[FunctionKey, int]:
         """Queue items due by ``now_ms`` and not leased, per function (only
         functions that have some)."""

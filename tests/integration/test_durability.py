@@ -9,6 +9,7 @@ from typing import Any
 from controlplane.engine.backoff import delay_bounds_ms
 from tests.integration.conftest import Cluster
 from tests.support import ledger
+from tests.support.clock import Clock
 from tests.support.waiting import wait_until
 from tether.v1 import common_pb2
 from tether.v1 import run_service_pb2 as rs
@@ -273,3 +274,22 @@ def test_sigterm_drains_in_flight_work(cluster: Cluster) -> None:
     run = cluster.admin.get(run_id)
     assert run.run.status == COMPLETED, "the worker exited before finishing its run"
     assert _counts(cluster, run_id)["slow"] == 1
+
+
+def test_a_virtual_clock_resumes_where_it_was_after_a_restart(cluster_factory: Any) -> None:
+    """Due times, leases and deadlines in the store were set on the clock the
+    control plane had; a restarted virtual clock must not start behind them."""
+    cluster = cluster_factory(clock="virtual")
+    clock = Clock(cluster.control_plane.address)
+    try:
+        ahead = clock.advance("10d")
+        cluster.admin.send("test/nothing-listens", {})
+        cluster.control_plane.kill()
+        cluster.restart_control_plane()
+    finally:
+        clock.close()
+    clock = Clock(cluster.control_plane.address)
+    try:
+        assert clock.now_ms() >= ahead
+    finally:
+        clock.close()
