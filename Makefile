@@ -25,7 +25,7 @@ CHROMIUM := /usr/bin/chromium
 
 .PHONY: dev test test-fast lint proto proto-check bench screenshots clean
 
-$(NODE_STAMP): package.json package-lock.json $(TS_SDK)/package.json
+$(NODE_STAMP): package.json package-lock.json $(wildcard */package.json */*/package.json */*/*/package.json)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
@@ -62,7 +62,7 @@ $(CHROMIUM):
 test: $(STAMP) $(NODE_STAMP) $(TS_BUILT) $(CHROMIUM) lint proto-check
 	$(BIN)/pytest -q tests/unit
 	PATH=$(abspath $(BIN)):$$PATH npm test --silent -w $(TS_SDK)
-	$(BIN)/pytest -q tests/integration tests/e2e tests/browser examples
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q tests/integration tests/conformance tests/e2e tests/browser examples
 
 ## screenshots: run the browser tests, saving their screenshots into docs/images
 screenshots: $(STAMP) $(CHROMIUM)
@@ -70,12 +70,12 @@ screenshots: $(STAMP) $(CHROMIUM)
 
 ## lint: ruff and mypy --strict on the Python code, tsc --strict and ESLint on the
 ## TypeScript code (generated code excluded)
-lint: $(STAMP) $(NODE_STAMP)
+lint: $(STAMP) $(NODE_STAMP) $(TS_BUILT)
 	$(BIN)/ruff check controlplane sdk_python tests examples bench
 	$(BIN)/ruff format --check controlplane sdk_python tests examples bench
 	$(BIN)/mypy controlplane sdk_python/tether examples bench tests
-	npm run --silent -w $(TS_SDK) typecheck
-	npm run --silent -w $(TS_SDK) lint
+	npm run --silent typecheck
+	npm run --silent lint
 
 ## proto: regenerate sdk_python/tether/v1 and sdk_typescript/src/gen from proto/
 proto: $(STAMP) $(NODE_STAMP)

@@ -1,9 +1,11 @@
-// ESLint for the SDK's own code; the generated protobuf code (src/gen) is left alone.
+// ESLint for every TypeScript package of the workspace; generated protobuf code
+// (sdk_typescript/src/gen) and build output are left alone.
 import js from "@eslint/js";
+import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "src/gen/"] },
+  { ignores: ["**/dist/", "**/node_modules/", "sdk_typescript/src/gen/", ".venv*/"] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
@@ -21,4 +23,6 @@ export default tseslint.config(
     },
   },
   { files: ["**/*.js"], ...tseslint.configs.disableTypeChecked },
+  // The dev UI's modules run in the browser.
+  { files: ["controlplane/http/static/**/*.js"], languageOptions: { globals: globals.browser } },
 );
