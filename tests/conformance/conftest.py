@@ -4,9 +4,6 @@ the scenarios of one (SDK, database) pair."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +15,7 @@ from tests.support.admin import Admin
 from tests.support.clock import Clock
 from tests.support.databases import fresh_database, postgres_url
 from tests.support.ledger import LEDGER_VARIABLE
-from tests.support.processes import ROOT, ControlPlaneProcess
+from tests.support.processes import ControlPlaneProcess, WorkerProcess
 from tests.support.waiting import wait_until
 
 HERE = Path(__file__).parent
@@ -27,33 +24,6 @@ SDKS: dict[str, list[str]] = {
     for name, command in json.loads((HERE / "sdks.json").read_text()).items()
     if name != "about"
 }
-
-
-class SdkWorker:
-    """One SDK's conformance worker, as ``sdks.json`` says to start it."""
-
-    def __init__(self, sdk: str, address: str, workdir: Path, env: dict[str, str]) -> None:
-        self.command = [part.replace("{python}", sys.executable) for part in SDKS[sdk]]
-        self.address = address
-        self.log_path = workdir / f"worker-{sdk}.log"
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, TETHER_ADDRESS=self.address, PYTHONUNBUFFERED="1", **self.env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env
-            )
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 class ConformanceCluster:
@@ -67,11 +37,13 @@ class ConformanceCluster:
         self.control_plane = ControlPlaneProcess(db_url, workdir, clock="virtual").start()
         self.admin = Admin(self.control_plane.address)
         self.clock = Clock(self.control_plane.address)
-        self.worker = SdkWorker(
-            sdk,
+        self.worker = WorkerProcess(
+            f"conformance ({sdk})",
             self.control_plane.address,
             workdir,
-            {LEDGER_VARIABLE: str(self.ledger), "TETHER_TEST_GATE_DIR": str(self.gates)},
+            name=f"worker-{sdk}",
+            env={LEDGER_VARIABLE: str(self.ledger), "TETHER_TEST_GATE_DIR": str(self.gates)},
+            command=[part.replace("{python}", sys.executable) for part in SDKS[sdk]],
         )
         self.start_worker()
 
@@ -85,7 +57,7 @@ class ConformanceCluster:
         assert not self._worker_died(), f"the {self.sdk} worker exited:\n{self.worker.logs()}"
 
     def _worker_died(self) -> bool:
-        return self.worker.process is not None and self.worker.process.poll() is not None
+        return self.worker.process is not None and not self.worker.alive()
 
     def restart_control_plane(self) -> None:
         """SIGKILL the control plane, then start it again on its database and port."""

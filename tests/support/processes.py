@@ -118,7 +118,8 @@ class ControlPlaneProcess:
 
 
 class WorkerProcess:
-    """``tether worker MODULE:APP`` in a subprocess."""
+    """``tether worker MODULE:APP`` in a subprocess; or, with ``command``, any
+    SDK's worker (``node --import tsx app.ts``), run from the repository root."""
 
     def __init__(
         self,
@@ -129,8 +130,10 @@ class WorkerProcess:
         name: str = "worker",
         capacity: int = 100,
         env: dict[str, str] | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.target = target
+        self.command = list(command) if command is not None else None
         self.address = address
         self.workdir = workdir
         self.name = name
@@ -146,16 +149,17 @@ class WorkerProcess:
         env = dict(os.environ, TETHER_ADDRESS=self.address, PYTHONUNBUFFERED="1", **self.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = self.log_path.open("ab")
+        command = self.command or [
+            sys.executable,
+            "-m",
+            "controlplane",
+            "worker",
+            self.target,
+            "--capacity",
+            str(self.capacity),
+        ]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "controlplane",
-                "worker",
-                self.target,
-                "--capacity",
-                str(self.capacity),
-            ],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -181,3 +185,12 @@ class WorkerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def typescript_worker(
+    script: str, address: str, workdir: Path, *, name: str, env: dict[str, str] | None = None
+) -> WorkerProcess:
+    """A TypeScript worker: ``script`` (relative to the repository root) run by
+    Node through tsx, against the built SDK of the workspace."""
+    command = ["node", "--import", "tsx", script]
+    return WorkerProcess(script, address, workdir, name=name, env=env, command=command)
