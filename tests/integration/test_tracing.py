@@ -1,5 +1,6 @@
 """Traces, as a real OTLP receiver gets them from a control-plane process and a
-worker process configured only by the standard OTEL_* variables: the event's
+worker process (Python or TypeScript) configured only by the standard OTEL_*
+variables: the event's
 span (a child of the sender's), the run's root span linked to it, a span per
 step attempt with the worker's spans under them, spans for a sleep, a wait and
 an invoke with their real durations (on a virtual clock), and errors recorded.
@@ -20,7 +21,7 @@ from tests.integration.apps import observed
 from tests.support.admin import Admin
 from tests.support.http import Http
 from tests.support.otlp import OtlpReceiver, ReceivedSpan, attributes
-from tests.support.processes import ControlPlaneProcess, WorkerProcess
+from tests.support.processes import ControlPlaneProcess, WorkerProcess, typescript_worker
 from tests.support.waiting import wait_until
 from tether import Tether
 from tether._durations import to_milliseconds
@@ -37,10 +38,14 @@ def receiver() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
-@pytest.fixture
+@pytest.fixture(params=["python", "typescript"])
 def processes(
-    receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    receiver: OtlpReceiver,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[ControlPlaneProcess, WorkerProcess]]:
+    """The control plane and a worker of each SDK, serving the same functions."""
     # Both processes inherit these; a short batch delay makes spans arrive quickly.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
@@ -53,9 +58,15 @@ def processes(
         clock="virtual",
         extra_args=["--log-format", "json"],
     ).start()
-    worker = WorkerProcess(
-        "tests.integration.apps.observed:app", plane.address, tmp_path, name="worker"
-    ).start()
+    if request.param == "python":
+        worker = WorkerProcess(
+            "tests.integration.apps.observed:app", plane.address, tmp_path, name="worker"
+        )
+    else:
+        worker = typescript_worker(
+            "tests/integration/apps/typescript/observed.ts", plane.address, tmp_path, name="worker"
+        )
+    worker.start()
     try:
         yield plane, worker
     finally:
