@@ -3,7 +3,7 @@
 import { FunctionsClient, RunsClient } from "./admin.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { eventToWire, sendResultFromWire } from "./convert.js";
-import { ConfigError, InvalidArgumentError } from "./errors.js";
+import { ConfigError, InvalidArgumentError, UnauthenticatedError, WorkerRejectedError } from "./errors.js";
 import {
   type FunctionOptions,
   type FunctionOutput,
@@ -195,6 +195,13 @@ export class Tether<TEvents extends EventSchemas = UntypedEvents> {
     process.on("SIGINT", onSignal);
     try {
       await worker.run();
+    } catch (error) {
+      if (error instanceof WorkerRejectedError || error instanceof UnauthenticatedError) {
+        this.logger.error(
+          `the control plane ${error instanceof WorkerRejectedError ? "refused this worker" : "refused the API key"}: ${error.message}`,
+        );
+      }
+      throw error;
     } finally {
       process.off("SIGTERM", onSignal);
       process.off("SIGINT", onSignal);
