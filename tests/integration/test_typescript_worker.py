@@ -123,11 +123,9 @@ def test_a_frozen_worker_loses_its_run_and_its_late_result(
         if h.kind == rs.HISTORY_KIND_EXECUTION_LOST
     )
     wait_until(lambda: plane.counts(run_id)["slow"] == 2, what="the frozen worker's late step")
+    # Its stream was closed while it was frozen: it connects again.
     wait_until(
-        lambda: (
-            "connected to" in frozen.logs().split("SIGCONT")[-1]
-            and frozen.logs().count("connected to") >= 2
-        ),
+        lambda: frozen.logs().count("connected to") >= 2,
         timeout=30,
         what="the frozen worker to reconnect",
     )
