@@ -43,17 +43,19 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 ## dev: the control plane on SQLite (./.tether) with the example apps' workers
 ## (DEV_ARGS="--clock virtual" lets sleeps pass at once)
 DEV_ARGS ?=
-dev: $(STAMP)
+dev: $(STAMP) $(NODE_STAMP) $(TS_BUILT)
 	@echo ""
 	@echo "Dev UI: http://localhost:4771 (send events, watch runs and their timelines)"
-	@echo "Onboarding example: in another terminal, send a signup and watch its run:"
+	@echo "Onboarding example (Python app 'onboarding' and TypeScript app 'onboarding-ts'):"
+	@echo "in another terminal, send a signup (it starts a run in each app) and watch a run:"
 	@echo "  $(BIN)/tether send app/user.signup --data '{\"user_id\": 1, \"email\": \"ada@example.com\"}'"
 	@echo "  $(BIN)/tether runs watch RUN_ID      # or: $(BIN)/tether runs show RUN_ID"
 	@echo "  $(BIN)/tether send app/project.created --data '{\"user_id\": 1}'   # skips the nudge"
 	@echo "Approval example: place an order, then approve it within 24 h:"
 	@echo "  $(BIN)/tether send app/order.placed --data '{\"order_id\": \"A-1\"}'"
 	@echo "  $(BIN)/tether send app/order.approved --data '{\"order_id\": \"A-1\", \"approver\": \"grace\"}'"
-	$(BIN)/tether dev --worker examples.onboarding.worker:app --worker examples.approval.worker:app $(DEV_ARGS)
+	$(BIN)/tether dev --worker examples.onboarding.worker:app --worker examples.approval.worker:app \
+		--worker-command "node --import tsx examples/onboarding-ts/worker.ts" $(DEV_ARGS)
 
 $(CHROMIUM):
 	apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
@@ -61,7 +63,7 @@ $(CHROMIUM):
 ## test: lint, the generated-code check, then every test suite (browser tests included)
 test: $(STAMP) $(NODE_STAMP) $(TS_BUILT) $(CHROMIUM) lint proto-check
 	$(BIN)/pytest -q tests/unit
-	PATH=$(abspath $(BIN)):$$PATH npm test --silent -w $(TS_SDK)
+	PATH=$(abspath $(BIN)):$$PATH npm test --silent --workspaces --if-present
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q tests/integration tests/conformance tests/e2e tests/browser examples
 
 ## screenshots: run the browser tests, saving their screenshots into docs/images

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +79,14 @@ _with_http_options = _with_options(_http_options)
     help="Also run a worker for this app (repeatable); restarted if it crashes.",
 )
 @click.option(
+    "--worker-command",
+    "worker_commands",
+    multiple=True,
+    metavar="COMMAND",
+    help="Also run this worker command, in any language, for example "
+    "'node --import tsx worker.ts' (repeatable); restarted if it crashes.",
+)
+@click.option(
     "--app-dir",
     default=".",
     show_default=True,
@@ -94,6 +103,7 @@ def dev(
     host: str,
     port: int,
     workers: tuple[str, ...],
+    worker_commands: tuple[str, ...],
     app_dir: str,
     clock: str,
     http_port: int,
@@ -107,10 +117,12 @@ def dev(
     config = _config(
         db_url=db, host=host, port=port, clock=clock, http_port=None if no_http else http_port
     )
-    asyncio.run(_dev(config, workers, Path(app_dir)))
+    commands = [[sys.executable, "-m", "tether", spec] for spec in workers]
+    commands += [shlex.split(command) for command in worker_commands]
+    asyncio.run(_dev(config, commands, Path(app_dir)))
 
 
-async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
+async def _dev(config: Config, workers: list[list[str]], app_dir: Path) -> None:
     from controlplane.app import ControlPlane
 
     plane = ControlPlane(config)
@@ -128,7 +140,7 @@ async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
     for sig in ("SIGINT", "SIGTERM"):
         loop.add_signal_handler(getattr(__import__("signal"), sig), stop.set)
     supervisors = [
-        asyncio.create_task(_supervise(spec, address, app_dir, stop)) for spec in workers
+        asyncio.create_task(_supervise(command, address, app_dir, stop)) for command in workers
     ]
     await stop.wait()
     log.info("shutting down")
@@ -137,7 +149,7 @@ async def _dev(config: Config, workers: tuple[str, ...], app_dir: Path) -> None:
 
 
 def _dev_banner(
-    config: Config, address: str, http_port: int | None, workers: tuple[str, ...]
+    config: Config, address: str, http_port: int | None, workers: list[list[str]]
 ) -> str:
     host = "localhost" if config.host in ("0.0.0.0", "::", "127.0.0.1") else config.host
     lines = ["", click.style("Tether dev server", bold=True)]
@@ -148,7 +160,8 @@ def _dev_banner(
         f"  gRPC            {address}  (TETHER_ADDRESS for workers and the CLI)",
         f"  database        {config.db_url}",
         f"  clock           {config.clock}",
-        "  workers         " + (", ".join(workers) if workers else "none started here"),
+        "  workers         "
+        + (", ".join(_worker_name(w) for w in workers) if workers else "none started here"),
         "",
         "  send an event   tether send NAME --data JSON",
         "  watch runs      tether runs list  ·  tether runs watch RUN_ID",
@@ -158,8 +171,15 @@ def _dev_banner(
     return "\n".join(lines)
 
 
-async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event) -> None:
-    """Run ``python -m tether SPEC`` and restart it if it dies, until ``stop``."""
+def _worker_name(command: list[str]) -> str:
+    """``module:app`` for a Python worker, else the command as typed."""
+    if command[:3] == [sys.executable, "-m", "tether"]:
+        return command[3]
+    return shlex.join(command)
+
+
+async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyncio.Event) -> None:
+    """Run a worker command and restart it if it dies, until ``stop``."""
     env = dict(os.environ, TETHER_ADDRESS=address)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(app_dir.resolve()), env.get("PYTHONPATH")])
@@ -167,9 +187,13 @@ async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event
     while not stop.is_set():
         # Its own session: a Ctrl-C in the terminal reaches only `tether dev`,
         # which then asks the worker once (SIGTERM) to drain.
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tether", spec, env=env, cwd=str(app_dir), start_new_session=True
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, env=env, cwd=str(app_dir), start_new_session=True
+            )
+        except OSError as error:
+            log.error("cannot start worker %s: %s", _worker_name(command), error)
+            return
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -183,7 +207,11 @@ async def _supervise(spec: str, address: str, app_dir: Path, stop: asyncio.Event
             stopper.cancel()
             return
         stopper.cancel()
-        log.warning("worker %s exited with code %s; restarting in 2 s", spec, process.returncode)
+        log.warning(
+            "worker %s exited with code %s; restarting in 2 s",
+            _worker_name(command),
+            process.returncode,
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 2)
 

@@ -232,3 +232,55 @@ def test_dev_warns_when_a_function_has_runs_but_no_worker(
 def _no_workers(functions: list[dict[str, Any]]) -> bool:
     """Functions are listed, and no worker serves any of them."""
     return bool(functions) and not any(f["connected_workers"] for f in functions)
+
+
+def test_dev_runs_workers_of_both_languages_side_by_side(
+    tmp_path: Path, dev_servers: list[DevServer]
+) -> None:
+    dev = DevServer(
+        tmp_path,
+        "--clock",
+        "virtual",
+        "--worker",
+        "examples.onboarding.worker:app",
+        "--worker-command",
+        "node --import tsx examples/onboarding-ts/worker.ts",
+    ).start()
+    dev_servers.append(dev)
+    wait_until(
+        lambda: (
+            {
+                f["app_id"]
+                for f in dev.functions()
+                if f["id"] == "onboarding-flow" and f["connected_workers"]
+            }
+            == {"onboarding", "onboarding-ts"}
+        ),
+        timeout=60,
+        interval=0.1,
+        what="both onboarding apps to be served",
+    )
+    assert "node --import tsx examples/onboarding-ts/worker.ts" in dev.logs()
+
+    # One signup fans out to both apps' flows.
+    sent = tether(
+        "send",
+        "app/user.signup",
+        "--data",
+        '{"user_id": 7, "email": "g@example.com"}',
+        "--json",
+        address=dev.address,
+    ).json()
+    assert len(sent["run_ids"]) == 2
+    for run_id in sent["run_ids"]:
+        tether("runs", "watch", run_id, "--timeout", "30", address=dev.address).ok()
+        detail = tether("runs", "show", run_id, "--json", address=dev.address).json()
+        assert detail["status"] == "completed", detail
+        assert detail["output"] == {"user_id": 7, "nudged": True}
+    assert {
+        tether("runs", "show", r, "--json", address=dev.address).json()["app_id"]
+        for r in sent["run_ids"]
+    } == {"onboarding", "onboarding-ts"}
+
+    assert dev.stop() == 0, dev.logs()
+    wait_until(lambda: not dev.group_alive(), timeout=30, what="both workers to stop")
