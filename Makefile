@@ -114,7 +114,7 @@ $(BENCH_VENV)/.installed: pyproject.toml $(CONSTRAINTS) requirements/bench.txt
 	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e . -r requirements/bench.txt
 	touch $@
 
-bench: $(BENCH_VENV)/.installed
+bench: $(BENCH_VENV)/.installed $(NODE_STAMP) $(TS_BUILT)
 	$(BENCH_VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:

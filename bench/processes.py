@@ -111,6 +111,18 @@ def start_control_plane(
     return process, port
 
 
+def start_typescript_worker(script: str, address: str, capacity: int, workdir: Path) -> Process:
+    """A TypeScript worker: ``script`` run by Node through tsx, pointed at ``address``."""
+    process = Process(
+        "worker",
+        ["node", "--import", "tsx", script],
+        workdir / "worker.log",
+        dict(os.environ, TETHER_ADDRESS=address, TETHER_BENCH_CAPACITY=str(capacity)),
+    )
+    process.start()
+    return process
+
+
 def start_worker(target: str, address: str, capacity: int, workdir: Path) -> Process:
     """``tether worker MODULE:APP --capacity N`` pointed at ``address``."""
     process = Process(

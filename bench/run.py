@@ -4,7 +4,8 @@ event ingestion with many runs waiting for events.
 
 The steps scenario: N runs started at once, each running K trivial steps in a
 row (defaults: 200 runs x 10 steps). Tether runs it through a real control-plane
-process and a real worker process; DBOS runs it in-process. Each system does a
+process and a real worker process, of the Python SDK and then of the TypeScript
+SDK (``--workers``); DBOS runs it in-process. Each system does a
 warm-up round, then several measured rounds; the report shows the median of the
 rounds and their spread.
 
@@ -39,7 +40,7 @@ from bench.dbos_workload import MODES, measure_dbos
 from bench.flow_workload import VARIANTS, FlowMeasurement, measure_flow, violations
 from bench.flow_workload import table as flow_table
 from bench.stats import Measurement, Spread, columns
-from bench.tether_workload import MAX_EVENTS_PER_SEND, ProfileHook, measure_tether
+from bench.tether_workload import MAX_EVENTS_PER_SEND, WORKERS, ProfileHook, measure_tether
 from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
@@ -124,6 +125,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-dbos", action="store_true", help="measure Tether only")
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=list(WORKERS),
+        help="steps scenario: the SDKs whose workers run Tether's workload, comma-separated "
+        "(default: python,typescript)",
+    )
+    parser.add_argument(
         "--dbos-mode",
         choices=MODES,
         default="threads",
@@ -190,6 +198,16 @@ def _scenarios(text: str) -> list[str]:
             f"scenarios are all or a list of {', '.join(SCENARIOS)}; got {text!r}"
         )
     return [name for name in SCENARIOS if name in names]
+
+
+def _workers(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in chosen if name not in WORKERS]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(
+            f"workers are a list of {', '.join(WORKERS)}; got {text!r}"
+        )
+    return chosen
 
 
 def _backends(text: str) -> list[str]:
@@ -382,6 +400,23 @@ def _header(args: argparse.Namespace, env: dict[str, Any]) -> list[str]:
     ]
 
 
+def workers_compared(measurements: Sequence[Measurement]) -> list[str]:
+    """Per backend, the TypeScript worker's durable steps/s over the Python worker's."""
+    by_key = {(m.system, m.backend): m for m in measurements if m.rounds}
+    lines = []
+    for backend in BACKENDS:
+        python = by_key.get((WORKERS["python"], backend))
+        typescript = by_key.get((WORKERS["typescript"], backend))
+        if python is None or typescript is None:
+            continue
+        a, b = python.summary("steps_per_s").median, typescript.summary("steps_per_s").median
+        lines.append(
+            f"{backend}: TypeScript worker {_number(b)} durable steps/s, Python worker "
+            f"{_number(a)} ({b / a:.2f}x)"
+        )
+    return [*lines, ""] if lines else []
+
+
 def report(args: argparse.Namespace, env: dict[str, Any], measurements: list[Measurement]) -> str:
     """The steps scenario."""
     lines = [
@@ -395,6 +430,7 @@ def report(args: argparse.Namespace, env: dict[str, Any], measurements: list[Mea
     found = ratios(measurements)
     if found:
         lines += [side_by_side(measurements, found), ""]
+    lines += workers_compared(measurements)
     sqlite = next(
         (m for m in measurements if m.system == "Tether" and m.backend == "sqlite" and m.rounds),
         None,
@@ -546,22 +582,26 @@ def _waits_profilers(
 def run_steps(args: argparse.Namespace, workdir: Path, env: dict[str, Any]) -> list[Measurement]:
     measurements: list[Measurement] = []
     for backend in args.backends:
-        print(f"Tether on {backend}...", file=sys.stderr, flush=True)
-        try:
-            tether = measure_tether(
-                backend,
-                runs=args.runs,
-                steps=args.steps,
-                rounds=args.rounds,
-                warmup=args.warmup,
-                timeout=args.timeout,
-                workdir=workdir,
-                profile=_profiler(args, f"tether-{backend}"),
-            )
-        except Exception as error:  # a database that cannot be created, ...
-            tether = Measurement("Tether", backend, error=f"{type(error).__name__}: {error}")
-        measurements.append(tether)
-        _progress(tether)
+        for worker in args.workers:
+            print(f"Tether on {backend}, {worker} worker...", file=sys.stderr, flush=True)
+            try:
+                tether = measure_tether(
+                    backend,
+                    runs=args.runs,
+                    steps=args.steps,
+                    rounds=args.rounds,
+                    warmup=args.warmup,
+                    timeout=args.timeout,
+                    workdir=workdir,
+                    profile=_profiler(args, f"tether-{backend}-{worker}"),
+                    worker=worker,
+                )
+            except Exception as error:  # a database that cannot be created, ...
+                tether = Measurement(
+                    WORKERS[worker], backend, error=f"{type(error).__name__}: {error}"
+                )
+            measurements.append(tether)
+            _progress(tether)
         if args.skip_dbos:
             continue
         print(f"DBOS on {backend} ({args.dbos_mode})...", file=sys.stderr, flush=True)
@@ -694,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "steps": args.steps,
                 "rounds": args.rounds,
                 "warmup": args.warmup,
+                "workers": args.workers,
                 "dbos_mode": None
                 if args.skip_dbos or "steps" not in args.scenario
                 else args.dbos_mode,

@@ -20,13 +20,23 @@ import grpc
 
 from bench import tether_app
 from bench.databases import fresh_database, redact
-from bench.processes import Process, start_control_plane, start_worker, wait_for
+from bench.processes import (
+    Process,
+    start_control_plane,
+    start_typescript_worker,
+    start_worker,
+    wait_for,
+)
 from bench.profiling import cpu_seconds
 from bench.stats import Measurement, RoundResult, step_gaps_ms
 from tether.v1 import common_pb2, event_service_pb2, event_service_pb2_grpc, run_service_pb2_grpc
 from tether.v1 import run_service_pb2 as rs
 
 WORKER_TARGET = "bench.tether_app:app"
+#: The same workload (``bench-flow``) in a TypeScript worker.
+TYPESCRIPT_WORKER = "bench/typescript/tether_app.ts"
+#: The SDKs whose workers can run the steps workload, and how a result names each.
+WORKERS = {"python": "Tether", "typescript": "Tether (TypeScript worker)"}
 # The control plane takes at most this many events in one Send (its limit).
 MAX_EVENTS_PER_SEND = 1000
 UNFINISHED = [
@@ -208,20 +218,25 @@ def measure_tether(
     timeout: float,
     workdir: Path,
     profile: ProfileHook | None = None,
+    worker: str = "python",
 ) -> Measurement:
-    """Start a control plane on a fresh ``backend`` database and a worker with
-    capacity for every run at once; run ``warmup`` rounds, then ``rounds``
-    measured ones."""
-    measurement = Measurement("Tether", backend)
-    directory = workdir / f"tether-{backend}"
+    """Start a control plane on a fresh ``backend`` database and a worker (of
+    the ``worker`` SDK) with capacity for every run at once; run ``warmup``
+    rounds, then ``rounds`` measured ones."""
+    measurement = Measurement(WORKERS[worker], backend)
+    directory = workdir / f"tether-{backend}-{worker}"
     directory.mkdir(parents=True, exist_ok=True)
     capacity = max(runs, 1)
     with fresh_database(backend, directory, "tether_bench") as url:
-        measurement.notes = {"database": redact(url), "worker_capacity": capacity}
+        measurement.notes = {
+            "database": redact(url),
+            "worker_capacity": capacity,
+            "worker_sdk": worker,
+        }
         cluster = Cluster(url, directory)
         client, processes = cluster.client, cluster.processes
         try:
-            cluster.connect(capacity, [tether_app.FUNCTION_ID])
+            cluster.connect(capacity, [tether_app.FUNCTION_ID], worker=worker)
             meter = CpuMeter(processes)
             for index in range(warmup):
                 run_ids, elapsed = _timed_round(client, runs, steps, -1 - index, timeout, meter)
@@ -265,11 +280,19 @@ class Cluster:
         self.client = Client(self.address)
         self.processes: dict[str, Process] = {"control-plane": self.control_plane}
 
-    def connect(self, capacity: int, function_ids: Sequence[str]) -> None:
-        """Start the worker; return once it serves these functions."""
-        self.processes["worker"] = start_worker(
-            WORKER_TARGET, self.address, capacity, self.directory
-        )
+    def connect(
+        self, capacity: int, function_ids: Sequence[str], *, worker: str = "python"
+    ) -> None:
+        """Start the worker (of the ``worker`` SDK); return once it serves
+        these functions."""
+        if worker == "typescript":
+            self.processes["worker"] = start_typescript_worker(
+                TYPESCRIPT_WORKER, self.address, capacity, self.directory
+            )
+        else:
+            self.processes["worker"] = start_worker(
+                WORKER_TARGET, self.address, capacity, self.directory
+            )
 
         def connected() -> bool:
             for process in self.processes.values():
