@@ -10,6 +10,7 @@ import {
   type Handler,
   TetherFunction,
   type TriggeredEvent,
+  checkFunctionId,
   failureDefinition,
   functionDefinition,
 } from "./function.js";
@@ -106,6 +107,12 @@ export class Tether<TEvents extends EventSchemas = UntypedEvents> {
     }
     const failure =
       options.onFailure === undefined ? undefined : failureDefinition(this.appId, definition);
+    if (failure !== undefined) {
+      checkFunctionId(failure.id);
+      if (typeof options.onFailure !== "function") {
+        throw new ConfigError(`function '${failure.id}' needs a handler: async ({ event, step }) => { ... }`);
+      }
+    }
     for (const taken of [definition.id, ...(failure === undefined ? [] : [failure.id])]) {
       if (this.#functions.has(taken)) {
         throw new ConfigError(

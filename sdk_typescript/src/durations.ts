@@ -73,9 +73,12 @@ export function roundHalfEven(value: number): number {
 
 /** A string quoted the way Python's `repr` quotes it, for messages shared with it. */
 export function quote(text: string): string {
-  if (text.includes("'") && !text.includes('"')) return `"${text}"`;
-  return `'${text.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
+  const escaped = text.replaceAll("\\", "\\\\").replace(/\p{Cc}/gu, (c) => CONTROL[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  if (text.includes("'") && !text.includes('"')) return `"${escaped}"`;
+  return `'${escaped.replaceAll("'", "\\'")}'`;
 }
+
+const CONTROL: Readonly<Record<string, string>> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /** The type of a value as a message names it: `Map`, `bigint`, `null`... */
 export function describeType(value: unknown): string {

@@ -19,6 +19,9 @@ export class RetryAfterError extends Error {
 
   constructor(message: string, retryAfter: Duration | Date, options?: ErrorOptions) {
     super(message, options);
+    if (retryAfter instanceof Date && Number.isNaN(retryAfter.getTime())) {
+      throw new RangeError("RetryAfterError needs a valid Date to retry at, not an Invalid Date");
+    }
     this.retryAfterMs =
       retryAfter instanceof Date
         ? Math.max(0, retryAfter.getTime() - Date.now())
@@ -109,9 +112,13 @@ export class WorkerRejectedError extends FailedPreconditionError {
 /** The error's type name as the wire carries it (a class name, like Python's). */
 export function errorName(error: unknown): string {
   if (!(error instanceof Error)) return typeof error === "object" ? "Error" : typeof error;
-  if (error.name !== "Error") return error.name;
-  const constructorName = error.constructor.name;
-  return constructorName === "" ? "Error" : constructorName;
+  const className = error.constructor.name;
+  if (className === "") return error.name === "" ? "Error" : error.name;
+  // A name inherited from a base class (Error, TypeError, NonRetriableError...) gives way to the class's own.
+  for (let base: unknown = Object.getPrototypeOf(error.constructor); typeof base === "function" && base !== Function.prototype; base = Object.getPrototypeOf(base)) {
+    if (base.name === error.name) return className;
+  }
+  return error.name;
 }
 
 /** The error's message; a thrown non-Error value as text. */

@@ -197,7 +197,7 @@ class Checker {
   }
 
   choice<T>(what: string, value: unknown, choices: Readonly<Record<string, T>>): T {
-    const chosen = typeof value === "string" ? choices[value] : undefined;
+    const chosen = typeof value === "string" && Object.hasOwn(choices, value) ? choices[value] : undefined;
     if (chosen === undefined) {
       throw this.error(what, `is one of ${Object.keys(choices).map(quote).join(", ")}, not ${describe(value)}`);
     }

@@ -181,8 +181,30 @@ export function createContext(execution: Execution, base: Logger): FunctionConte
     get attempt() {
       return stepScope.getStore()?.attempt ?? execution.attempt;
     },
-    logger: silencedWhile(withFields(base, fields), () => execution.replaying),
+    logger: silencedWhile(stepLogger(base, fields), () => execution.replaying),
     cron: execution.cron,
+  };
+}
+
+/** A logger whose lines carry `fields`, and `stepId` while a step's code runs. */
+function stepLogger(base: Logger, fields: Record<string, string>): Logger {
+  const run = withFields(base, fields);
+  const perStep = new Map<string, Logger>();
+  const current = (): Logger => {
+    const stepId = stepScope.getStore()?.stepId;
+    if (stepId === undefined) return run;
+    let logger = perStep.get(stepId);
+    if (logger === undefined) {
+      logger = withFields(base, { ...fields, stepId });
+      perStep.set(stepId, logger);
+    }
+    return logger;
+  };
+  return {
+    debug: (...args) => { current().debug(...args); },
+    info: (...args) => { current().info(...args); },
+    warn: (...args) => { current().warn(...args); },
+    error: (...args) => { current().error(...args); },
   };
 }
 
@@ -300,15 +322,18 @@ function triggersOf(id: string, options: FunctionOptions<EventSchemas, string>):
       throw new ConfigError(`function '${id}': a trigger is { event, if } or { cron, tz }, not ${typeof item}`);
     }
     const trigger = item as Partial<EventTriggerOption & CronTriggerOption>;
+    if (trigger.cron !== undefined && trigger.event !== undefined) {
+      throw new ConfigError(`function '${id}': a trigger is { event, if } or { cron, tz, catchUp }, not both`);
+    }
     if (trigger.cron !== undefined) {
       if (typeof trigger.cron !== "string" || trigger.cron.trim() === "") {
         throw new ConfigError(`function '${id}': a cron trigger needs a schedule such as '0 9 * * *'`);
       }
       const catchUp = trigger.catchUp ?? "one";
-      const mode = CATCH_UP[catchUp];
+      const mode = Object.hasOwn(CATCH_UP, catchUp) ? CATCH_UP[catchUp] : undefined;
       if (mode === undefined) {
         throw new ConfigError(
-          `cron ${quote(trigger.cron)}: catchUp is one of one, none, all, not ${quote(catchUp)}`,
+          `function '${id}': cron ${quote(trigger.cron)}: catchUp is one of one, none, all, not ${quote(catchUp)}`,
         );
       }
       return { kind: { $case: "cron", value: { schedule: trigger.cron, timezone: trigger.tz ?? "", catchUp: mode } } };

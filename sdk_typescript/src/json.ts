@@ -90,6 +90,9 @@ function check(value: unknown, path: string, seen: Set<object>): void {
       throw new NotSerializableError(describeType(object), path);
     }
     for (const [key, item] of Object.entries(object)) {
+      if (LONE_SURROGATE.test(key)) {
+        throw new NotSerializableError("string", path, "an object key holds a lone surrogate, which is not valid Unicode");
+      }
       check(item, /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`, seen);
     }
   }

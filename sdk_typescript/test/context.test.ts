@@ -104,7 +104,6 @@ describe("ctx.logger", () => {
 
   it(
     "with child(), carries the step's id inside its code",
-    { todo: "createContext binds the run's fields once; stepScope's stepId never reaches the logger (the Python SDK adds step_id)" },
     async () => {
       const logger = new ChildLogger();
       const fn = define(logger, async ({ step, logger: log }) => {
@@ -136,7 +135,6 @@ describe("ctx.logger", () => {
 
   it(
     "speaks in the harness when steps are mocked",
-    { todo: "mocks are memoized steps the harness never marks reached, so ctx.logger stays silent for the whole run" },
     async () => {
       const logger = new CapturingLogger();
       const fn = define(logger, async ({ step, logger: log }) => {

@@ -44,7 +44,7 @@ describe("RetryAfterError", () => {
     });
   });
 
-  it("refuses an invalid Date", { todo: "new RetryAfterError(msg, new Date('garbage')).retryAfterMs is NaN" }, () => {
+  it("refuses an invalid Date", () => {
     assert.throws(() => new RetryAfterError("x", new Date("not a date")), RangeError);
   });
 
@@ -149,7 +149,6 @@ describe("error names on the wire", () => {
 
   it(
     "a subclass of another error class is its class name, as in the Python SDK",
-    { todo: "errorName returns the inherited name: 'RangeError' for BadAmount, 'NonRetriableError' for InvalidAddress" },
     () => {
       assert.equal(errorName(new BadAmount("x")), "BadAmount");
       assert.equal(errorName(new InvalidAddress("x")), "InvalidAddress");

@@ -295,7 +295,6 @@ describe("flow control mistakes name the function, the option and the limit", ()
 
   it(
     "refuses a scope or mode named like an Object.prototype member",
-    { todo: "choice() looks the name up with choices[value], which finds 'constructor', 'toString'... on the prototype" },
     () => {
       refuses({ concurrency: { limit: 1, scope: "constructor", key: "event.data.x" } }, "concurrency scope is one of 'fn', 'app', 'global', not 'constructor'");
       refuses({ singleton: { mode: "toString" } }, "singleton mode is one of 'skip', 'cancel', not 'toString'");

@@ -102,7 +102,6 @@ describe("step results JSON would change are refused", () => {
 
   it(
     "a lone surrogate in an object key",
-    { todo: "json.ts checks string values for lone surrogates but not object keys" },
     () => {
       assert.throws(() => encodeJson({ "\udc00": 1 }), NotSerializableError);
     },

@@ -60,6 +60,11 @@ class HarnessExecution extends Execution {
   readonly #names = new Map<string, string>();
   readonly #open = new Map<string, StepCall>();
 
+  // Nothing replays in the harness: mocks stand for steps this one pass runs, so ctx.logger always speaks.
+  override get replaying(): boolean {
+    return false;
+  }
+
   override allocate(stepId: string): [name: string, hashed: string] {
     const [name, hashed] = super.allocate(stepId);
     this.#names.set(hashed, name);
@@ -140,8 +145,9 @@ class HarnessExecution extends Execution {
       call.error = new StepError(wait.name, errorName(child.error), errorMessage(child.error));
       throw call.error;
     }
-    call.output = child.output;
-    return child.output;
+    // What a worker would hand back: the JSON of the child's output.
+    call.output = decodeJson(encodeJson(child.output));
+    return call.output;
   }
 
   override sendEvents(events: WireEvent[]): Promise<string[]> {
