@@ -197,6 +197,7 @@ class Tether:
         """``on_failure``: a companion function, ``<id>-failure``, triggered by the
         failed runs of ``function`` (tether/function.failed)."""
         failure_id = f"{function.id}-failure"
+        check_function_id(failure_id)
         check_handler(failure_id, handler)
         if failure_id in self._functions:
             raise ConfigError(f"duplicate function id {failure_id!r} in app {self.app_id!r}")

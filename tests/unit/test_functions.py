@@ -306,3 +306,11 @@ def test_address_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TETHER_ADDRESS", "tether.internal:4770")
     assert Tether(app_id="shop").address == "tether.internal:4770"
     assert Tether(app_id="shop", address="other:1").address == "other:1"
+
+
+def test_an_on_failure_companion_id_over_the_limit_is_refused(app: Tether) -> None:
+    async def handler(ctx: Context) -> None: ...
+
+    function_id = "f" * 121  # its companion, "<id>-failure", would be 129 characters
+    with pytest.raises(ConfigError, match="is 129 characters; the limit is 128"):
+        app.function(id=function_id, trigger="app/x", on_failure=handler)(handler)

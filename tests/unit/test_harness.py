@@ -437,3 +437,21 @@ async def test_an_error_outside_any_step_is_returned_not_raised() -> None:
     assert isinstance(result.error, LookupError)
     assert str(result.error) == "no such plan"
     assert result.step_ids == ["first"]
+
+
+async def test_the_logger_speaks_in_a_run_with_mocked_steps(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def flow(ctx: Context) -> None:
+        ctx.logger.info("before the mock")
+        await ctx.step.run("mocked", lambda: 1)
+        ctx.logger.info("after the mock")
+
+    with caplog.at_level("INFO", logger="tether.functions.flow"):
+        result = await run_function(define(flow), steps={"mocked": 1})
+
+    assert result.error is None
+    assert [r.getMessage() for r in caplog.records if r.name == "tether.functions.flow"] == [
+        "before the mock",
+        "after the mock",
+    ]

@@ -87,6 +87,11 @@ class _HarnessExecution(Execution):
         self._names: dict[str, str] = {}
         self._open: dict[str, StepCall] = {}
 
+    @property
+    def replaying(self) -> bool:
+        # Mocks are results handed out, not a replay: ctx.logger speaks throughout.
+        return False
+
     def allocate(self, step_id: str) -> tuple[str, str]:
         name, hashed = super().allocate(step_id)
         self._names[hashed] = name
