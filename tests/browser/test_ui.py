@@ -331,6 +331,6 @@ def test_an_event_sent_from_the_form_starts_a_run_that_completes_live(
     expect(page).to_have_url(re.compile(r"fn=shop%2Fprocess-order&status=failed"))
     rows = page.get_by_test_id("run-row")
     expect(rows.first).to_be_visible()
-    for status in rows.get_by_test_id("status").all_inner_texts():
-        assert status == "failed"
+    # The list re-renders after the URL changes: wait for it, not just read it.
+    expect(rows.get_by_test_id("status").filter(has_not_text="failed")).to_have_count(0)
     expect(row).to_have_count(0)
