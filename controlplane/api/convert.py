@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from controlplane.engine.errors import InvalidArgument
+from controlplane.engine.errors import InvalidArgument, ProtocolError
 from controlplane.engine.models import (
     DEFAULT_RETRIES,
     Batching,
@@ -268,7 +268,7 @@ def outcome(message: ws.Outcome) -> Outcome:
             ended_at_ms=f.ended_at_ms,
         )
     elif kind == "suspended":
-        body = Suspended(waits=[planned_wait(w) for w in message.suspended.waits])
+        body = Suspended(waits=[planned_wait(w, message.seq) for w in message.suspended.waits])
     elif kind == "run_completed":
         body = RunCompleted(output=message.run_completed.output or b"null")
     elif kind == "run_failed":
@@ -282,11 +282,14 @@ def outcome(message: ws.Outcome) -> Outcome:
         n = message.non_determinism
         body = NonDeterminism(n.message, list(n.new_steps), list(n.unreached_step_ids))
     else:
-        raise InvalidArgument(f"outcome {message.seq} has no kind")
+        raise ProtocolError(
+            f"outcome seq {message.seq} has no kind: set one of step_completed, step_failed, "
+            "suspended, run_completed, run_failed or non_determinism"
+        )
     return Outcome(message.seq, message.execution_id, message.run_id, body)
 
 
-def planned_wait(wait: ws.PlannedWait) -> PlannedWait:
+def planned_wait(wait: ws.PlannedWait, seq: int) -> PlannedWait:
     kind = wait.WhichOneof("kind")
     if kind == "sleep":
         return PlannedSleep(wait.step_id, wait.name, wait.sleep.until_ms, wait.started_at_ms)
@@ -312,7 +315,10 @@ def planned_wait(wait: ws.PlannedWait) -> PlannedWait:
             i.timeout_until_ms,
             wait.started_at_ms,
         )
-    raise InvalidArgument(f"planned wait {wait.name!r} has no kind")
+    raise ProtocolError(
+        f"outcome seq {seq}: planned wait {wait.name!r} has no kind: set one of sleep, "
+        "wait_for_event or invoke"
+    )
 
 
 # -- outbound --------------------------------------------------------------------

@@ -11,9 +11,11 @@ import grpc
 from controlplane.engine.errors import (
     EngineError,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    Unavailable,
 )
 
 Req = TypeVar("Req")
@@ -24,6 +26,8 @@ _CODES: list[tuple[type[EngineError], grpc.StatusCode]] = [
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (Internal, grpc.StatusCode.INTERNAL),
 ]
 
 

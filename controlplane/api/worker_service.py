@@ -11,8 +11,9 @@ import grpc
 
 from controlplane import __version__
 from controlplane.api import convert
+from controlplane.api.errors import status_code
 from controlplane.engine.engine import Engine
-from controlplane.engine.errors import EngineError, WorkerRejected
+from controlplane.engine.errors import EngineError, Internal, ProtocolError, WorkerRejected
 from controlplane.engine.models import Execution, Refusal
 from controlplane.engine.sessions import WorkerSession
 from controlplane.engine.validation import PROTOCOL_VERSION
@@ -35,6 +36,10 @@ class StreamSink:
     def __init__(self) -> None:
         self._frames: asyncio.Queue[ws.ServerFrame | None] = asyncio.Queue()
         self.reason = ""
+        # Set when the stream ends because of a problem: the worker receives it as
+        # the stream's status. None: the stream ends with OK.
+        self.error: EngineError | None = None
+        self._closed = False
 
     def dispatch(self, executions: list[Execution]) -> None:
         frame = ws.Dispatch()
@@ -71,9 +76,14 @@ class StreamSink:
     def ping(self, now_ms: int) -> None:
         self._frames.put_nowait(ws.ServerFrame(ping=ws.Ping(server_time_ms=now_ms)))
 
-    def close(self, reason: str = "") -> None:
-        if reason:
-            self.reason = reason
+    def close(self, reason: str = "", *, error: EngineError | None = None) -> None:
+        """End the stream once the frames already queued are written. The first
+        close decides how it ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self.reason = reason or (str(error) if error is not None else "")
+        self.error = error
         self._frames.put_nowait(None)
 
     async def next_frames(self) -> list[ws.ServerFrame] | None:
@@ -157,10 +167,14 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             )
             self._sinks.add(sink)
             tasks.append(asyncio.create_task(self._read(context, session, sink)))
-            tasks.append(asyncio.create_task(self._ping(sink)))
+            tasks.append(asyncio.create_task(self._ping(session, sink)))
             while (frames := await sink.next_frames()) is not None:
                 for frame in frames:
                     await context.write(frame)
+            if sink.error is not None:
+                # The worker learns why its stream ended from the status.
+                context.set_code(status_code(sink.error))
+                context.set_details(str(sink.error))
         finally:
             self._sinks.discard(sink)
             ended = bool(tasks) and tasks[0].done()
@@ -193,21 +207,43 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     engine.drain(session)
                 elif kind == "cancel_ack":
                     engine.worker_acknowledged_cancel(session, frame.cancel_ack.execution_id)
+                elif kind == "hello":
+                    raise ProtocolError(
+                        "a second Hello: Hello is only the first frame of a stream "
+                        "(open a new stream to register again)"
+                    )
                 else:
-                    log.warning("session %s sent an unexpected %s frame", session.id, kind)
+                    # No kind set, or one this control plane does not know (a
+                    # newer worker): ignored.
+                    log.warning("session %s sent a frame of no known kind; ignored", session.id)
         except EngineError as error:
-            log.error("session %s sent a malformed frame: %s", session.id, error)
+            log.warning("session %s broke the protocol: %s; closing its stream", session.id, error)
+            sink.close(error=error)
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
+        except Exception:
+            log.exception("session %s: a frame could not be handled", session.id)
+            sink.close(
+                error=Internal(
+                    "the control plane failed while handling a frame from this worker "
+                    f"(session {session.id}); its log has the details"
+                )
+            )
         finally:
             sink.close()
 
-    async def _ping(self, sink: StreamSink) -> None:
-        interval = self._engine.settings.heartbeat_interval_ms / 1000
+    async def _ping(self, session: WorkerSession, sink: StreamSink) -> None:
+        """A Ping every heartbeat interval; and the end of the stream once the
+        worker has been silent for a lease timeout (and an interval more, see
+        ``Engine.close_if_silent``)."""
+        engine = self._engine
+        interval = engine.settings.heartbeat_interval_ms / 1000
         with contextlib.suppress(asyncio.CancelledError):
             while True:
                 await asyncio.sleep(interval)
-                sink.ping(self._engine.clock.now_ms())
+                if engine.close_if_silent(session):
+                    return
+                sink.ping(engine.clock.now_ms())
 
 
 async def _reject(context: Context, code: str, reason: str) -> None:

@@ -229,10 +229,7 @@ class Dispatcher:
         self._lease_check_at = next_deadline
         self.forget(released, "lease expired")
         for session in self._sessions:
-            silent = session.silent_ms()
-            if not session.closed and silent >= timeout:
-                log.warning("worker session %s silent for %d ms: closing it", session.id, silent)
-                session.sink.close(f"no word from the worker for {silent} ms")
+            session.close_if_silent(timeout, self._settings.heartbeat_interval_ms)
 
     def note_deadline(self, at_ms: int | None) -> None:
         """A run deadline may now exist at or after ``at_ms``: check it when due."""

@@ -20,6 +20,7 @@ from controlplane.engine.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    ProtocolError,
     WorkerRejected,
 )
 from controlplane.engine.ids import new_hex_id
@@ -51,7 +52,12 @@ from controlplane.engine.models import (
     WorkerHello,
 )
 from controlplane.engine.observer import EngineObserver, report_committed, run_log_extra
-from controlplane.engine.outcomes import LEASE_LOST, AppliedOutcomes, apply_outcomes
+from controlplane.engine.outcomes import (
+    LEASE_LOST,
+    RUN_FINISHED,
+    AppliedOutcomes,
+    apply_outcomes,
+)
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
 from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
@@ -251,6 +257,17 @@ class Engine:
             log.info("requeued %d run(s) held by session %s", len(released), session.id)
         self.dispatcher.forget(released, message)
 
+    def close_if_silent(self, session: WorkerSession) -> bool:
+        """End the stream of a worker silent for a lease timeout and a heartbeat
+        interval more (with UNAVAILABLE and the reason); True if it did. Checked
+        every heartbeat interval, so that a worker holding no lease is closed
+        too. The interval of grace lets the dispatcher, which closes silent
+        workers when it expires leases, record a frozen worker's leases as
+        expired first."""
+        settings = self.settings
+        interval = settings.heartbeat_interval_ms
+        return session.close_if_silent(settings.lease_timeout_ms, interval, grace_ms=interval)
+
     def heard_from(self, session: WorkerSession) -> None:
         """Any frame from a worker shows it is alive."""
         was_silent = session.silent_ms() >= self.settings.lease_timeout_ms
@@ -303,16 +320,22 @@ class Engine:
         """
         if not outcomes:
             return
-        through = max(o.seq for o in outcomes)
+        _check_frame(session, outcomes)
+        through = outcomes[-1].seq
+        session.last_seq = through
         refusals: list[Refusal] = []
         accepted: list[Outcome] = []
         attempts: dict[str, dict[str, int]] = {}
         stopped: list[tuple[str, str, str]] = []
         for outcome in outcomes:
             info = session.in_flight.get(outcome.execution_id)
-            if info is None and isinstance(outcome.body, StepCompleted):
-                # From an execution whose run was cancelled while the step ran.
-                info = session.cancelled.get(outcome.execution_id, (None, 0.0))[0]
+            if info is None and outcome.execution_id in session.cancelled:
+                # From an execution whose run was cancelled while a step ran: only
+                # that step's result is recorded.
+                if not isinstance(outcome.body, StepCompleted):
+                    refusals.append(Refusal(outcome.seq, outcome.execution_id, RUN_FINISHED))
+                    continue
+                info = session.cancelled[outcome.execution_id][0]
             if info is None or info.stopped:
                 reason = info.stopped if info is not None else LEASE_LOST
                 refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
@@ -672,6 +695,32 @@ class Engine:
         if detail is None:
             raise NotFound(f"event {event_id!r} not found")
         return detail
+
+
+def _check_frame(session: WorkerSession, outcomes: list[Outcome]) -> None:
+    """Raise ProtocolError for the first outcome of a frame that breaks the
+    stream's rules; the frame is then not applied at all."""
+    previous = session.last_seq
+    for outcome in outcomes:
+        if outcome.seq == 0:
+            raise ProtocolError(
+                "outcome seq 0 is not allowed: seq starts at 1 on each stream and "
+                "strictly increases"
+            )
+        if outcome.seq <= previous:
+            raise ProtocolError(
+                f"outcome seq {outcome.seq} does not increase: the previous outcome on this "
+                f"stream had seq {previous}"
+            )
+        previous = outcome.seq
+        info = session.in_flight.get(outcome.execution_id)
+        if info is None and outcome.execution_id in session.cancelled:
+            info = session.cancelled[outcome.execution_id][0]
+        if info is not None and outcome.run_id != info.run_id:
+            raise ProtocolError(
+                f"outcome seq {outcome.seq} names run {outcome.run_id!r}, but execution "
+                f"{outcome.execution_id} is of run {info.run_id}"
+            )
 
 
 def _json_problem(payload: bytes, what: str) -> str:

@@ -23,6 +23,22 @@ class FailedPrecondition(EngineError):
     """The request is valid but not in the current state (FAILED_PRECONDITION)."""
 
 
+class ProtocolError(InvalidArgument):
+    """A worker broke the stream protocol after its Hello was accepted (an
+    outcome with no kind, a seq that does not increase...): its stream ends with
+    INVALID_ARGUMENT and this sentence, and nothing of the offending frame is
+    applied."""
+
+
+class Unavailable(EngineError):
+    """Try again later (UNAVAILABLE). On the worker stream: the control plane
+    closed it, and the worker should reconnect."""
+
+
+class Internal(EngineError):
+    """The control plane failed unexpectedly (INTERNAL)."""
+
+
 class WorkerRejected(EngineError):
     """A worker's Hello was refused; ``code`` says why (see RejectCode)."""
 

@@ -6,12 +6,16 @@ talks to workers through it, so it knows nothing of how frames travel.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from controlplane.engine.errors import EngineError, Unavailable
 from controlplane.engine.models import Execution, Refusal
+
+log = logging.getLogger(__name__)
 
 
 class SessionSink(Protocol):
@@ -25,8 +29,10 @@ class SessionSink(Protocol):
         self, execution_id: str, run_id: str, reason: str, *, run_cancelled: bool = False
     ) -> None: ...
 
-    def close(self, reason: str) -> None:
-        """End the stream; the engine is told through ``disconnect_worker``."""
+    def close(self, reason: str, *, error: EngineError | None = None) -> None:
+        """End the stream; the engine is told through ``disconnect_worker``.
+        With ``error``, the worker receives it as the stream's status (its gRPC
+        code and its sentence); without, the stream ends with OK."""
 
 
 @dataclass(slots=True)
@@ -62,6 +68,8 @@ class WorkerSession:
     cancelled: dict[str, tuple[InFlight, float]] = field(default_factory=dict)
     draining: bool = False
     closed: bool = False
+    # The highest outcome seq accepted on this stream (0: none yet).
+    last_seq: int = 0
 
     def remember_cancelled(self, execution_id: str, info: InFlight, keep_s: float) -> None:
         self.prune_cancelled(keep_s)
@@ -82,6 +90,24 @@ class WorkerSession:
     def silent_ms(self) -> int:
         """Milliseconds since the worker last sent a frame."""
         return int((time.monotonic() - self.last_seen) * 1000)
+
+    def close_if_silent(
+        self, lease_timeout_ms: int, heartbeat_interval_ms: int, *, grace_ms: int = 0
+    ) -> bool:
+        """End the stream of a worker that sent nothing for a whole lease timeout
+        (plus ``grace_ms``), telling it why (UNAVAILABLE: it should reconnect).
+        True if it did."""
+        silent = self.silent_ms()
+        if self.closed or silent < lease_timeout_ms + grace_ms:
+            return False
+        message = (
+            f"no word from the worker for {silent} ms; the limit is the lease timeout, "
+            f"{lease_timeout_ms} ms (send a Heartbeat every {heartbeat_interval_ms} ms)"
+        )
+        log.warning("worker session %s: %s: closing its stream", self.id, message)
+        self.sink.close(message, error=Unavailable(message))
+        self.closed = True
+        return True
 
 
 class SessionTable:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tests.support.admin import Admin
 from tests.support.processes import ControlPlaneProcess
 from tests.support.raw_worker import RawWorker, definition, hello, outcomes, payload
+from tests.support.waiting import wait_until_async
 from tether.v1 import common_pb2
 from tether.v1 import run_service_pb2 as rs
 from tether.v1 import worker_service_pb2 as ws
@@ -410,3 +412,152 @@ async def test_a_cancelled_runs_worker_confirms_and_its_running_step_is_recorded
     steps = admin.get(run_id).steps
     assert [(s.name, s.status) for s in steps] == [("in-flight", rs.STEP_STATUS_COMPLETED)]
     assert admin.status(run_id) == common_pb2.RUN_STATUS_CANCELLED
+
+
+# -- how the control plane ends a stream ---------------------------------------------------
+
+
+async def test_a_silent_worker_is_told_why_its_stream_ended(
+    worker: RawWorker, admin: Admin, control_plane: ControlPlaneProcess
+) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    held = await _execute(worker)
+
+    # No Heartbeat, no frame at all: after a lease timeout (1,000 ms) the stream ends.
+    code, details = await worker.end_status()
+
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert re.fullmatch(
+        r"no word from the worker for \d+ ms; the limit is the lease timeout, 1000 ms "
+        r"\(send a Heartbeat every 200 ms\)",
+        details,
+    ), details
+    # What it held goes to the next worker.
+    again = RawWorker(control_plane.address)
+    try:
+        await _connect(again)
+        execute = await _execute(again)
+        assert execute.run_id == run_id
+        assert execute.execution_id != held.execution_id
+    finally:
+        await again.close()
+
+
+def _no_kind(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    bare = ws.Outcome(seq=2, execution_id=execute.execution_id, run_id=execute.run_id)
+    return [_completed(1, execute, "first", 1), bare], (
+        "outcome seq 2 has no kind: set one of step_completed, step_failed, suspended, "
+        "run_completed, run_failed or non_determinism"
+    )
+
+
+def _wait_without_kind(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    from tether._step_ids import hash_step_id
+
+    suspended = ws.Outcome(
+        seq=2,
+        execution_id=execute.execution_id,
+        run_id=execute.run_id,
+        suspended=ws.Suspended(waits=[ws.PlannedWait(step_id=hash_step_id("pause"), name="pause")]),
+    )
+    return [_completed(1, execute, "first", 1), suspended], (
+        "outcome seq 2: planned wait 'pause' has no kind: set one of sleep, wait_for_event "
+        "or invoke"
+    )
+
+
+def _repeated_seq(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    return [_completed(2, execute, "first", 1), _completed(2, execute, "second", 2)], (
+        "outcome seq 2 does not increase: the previous outcome on this stream had seq 2"
+    )
+
+
+def _seq_zero(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    return [_completed(0, execute, "first", 1)], (
+        "outcome seq 0 is not allowed: seq starts at 1 on each stream and strictly increases"
+    )
+
+
+def _another_run(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    stray = _completed(2, execute, "second", 2)
+    stray.run_id = "01KDVDN9ZV79ZGKGQ4P5EPZ2H1"
+    return [_completed(1, execute, "first", 1), stray], (
+        f"outcome seq 2 names run '01KDVDN9ZV79ZGKGQ4P5EPZ2H1', but execution "
+        f"{execute.execution_id} is of run {execute.run_id}"
+    )
+
+
+@pytest.mark.parametrize(
+    "broken", [_no_kind, _wait_without_kind, _repeated_seq, _seq_zero, _another_run]
+)
+async def test_a_protocol_error_ends_the_stream_with_invalid_argument_and_applies_nothing(
+    worker: RawWorker,
+    admin: Admin,
+    broken: Callable[[ws.Execute], tuple[list[ws.Outcome], str]],
+) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    execute = await _execute(worker)
+    frame, message = broken(execute)
+
+    await worker.send(outcomes(*frame))
+    code, details = await worker.end_status()
+
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+    # Nothing of the frame was applied, and the stream's lease was released.
+    async def lost() -> list[str]:
+        run = await asyncio.to_thread(admin.get, run_id)
+        return [h.message for h in run.history if h.kind == rs.HISTORY_KIND_EXECUTION_LOST]
+
+    assert await wait_until_async(lost, what="the lease to be released") == [
+        f"worker disconnected ({message})"
+    ]
+    assert not admin.get(run_id).steps
+
+
+async def test_an_outcome_seq_that_does_not_increase_across_frames_ends_the_stream(
+    worker: RawWorker, admin: Admin
+) -> None:
+    await _connect(worker)
+    [run_id] = admin.send("raw/go")
+    execute = await _execute(worker)
+    await worker.send(outcomes(_completed(5, execute, "first", 1)))
+    acks = await worker.receive_kind("acks")
+    assert acks.acks.through_seq == 5
+
+    await worker.send(outcomes(_completed(3, execute, "second", 2)))
+    code, details = await worker.end_status()
+
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == (
+        "outcome seq 3 does not increase: the previous outcome on this stream had seq 5"
+    )
+    assert [s.name for s in admin.get(run_id).steps] == ["first"]
+
+
+async def test_a_second_hello_ends_the_stream_with_invalid_argument(worker: RawWorker) -> None:
+    await _connect(worker)
+
+    await worker.send(hello([definition("raw-fn", "raw/go")]))
+    code, details = await worker.end_status()
+
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == (
+        "a second Hello: Hello is only the first frame of a stream "
+        "(open a new stream to register again)"
+    )
+
+
+async def test_a_frame_of_no_known_kind_is_ignored(worker: RawWorker, admin: Admin) -> None:
+    await _connect(worker)
+    await worker.send(ws.WorkerFrame())
+    [run_id] = admin.send("raw/go")
+
+    execute = await _execute(worker)
+    await worker.send(outcomes(_run_completed(1, execute, "done")))
+
+    acks = await worker.receive_kind("acks")
+    assert acks.acks.through_seq == 1
+    assert admin.status(run_id) == common_pb2.RUN_STATUS_COMPLETED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import grpc
@@ -82,6 +83,17 @@ class RawWorker:
                 return frame
             if frame.WhichOneof("frame") not in ("ping", "acks"):
                 raise AssertionError(f"expected {kind}, got {frame}")
+
+    async def end_status(self, timeout: float = 10.0) -> tuple[grpc.StatusCode, str]:
+        """Read (and drop) frames until the stream ends; its status code and
+        details. Fails if it has not ended within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        try:
+            while await self.receive(max(0.0, deadline - time.monotonic())) is not None:
+                pass
+        except grpc.aio.AioRpcError as error:
+            return error.code(), error.details() or ""
+        return await self.call.code(), await self.call.details()
 
     async def close(self) -> None:
         await self.channel.close(grace=None)

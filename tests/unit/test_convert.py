@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.api import convert
-from controlplane.engine.errors import InvalidArgument
+from controlplane.engine.errors import InvalidArgument, ProtocolError
 from controlplane.engine.models import (
     CronTrigger,
     ErrorData,
@@ -152,9 +152,27 @@ def test_non_determinism() -> None:
     )
 
 
-def test_outcome_without_a_kind_is_refused() -> None:
-    with pytest.raises(InvalidArgument, match=exactly("outcome 7 has no kind")):
+def test_outcome_without_a_kind_is_a_protocol_error() -> None:
+    with pytest.raises(
+        ProtocolError,
+        match=exactly(
+            "outcome seq 7 has no kind: set one of step_completed, step_failed, suspended, "
+            "run_completed, run_failed or non_determinism"
+        ),
+    ):
         convert.outcome(envelope())
+
+
+def test_planned_wait_without_a_kind_is_a_protocol_error() -> None:
+    message = envelope(suspended=ws.Suspended(waits=[ws.PlannedWait(step_id="h", name="pause")]))
+    with pytest.raises(
+        ProtocolError,
+        match=exactly(
+            "outcome seq 7: planned wait 'pause' has no kind: set one of sleep, "
+            "wait_for_event or invoke"
+        ),
+    ):
+        convert.outcome(message)
 
 
 # -- hello and function definitions -------------------------------------------------------
