@@ -45,7 +45,17 @@ _DEFAULT_LIMITS = Limits()
 
 
 class ConnectionLost(Exception):
-    pass
+    """The stream ended or failed; the worker reconnects. ``code`` is the status
+    the control plane ended it with, when it gave one."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Statuses that end a stream because this SDK broke the protocol or the control
+# plane failed: worth an error in the log, though reconnecting recovers.
+_PROBLEM_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
 
 
 class Worker:
@@ -131,7 +141,9 @@ class Worker:
                         RECONNECT_BASE_S / 2, min(RECONNECT_MAX_S, RECONNECT_BASE_S * 2**attempt)
                     )
                     attempt += 1
-                    log.warning(
+                    code = getattr(error, "code", None)
+                    log.log(
+                        logging.ERROR if code in _PROBLEM_CODES else logging.WARNING,
                         "connection to %s lost (%s); reconnecting in %.2f s",
                         self._app._channel_config.address,
                         _describe(error),
@@ -216,6 +228,8 @@ class Worker:
                 return
             raise ConnectionLost("the control plane ended the stream")
         except grpc.RpcError as error:
+            if self._welcomed:
+                raise _stream_ended(error, config.address) from None
             raise translate(error, config.address) from None
         finally:
             self.connected.clear()
@@ -390,6 +404,19 @@ def _chunks(outcomes: list[ws.Outcome], max_bytes: int) -> list[list[ws.Outcome]
         chunks[-1].append(outcome)
         size += outcome_size
     return chunks
+
+
+def _stream_ended(error: grpc.RpcError, address: str) -> Exception:
+    """A status that ended an established stream, as the worker reports it: the
+    control plane's code and sentence (for example UNAVAILABLE, "no word from
+    the worker for 15012 ms; ..." when it fell silent)."""
+    code_of = getattr(error, "code", None)
+    details_of = getattr(error, "details", None)
+    code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return translate(error, address)
+    details = (details_of() if callable(details_of) else "") or "no details"
+    return ConnectionLost(f"the stream ended with status {code.name}: {details}", code)
 
 
 def _describe(error: BaseException) -> str:

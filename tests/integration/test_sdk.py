@@ -24,6 +24,7 @@ from tether import (
     StepError,
     Tether,
 )
+from tether._worker import Worker
 from tether.testing import TestEnvironment
 
 app = Tether(app_id="sdk-tests")
@@ -405,3 +406,76 @@ async def test_a_function_that_cancels_itself_fails_instead_of_looping(
     assert run.error is not None
     assert "cancelled by its own code" in run.error.message
     assert run.attempt == 2
+
+
+# -- how the worker reports a stream the control plane ended -------------------------------
+
+quiet = Tether(app_id="sdk-quiet")
+
+
+@quiet.function(id="quiet-greet", trigger="sdk/quiet-greet")
+async def quiet_greet(ctx: Context) -> str:
+    return await ctx.step.run("name", lambda: "quiet")
+
+
+SHORT_LEASES = ["--heartbeat-ms", "200", "--lease-timeout-ms", "1000"]
+
+
+def _lost(caplog: pytest.LogCaptureFixture, status: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "tether.worker" and f"the stream ended with status {status}: " in r.message
+    ]
+
+
+async def test_a_worker_closed_for_its_silence_logs_why_and_reconnects(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def no_heartbeats(self: Worker, interval_s: float) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Worker, "_heartbeat", no_heartbeats)
+    caplog.set_level(logging.INFO, logger="tether.worker")
+    async with TestEnvironment(quiet, server_args=SHORT_LEASES) as environment:
+        worker = environment.worker
+        assert worker is not None
+
+        async def reconnected() -> bool:
+            connects = [r for r in caplog.records if r.message.startswith("connected to")]
+            return bool(_lost(caplog, "UNAVAILABLE")) and len(connects) >= 2
+
+        await wait_until_async(reconnected, what="the worker to be closed and to reconnect")
+
+        [record, *_] = _lost(caplog, "UNAVAILABLE")
+        assert record.levelno == logging.WARNING
+        assert "no word from the worker for " in record.message
+        assert "the limit is the lease timeout, 1000 ms" in record.message
+        await asyncio.wait_for(worker.connected.wait(), 10)
+
+
+async def test_a_worker_that_breaks_the_protocol_logs_an_error_and_reconnects(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def emit_without_numbering(self: Worker, outcome: Any) -> None:
+        outcome.seq = 1  # never increases: the second outcome breaks the protocol
+        self._outbox.append(outcome)
+        self._wake_sender.set()
+
+    monkeypatch.setattr(Worker, "_emit", emit_without_numbering)
+    caplog.set_level(logging.INFO, logger="tether.worker")
+    async with TestEnvironment(quiet, server_args=SHORT_LEASES):
+        await quiet.send({"name": "sdk/quiet-greet"})
+
+        await wait_until_async(
+            lambda: asyncio.sleep(0, _lost(caplog, "INVALID_ARGUMENT")),
+            what="the stream to end with INVALID_ARGUMENT",
+        )
+
+        [record, *_] = _lost(caplog, "INVALID_ARGUMENT")
+        assert record.levelno == logging.ERROR
+        assert (
+            "outcome seq 1 does not increase: the previous outcome on this stream had seq 1"
+            in record.message
+        )
+        assert "reconnecting in" in record.message
