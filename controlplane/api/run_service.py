@@ -109,7 +109,6 @@ class RunServicer(rs_grpc.RunServiceServicer):
         return rs.ListFunctionsResponse(functions=[convert.function_info(i) for i in infos])
 
     @unary
-    @unary
     async def PauseFunction(
         self, request: rs.PauseFunctionRequest, context: Context
     ) -> rs.PauseFunctionResponse:
@@ -128,6 +127,7 @@ class RunServicer(rs_grpc.RunServiceServicer):
             function=convert.function_info(info), released_runs=released
         )
 
+    @unary
     async def ListEvents(
         self, request: rs.ListEventsRequest, context: Context
     ) -> rs.ListEventsResponse:

@@ -137,6 +137,9 @@ def replay_run(
                 row.event_pk,
                 event,
                 replay_of=run_id,
+                # The same inputs: every event of a batched run, a cron run's tick.
+                cron=codec.decode_cron(row.cron),
+                event_pks=tx.run_event_pks([run_id]).get(run_id, []),
             )
         ],
         now_ms,

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from tests.support.admin import Admin
+from tests.support.clock import Clock
 from tests.support.processes import ControlPlaneProcess
 from tests.support.raw_worker import RawWorker, definition, hello, outcomes, payload
 from tests.support.waiting import wait_until_async
@@ -561,3 +562,128 @@ async def test_a_frame_of_no_known_kind_is_ignored(worker: RawWorker, admin: Adm
     acks = await worker.receive_kind("acks")
     assert acks.acks.through_seq == 1
     assert admin.status(run_id) == common_pb2.RUN_STATUS_COMPLETED
+
+
+# -- what an Execute carries -----------------------------------------------------------
+
+
+async def _replay(admin: Admin, run_id: str) -> str:
+    response = await asyncio.to_thread(
+        admin.runs.ReplayRun, rs.ReplayRunRequest(run_id=run_id, mode=rs.REPLAY_MODE_FROM_START)
+    )
+    return response.run.id
+
+
+async def test_a_batched_run_gets_every_event_and_so_does_its_replay(
+    worker: RawWorker, admin: Admin
+) -> None:
+    batched = definition("raw-fn", "raw/go")
+    batched.batching.CopyFrom(common_pb2.Batching(max_size=3, timeout_ms=60_000))
+    await worker.send(hello([batched]))
+    assert (await worker.receive_kind("welcome")).welcome.session_id
+    run_ids = set(admin.send_many([("raw/go", {"n": n}) for n in range(3)]))
+    assert len(run_ids) == 1
+
+    execute = await _execute(worker)
+
+    assert [e.data for e in execute.events] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+    assert not execute.HasField("cron")
+    await worker.send(outcomes(_run_completed(1, execute, "done")))
+    await worker.receive_kind("acks")
+
+    replay_id = await _replay(admin, execute.run_id)
+    replayed = await _execute(worker)
+    assert replayed.run_id == replay_id
+    assert [e.id for e in replayed.events] == [e.id for e in execute.events]
+
+
+async def test_a_cron_run_has_no_event_and_its_replay_keeps_the_tick(
+    db_url: str, tmp_path: Path
+) -> None:
+    plane = ControlPlaneProcess(
+        db_url, tmp_path, clock="virtual", heartbeat_ms=200, lease_timeout_ms=1000
+    ).start()
+    worker = RawWorker(plane.address)
+    admin = Admin(plane.address)
+    clock = Clock(plane.address)
+    try:
+        scheduled = common_pb2.FunctionDefinition(id="raw-cron")
+        scheduled.triggers.add(cron=common_pb2.CronTrigger(schedule="* * * * *"))
+        await worker.send(hello([scheduled]))
+        assert (await worker.receive_kind("welcome")).welcome.session_id
+        await asyncio.to_thread(clock.advance, "1m")
+
+        execute = await _execute(worker)
+
+        assert not execute.events
+        assert execute.cron.schedule == "* * * * *"
+        assert execute.cron.timezone == ""
+        assert execute.cron.scheduled_at_ms % 60_000 == 0
+        assert execute.cron.scheduled_at_ms <= execute.server_time_ms
+        await worker.send(outcomes(_run_completed(1, execute, "ticked")))
+        await worker.receive_kind("acks")
+
+        replay_id = await _replay(admin, execute.run_id)
+        replayed = await _execute(worker)
+        assert replayed.run_id == replay_id
+        assert not replayed.events
+        assert replayed.cron == execute.cron
+    finally:
+        await worker.close()
+        admin.close()
+        clock.close()
+        plane.stop()
+
+
+# -- RunService errors -------------------------------------------------------------------
+
+
+def _status_of(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    error = raised.value
+    assert isinstance(error, grpc.Call)
+    return error.code(), error.details() or ""
+
+
+async def test_pause_resume_and_list_events_answer_with_their_status_codes(
+    worker: RawWorker, admin: Admin
+) -> None:
+    await _connect(worker)
+    runs = admin.runs
+
+    assert _status_of(lambda: runs.ListEvents(rs.ListEventsRequest(page_token="zzz"))) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "invalid page token 'zzz'",
+    )
+    assert _status_of(lambda: runs.ListEvents(rs.ListEventsRequest(page_size=1001))) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page size 1001 is over the limit of 1000",
+    )
+    assert _status_of(lambda: runs.PauseFunction(rs.PauseFunctionRequest(app_id="raw"))) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "name the function by its app id and function id",
+    )
+    unknown = rs.PauseFunctionRequest(app_id="raw", function_id="nope")
+    assert _status_of(lambda: runs.PauseFunction(unknown)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "function 'nope' of app 'raw' not found",
+    )
+    bad_mode = rs.PauseFunctionRequest(app_id="raw", function_id="raw-fn", mode=9)  # type: ignore[arg-type]
+    assert _status_of(lambda: runs.PauseFunction(bad_mode)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "unknown pause mode 9",
+    )
+    resume_unknown = rs.ResumeFunctionRequest(app_id="raw", function_id="nope")
+    assert _status_of(lambda: runs.ResumeFunction(resume_unknown)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "function 'nope' of app 'raw' not found",
+    )
+
+    paused = runs.PauseFunction(rs.PauseFunctionRequest(app_id="raw", function_id="raw-fn"))
+    assert paused.function.paused == rs.PAUSE_MODE_HOLD
+    [run_id] = admin.send("raw/go")
+    resumed = runs.ResumeFunction(rs.ResumeFunctionRequest(app_id="raw", function_id="raw-fn"))
+    assert resumed.function.paused == rs.PAUSE_MODE_UNSPECIFIED
+    assert resumed.released_runs == 1
+    assert (await _execute(worker)).run_id == run_id
