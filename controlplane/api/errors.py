@@ -1,8 +1,11 @@
-"""Engine errors become gRPC status codes with the engine's sentence as message."""
+"""Engine errors become gRPC status codes with the engine's sentence as message;
+any other failure becomes INTERNAL with a sentence (never UNKNOWN with an
+exception's text), its traceback going to the log."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -17,6 +20,8 @@ from controlplane.engine.errors import (
     NotFound,
     Unavailable,
 )
+
+log = logging.getLogger("tether.api")
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -43,6 +48,17 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: EngineError)
     raise AssertionError("unreachable")  # context.abort raises
 
 
+async def abort_internal(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, error: Exception
+) -> NoReturn:
+    log.error("%s failed unexpectedly", method, exc_info=error)
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"the control plane failed while handling {method}; its log has the details",
+    )
+    raise AssertionError("unreachable")  # context.abort raises
+
+
 def unary(
     method: Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
 ) -> Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]:
@@ -56,6 +72,10 @@ def unary(
             return await method(self, request, context)
         except EngineError as error:
             await abort(context, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_internal(context, method.__name__, error)
 
     return wrapper
 
@@ -74,5 +94,9 @@ def server_stream(
                 yield item
         except EngineError as error:
             await abort(context, error)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_internal(context, method.__name__, error)
 
     return wrapper
