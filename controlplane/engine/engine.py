@@ -437,6 +437,7 @@ class Engine:
         limits = self.settings.limits
         size = len(body.output)
         problem = _json_problem(body.output, f"step {body.name!r} output")
+        name = "InvalidOutput" if problem else "LimitExceeded"
         if problem:
             pass
         elif size > limits.max_step_output_bytes:
@@ -463,7 +464,7 @@ class Engine:
             step_id=body.step_id,
             name=body.name,
             kind=body.kind,
-            error=ErrorData("LimitExceeded" if "limit" in problem else "InvalidOutput", problem),
+            error=ErrorData(name, problem),
             retriable=False,
             retry_delay_ms=0,
             started_at_ms=body.started_at_ms,

@@ -309,18 +309,21 @@ async def test_failed_step_is_retried_with_its_attempt_count(
     assert failure.until_ms - failure.ts_ms == 100
 
 
-async def test_outputs_that_are_not_json_are_refused(worker: RawWorker, admin: Admin) -> None:
+@pytest.mark.parametrize("name", ["parse", "rate-limit"])
+async def test_outputs_that_are_not_json_are_refused(
+    worker: RawWorker, admin: Admin, name: str
+) -> None:
     await _connect(worker)
     admin.send("raw/go")
     first = await _execute(worker)
-    bad = _completed(1, first, "parse", None)
+    bad = _completed(1, first, name, None)
     bad.step_completed.output = b"\xff{not json"
     await worker.send(outcomes(bad))
 
     cancel = await worker.receive_kind("cancel")
     again = await _execute(worker)
 
-    assert "'parse' output is not valid UTF-8 JSON" in cancel.cancel.reason
+    assert f"'{name}' output is not valid UTF-8 JSON" in cancel.cancel.reason
     [memo] = again.steps
     assert memo.error.name == "InvalidOutput"
 
