@@ -295,7 +295,10 @@ Global___TraceContext: _TypeAlias = TraceContext  # noqa: Y015
 @_typing.final
 class FunctionDefinition(_message.Message):
     """A function as a worker declares it in `Hello`. The control plane stores it,
-    routes events to it and applies its options.
+    routes events to it and applies its options. Every field is checked when the
+    worker registers; the first problem found rejects the Hello with
+    REJECT_CODE_INVALID_FUNCTION and a reason naming the function and the limit
+    (docs/protocol.md, "Hello").
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -333,8 +336,8 @@ class FunctionDefinition(_message.Message):
     """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]:
-        """What starts a run of this function. None: it only runs when invoked
-        (`step.invoke`).
+        """What starts a run of this function: event triggers and cron triggers, in
+        any mix. None: it only runs when invoked (`step.invoke`).
         """
 
     @_builtins.property
@@ -372,7 +375,9 @@ class FunctionDefinition(_message.Message):
 
     @_builtins.property
     def batching(self) -> Global___Batching:
-        """Start one run for many events."""
+        """Start one run for many events. Not combinable with debounce, idempotency,
+        rate_limit, singleton or cancel_on.
+        """
 
     @_builtins.property
     def singleton(self) -> Global___Singleton:
@@ -452,11 +457,11 @@ class Throttle(_message.Message):
     BURST_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """Runs per period, at least 1."""
+    """Runs per period, 1 to 100,000."""
     period_ms: _builtins.int
     """The period (ms), 1 s to 7 days."""
     burst: _builtins.int
-    """How many runs may start at once; 0 means 1 (no bursts)."""
+    """How many runs may start at once, at most 100,000; 0 means 1 (no bursts)."""
     key: _builtins.str
     """A CEL expression over `event`: each value is throttled on its own. Empty:
     one throttle for the function.
@@ -489,7 +494,7 @@ class RateLimit(_message.Message):
     PERIOD_MS_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """Runs per period, at least 1."""
+    """Runs per period, 1 to 100,000."""
     period_ms: _builtins.int
     """The period (ms), 1 s to 24 hours."""
     key: _builtins.str
@@ -525,7 +530,9 @@ class Debounce(_message.Message):
     key: _builtins.str
     """A CEL expression over `event`. Empty: one debounce for the function."""
     timeout_ms: _builtins.int
-    """The longest a run is delayed after its first event (ms); 0: no cap."""
+    """The longest a run is delayed after its first event (ms), 1 s to 7 days;
+    0: no cap.
+    """
     def __init__(
         self,
         *,
@@ -762,7 +769,9 @@ Global___EventTrigger: _TypeAlias = EventTrigger  # noqa: Y015
 
 @_typing.final
 class CronTrigger(_message.Message):
-    """Start a run on a cron schedule."""
+    """Start a run on a cron schedule. The run has no event: its `Execute.cron`
+    carries the tick.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -770,7 +779,9 @@ class CronTrigger(_message.Message):
     TIMEZONE_FIELD_NUMBER: _builtins.int
     CATCH_UP_FIELD_NUMBER: _builtins.int
     schedule: _builtins.str
-    """A five-field cron expression, for example `0 9 * * *`."""
+    """A five-field cron expression (minute hour day-of-month month day-of-week),
+    for example `0 9 * * *`.
+    """
     timezone: _builtins.str
     """An IANA time zone name, for example `Europe/Paris`. Empty means UTC. Times
     are local: `0 9 * * *` in Paris fires at 09:00 Paris time on both sides of

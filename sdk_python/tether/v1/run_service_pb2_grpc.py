@@ -129,8 +129,10 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReplayRun(self, request, context):
-        """Starts a new run of the same function with the same event(s), from scratch
-        or keeping the steps that completed before the failed one.
+        """Starts a new run of the same function with the same inputs (its event;
+        every event of a batched run; a cron run's tick), from scratch or keeping
+        the steps that completed before the failed one. NOT_FOUND for an unknown
+        run, FAILED_PRECONDITION unless it finished.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,7 +154,7 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
-        """Stored events, newest first.
+        """Stored events, newest first. INVALID_ARGUMENT for a bad page token or size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,7 +170,8 @@ class RunServiceServicer:
     def PauseFunction(self, request, context):
         """Pauses a function: its runs start no execution until it is resumed (they
         stay where they are), and its events are still stored; `mode` says whether
-        new events queue runs to be held or start nothing. NOT_FOUND for an
+        new events queue runs to be held or start nothing. INVALID_ARGUMENT
+        without app or function id or for an unknown mode, NOT_FOUND for an
         unknown function.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -177,6 +180,8 @@ class RunServiceServicer:
 
     def ResumeFunction(self, request, context):
         """Resumes a paused function: held runs start in the order they were due.
+        Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+        without app or function id, NOT_FOUND for an unknown function.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,8 +47,10 @@ class RunServiceStub:
     CancelRuns: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunsRequest, _run_service_pb2.CancelRunsResponse]
     """Cancels every unfinished run of a function created in a time range."""
     ReplayRun: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ReplayRunRequest, _run_service_pb2.ReplayRunResponse]
-    """Starts a new run of the same function with the same event(s), from scratch
-    or keeping the steps that completed before the failed one.
+    """Starts a new run of the same function with the same inputs (its event;
+    every event of a batched run; a cron run's tick), from scratch or keeping
+    the steps that completed before the failed one. NOT_FOUND for an unknown
+    run, FAILED_PRECONDITION unless it finished.
     """
     WaitRun: _grpc.UnaryStreamMultiCallable[_run_service_pb2.WaitRunRequest, _run_service_pb2.WaitRunResponse]
     """Streams the run's state: once at once, then on every status change, and ends
@@ -57,17 +59,21 @@ class RunServiceStub:
     ListFunctions: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ListFunctionsRequest, _run_service_pb2.ListFunctionsResponse]
     """The functions the control plane knows, with their connected workers."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ListEventsRequest, _run_service_pb2.ListEventsResponse]
-    """Stored events, newest first."""
+    """Stored events, newest first. INVALID_ARGUMENT for a bad page token or size."""
     GetEvent: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.GetEventRequest, _run_service_pb2.GetEventResponse]
     """One event and the runs it started. NOT_FOUND for an unknown id."""
     PauseFunction: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.PauseFunctionRequest, _run_service_pb2.PauseFunctionResponse]
     """Pauses a function: its runs start no execution until it is resumed (they
     stay where they are), and its events are still stored; `mode` says whether
-    new events queue runs to be held or start nothing. NOT_FOUND for an
+    new events queue runs to be held or start nothing. INVALID_ARGUMENT
+    without app or function id or for an unknown mode, NOT_FOUND for an
     unknown function.
     """
     ResumeFunction: _grpc.UnaryUnaryMultiCallable[_run_service_pb2.ResumeFunctionRequest, _run_service_pb2.ResumeFunctionResponse]
-    """Resumes a paused function: held runs start in the order they were due."""
+    """Resumes a paused function: held runs start in the order they were due.
+    Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+    without app or function id, NOT_FOUND for an unknown function.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -88,8 +94,10 @@ class RunServiceAsyncStub(RunServiceStub):
     CancelRuns: _aio.UnaryUnaryMultiCallable[_run_service_pb2.CancelRunsRequest, _run_service_pb2.CancelRunsResponse]  # type: ignore[assignment]
     """Cancels every unfinished run of a function created in a time range."""
     ReplayRun: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ReplayRunRequest, _run_service_pb2.ReplayRunResponse]  # type: ignore[assignment]
-    """Starts a new run of the same function with the same event(s), from scratch
-    or keeping the steps that completed before the failed one.
+    """Starts a new run of the same function with the same inputs (its event;
+    every event of a batched run; a cron run's tick), from scratch or keeping
+    the steps that completed before the failed one. NOT_FOUND for an unknown
+    run, FAILED_PRECONDITION unless it finished.
     """
     WaitRun: _aio.UnaryStreamMultiCallable[_run_service_pb2.WaitRunRequest, _run_service_pb2.WaitRunResponse]  # type: ignore[assignment]
     """Streams the run's state: once at once, then on every status change, and ends
@@ -98,17 +106,21 @@ class RunServiceAsyncStub(RunServiceStub):
     ListFunctions: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListFunctionsRequest, _run_service_pb2.ListFunctionsResponse]  # type: ignore[assignment]
     """The functions the control plane knows, with their connected workers."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ListEventsRequest, _run_service_pb2.ListEventsResponse]  # type: ignore[assignment]
-    """Stored events, newest first."""
+    """Stored events, newest first. INVALID_ARGUMENT for a bad page token or size."""
     GetEvent: _aio.UnaryUnaryMultiCallable[_run_service_pb2.GetEventRequest, _run_service_pb2.GetEventResponse]  # type: ignore[assignment]
     """One event and the runs it started. NOT_FOUND for an unknown id."""
     PauseFunction: _aio.UnaryUnaryMultiCallable[_run_service_pb2.PauseFunctionRequest, _run_service_pb2.PauseFunctionResponse]  # type: ignore[assignment]
     """Pauses a function: its runs start no execution until it is resumed (they
     stay where they are), and its events are still stored; `mode` says whether
-    new events queue runs to be held or start nothing. NOT_FOUND for an
+    new events queue runs to be held or start nothing. INVALID_ARGUMENT
+    without app or function id or for an unknown mode, NOT_FOUND for an
     unknown function.
     """
     ResumeFunction: _aio.UnaryUnaryMultiCallable[_run_service_pb2.ResumeFunctionRequest, _run_service_pb2.ResumeFunctionResponse]  # type: ignore[assignment]
-    """Resumes a paused function: held runs start in the order they were due."""
+    """Resumes a paused function: held runs start in the order they were due.
+    Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+    without app or function id, NOT_FOUND for an unknown function.
+    """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reading and administering runs, functions and events (the CLI and the SDK's
@@ -156,8 +168,10 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _run_service_pb2.ReplayRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.ReplayRunResponse, _abc.Awaitable[_run_service_pb2.ReplayRunResponse]]:
-        """Starts a new run of the same function with the same event(s), from scratch
-        or keeping the steps that completed before the failed one.
+        """Starts a new run of the same function with the same inputs (its event;
+        every event of a batched run; a cron run's tick), from scratch or keeping
+        the steps that completed before the failed one. NOT_FOUND for an unknown
+        run, FAILED_PRECONDITION unless it finished.
         """
 
     @_abc_1.abstractmethod
@@ -184,7 +198,7 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _run_service_pb2.ListEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.ListEventsResponse, _abc.Awaitable[_run_service_pb2.ListEventsResponse]]:
-        """Stored events, newest first."""
+        """Stored events, newest first. INVALID_ARGUMENT for a bad page token or size."""
 
     @_abc_1.abstractmethod
     def GetEvent(
@@ -202,7 +216,8 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_run_service_pb2.PauseFunctionResponse, _abc.Awaitable[_run_service_pb2.PauseFunctionResponse]]:
         """Pauses a function: its runs start no execution until it is resumed (they
         stay where they are), and its events are still stored; `mode` says whether
-        new events queue runs to be held or start nothing. NOT_FOUND for an
+        new events queue runs to be held or start nothing. INVALID_ARGUMENT
+        without app or function id or for an unknown mode, NOT_FOUND for an
         unknown function.
         """
 
@@ -212,6 +227,9 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _run_service_pb2.ResumeFunctionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_run_service_pb2.ResumeFunctionResponse, _abc.Awaitable[_run_service_pb2.ResumeFunctionResponse]]:
-        """Resumes a paused function: held runs start in the order they were due."""
+        """Resumes a paused function: held runs start in the order they were due.
+        Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+        without app or function id, NOT_FOUND for an unknown function.
+        """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -62,7 +62,10 @@ class _RejectCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectCode
     REJECT_CODE_DUPLICATE_FUNCTION: _RejectCode.ValueType  # 3
     """Two functions in `Hello` share an id."""
     REJECT_CODE_INVALID_FUNCTION: _RejectCode.ValueType  # 4
-    """A function definition is invalid (bad id, no trigger, bad option...)."""
+    """A function definition is invalid (bad id, a trigger with no kind, a bad
+    event name or cron schedule, an invalid CEL expression, an option out of
+    its range...).
+    """
     REJECT_CODE_SHUTTING_DOWN: _RejectCode.ValueType  # 5
     """The control plane is shutting down; connect again later."""
 
@@ -77,7 +80,10 @@ REJECT_CODE_INVALID_HELLO: RejectCode.ValueType  # 2
 REJECT_CODE_DUPLICATE_FUNCTION: RejectCode.ValueType  # 3
 """Two functions in `Hello` share an id."""
 REJECT_CODE_INVALID_FUNCTION: RejectCode.ValueType  # 4
-"""A function definition is invalid (bad id, no trigger, bad option...)."""
+"""A function definition is invalid (bad id, a trigger with no kind, a bad
+event name or cron schedule, an invalid CEL expression, an option out of
+its range...).
+"""
 REJECT_CODE_SHUTTING_DOWN: RejectCode.ValueType  # 5
 """The control plane is shutting down; connect again later."""
 Global___RejectCode: _TypeAlias = RejectCode  # noqa: Y015
@@ -88,7 +94,9 @@ class WorkerFrame(_message.Message):
     Frames
     ---------------------------------------------------------------------------
 
-    Worker -> control plane. The first frame must be `hello`.
+    Worker -> control plane. The first frame must be `hello`, and only the
+    first. A frame with no kind set (or one this control plane does not know) is
+    ignored.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -433,7 +441,11 @@ class Execute(_message.Message):
     """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]:
-        """The event(s) that triggered the run; the first one is the run's event."""
+        """The events that triggered the run: one for a run an event started (or
+        `step.invoke`: `tether/function.invoked`); one or more, in the order
+        received, for a batched run; none for a run a cron tick started (`cron`
+        is set instead). A replay has its original's. The first is the run's event.
+        """
 
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___MemoizedStep]:
@@ -446,8 +458,10 @@ class Execute(_message.Message):
 
     @_builtins.property
     def step_attempts(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Failed attempts so far of steps that are being retried, keyed by hashed step
-        id. A step listed here is executed again and its attempt number is this value.
+        """Failed attempts so far (at least 1) of the steps being retried, keyed by
+        hashed step id; none of them is in `steps`. When the function reaches such
+        a step it runs again with this value as its attempt number, unless
+        `step_not_before_ms` holds it back.
         """
 
     @_builtins.property
@@ -458,14 +472,17 @@ class Execute(_message.Message):
     def step_not_before_ms(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Retrying steps whose next attempt is not due yet (the run woke for another
         reason, such as a sleep in a parallel branch), keyed by hashed step id, with
-        when it is due. The worker must not run such a step before then: it treats
-        the call like an unresolved sleep (the step cannot return in this execution)
-        and reports nothing for it; the run is resumed when the retry is due.
+        when it is due. Every key is also in `step_attempts`; every value is later
+        than `server_time_ms`. When the function reaches such a step: if the value
+        is later than the SDK's now (control-plane clock), it parks the call like
+        an unresolved sleep (it cannot return in this execution) and reports
+        nothing for it, whatever `step_attempts` says; otherwise it runs the step
+        with attempt `step_attempts[id]`. The run is resumed when the retry is due.
         """
 
     @_builtins.property
     def cron(self) -> Global___CronTick:
-        """Set when a cron schedule started the run (it then has no event)."""
+        """Set only when a cron tick started the run; `events` is then empty."""
 
     def __init__(
         self,
@@ -630,7 +647,8 @@ class Outcomes(_message.Message):
     Outcomes
     ---------------------------------------------------------------------------
 
-    A batch of outcomes, in the order they happened.
+    A batch of outcomes, in the order they happened. An empty batch is ignored
+    (no `Acks`).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -672,13 +690,19 @@ class Outcome(_message.Message):
     RUN_FAILED_FIELD_NUMBER: _builtins.int
     NON_DETERMINISM_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
-    """Assigned by the worker: strictly increasing on this stream, starting at 1.
-    `Acks.through_seq` refers to it.
+    """Assigned by the worker: 1, 2, 3... on this stream, across executions.
+    `Acks.through_seq` refers to it. The control plane enforces that it is at
+    least 1 and larger than the previous outcome's on the stream (same frame
+    or earlier); otherwise the stream ends with INVALID_ARGUMENT, for example
+    "outcome seq 3 does not increase: the previous outcome on this stream had
+    seq 5", and nothing of the frame is applied.
     """
     execution_id: _builtins.str
     """The execution this outcome belongs to."""
     run_id: _builtins.str
-    """The run, repeated for clarity and logs."""
+    """The execution's run (`Execute.run_id`). Another run is a protocol error
+    (INVALID_ARGUMENT).
+    """
     @_builtins.property
     def step_completed(self) -> Global___StepCompleted:
         """Non-terminal: a new step returned."""
@@ -1112,7 +1136,8 @@ class Acks(_message.Message):
     Acknowledgements, liveness, shutdown
     ---------------------------------------------------------------------------
 
-    Outcomes made durable. Sent only after the transaction holding them committed.
+    Outcomes made durable. Sent only after the transaction holding them committed,
+    in the order the frames arrived; neighbouring acks may be merged.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1121,7 +1146,7 @@ class Acks(_message.Message):
     REFUSED_FIELD_NUMBER: _builtins.int
     through_seq: _builtins.int
     """Every outcome with `seq <= through_seq` has been processed: made durable, or
-    listed in `refused`.
+    listed in `refused`. The last seq of the frame(s) acknowledged.
     """
     @_builtins.property
     def refused(self) -> _containers.RepeatedCompositeFieldContainer[Global___Refusal]:
@@ -1143,8 +1168,8 @@ Global___Acks: _TypeAlias = Acks  # noqa: Y015
 
 @_typing.final
 class Refusal(_message.Message):
-    """An outcome the control plane did not apply. The worker should stop the
-    execution it belongs to.
+    """An outcome the control plane did not apply. The worker must stop the
+    execution it belongs to: start no further step, send nothing more for it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1157,7 +1182,13 @@ class Refusal(_message.Message):
     execution_id: _builtins.str
     """Its execution: stop it."""
     reason: _builtins.str
-    """For example `lease lost: the execution was given to another worker`."""
+    """One of (docs/protocol.md, "Sequence numbers and acknowledgements"):
+    `lease lost: the run was given to another worker`; `the run has already
+    finished or was cancelled`; the problem of an earlier outcome of the
+    execution that broke a limit, such as `step 'export' output is 5.0 MiB;
+    the limit is 4 MiB per step`; `the control plane could not store outcomes:
+    <error>`.
+    """
     def __init__(
         self,
         *,
@@ -1175,7 +1206,10 @@ Global___Refusal: _TypeAlias = Refusal  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
-    """Worker liveness; extends the leases of the listed executions."""
+    """Worker liveness; extends the leases of the listed executions. Send one every
+    `Welcome.heartbeat_interval_ms`: a worker that sends no frame at all for
+    `lease_timeout_ms` loses its leases and its stream (UNAVAILABLE).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

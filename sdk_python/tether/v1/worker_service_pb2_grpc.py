@@ -48,6 +48,15 @@ class WorkerServiceServicer:
 
     def Connect(self, request_iterator, context):
         """The worker's one connection. Frames on each side are delivered in order.
+        How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+        half-closes, after `Rejected`, or when the control plane shuts down;
+        UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+        timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+        (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+        protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+        that does not increase, an outcome naming another run, a second Hello;
+        nothing of that frame is applied); INTERNAL when the control plane failed;
+        UNAUTHENTICATED for a missing or wrong API key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,7 +41,17 @@ class WorkerServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> WorkerServiceAsyncStub: ...
     Connect: _grpc.StreamStreamMultiCallable[_worker_service_pb2.WorkerFrame, _worker_service_pb2.ServerFrame]
-    """The worker's one connection. Frames on each side are delivered in order."""
+    """The worker's one connection. Frames on each side are delivered in order.
+    How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+    half-closes, after `Rejected`, or when the control plane shuts down;
+    UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+    timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+    (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+    protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+    that does not increase, an outcome naming another run, a second Hello;
+    nothing of that frame is applied); INTERNAL when the control plane failed;
+    UNAUTHENTICATED for a missing or wrong API key.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -49,7 +59,17 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Connect: _aio.StreamStreamMultiCallable[_worker_service_pb2.WorkerFrame, _worker_service_pb2.ServerFrame]  # type: ignore[assignment]
-    """The worker's one connection. Frames on each side are delivered in order."""
+    """The worker's one connection. Frames on each side are delivered in order.
+    How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+    half-closes, after `Rejected`, or when the control plane shuts down;
+    UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+    timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+    (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+    protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+    that does not increase, an outcome naming another run, a second Hello;
+    nothing of that frame is applied); INTERNAL when the control plane failed;
+    UNAUTHENTICATED for a missing or wrong API key.
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workers connect here."""
@@ -60,6 +80,16 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_worker_service_pb2.WorkerFrame],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_worker_service_pb2.ServerFrame], _abc.AsyncIterator[_worker_service_pb2.ServerFrame]]:
-        """The worker's one connection. Frames on each side are delivered in order."""
+        """The worker's one connection. Frames on each side are delivered in order.
+        How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+        half-closes, after `Rejected`, or when the control plane shuts down;
+        UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+        timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+        (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+        protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+        that does not increase, an outcome naming another run, a second Hello;
+        nothing of that frame is applied); INTERNAL when the control plane failed;
+        UNAUTHENTICATED for a missing or wrong API key.
+        """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
