@@ -139,7 +139,10 @@ export interface TraceContext {
 
 /**
  * A function as a worker declares it in `Hello`. The control plane stores it,
- * routes events to it and applies its options.
+ * routes events to it and applies its options. Every field is checked when the
+ * worker registers; the first problem found rejects the Hello with
+ * REJECT_CODE_INVALID_FUNCTION and a reason naming the function and the limit
+ * (docs/protocol.md, "Hello").
  */
 export interface FunctionDefinition {
   /**
@@ -150,8 +153,8 @@ export interface FunctionDefinition {
   /** A human-readable name. Defaults to the id when empty. */
   name: string;
   /**
-   * What starts a run of this function. None: it only runs when invoked
-   * (`step.invoke`).
+   * What starts a run of this function: event triggers and cron triggers, in
+   * any mix. None: it only runs when invoked (`step.invoke`).
    */
   triggers: Trigger[];
   /**
@@ -200,7 +203,10 @@ export interface FunctionDefinition {
   priority?:
     | Priority
     | undefined;
-  /** Start one run for many events. */
+  /**
+   * Start one run for many events. Not combinable with debounce, idempotency,
+   * rate_limit, singleton or cancel_on.
+   */
   batching?:
     | Batching
     | undefined;
@@ -227,11 +233,11 @@ export interface Concurrency {
  * up to `burst` starting at once. Runs over the rate wait in the queue.
  */
 export interface Throttle {
-  /** Runs per period, at least 1. */
+  /** Runs per period, 1 to 100,000. */
   limit: number;
   /** The period (ms), 1 s to 7 days. */
   periodMs: number;
-  /** How many runs may start at once; 0 means 1 (no bursts). */
+  /** How many runs may start at once, at most 100,000; 0 means 1 (no bursts). */
   burst: number;
   /**
    * A CEL expression over `event`: each value is throttled on its own. Empty:
@@ -245,7 +251,7 @@ export interface Throttle {
  * once); the events over it are stored and reported as skipped.
  */
 export interface RateLimit {
-  /** Runs per period, at least 1. */
+  /** Runs per period, 1 to 100,000. */
   limit: number;
   /** The period (ms), 1 s to 24 hours. */
   periodMs: number;
@@ -262,7 +268,10 @@ export interface Debounce {
   periodMs: number;
   /** A CEL expression over `event`. Empty: one debounce for the function. */
   key: string;
-  /** The longest a run is delayed after its first event (ms); 0: no cap. */
+  /**
+   * The longest a run is delayed after its first event (ms), 1 s to 7 days;
+   * 0: no cap.
+   */
   timeoutMs: number;
 }
 
@@ -362,9 +371,15 @@ export interface EventTrigger {
   ifExpression: string;
 }
 
-/** Start a run on a cron schedule. */
+/**
+ * Start a run on a cron schedule. The run has no event: its `Execute.cron`
+ * carries the tick.
+ */
 export interface CronTrigger {
-  /** A five-field cron expression, for example `0 9 * * *`. */
+  /**
+   * A five-field cron expression (minute hour day-of-month month day-of-week),
+   * for example `0 9 * * *`.
+   */
   schedule: string;
   /**
    * An IANA time zone name, for example `Europe/Paris`. Empty means UTC. Times

@@ -2819,8 +2819,10 @@ export const RunServiceService = {
     responseDeserialize: (value: Buffer): CancelRunsResponse => CancelRunsResponse.decode(value),
   },
   /**
-   * Starts a new run of the same function with the same event(s), from scratch
-   * or keeping the steps that completed before the failed one.
+   * Starts a new run of the same function with the same inputs (its event;
+   * every event of a batched run; a cron run's tick), from scratch or keeping
+   * the steps that completed before the failed one. NOT_FOUND for an unknown
+   * run, FAILED_PRECONDITION unless it finished.
    */
   replayRun: {
     path: "/tether.v1.RunService/ReplayRun" as const,
@@ -2855,7 +2857,7 @@ export const RunServiceService = {
       Buffer.from(ListFunctionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListFunctionsResponse => ListFunctionsResponse.decode(value),
   },
-  /** Stored events, newest first. */
+  /** Stored events, newest first. INVALID_ARGUMENT for a bad page token or size. */
   listEvents: {
     path: "/tether.v1.RunService/ListEvents" as const,
     requestStream: false as const,
@@ -2878,7 +2880,8 @@ export const RunServiceService = {
   /**
    * Pauses a function: its runs start no execution until it is resumed (they
    * stay where they are), and its events are still stored; `mode` says whether
-   * new events queue runs to be held or start nothing. NOT_FOUND for an
+   * new events queue runs to be held or start nothing. INVALID_ARGUMENT
+   * without app or function id or for an unknown mode, NOT_FOUND for an
    * unknown function.
    */
   pauseFunction: {
@@ -2891,7 +2894,11 @@ export const RunServiceService = {
       Buffer.from(PauseFunctionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PauseFunctionResponse => PauseFunctionResponse.decode(value),
   },
-  /** Resumes a paused function: held runs start in the order they were due. */
+  /**
+   * Resumes a paused function: held runs start in the order they were due.
+   * Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+   * without app or function id, NOT_FOUND for an unknown function.
+   */
   resumeFunction: {
     path: "/tether.v1.RunService/ResumeFunction" as const,
     requestStream: false as const,
@@ -2919,8 +2926,10 @@ export interface RunServiceServer extends UntypedServiceImplementation {
   /** Cancels every unfinished run of a function created in a time range. */
   cancelRuns: handleUnaryCall<CancelRunsRequest, CancelRunsResponse>;
   /**
-   * Starts a new run of the same function with the same event(s), from scratch
-   * or keeping the steps that completed before the failed one.
+   * Starts a new run of the same function with the same inputs (its event;
+   * every event of a batched run; a cron run's tick), from scratch or keeping
+   * the steps that completed before the failed one. NOT_FOUND for an unknown
+   * run, FAILED_PRECONDITION unless it finished.
    */
   replayRun: handleUnaryCall<ReplayRunRequest, ReplayRunResponse>;
   /**
@@ -2930,18 +2939,23 @@ export interface RunServiceServer extends UntypedServiceImplementation {
   waitRun: handleServerStreamingCall<WaitRunRequest, WaitRunResponse>;
   /** The functions the control plane knows, with their connected workers. */
   listFunctions: handleUnaryCall<ListFunctionsRequest, ListFunctionsResponse>;
-  /** Stored events, newest first. */
+  /** Stored events, newest first. INVALID_ARGUMENT for a bad page token or size. */
   listEvents: handleUnaryCall<ListEventsRequest, ListEventsResponse>;
   /** One event and the runs it started. NOT_FOUND for an unknown id. */
   getEvent: handleUnaryCall<GetEventRequest, GetEventResponse>;
   /**
    * Pauses a function: its runs start no execution until it is resumed (they
    * stay where they are), and its events are still stored; `mode` says whether
-   * new events queue runs to be held or start nothing. NOT_FOUND for an
+   * new events queue runs to be held or start nothing. INVALID_ARGUMENT
+   * without app or function id or for an unknown mode, NOT_FOUND for an
    * unknown function.
    */
   pauseFunction: handleUnaryCall<PauseFunctionRequest, PauseFunctionResponse>;
-  /** Resumes a paused function: held runs start in the order they were due. */
+  /**
+   * Resumes a paused function: held runs start in the order they were due.
+   * Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+   * without app or function id, NOT_FOUND for an unknown function.
+   */
   resumeFunction: handleUnaryCall<ResumeFunctionRequest, ResumeFunctionResponse>;
 }
 
@@ -3015,8 +3029,10 @@ export interface RunServiceClient extends Client {
     callback: (error: ServiceError | null, response: CancelRunsResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Starts a new run of the same function with the same event(s), from scratch
-   * or keeping the steps that completed before the failed one.
+   * Starts a new run of the same function with the same inputs (its event;
+   * every event of a batched run; a cron run's tick), from scratch or keeping
+   * the steps that completed before the failed one. NOT_FOUND for an unknown
+   * run, FAILED_PRECONDITION unless it finished.
    */
   replayRun(
     request: ReplayRunRequest,
@@ -3059,7 +3075,7 @@ export interface RunServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListFunctionsResponse) => void,
   ): ClientUnaryCall;
-  /** Stored events, newest first. */
+  /** Stored events, newest first. INVALID_ARGUMENT for a bad page token or size. */
   listEvents(
     request: ListEventsRequest,
     callback: (error: ServiceError | null, response: ListEventsResponse) => void,
@@ -3094,7 +3110,8 @@ export interface RunServiceClient extends Client {
   /**
    * Pauses a function: its runs start no execution until it is resumed (they
    * stay where they are), and its events are still stored; `mode` says whether
-   * new events queue runs to be held or start nothing. NOT_FOUND for an
+   * new events queue runs to be held or start nothing. INVALID_ARGUMENT
+   * without app or function id or for an unknown mode, NOT_FOUND for an
    * unknown function.
    */
   pauseFunction(
@@ -3112,7 +3129,11 @@ export interface RunServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PauseFunctionResponse) => void,
   ): ClientUnaryCall;
-  /** Resumes a paused function: held runs start in the order they were due. */
+  /**
+   * Resumes a paused function: held runs start in the order they were due.
+   * Resuming a function that is not paused is not an error. INVALID_ARGUMENT
+   * without app or function id, NOT_FOUND for an unknown function.
+   */
   resumeFunction(
     request: ResumeFunctionRequest,
     callback: (error: ServiceError | null, response: ResumeFunctionResponse) => void,

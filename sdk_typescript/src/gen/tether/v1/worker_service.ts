@@ -48,13 +48,21 @@ export enum RejectCode {
   REJECT_CODE_INVALID_HELLO = 2,
   /** REJECT_CODE_DUPLICATE_FUNCTION - Two functions in `Hello` share an id. */
   REJECT_CODE_DUPLICATE_FUNCTION = 3,
-  /** REJECT_CODE_INVALID_FUNCTION - A function definition is invalid (bad id, no trigger, bad option...). */
+  /**
+   * REJECT_CODE_INVALID_FUNCTION - A function definition is invalid (bad id, a trigger with no kind, a bad
+   * event name or cron schedule, an invalid CEL expression, an option out of
+   * its range...).
+   */
   REJECT_CODE_INVALID_FUNCTION = 4,
   /** REJECT_CODE_SHUTTING_DOWN - The control plane is shutting down; connect again later. */
   REJECT_CODE_SHUTTING_DOWN = 5,
 }
 
-/** Worker -> control plane. The first frame must be `hello`. */
+/**
+ * Worker -> control plane. The first frame must be `hello`, and only the
+ * first. A frame with no kind set (or one this control plane does not know) is
+ * ignored.
+ */
 export interface WorkerFrame {
   frame?:
     | //
@@ -185,7 +193,12 @@ export interface Execute {
    * (0 on the first attempt). SDKs expose it as the run's attempt number.
    */
   attempt: number;
-  /** The event(s) that triggered the run; the first one is the run's event. */
+  /**
+   * The events that triggered the run: one for a run an event started (or
+   * `step.invoke`: `tether/function.invoked`); one or more, in the order
+   * received, for a batched run; none for a run a cron tick started (`cron`
+   * is set instead). A replay has its original's. The first is the run's event.
+   */
   events: Event[];
   /**
    * Every step whose result is final, in the order the results were recorded.
@@ -196,8 +209,10 @@ export interface Execute {
    */
   steps: MemoizedStep[];
   /**
-   * Failed attempts so far of steps that are being retried, keyed by hashed step
-   * id. A step listed here is executed again and its attempt number is this value.
+   * Failed attempts so far (at least 1) of the steps being retried, keyed by
+   * hashed step id; none of them is in `steps`. When the function reaches such
+   * a step it runs again with this value as its attempt number, unless
+   * `step_not_before_ms` holds it back.
    */
   stepAttempts: { [key: string]: number };
   /** The run's trace context: the parent for the worker's spans. */
@@ -215,12 +230,15 @@ export interface Execute {
   /**
    * Retrying steps whose next attempt is not due yet (the run woke for another
    * reason, such as a sleep in a parallel branch), keyed by hashed step id, with
-   * when it is due. The worker must not run such a step before then: it treats
-   * the call like an unresolved sleep (the step cannot return in this execution)
-   * and reports nothing for it; the run is resumed when the retry is due.
+   * when it is due. Every key is also in `step_attempts`; every value is later
+   * than `server_time_ms`. When the function reaches such a step: if the value
+   * is later than the SDK's now (control-plane clock), it parks the call like
+   * an unresolved sleep (it cannot return in this execution) and reports
+   * nothing for it, whatever `step_attempts` says; otherwise it runs the step
+   * with attempt `step_attempts[id]`. The run is resumed when the retry is due.
    */
   stepNotBeforeMs: { [key: string]: number };
-  /** Set when a cron schedule started the run (it then has no event). */
+  /** Set only when a cron tick started the run; `events` is then empty. */
   cron?: CronTick | undefined;
 }
 
@@ -292,7 +310,10 @@ export interface CancelAck {
   executionId: string;
 }
 
-/** A batch of outcomes, in the order they happened. */
+/**
+ * A batch of outcomes, in the order they happened. An empty batch is ignored
+ * (no `Acks`).
+ */
 export interface Outcomes {
   /** In the order they happened; `seq` strictly increasing. */
   outcomes: Outcome[];
@@ -305,14 +326,25 @@ export interface Outcomes {
  */
 export interface Outcome {
   /**
-   * Assigned by the worker: strictly increasing on this stream, starting at 1.
-   * `Acks.through_seq` refers to it.
+   * Assigned by the worker: 1, 2, 3... on this stream, across executions.
+   * `Acks.through_seq` refers to it. The control plane enforces that it is at
+   * least 1 and larger than the previous outcome's on the stream (same frame
+   * or earlier); otherwise the stream ends with INVALID_ARGUMENT, for example
+   * "outcome seq 3 does not increase: the previous outcome on this stream had
+   * seq 5", and nothing of the frame is applied.
    */
   seq: number;
   /** The execution this outcome belongs to. */
   executionId: string;
-  /** The run, repeated for clarity and logs. */
+  /**
+   * The execution's run (`Execute.run_id`). Another run is a protocol error
+   * (INVALID_ARGUMENT).
+   */
   runId: string;
+  /**
+   * Exactly one is set; none is a protocol error (INVALID_ARGUMENT "outcome seq
+   * <n> has no kind: ...").
+   */
   kind?:
     | //
     /** Non-terminal: a new step returned. */
@@ -405,6 +437,10 @@ export interface PlannedWait {
   stepId: string;
   /** The step id as written in code, with its `:n` suffix when repeated. */
   name: string;
+  /**
+   * Exactly one is set; none is a protocol error (INVALID_ARGUMENT "outcome seq
+   * <n>: planned wait '<name>' has no kind: ...").
+   */
   kind?:
     | //
     /** `step.sleep` / `step.sleep_until`. */
@@ -505,11 +541,14 @@ export interface NonDeterminism {
   unreachedStepIds: string[];
 }
 
-/** Outcomes made durable. Sent only after the transaction holding them committed. */
+/**
+ * Outcomes made durable. Sent only after the transaction holding them committed,
+ * in the order the frames arrived; neighbouring acks may be merged.
+ */
 export interface Acks {
   /**
    * Every outcome with `seq <= through_seq` has been processed: made durable, or
-   * listed in `refused`.
+   * listed in `refused`. The last seq of the frame(s) acknowledged.
    */
   throughSeq: number;
   /** Outcomes that were not applied. */
@@ -517,19 +556,30 @@ export interface Acks {
 }
 
 /**
- * An outcome the control plane did not apply. The worker should stop the
- * execution it belongs to.
+ * An outcome the control plane did not apply. The worker must stop the
+ * execution it belongs to: start no further step, send nothing more for it.
  */
 export interface Refusal {
   /** The refused outcome. */
   seq: number;
   /** Its execution: stop it. */
   executionId: string;
-  /** For example `lease lost: the execution was given to another worker`. */
+  /**
+   * One of (docs/protocol.md, "Sequence numbers and acknowledgements"):
+   * `lease lost: the run was given to another worker`; `the run has already
+   * finished or was cancelled`; the problem of an earlier outcome of the
+   * execution that broke a limit, such as `step 'export' output is 5.0 MiB;
+   * the limit is 4 MiB per step`; `the control plane could not store outcomes:
+   * <error>`.
+   */
   reason: string;
 }
 
-/** Worker liveness; extends the leases of the listed executions. */
+/**
+ * Worker liveness; extends the leases of the listed executions. Send one every
+ * `Welcome.heartbeat_interval_ms`: a worker that sends no frame at all for
+ * `lease_timeout_ms` loses its leases and its stream (UNAVAILABLE).
+ */
 export interface Heartbeat {
   /** The executions the worker is still running. */
   executionIds: string[];
@@ -3326,7 +3376,18 @@ export const Drain: MessageFns<Drain> = {
 /** Workers connect here. */
 export type WorkerServiceService = typeof WorkerServiceService;
 export const WorkerServiceService = {
-  /** The worker's one connection. Frames on each side are delivered in order. */
+  /**
+   * The worker's one connection. Frames on each side are delivered in order.
+   * How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+   * half-closes, after `Rejected`, or when the control plane shuts down;
+   * UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+   * timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+   * (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+   * protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+   * that does not increase, an outcome naming another run, a second Hello;
+   * nothing of that frame is applied); INTERNAL when the control plane failed;
+   * UNAUTHENTICATED for a missing or wrong API key.
+   */
   connect: {
     path: "/tether.v1.WorkerService/Connect" as const,
     requestStream: true as const,
@@ -3339,12 +3400,34 @@ export const WorkerServiceService = {
 } as const;
 
 export interface WorkerServiceServer extends UntypedServiceImplementation {
-  /** The worker's one connection. Frames on each side are delivered in order. */
+  /**
+   * The worker's one connection. Frames on each side are delivered in order.
+   * How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+   * half-closes, after `Rejected`, or when the control plane shuts down;
+   * UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+   * timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+   * (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+   * protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+   * that does not increase, an outcome naming another run, a second Hello;
+   * nothing of that frame is applied); INTERNAL when the control plane failed;
+   * UNAUTHENTICATED for a missing or wrong API key.
+   */
   connect: handleBidiStreamingCall<WorkerFrame, ServerFrame>;
 }
 
 export interface WorkerServiceClient extends Client {
-  /** The worker's one connection. Frames on each side are delivered in order. */
+  /**
+   * The worker's one connection. Frames on each side are delivered in order.
+   * How it ends (docs/protocol.md, "How a stream ends"): OK when the worker
+   * half-closes, after `Rejected`, or when the control plane shuts down;
+   * UNAVAILABLE "no word from the worker for <n> ms; the limit is the lease
+   * timeout, <m> ms (...)" when the worker sent nothing for a lease timeout
+   * (reconnect); INVALID_ARGUMENT with the problem when the worker broke the
+   * protocol after `Welcome` (an outcome or planned wait with no kind, a seq
+   * that does not increase, an outcome naming another run, a second Hello;
+   * nothing of that frame is applied); INTERNAL when the control plane failed;
+   * UNAUTHENTICATED for a missing or wrong API key.
+   */
   connect(): ClientDuplexStream<WorkerFrame, ServerFrame>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<WorkerFrame, ServerFrame>;
   connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<WorkerFrame, ServerFrame>;
