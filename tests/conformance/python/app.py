@@ -41,6 +41,12 @@ def gate_file(ctx: Context, suffix: str) -> Path:
     return Path(os.environ["TETHER_TEST_GATE_DIR"]) / f"{key_of(ctx)}.{suffix}"
 
 
+async def gate_opened(ctx: Context) -> None:
+    """Return once the run's gate is open (a file another process creates)."""
+    while not gate_file(ctx, "open").exists():  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+
+
 @app.function(id="memoized-steps", trigger="conformance/memoized-steps")
 async def memoized_steps(ctx: Context) -> Any:
     async def one() -> int:
@@ -181,6 +187,23 @@ async def parallel_steps(ctx: Context) -> Any:
     return list(await asyncio.gather(step("p1", 1), step("p2", 2), step("p3", 3)))
 
 
+@app.function(id="checkpointing", trigger="conformance/checkpointing")
+async def checkpointing(ctx: Context) -> Any:
+    async def one() -> int:
+        record(ctx, "one")
+        return 1
+
+    first = await ctx.step.run("one", one)
+
+    async def two() -> int:
+        record(ctx, "two-start")
+        await gate_opened(ctx)
+        record(ctx, "two-end")
+        return first + 1
+
+    return await ctx.step.run("two", two)
+
+
 @app.function(id="cancel", trigger="conformance/cancel")
 async def cancel(ctx: Context) -> Any:
     async def first() -> None:
@@ -287,9 +310,7 @@ async def survive(ctx: Context) -> Any:
 
     async def blocker() -> None:
         record(ctx, "blocker-start")
-        # The gate is a file another process creates: poll it.
-        while not gate_file(ctx, "open").exists():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+        await gate_opened(ctx)
         record(ctx, "blocker-end")
 
     async def three() -> None:

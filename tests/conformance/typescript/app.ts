@@ -31,6 +31,11 @@ function gateFile(ctx: FunctionContext, suffix: string): string {
   return join(dir, `${keyOf(ctx)}.${suffix}`);
 }
 
+/** Resolves once the run's gate is open (a file another process creates). */
+async function gateOpened(ctx: FunctionContext): Promise<void> {
+  while (!existsSync(gateFile(ctx, "open"))) await sleep(20);
+}
+
 tether.createFunction({ id: "memoized-steps", event: "conformance/memoized-steps" }, async (ctx) => {
   const one = await ctx.step.run("one", () => {
     record(keyOf(ctx), "one");
@@ -141,6 +146,19 @@ tether.createFunction({ id: "parallel-steps", event: "conformance/parallel-steps
   return Promise.all([step("p1", 1), step("p2", 2), step("p3", 3)]);
 });
 
+tether.createFunction({ id: "checkpointing", event: "conformance/checkpointing" }, async (ctx) => {
+  const one = await ctx.step.run("one", () => {
+    record(keyOf(ctx), "one");
+    return 1;
+  });
+  return ctx.step.run("two", async () => {
+    record(keyOf(ctx), "two-start");
+    await gateOpened(ctx);
+    record(keyOf(ctx), "two-end");
+    return one + 1;
+  });
+});
+
 tether.createFunction({ id: "cancel", event: "conformance/cancel" }, async (ctx) => {
   await ctx.step.run("first", () => {
     record(keyOf(ctx), "first");
@@ -239,7 +257,7 @@ async function survive(ctx: FunctionContext): Promise<string> {
   });
   await ctx.step.run("blocker", async () => {
     record(keyOf(ctx), "blocker-start");
-    while (!existsSync(gateFile(ctx, "open"))) await sleep(20);
+    await gateOpened(ctx);
     record(keyOf(ctx), "blocker-end");
   });
   await ctx.step.run("three", () => {
