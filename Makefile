@@ -60,11 +60,16 @@ dev: $(STAMP) $(NODE_STAMP) $(TS_BUILT)
 $(CHROMIUM):
 	apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
-## test: lint, the generated-code check, then every test suite (browser tests included)
+## test: lint, the generated-code check, then every test suite (browser tests included).
+## The process-spawning suites run in TEST_PROCESSES pytest processes (every test
+## has its own database, directories and ports); most of their time is spent
+## waiting on other processes, so two of them halve the time on two cores.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP) $(NODE_STAMP) $(TS_BUILT) $(CHROMIUM) lint proto-check
 	$(BIN)/pytest -q tests/unit
 	PATH=$(abspath $(BIN)):$$PATH npm test --silent --workspaces --if-present
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q tests/integration tests/conformance tests/e2e tests/browser examples
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -n $(TEST_PROCESSES) tests/integration tests/conformance tests/e2e tests/browser examples
 
 ## screenshots: run the browser tests, saving their screenshots into docs/images
 screenshots: $(STAMP) $(CHROMIUM)
