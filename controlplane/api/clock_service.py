@@ -9,7 +9,7 @@ import grpc
 from controlplane.api.errors import unary
 from controlplane.engine.clock import VirtualClock
 from controlplane.engine.engine import Engine
-from controlplane.engine.errors import FailedPrecondition
+from controlplane.model.errors import FailedPrecondition
 from tether.v1 import clock_service_pb2 as cs
 from tether.v1 import clock_service_pb2_grpc as cs_grpc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from controlplane.engine.errors import InvalidArgument, ProtocolError
-from controlplane.engine.models import (
+from controlplane.engine.settings import Limits
+from controlplane.model import (
     DEFAULT_RETRIES,
     Batching,
     CancelOn,
@@ -51,7 +51,7 @@ from controlplane.engine.models import (
     Trigger,
     WorkerHello,
 )
-from controlplane.engine.settings import Limits
+from controlplane.model.errors import InvalidArgument, ProtocolError
 from tether.v1 import common_pb2 as common
 from tether.v1 import event_service_pb2 as es
 from tether.v1 import run_service_pb2 as rs

@@ -11,7 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from controlplane.engine.errors import (
+from controlplane.model.errors import (
     EngineError,
     FailedPrecondition,
     Internal,

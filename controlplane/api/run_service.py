@@ -10,8 +10,8 @@ import grpc
 from controlplane.api import convert
 from controlplane.api.errors import server_stream, unary
 from controlplane.engine.engine import Engine
-from controlplane.engine.errors import InvalidArgument
-from controlplane.engine.models import EventFilter, ReplayMode, RunFilter
+from controlplane.model import EventFilter, ReplayMode, RunFilter
+from controlplane.model.errors import InvalidArgument
 from tether.v1 import run_service_pb2 as rs
 from tether.v1 import run_service_pb2_grpc as rs_grpc
 

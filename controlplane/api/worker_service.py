@@ -13,10 +13,10 @@ from controlplane import __version__
 from controlplane.api import convert
 from controlplane.api.errors import status_code
 from controlplane.engine.engine import Engine
-from controlplane.engine.errors import EngineError, Internal, ProtocolError, WorkerRejected
-from controlplane.engine.models import Execution, Refusal
 from controlplane.engine.sessions import WorkerSession
 from controlplane.engine.validation import PROTOCOL_VERSION
+from controlplane.model import Execution, Refusal
+from controlplane.model.errors import EngineError, Internal, ProtocolError, WorkerRejected
 from tether.v1 import worker_service_pb2 as ws
 from tether.v1 import worker_service_pb2_grpc as ws_grpc
 

@@ -11,9 +11,8 @@ from typing import Any
 from controlplane.engine import waits
 from controlplane.engine.creation import NewRun, Routing, create_runs
 from controlplane.engine.effects import Effects, run_span
-from controlplane.engine.errors import FailedPrecondition, NotFound
 from controlplane.engine.expressions import event_object
-from controlplane.engine.models import (
+from controlplane.model import (
     ErrorData,
     FunctionKey,
     FunctionSpec,
@@ -22,6 +21,7 @@ from controlplane.engine.models import (
     RunStatus,
     RunSummary,
 )
+from controlplane.model.errors import FailedPrecondition, NotFound
 from controlplane.store import codec
 from controlplane.store.schema import history, steps
 from controlplane.store.tx import WriteTx

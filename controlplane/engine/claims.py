@@ -7,8 +7,8 @@ from typing import Any
 
 from controlplane.engine import waits
 from controlplane.engine.effects import Effects
-from controlplane.engine.ids import new_hex_id
-from controlplane.engine.models import (
+from controlplane.engine.trace_ids import traceparent
+from controlplane.model import (
     ClaimRecord,
     Execution,
     HistoryKind,
@@ -17,7 +17,7 @@ from controlplane.engine.models import (
     StepStatus,
     StoredEvent,
 )
-from controlplane.engine.trace_ids import traceparent
+from controlplane.model.ids import new_hex_id
 from controlplane.store import codec
 from controlplane.store.schema import history
 from controlplane.store.tx import WriteTx

@@ -16,14 +16,14 @@ from controlplane.engine.flow import (
     priority_of,
     throttle_runs,
 )
-from controlplane.engine.ids import new_hex_id, new_ulid
-from controlplane.engine.models import (
+from controlplane.model import (
     CronTick,
     EventTrigger,
     FunctionKey,
     FunctionSpec,
     RunStatus,
 )
+from controlplane.model.ids import new_hex_id, new_ulid
 from controlplane.store import codec
 from controlplane.store.schema import queue, run_events, runs
 from controlplane.store.tx import NOT_DUE, WriteTx

@@ -57,7 +57,7 @@ from croniter import CroniterBadDateError, croniter
 
 from controlplane.engine.creation import NewRun, create_runs
 from controlplane.engine.effects import Effects
-from controlplane.engine.models import (
+from controlplane.model import (
     CatchUp,
     CronTick,
     CronTrigger,

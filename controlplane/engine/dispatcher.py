@@ -29,10 +29,10 @@ from controlplane.engine.claims import claim_executions
 from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.effects import Effects
-from controlplane.engine.models import Execution, FunctionKey
 from controlplane.engine.observer import run_log_extra
 from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings
+from controlplane.model import Execution, FunctionKey
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.engine.models import (
+from controlplane.model import (
     ClaimRecord,
     ErrorData,
+    EventLink,
     EventSpanRecord,
     RunSpanRecord,
+    RunState,
     RunStatus,
     StepSpanRecord,
     WaitSpanRecord,
 )
-from controlplane.store.stats_tx import EventLink
-from controlplane.store.tx import RunState
 
 
 @dataclass(slots=True)

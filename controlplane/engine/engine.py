@@ -15,16 +15,21 @@ from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
 from controlplane.engine.effects import Effects
-from controlplane.engine.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    LimitExceeded,
-    NotFound,
-    ProtocolError,
-    WorkerRejected,
+from controlplane.engine.observer import EngineObserver, report_committed, run_log_extra
+from controlplane.engine.outcomes import (
+    LEASE_LOST,
+    RUN_FINISHED,
+    AppliedOutcomes,
+    apply_outcomes,
 )
-from controlplane.engine.ids import new_hex_id
-from controlplane.engine.models import (
+from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
+from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
+from controlplane.engine.settings import EngineSettings, format_bytes
+from controlplane.engine.stats import EngineStats, collect_stats
+from controlplane.engine.unserved import UnservedWarnings
+from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.engine.watchers import RunWatchers
+from controlplane.model import (
     CronTrigger,
     ErrorData,
     EventDetail,
@@ -51,20 +56,15 @@ from controlplane.engine.models import (
     Suspended,
     WorkerHello,
 )
-from controlplane.engine.observer import EngineObserver, report_committed, run_log_extra
-from controlplane.engine.outcomes import (
-    LEASE_LOST,
-    RUN_FINISHED,
-    AppliedOutcomes,
-    apply_outcomes,
+from controlplane.model.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+    ProtocolError,
+    WorkerRejected,
 )
-from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
-from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
-from controlplane.engine.settings import EngineSettings, format_bytes
-from controlplane.engine.stats import EngineStats, collect_stats
-from controlplane.engine.unserved import UnservedWarnings
-from controlplane.engine.validation import validate_events, validate_hello
-from controlplane.engine.watchers import RunWatchers
+from controlplane.model.ids import new_hex_id
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import cel
 
-from controlplane.engine.errors import InvalidArgument
-from controlplane.engine.models import StoredEvent
+from controlplane.model import StoredEvent
+from controlplane.model.errors import InvalidArgument
 
 EVENT_ONLY = frozenset({"event"})
 EVENT_AND_ASYNC = frozenset({"event", "async"})

@@ -28,8 +28,8 @@ from controlplane.engine.expressions import (
     canonical,
     compile_expression,
 )
-from controlplane.engine.models import ConcurrencyScope, FunctionKey, FunctionSpec, PauseMode
 from controlplane.engine.settings import format_duration
+from controlplane.model import ConcurrencyScope, FunctionKey, FunctionSpec, PauseMode
 from controlplane.store.flow_tx import FlowKey, FlowState
 from controlplane.store.tx import WriteTx
 

@@ -33,9 +33,10 @@ from controlplane.engine.flow import (
     key_value,
     shown,
 )
-from controlplane.engine.ids import new_hex_id, new_ulid
 from controlplane.engine.matching import WaitMatcher
-from controlplane.engine.models import (
+from controlplane.engine.trace_ids import parse_traceparent, traceparent
+from controlplane.engine.waits import WaitPlanner
+from controlplane.model import (
     EventInput,
     EventSpanRecord,
     EventTrigger,
@@ -46,8 +47,7 @@ from controlplane.engine.models import (
     SkippedRun,
     StoredEvent,
 )
-from controlplane.engine.trace_ids import parse_traceparent, traceparent
-from controlplane.engine.waits import WaitPlanner
+from controlplane.model.ids import new_hex_id, new_ulid
 from controlplane.store.flow_tx import FlowState
 from controlplane.store.schema import event_skips, events, run_events
 from controlplane.store.tx import WriteTx

@@ -13,9 +13,9 @@ import json
 
 from controlplane.engine.creation import NewRun, create_runs
 from controlplane.engine.effects import Effects
-from controlplane.engine.ids import new_ulid
-from controlplane.engine.models import FunctionSpec
 from controlplane.engine.validation import INVOKED_EVENT
+from controlplane.model import FunctionSpec
+from controlplane.model.ids import new_ulid
 from controlplane.store.schema import events
 from controlplane.store.tx import WriteTx
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.engine.models import HistoryKind
+from controlplane.model import HistoryKind
 from controlplane.store import codec
 from controlplane.store.schema import history
 from controlplane.store.tx import WriteTx

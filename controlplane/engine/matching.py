@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from controlplane.engine.expressions import MISSING, canonical, event_object, event_value
-from controlplane.engine.models import StoredEvent
 from controlplane.engine.waits import wait_matches
+from controlplane.model import StoredEvent
 from controlplane.store.tx import WriteTx
 
 

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Sequence
 
 from controlplane.engine.effects import Effects
-from controlplane.engine.models import (
+from controlplane.engine.trace_ids import step_span_id
+from controlplane.model import (
     ClaimRecord,
     EventSpanRecord,
     RunSpanRecord,
@@ -20,7 +21,6 @@ from controlplane.engine.models import (
     StepSpanRecord,
     WaitSpanRecord,
 )
-from controlplane.engine.trace_ids import step_span_id
 
 log = logging.getLogger("tether.engine")
 

@@ -15,7 +15,8 @@ from controlplane.engine.backoff import retry_delay_ms
 from controlplane.engine.creation import Routing
 from controlplane.engine.effects import Effects, run_span
 from controlplane.engine.expressions import event_object
-from controlplane.engine.models import (
+from controlplane.engine.trace_ids import traceparent
+from controlplane.model import (
     ErrorData,
     FunctionKey,
     HistoryKind,
@@ -24,6 +25,7 @@ from controlplane.engine.models import (
     Refusal,
     RunCompleted,
     RunFailed,
+    RunState,
     RunStatus,
     StepCompleted,
     StepFailed,
@@ -32,10 +34,9 @@ from controlplane.engine.models import (
     StepStatus,
     Suspended,
 )
-from controlplane.engine.trace_ids import traceparent
 from controlplane.store import codec
 from controlplane.store.schema import history
-from controlplane.store.tx import NOT_DUE, RunState, WriteTx
+from controlplane.store.tx import NOT_DUE, WriteTx
 
 FUNCTION_FAILED = "tether/function.failed"
 

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from controlplane.engine.models import (
+from controlplane.model import (
     Batching,
     CancelOn,
     CatchUp,

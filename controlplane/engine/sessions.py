@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controlplane.engine.errors import EngineError, Unavailable
-from controlplane.engine.models import Execution, Refusal
+from controlplane.model import Execution, Refusal
+from controlplane.model.errors import EngineError, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.engine.models import FunctionKey, StepKind
 from controlplane.engine.registry import FunctionRegistry
 from controlplane.engine.sessions import SessionTable
+from controlplane.model import FunctionKey, StepKind
 from controlplane.store import Store
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from controlplane.engine.models import (
+from controlplane.model import (
     ErrorData,
     HistoryEntry,
     HistoryKind,

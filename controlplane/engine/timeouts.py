@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from controlplane.engine import admin
 from controlplane.engine.effects import Effects
-from controlplane.engine.models import FunctionKey, FunctionSpec
 from controlplane.engine.settings import format_duration
+from controlplane.model import FunctionKey, FunctionSpec
 from controlplane.store.tx import WriteTx
 
 TIMEOUT_ERROR = "Timeout"

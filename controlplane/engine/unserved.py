@@ -7,8 +7,8 @@ import logging
 import time
 from collections.abc import Iterable
 
-from controlplane.engine.models import FunctionKey
 from controlplane.engine.sessions import SessionTable
+from controlplane.model import FunctionKey
 
 log = logging.getLogger("tether.engine")
 

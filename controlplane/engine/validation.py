@@ -11,14 +11,14 @@ import zoneinfo
 
 from croniter import croniter
 
-from controlplane.engine.errors import InvalidArgument, LimitExceeded, WorkerRejected
 from controlplane.engine.expressions import (
     EVENT_AND_ASYNC,
     EVENT_ONLY,
     check_path,
     compile_expression,
 )
-from controlplane.engine.models import (
+from controlplane.engine.settings import Limits, format_bytes, format_duration
+from controlplane.model import (
     MAX_RETRIES,
     ConcurrencyScope,
     CronTrigger,
@@ -27,7 +27,7 @@ from controlplane.engine.models import (
     FunctionSpec,
     WorkerHello,
 )
-from controlplane.engine.settings import Limits, format_bytes, format_duration
+from controlplane.model.errors import InvalidArgument, LimitExceeded, WorkerRejected
 
 PROTOCOL_VERSION = 1
 RESERVED_EVENT_PREFIX = "tether/"

@@ -21,7 +21,6 @@ from typing import Any
 
 from controlplane.engine.creation import CANCEL_WAIT, Routing
 from controlplane.engine.effects import Effects
-from controlplane.engine.errors import InvalidArgument
 from controlplane.engine.expressions import (
     EVENT_AND_ASYNC,
     MISSING,
@@ -34,7 +33,9 @@ from controlplane.engine.expressions import (
 )
 from controlplane.engine.flow import event_lock
 from controlplane.engine.invocation import start_invoked_run
-from controlplane.engine.models import (
+from controlplane.engine.trace_ids import step_span_id, traceparent
+from controlplane.engine.validation import exact_event_name_problem
+from controlplane.model import (
     ErrorData,
     FunctionKey,
     HistoryKind,
@@ -42,16 +43,16 @@ from controlplane.engine.models import (
     PlannedInvoke,
     PlannedSleep,
     PlannedWait,
+    RunState,
     StepKind,
     StepStatus,
     StoredEvent,
     WaitSpanRecord,
 )
-from controlplane.engine.trace_ids import step_span_id, traceparent
-from controlplane.engine.validation import exact_event_name_problem
+from controlplane.model.errors import InvalidArgument
 from controlplane.store import codec
 from controlplane.store.schema import history
-from controlplane.store.tx import NOT_DUE, RunState, WriteTx
+from controlplane.store.tx import NOT_DUE, WriteTx
 
 
 @dataclass(slots=True)

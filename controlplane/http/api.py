@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from controlplane.engine.engine import Engine
-from controlplane.engine.errors import InvalidArgument
-from controlplane.engine.models import (
+from controlplane.http import schemas as s
+from controlplane.model import (
     EventFilter,
     EventInput,
     PauseMode,
@@ -18,7 +18,7 @@ from controlplane.engine.models import (
     RunFilter,
     RunStatus,
 )
-from controlplane.http import schemas as s
+from controlplane.model.errors import InvalidArgument
 
 router = APIRouter(prefix="/api")
 

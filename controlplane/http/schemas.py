@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from controlplane.engine.models import (
+from controlplane.engine.registry import spec_to_json
+from controlplane.engine.timeline import TimelineBar, build_timeline
+from controlplane.model import (
     CronTrigger,
     ErrorData,
     EventDetail,
@@ -23,8 +25,6 @@ from controlplane.engine.models import (
     StepRecord,
     StoredEvent,
 )
-from controlplane.engine.registry import spec_to_json
-from controlplane.engine.timeline import TimelineBar, build_timeline
 
 
 def _json(raw: bytes | None) -> Any:

@@ -20,15 +20,15 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from controlplane import __version__
 from controlplane.engine.engine import Engine
-from controlplane.engine.errors import (
+from controlplane.http.api import router
+from controlplane.http.schemas import Problem
+from controlplane.model.errors import (
     EngineError,
     FailedPrecondition,
     InvalidArgument,
     LimitExceeded,
     NotFound,
 )
-from controlplane.http.api import router
-from controlplane.http.schemas import Problem
 
 log = logging.getLogger("tether.http")
 

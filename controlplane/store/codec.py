@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from controlplane.engine.models import (
+from controlplane.model import (
     CronTick,
     ErrorData,
     HistoryEntry,

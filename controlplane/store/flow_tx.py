@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, tuple_, union_all, update
 
-from controlplane.engine.models import FunctionKey, PauseMode
+from controlplane.model import FunctionKey, PauseMode
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import flow_state, functions, queue, run_events, runs
 

@@ -20,7 +20,7 @@ import psycopg
 from sqlalchemy import Engine, Insert, Table, create_engine, make_url
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from controlplane.engine.ids import new_hex_id
+from controlplane.model.ids import new_hex_id
 from controlplane.store.base import Store
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
 
-from controlplane.engine.models import FunctionKey
+from controlplane.model import FunctionKey
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import schedules
 

@@ -4,25 +4,15 @@ whose spans run spans link to (mixed into ReadTx)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from controlplane.engine.models import FunctionKey
+from controlplane.model import EventLink, FunctionKey
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import events, history, queue, waits
 
 # cancel_on watches are stored as waits of this kind; they are not waits.
 _CANCEL_WATCH = "cancel"
-
-
-@dataclass(frozen=True, slots=True)
-class EventLink:
-    """What a run's span says of the event that started it."""
-
-    event_id: str
-    name: str
-    traceparent: str | None
 
 
 class StatsReads(TxBase):

@@ -31,13 +31,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from controlplane.engine.models import (
+from controlplane.model import (
     EventDetail,
     EventFilter,
     HistoryEntry,
     Page,
     RunDetail,
     RunFilter,
+    RunState,
     RunSummary,
     SkippedRun,
     StepKind,
@@ -78,27 +79,6 @@ class FunctionRow:
 
 
 @dataclass(frozen=True, slots=True)
-class RunState:
-    """What the engine needs of a run to apply outcomes to it."""
-
-    run_id: str
-    app_id: str
-    function_id: str
-    status: str
-    attempt: int
-    event_pk: str | None
-    trace_id: str
-    root_span_id: str
-    created_at_ms: int
-    started_at_ms: int | None
-    parent_run_id: str | None = None
-    cancelled_execution_id: str | None = None
-    ended_at_ms: int | None = None
-    # JSON {"schedule", "timezone", "at"} for a run a cron schedule started.
-    cron: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class QueueLease:
     execution_id: str | None
     due_at_ms: int
@@ -114,7 +94,7 @@ class Claimed:
     due_at_ms: int = 0
 
 
-__all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "RunState", "WriteTx"]
+__all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "WriteTx"]
 
 
 class ReadTx(ScheduleReads, FlowReads, StatsReads, TxBase):

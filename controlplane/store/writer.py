@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from controlplane.engine.errors import EngineError
+from controlplane.model.errors import EngineError
 
 log = logging.getLogger(__name__)
 

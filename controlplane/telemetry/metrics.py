@@ -29,15 +29,15 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from controlplane.engine.models import (
+from controlplane.engine.observer import EngineObserver
+from controlplane.engine.stats import EngineStats
+from controlplane.model import (
     ClaimRecord,
     RunSpanRecord,
     RunStatus,
     StepKind,
     StepSpanRecord,
 )
-from controlplane.engine.observer import EngineObserver
-from controlplane.engine.stats import EngineStats
 from controlplane.telemetry._env import DEFAULT_SERVICE_NAME, otlp_endpoint, service_name
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
 
-from controlplane.engine.models import (
+from controlplane.engine.observer import EngineObserver
+from controlplane.engine.trace_ids import parse_traceparent, step_span_id
+from controlplane.model import (
     ErrorData,
     EventSpanRecord,
     RunSpanRecord,
@@ -37,8 +39,6 @@ from controlplane.engine.models import (
     StepSpanRecord,
     WaitSpanRecord,
 )
-from controlplane.engine.observer import EngineObserver
-from controlplane.engine.trace_ids import parse_traceparent, step_span_id
 from controlplane.telemetry._env import DEFAULT_SERVICE_NAME, otlp_endpoint, service_name
 
 __all__ = ["RunTracer", "step_span_id"]

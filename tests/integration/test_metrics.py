@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.app import ControlPlane
 from controlplane.config import Config
-from controlplane.engine.models import ClaimRecord, RunSpanRecord, RunStatus
+from controlplane.model import ClaimRecord, RunSpanRecord, RunStatus
 from controlplane.telemetry import Metrics
 from tests.support.otlp import OtlpReceiver, attributes
 from tests.support.processes import WorkerProcess

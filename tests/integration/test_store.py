@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from controlplane.engine.claims import claim_executions
 from controlplane.engine.creation import new_run_row, queue_row
-from controlplane.engine.errors import NotFound
-from controlplane.engine.models import FunctionKey
+from controlplane.model import FunctionKey
+from controlplane.model.errors import NotFound
 from controlplane.store import Store, migrate, open_store
 from controlplane.store.migrate import current_revision, head_revision
 from controlplane.store.schema import metadata, queue, runs

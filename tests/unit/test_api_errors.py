@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from controlplane.api.errors import server_stream, unary
-from controlplane.engine.errors import InvalidArgument, NotFound
+from controlplane.model.errors import InvalidArgument, NotFound
 
 
 class Aborted(Exception):

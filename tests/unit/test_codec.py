@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Row
 
-from controlplane.engine.models import ErrorData, HistoryEntry, HistoryKind
+from controlplane.model import ErrorData, HistoryEntry, HistoryKind
 from controlplane.store.codec import (
     decode_cursor,
     decode_error,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.api import convert
-from controlplane.engine.errors import InvalidArgument, ProtocolError
-from controlplane.engine.models import (
+from controlplane.model import (
     CronTrigger,
     ErrorData,
     EventInput,
@@ -32,6 +31,7 @@ from controlplane.engine.models import (
     Suspended,
     WorkerHello,
 )
+from controlplane.model.errors import InvalidArgument, ProtocolError
 from tests.unit._match import exactly
 from tether.v1 import common_pb2 as common
 from tether.v1 import run_service_pb2 as rs

@@ -15,7 +15,7 @@ from controlplane.engine.cron import (
     next_tick,
     ticks_between,
 )
-from controlplane.engine.models import CatchUp
+from controlplane.model import CatchUp
 
 PARIS = ZoneInfo("Europe/Paris")
 HOUR_MS = 3_600_000

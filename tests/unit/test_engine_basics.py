@@ -16,8 +16,8 @@ from controlplane.engine.backoff import (
     retry_delay_ms,
 )
 from controlplane.engine.clock import SystemClock, VirtualClock
-from controlplane.engine.ids import new_hex_id, new_ulid
 from controlplane.engine.settings import format_bytes
+from controlplane.model.ids import new_hex_id, new_ulid
 from tests.unit._match import exactly
 
 # -- backoff ------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from controlplane.engine.errors import InvalidArgument
 from controlplane.engine.expressions import (
     EVENT_AND_ASYNC,
     EVENT_ONLY,
@@ -18,6 +17,7 @@ from controlplane.engine.expressions import (
     event_value,
     indexable_equality,
 )
+from controlplane.model.errors import InvalidArgument
 
 
 def _event(**data: Any) -> dict[str, Any]:

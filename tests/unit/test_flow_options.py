@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from controlplane import model as models
 from controlplane.api import convert
-from controlplane.engine import models, validation
+from controlplane.engine import validation
 from tests.unit._match import exactly
 from tether import (
     Batching,

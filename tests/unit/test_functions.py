@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from controlplane.api import convert
-from controlplane.engine.models import CronTrigger as SpecCronTrigger
-from controlplane.engine.models import EventTrigger as SpecEventTrigger
-from controlplane.engine.models import FunctionSpec
+from controlplane.model import CronTrigger as SpecCronTrigger
+from controlplane.model import EventTrigger as SpecEventTrigger
+from controlplane.model import FunctionSpec
 from tests.unit._match import exactly
 from tether import ConfigError, Context, CronTrigger, EventTrigger, Tether, cron, event
 from tether._function import DEFAULT_RETRIES, MAX_RETRIES

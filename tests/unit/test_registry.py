@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from controlplane.engine.models import (
+from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
+from controlplane.model import (
     Batching,
     CancelOn,
     CatchUp,
@@ -21,7 +22,6 @@ from controlplane.engine.models import (
     Throttle,
     Timeouts,
 )
-from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
 
 
 def spec(app_id: str, function_id: str, *triggers: EventTrigger | CronTrigger) -> FunctionSpec:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from controlplane.engine.models import (
+from controlplane.engine.timeline import BarStatus, build_timeline
+from controlplane.model import (
     ErrorData,
     HistoryEntry,
     HistoryKind,
@@ -15,7 +16,6 @@ from controlplane.engine.models import (
     StepRecord,
     StepStatus,
 )
-from controlplane.engine.timeline import BarStatus, build_timeline
 
 
 def _run() -> RunSummary:

@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
-from controlplane.engine.errors import InvalidArgument, LimitExceeded, WorkerRejected
-from controlplane.engine.models import (
+from controlplane.engine.settings import Limits
+from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.model import (
     CancelOn,
     CronTrigger,
     EventInput,
@@ -15,8 +16,7 @@ from controlplane.engine.models import (
     FunctionSpec,
     WorkerHello,
 )
-from controlplane.engine.settings import Limits
-from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.model.errors import InvalidArgument, LimitExceeded, WorkerRejected
 from tests.unit._match import exactly
 
 LIMITS = Limits()
