@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 from controlplane.engine import admin, cron, ingest, invocation, leases
 from controlplane.engine.clock import Clock, VirtualClock
@@ -16,44 +14,33 @@ from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
 from controlplane.engine.effects import Effects
 from controlplane.engine.observer import EngineObserver, report_committed, run_log_extra
+from controlplane.engine.outcome_intake import OutcomeIntake
 from controlplane.engine.outcomes import (
     LEASE_LOST,
-    RUN_FINISHED,
-    AppliedOutcomes,
-    apply_outcomes,
 )
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
-from controlplane.engine.sessions import InFlight, SessionSink, SessionTable, WorkerSession
+from controlplane.engine.sessions import SessionSink, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
 from controlplane.engine.stats import EngineStats, collect_stats
 from controlplane.engine.unserved import UnservedWarnings
-from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.engine.validation import check_json_object, validate_events, validate_hello
 from controlplane.engine.watchers import RunWatchers
 from controlplane.model import (
     CronTrigger,
-    ErrorData,
     EventDetail,
     EventFilter,
     EventInput,
     FunctionInfo,
     FunctionKey,
-    NonDeterminism,
     Outcome,
-    OutcomeBody,
     Page,
     PauseMode,
-    Refusal,
     ReplayMode,
-    RunCompleted,
     RunDetail,
-    RunFailed,
     RunFilter,
     RunSummary,
     SendResult,
-    StepCompleted,
-    StepFailed,
     StoredEvent,
-    Suspended,
     WorkerHello,
 )
 from controlplane.model.errors import (
@@ -61,7 +48,6 @@ from controlplane.model.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
-    ProtocolError,
     WorkerRejected,
 )
 from controlplane.model.ids import new_hex_id
@@ -97,6 +83,15 @@ class Engine:
         self.routing = Routing(self.registry.get, self.registry.matching)
         self.dispatcher = Dispatcher(
             store, clock, self.sessions, self.settings, self.routing, self.apply_effects
+        )
+        self.intake = OutcomeIntake(
+            store,
+            clock.now_ms,
+            self.sessions,
+            self.settings,
+            self.routing,
+            self.dispatcher.wake,
+            self.apply_effects,
         )
         self._stopping = False
         # Cancelled runs' executions a CancelRun waits to hear the worker confirm.
@@ -313,164 +308,9 @@ class Engine:
             self.dispatcher.wake()
 
     def receive_outcomes(self, session: WorkerSession, outcomes: list[Outcome]) -> None:
-        """Queue a worker's outcomes for the next commit; acknowledge them after it.
-
-        Returns at once so that the next frame can be read while this one commits;
-        frames of one worker are applied and acknowledged in order.
-        """
-        if not outcomes:
-            return
-        _check_frame(session, outcomes)
-        through = outcomes[-1].seq
-        session.last_seq = through
-        refusals: list[Refusal] = []
-        accepted: list[Outcome] = []
-        attempts: dict[str, dict[str, int]] = {}
-        stopped: list[tuple[str, str, str]] = []
-        for outcome in outcomes:
-            info = session.in_flight.get(outcome.execution_id)
-            if info is None and outcome.execution_id in session.cancelled:
-                # From an execution whose run was cancelled while a step ran: only
-                # that step's result is recorded.
-                if not isinstance(outcome.body, StepCompleted):
-                    refusals.append(Refusal(outcome.seq, outcome.execution_id, RUN_FINISHED))
-                    continue
-                info = session.cancelled[outcome.execution_id][0]
-            if info is None or info.stopped:
-                reason = info.stopped if info is not None else LEASE_LOST
-                refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
-                continue
-            if isinstance(outcome.body, NonDeterminism):
-                log.warning(
-                    "run %s: non-determinism: %s",
-                    outcome.run_id,
-                    outcome.body.message,
-                    extra=run_log_extra(
-                        outcome.run_id,
-                        function_id=info.function_id,
-                        execution_id=outcome.execution_id,
-                    ),
-                )
-            body, problem = self._checked(info, outcome.body)
-            accepted.append(replace(outcome, body=body))
-            attempts[outcome.execution_id] = info.step_attempts
-            if problem and isinstance(body, StepFailed):
-                # The worker went on with a result that is not kept: end the
-                # execution here; the run executes again and meets the failure.
-                info.stopped = problem
-                accepted.append(replace(outcome, body=Suspended(waits=[])))
-                stopped.append((outcome.execution_id, outcome.run_id, problem))
-        now = self.clock.now_ms()
-        routing = self.routing
-        # Even a frame with nothing to apply goes through the writer, so that its
-        # acknowledgement cannot overtake an earlier frame's.
-        held = sorted({o.execution_id for o in accepted})
-
-        def release_held(tx: WriteTx, error: Exception) -> object:
-            # This frame is lost: end its executions' leases before any later
-            # frame of theirs applies, so what is durable stays a prefix.
-            return leases.release(tx, held, now, f"could not store outcomes: {error}")
-
-        future = self.store.submit(
-            lambda tx: (
-                apply_outcomes(tx, accepted, now, routing, attempts)
-                if accepted
-                else AppliedOutcomes()
-            ),
-            release_held if held else None,
-        )
-        future.add_done_callback(
-            lambda f: self._outcomes_applied(session, outcomes, through, refusals, stopped, f)
-        )
-
-    def _outcomes_applied(
-        self,
-        session: WorkerSession,
-        outcomes: list[Outcome],
-        through: int,
-        refusals: list[Refusal],
-        stopped: list[tuple[str, str, str]],
-        future: asyncio.Future[AppliedOutcomes],
-    ) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            # Nothing was applied. Refuse it all so the worker stops these
-            # executions; their leases run out and the runs execute again from
-            # what is durable.
-            log.error("could not store outcomes from session %s: %s", session.id, error)
-            reason = f"the control plane could not store outcomes: {error}"
-            for outcome in outcomes:
-                self.sessions.untrack(outcome.execution_id)
-            session.sink.ack(through, [Refusal(o.seq, o.execution_id, reason) for o in outcomes])
-            self.dispatcher.wake()
-            return
-        result = future.result()
-        for execution_id in result.ended:
-            self.sessions.untrack(execution_id)
-        session.sink.ack(through, refusals + result.refusals)
-        for execution_id, run_id, reason in stopped:
-            session.sink.cancel(execution_id, run_id, reason)
-        self.apply_effects(result)
-        if result.ended or result.earliest_due_ms is not None:
-            self.dispatcher.wake()
-            # Ended executions free concurrency slots other nodes may be waiting for.
-            self.store.announce()
-
-    def _checked(self, info: InFlight, body: OutcomeBody) -> tuple[OutcomeBody, str]:
-        """A step or run result that is not JSON or breaks a limit becomes a
-        failure that will not be retried, naming the problem (returned too)."""
-        if isinstance(body, RunCompleted):
-            problem = _json_problem(body.output, "the function's return value")
-            if not problem and len(body.output) > self.settings.limits.max_step_output_bytes:
-                problem = (
-                    f"the function's return value is {format_bytes(len(body.output))}; the limit "
-                    f"is {format_bytes(self.settings.limits.max_step_output_bytes)}"
-                )
-            if problem:
-                error = ErrorData("InvalidOutput", problem)
-                return RunFailed(error=error, retriable=False, retry_delay_ms=0), problem
-            return body, ""
-        if not isinstance(body, StepCompleted):
-            return body, ""
-        limits = self.settings.limits
-        size = len(body.output)
-        problem = _json_problem(body.output, f"step {body.name!r} output")
-        name = "InvalidOutput" if problem else "LimitExceeded"
-        if problem:
-            pass
-        elif size > limits.max_step_output_bytes:
-            problem = (
-                f"step {body.name!r} output is {format_bytes(size)}; the limit is "
-                f"{format_bytes(limits.max_step_output_bytes)} per step"
-            )
-        elif info.state_bytes + size > limits.max_run_state_bytes:
-            problem = (
-                f"step {body.name!r} would bring the run's state to "
-                f"{format_bytes(info.state_bytes + size)}; the limit is "
-                f"{format_bytes(limits.max_run_state_bytes)} per run"
-            )
-        elif info.step_count + 1 > limits.max_steps_per_run:
-            problem = (
-                f"step {body.name!r} would be step {info.step_count + 1} of the run; "
-                f"the limit is {limits.max_steps_per_run} steps per run"
-            )
-        if not problem:
-            info.state_bytes += size
-            info.step_count += 1
-            return body, ""
-        failure = StepFailed(
-            step_id=body.step_id,
-            name=body.name,
-            kind=body.kind,
-            error=ErrorData(name, problem),
-            retriable=False,
-            retry_delay_ms=0,
-            started_at_ms=body.started_at_ms,
-            ended_at_ms=body.ended_at_ms,
-        )
-        return failure, problem
+        """Queue a worker's outcomes for the next commit; acknowledge them after it
+        (engine/outcome_intake.py)."""
+        self.intake.receive(session, outcomes)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -665,11 +505,7 @@ class Engine:
             raise LimitExceeded(
                 f"invoke data is {format_bytes(len(data))}; the limit is {format_bytes(limit)}"
             )
-        problem = _json_problem(data, "invoke data")
-        if not problem and not isinstance(json.loads(data), dict):
-            problem = "invoke data must be a JSON object"
-        if problem:
-            raise InvalidArgument(problem)
+        check_json_object(data, "invoke data", required=True)
         now = self.clock.now_ms()
         text = data.decode("utf-8")
         run_id, event_id, effects = await self.store.write(
@@ -696,40 +532,6 @@ class Engine:
         if detail is None:
             raise NotFound(f"event {event_id!r} not found")
         return detail
-
-
-def _check_frame(session: WorkerSession, outcomes: list[Outcome]) -> None:
-    """Raise ProtocolError for the first outcome of a frame that breaks the
-    stream's rules; the frame is then not applied at all."""
-    previous = session.last_seq
-    for outcome in outcomes:
-        if outcome.seq == 0:
-            raise ProtocolError(
-                "outcome seq 0 is not allowed: seq starts at 1 on each stream and "
-                "strictly increases"
-            )
-        if outcome.seq <= previous:
-            raise ProtocolError(
-                f"outcome seq {outcome.seq} does not increase: the previous outcome on this "
-                f"stream had seq {previous}"
-            )
-        previous = outcome.seq
-        info = session.in_flight.get(outcome.execution_id)
-        if info is None and outcome.execution_id in session.cancelled:
-            info = session.cancelled[outcome.execution_id][0]
-        if info is not None and outcome.run_id != info.run_id:
-            raise ProtocolError(
-                f"outcome seq {outcome.seq} names run {outcome.run_id!r}, but execution "
-                f"{outcome.execution_id} is of run {info.run_id}"
-            )
-
-
-def _json_problem(payload: bytes, what: str) -> str:
-    try:
-        json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        return f"{what} is not valid UTF-8 JSON: {error}"
-    return ""
 
 
 def _function_key(app_id: str, function_id: str) -> FunctionKey:

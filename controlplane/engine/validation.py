@@ -96,13 +96,15 @@ def validate_events(events: list[EventInput], limits: Limits) -> None:
                 f"{where} is {format_bytes(size)}; the limit is "
                 f"{format_bytes(limits.max_event_bytes)} per event"
             )
-        _check_json_object(event.data, f"{where}: data", required=False)
-        _check_json_object(event.user, f"{where}: user", required=False)
+        check_json_object(event.data, f"{where}: data", required=False)
+        check_json_object(event.user, f"{where}: user", required=False)
         if event.ts_ms < 0:
             raise InvalidArgument(f"{where}: ts_ms is negative ({event.ts_ms})")
 
 
-def _check_json_object(payload: bytes, what: str, *, required: bool) -> None:
+def check_json_object(payload: bytes, what: str, *, required: bool) -> None:
+    """Raise InvalidArgument unless ``payload`` is the JSON of an object (or empty,
+    when not ``required``), naming ``what``."""
     if not payload:
         if required:
             raise InvalidArgument(f"{what} is missing")
