@@ -8,9 +8,8 @@ from typing import Any
 
 from tether import _json
 from tether._errors import InvalidArgumentError
-from tether._execution import event_from_message
-from tether._models import ErrorInfo, Event, HistoryEntry, Run, RunStatus, StepInfo
-from tether.v1 import common_pb2, run_service_pb2
+from tether._models import CronTick, ErrorInfo, Event, HistoryEntry, Run, RunStatus, StepInfo
+from tether.v1 import common_pb2, run_service_pb2, worker_service_pb2
 
 EventLike = Event | Mapping[str, Any]
 
@@ -170,4 +169,23 @@ def run_detail(response: run_service_pb2.GetRunResponse) -> Run:
         steps=steps,
         history=history,
         events=events,
+    )
+
+
+def cron_from_message(message: worker_service_pb2.CronTick) -> CronTick:
+    return CronTick(
+        schedule=message.schedule,
+        timezone=message.timezone,
+        scheduled_at=dt.datetime.fromtimestamp(message.scheduled_at_ms / 1000, dt.UTC),
+    )
+
+
+def event_from_message(message: common_pb2.Event) -> Event:
+    user = _json.loads(message.user) if message.user else None
+    return Event(
+        name=message.name,
+        data=_json.loads(message.data) or {},
+        id=message.id,
+        user=user if isinstance(user, dict) else None,
+        ts=message.ts_ms,
     )

@@ -10,7 +10,6 @@ coroutine; the control plane resumes the run later with more memoized state.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 import traceback
@@ -20,9 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tether import _json
+from tether._convert import cron_from_message, event_from_message
 from tether._errors import NonRetriableError, RetryAfterError, StepError
 from tether._function import Function
-from tether._models import CronTick, Event
 from tether._step_ids import StepIds, hash_step_id
 from tether._telemetry import parse_traceparent
 from tether.v1 import common_pb2, worker_service_pb2
@@ -34,9 +33,6 @@ Emit = Callable[[worker_service_pb2.Outcome], None]
 Sender = Callable[[list[common_pb2.Event]], Awaitable[list[str]]]
 
 log = logging.getLogger("tether.worker")
-
-STEP_KIND_RUN = common_pb2.STEP_KIND_RUN
-STEP_KIND_SLEEP = common_pb2.STEP_KIND_SLEEP
 
 # How many event-loop turns an execution waits, once every branch looks blocked,
 # for parallel branches to reach their next step before it suspends.
@@ -58,25 +54,6 @@ def error_info(error: BaseException) -> common_pb2.ErrorInfo:
         name=type(error).__name__,
         message=str(error),
         stack="".join(traceback.format_exception(error)),
-    )
-
-
-def cron_from_message(message: worker_service_pb2.CronTick) -> CronTick:
-    return CronTick(
-        schedule=message.schedule,
-        timezone=message.timezone,
-        scheduled_at=dt.datetime.fromtimestamp(message.scheduled_at_ms / 1000, dt.UTC),
-    )
-
-
-def event_from_message(message: common_pb2.Event) -> Event:
-    user = _json.loads(message.user) if message.user else None
-    return Event(
-        name=message.name,
-        data=_json.loads(message.data) or {},
-        id=message.id,
-        user=user if isinstance(user, dict) else None,
-        ts=message.ts_ms,
     )
 
 

@@ -15,7 +15,6 @@ from tether import _json
 from tether._convert import EventLike, event_message
 from tether._durations import DurationLike, to_milliseconds
 from tether._errors import NonRetriableError
-from tether._execution import STEP_KIND_RUN
 from tether._function import Function
 from tether._models import Event
 from tether._telemetry import record_error, step_span
@@ -47,7 +46,7 @@ class Step:
     the function and stable across deployments: it is how results are memoized."""
 
     def __init__(self, execution: Execution) -> None:
-        self._x = execution
+        self._execution = execution
 
     @overload
     async def run(
@@ -67,7 +66,9 @@ class Step:
         If ``fn`` raises, the step is retried with backoff; once retries are spent,
         :class:`~tether.StepError` is raised here.
         """
-        return await self._step(id, STEP_KIND_RUN, lambda _name, _hashed: (fn, args, kwargs))
+        return await self._step(
+            id, common_pb2.STEP_KIND_RUN, lambda _name, _hashed: (fn, args, kwargs)
+        )
 
     async def send_event(self, id: str, events: EventLike | Sequence[EventLike]) -> list[str]:
         """Send events from the run, exactly once even if the function is retried:
@@ -76,7 +77,7 @@ class Step:
         items: list[EventLike] = [events] if isinstance(events, Event | Mapping) else list(events)
         if not items:
             raise ValueError(f"send_event {id!r}: no events to send")
-        run_id = self._x.run_id
+        run_id = self._execution.run_id
 
         def prepare(_name: str, hashed: str) -> Prepared:
             messages = []
@@ -85,13 +86,13 @@ class Step:
                 if not message.id:
                     message.id = f"{run_id}-{hashed[:16]}-{index}"
                 messages.append(message)
-            return self._x.send_events, (messages,), {}
+            return self._execution.send_events, (messages,), {}
 
         result: list[str] = await self._step(id, STEP_KIND_SEND_EVENT, prepare)
         return result
 
     async def _step(self, id: str, kind: int, prepare: Callable[[str, str], Prepared]) -> Any:
-        x = self._x
+        x = self._execution
         name, hashed = x.allocate(id)
         memo = await x.memoized(hashed)
         if memo is not None:
@@ -153,7 +154,7 @@ class Step:
     async def _encode(
         self, name: str, hashed: str, kind: int, result: Any, started: int, attempt: int
     ) -> bytes:
-        x = self._x
+        x = self._execution
         try:
             output = _json.dumps(result)
         except _json.NotSerializableError as problem:
@@ -280,7 +281,7 @@ class Step:
         plan: Callable[[int], worker_service_pb2.PlannedWait],
         target: Function | None = None,
     ) -> Any:
-        x = self._x
+        x = self._execution
         name, hashed = x.allocate(id)
         memo = await x.memoized(hashed)
         if memo is not None:

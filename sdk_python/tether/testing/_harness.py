@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether import _json
-from tether._convert import EventLike, event_message
+from tether._convert import EventLike, event_from_message, event_message
 from tether._errors import StepError
-from tether._execution import Execution, error_info, event_from_message
+from tether._execution import Execution, error_info
 from tether._function import Function
 from tether._models import Event
 from tether._step_ids import hash_step_id
