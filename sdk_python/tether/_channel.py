@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -56,6 +58,61 @@ class ChannelConfig:
                 self.address, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
             )
         return grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+
+
+class Connection:
+    """An app's way to the control plane: where it is, how to authenticate, and
+    the channels made for it (one per event loop, one for blocking calls)."""
+
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
+        self._aio_channels: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, grpc.aio.Channel
+        ] = weakref.WeakKeyDictionary()
+        self._sync_channel: grpc.Channel | None = None
+
+    @property
+    def address(self) -> str:
+        return self.config.address
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata every request carries (the API key)."""
+        return self.config.metadata
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        """The shared channel of the running event loop."""
+        loop = asyncio.get_running_loop()
+        channel = self._aio_channels.get(loop)
+        if channel is None:
+            channel = self.config.aio_channel()
+            self._aio_channels[loop] = channel
+        return channel
+
+    def sync_channel(self) -> grpc.Channel:
+        if self._sync_channel is None:
+            self._sync_channel = self.config.sync_channel()
+        return self._sync_channel
+
+    def error(self, error: grpc.RpcError) -> _errors.TetherError:
+        """A failed call as the SDK's error (see ``translate``)."""
+        return translate(error, self.address)
+
+    async def close(self) -> None:
+        channels = list(self._aio_channels.values())
+        self._aio_channels = weakref.WeakKeyDictionary()
+        for channel in channels:
+            await channel.close(grace=None)
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        if self._sync_channel is not None:
+            self._sync_channel.close()
+            self._sync_channel = None
+
+
+#: Hands out an app's current connection (the address may change in tests).
+ConnectionProvider = Callable[[], Connection]
 
 
 _ERRORS: dict[grpc.StatusCode, type[_errors.TetherError]] = {

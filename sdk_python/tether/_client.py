@@ -6,13 +6,12 @@ import asyncio
 import json
 import logging
 import signal
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
-from tether._channel import ChannelConfig, translate
+from tether._channel import ChannelConfig, Connection, translate
 from tether._convert import EventLike, event_message
 from tether._durations import DurationLike
 from tether._errors import ConfigError, InvalidArgumentError
@@ -65,30 +64,25 @@ class Tether:
         if not app_id or not isinstance(app_id, str):
             raise ConfigError("Tether needs an app_id, like Tether(app_id='shop')")
         self.app_id = app_id
-        self._channel_config = ChannelConfig.resolve(address, api_key, tls)
+        self._connection = Connection(ChannelConfig.resolve(address, api_key, tls))
         self._functions: dict[str, Function] = {}
-        self._aio_channels: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, grpc.aio.Channel
-        ] = weakref.WeakKeyDictionary()
-        self._sync_channel: grpc.Channel | None = None
         #: Admin from code: ``await app.runs.get(run_id)``.
-        self.runs = RunsClient(self)
+        self.runs = RunsClient(app_id, self._current_connection)
         #: Admin from code: ``await app.functions.pause("sync-accounts")``.
-        self.functions = FunctionsClient(self)
+        self.functions = FunctionsClient(app_id, self._current_connection)
 
     @property
     def address(self) -> str:
-        return self._channel_config.address
+        return self._connection.address
+
+    def _current_connection(self) -> Connection:
+        return self._connection
 
     def _set_address(self, address: str) -> None:
         """Point this client somewhere else (used by tether.testing)."""
-        self._channel_config = ChannelConfig(
-            address, self._channel_config.api_key, self._channel_config.tls
-        )
-        self._aio_channels = weakref.WeakKeyDictionary()
-        if self._sync_channel is not None:
-            self._sync_channel.close()
-            self._sync_channel = None
+        config = self._connection.config
+        self._connection.close_sync()
+        self._connection = Connection(ChannelConfig(address, config.api_key, config.tls))
 
     # -- defining functions --------------------------------------------------------------
 
@@ -220,14 +214,6 @@ class Tether:
 
     # -- sending events ---------------------------------------------------------------------
 
-    def _aio_channel(self) -> grpc.aio.Channel:
-        loop = asyncio.get_running_loop()
-        channel = self._aio_channels.get(loop)
-        if channel is None:
-            channel = self._channel_config.aio_channel()
-            self._aio_channels[loop] = channel
-        return channel
-
     def _send_request(
         self, events: EventLike | Sequence[EventLike]
     ) -> event_service_pb2.SendRequest:
@@ -252,7 +238,7 @@ class Tether:
         return await self._send(self._send_request(events))
 
     async def _send(self, request: event_service_pb2.SendRequest) -> list[SendResult]:
-        stub: Any = event_service_pb2_grpc.EventServiceStub(self._aio_channel())
+        stub: Any = event_service_pb2_grpc.EventServiceStub(self._connection.aio_channel())
         try:
             response = await stub.Send(request, metadata=self._send_metadata())
         except grpc.RpcError as error:
@@ -261,14 +247,12 @@ class Tether:
 
     def _send_metadata(self) -> tuple[tuple[str, str], ...]:
         # The current span goes along: the event's span is a child of it.
-        return self._channel_config.metadata + trace_metadata()
+        return self._connection.metadata + trace_metadata()
 
     def send_sync(self, events: EventLike | Sequence[EventLike]) -> list[SendResult]:
         """``send`` for code without an event loop."""
         request = self._send_request(events)
-        if self._sync_channel is None:
-            self._sync_channel = self._channel_config.sync_channel()
-        stub = event_service_pb2_grpc.EventServiceStub(self._sync_channel)
+        stub = event_service_pb2_grpc.EventServiceStub(self._connection.sync_channel())
         try:
             response = stub.Send(request, metadata=self._send_metadata())
         except grpc.RpcError as error:
@@ -286,7 +270,12 @@ class Tether:
     ) -> Worker:
         """A worker for this app's functions (or a subset), to run in your own loop."""
         return Worker(
-            self, functions or self.registered_functions, capacity=capacity, threads=threads
+            self.app_id,
+            self._current_connection,
+            self._send_messages,
+            functions or self.registered_functions,
+            capacity=capacity,
+            threads=threads,
         )
 
     def serve(
@@ -313,17 +302,11 @@ class Tether:
         threads: int | None,
         drain_timeout_s: float,
     ) -> None:
-        worker = Worker(
-            self,
-            functions or self.registered_functions,
-            capacity=capacity,
-            threads=threads,
-            drain_timeout_s=drain_timeout_s,
-        )
+        worker = self.worker(functions=functions, capacity=capacity, threads=threads)
         loop = asyncio.get_running_loop()
 
         def on_signal() -> None:
-            if worker._draining:
+            if worker.draining:
                 log.warning("second signal: stopping now")
                 worker.stop()
                 return
@@ -341,13 +324,7 @@ class Tether:
 
     async def close(self) -> None:
         """Close this client's connections."""
-        channels = list(self._aio_channels.values())
-        self._aio_channels = weakref.WeakKeyDictionary()
-        for channel in channels:
-            await channel.close(grace=None)
-        if self._sync_channel is not None:
-            self._sync_channel.close()
-            self._sync_channel = None
+        await self._connection.close()
 
 
 def _send_result(result: event_service_pb2.SendResult) -> SendResult:

@@ -53,9 +53,7 @@ class FunctionsClient(AdminClient):
 
     async def list(self, *, all_apps: bool = False) -> list[FunctionInfo]:
         """This app's functions (every app's with ``all_apps``), by id."""
-        request = run_service_pb2.ListFunctionsRequest(
-            app_id="" if all_apps else self._client.app_id
-        )
+        request = run_service_pb2.ListFunctionsRequest(app_id="" if all_apps else self._app_id)
         response = await self._call(self._stub().ListFunctions, request)
         assert isinstance(response, run_service_pb2.ListFunctionsResponse)
         return [function_info(f) for f in response.functions]
@@ -67,7 +65,7 @@ class FunctionsClient(AdminClient):
         if mode not in _PAUSE_MODE_TO_PB:
             raise ValueError(f"a pause mode is 'hold' or 'skip', not {mode!r}")
         request = run_service_pb2.PauseFunctionRequest(
-            app_id=self._client.app_id,
+            app_id=self._app_id,
             function_id=function_id,
             mode=_PAUSE_MODE_TO_PB[PauseMode(mode)],
         )
@@ -78,7 +76,7 @@ class FunctionsClient(AdminClient):
     async def resume(self, function_id: str) -> int:
         """Resume a paused function; returns how many held runs it released."""
         request = run_service_pb2.ResumeFunctionRequest(
-            app_id=self._client.app_id, function_id=function_id
+            app_id=self._app_id, function_id=function_id
         )
         response = await self._call(self._stub().ResumeFunction, request)
         assert isinstance(response, run_service_pb2.ResumeFunctionResponse)

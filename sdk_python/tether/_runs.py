@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 import grpc
 
 from tether import _convert
-from tether._channel import translate
+from tether._channel import ConnectionProvider
 from tether._models import Run, RunPage, RunStatus
 from tether.v1 import run_service_pb2, run_service_pb2_grpc
-
-if TYPE_CHECKING:
-    from tether._client import Tether
 
 
 def _ms(value: dt.datetime | None) -> int:
@@ -27,17 +23,19 @@ def _ms(value: dt.datetime | None) -> int:
 class AdminClient:
     """Calls to the RunService on the app's connection, errors translated."""
 
-    def __init__(self, client: Tether) -> None:
-        self._client = client
+    def __init__(self, app_id: str, connection: ConnectionProvider) -> None:
+        self._app_id = app_id
+        self._connection = connection
 
     def _stub(self) -> run_service_pb2_grpc.RunServiceAsyncStub:
-        return run_service_pb2_grpc.RunServiceStub(self._client._aio_channel())
+        return run_service_pb2_grpc.RunServiceStub(self._connection().aio_channel())
 
     async def _call(self, method: Callable[..., object], request: object) -> object:
+        connection = self._connection()
         try:
-            return await method(request, metadata=self._client._channel_config.metadata)  # type: ignore[misc]
+            return await method(request, metadata=connection.metadata)  # type: ignore[misc]
         except grpc.RpcError as error:
-            raise translate(error, self._client._channel_config.address) from None
+            raise connection.error(error) from None
 
 
 class RunsClient(AdminClient):
@@ -68,7 +66,7 @@ class RunsClient(AdminClient):
             items = [status] if isinstance(status, str) else list(status)
             statuses = [RunStatus(s) for s in items]
         request = run_service_pb2.ListRunsRequest(
-            app_id="" if all_apps else self._client.app_id,
+            app_id="" if all_apps else self._app_id,
             function_id=function_id or "",
             statuses=[_convert.RUN_STATUS_TO_PB[s] for s in statuses],
             created_after_ms=_ms(created_after),
@@ -100,7 +98,7 @@ class RunsClient(AdminClient):
         """Cancel every unfinished run of one of this app's functions created in
         a time range; returns how many were cancelled."""
         request = run_service_pb2.CancelRunsRequest(
-            app_id=self._client.app_id,
+            app_id=self._app_id,
             function_id=function_id,
             created_after_ms=_ms(created_after),
             created_before_ms=_ms(created_before),
@@ -137,7 +135,8 @@ class RunsClient(AdminClient):
         moves on quickly may already show a later status. Raises TimeoutError
         after ``timeout`` seconds."""
         stub = self._stub()
-        metadata = self._client._channel_config.metadata
+        connection = self._connection()
+        metadata = connection.metadata
         items = [until] if isinstance(until, str) else list(until or ())
         wanted = {RunStatus(s) for s in items}
         last: Run | None = None
@@ -155,7 +154,7 @@ class RunsClient(AdminClient):
         try:
             result = await asyncio.wait_for(follow(), timeout)
         except grpc.RpcError as error:
-            raise translate(error, self._client._channel_config.address) from None
+            raise connection.error(error) from None
         except TimeoutError:
             state = f" (still {last.status.value})" if last else ""
             goal = "become " + " or ".join(sorted(s.value for s in wanted)) if wanted else "finish"

@@ -17,20 +17,17 @@ import random
 import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
-from tether._channel import translate
+from tether._channel import ConnectionProvider, translate
 from tether._errors import UnauthenticatedError, WorkerRejectedError
-from tether._execution import Execution, Limits, error_info
+from tether._execution import Execution, Limits, Sender, error_info
 from tether._function import Function
 from tether._version import PROTOCOL_VERSION, __version__
 from tether.v1 import worker_service_pb2 as ws
 from tether.v1 import worker_service_pb2_grpc as ws_grpc
-
-if TYPE_CHECKING:
-    from tether._client import Tether
 
 log = logging.getLogger("tether.worker")
 
@@ -61,26 +58,28 @@ _PROBLEM_CODES = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)
 class Worker:
     def __init__(
         self,
-        app: Tether,
+        app_id: str,
+        connection: ConnectionProvider,
+        send_events: Sender,
         functions: Sequence[Function],
         *,
         capacity: int = 100,
         threads: int | None = None,
         instance_id: str | None = None,
-        drain_timeout_s: float = 30.0,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         if not functions:
-            raise ValueError(f"app {app.app_id!r} has no functions to serve")
-        self._app = app
+            raise ValueError(f"app {app_id!r} has no functions to serve")
+        self.app_id = app_id
+        self._connection = connection
+        self._send_events = send_events
         self._functions = {f.id: f for f in functions}
         self.capacity = capacity
         self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self._threads = ThreadPoolExecutor(
             max_workers=threads or min(64, max(4, capacity)), thread_name_prefix="tether-step"
         )
-        self._drain_timeout_s = drain_timeout_s
         self._executions: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
         self._outbox: list[ws.Outcome] = []
         self._control: list[ws.WorkerFrame] = []
@@ -103,6 +102,11 @@ class Worker:
         """Ids of the runs this worker is executing now (a run it was told to
         stop is not among them)."""
         return {execution.run_id for execution, _ in self._executions.values()}
+
+    @property
+    def draining(self) -> bool:
+        """True once ``drain()`` was called."""
+        return self._draining
 
     def drain(self) -> None:
         """Finish in-flight work, take no more, then stop."""
@@ -145,7 +149,7 @@ class Worker:
                     log.log(
                         logging.ERROR if code in _PROBLEM_CODES else logging.WARNING,
                         "connection to %s lost (%s); reconnecting in %.2f s",
-                        self._app._channel_config.address,
+                        self._connection().address,
                         _describe(error),
                         delay,
                     )
@@ -158,11 +162,13 @@ class Worker:
     # -- one connection ----------------------------------------------------------------
 
     async def _session(self) -> None:
-        config = self._app._channel_config
-        channel = config.aio_channel()
+        connection = self._connection()
+        # A channel of its own for each session, closed when it ends, so that a
+        # reconnect starts on a fresh connection.
+        channel = connection.config.aio_channel()
         try:
             stub: ws_grpc.WorkerServiceAsyncStub = ws_grpc.WorkerServiceStub(channel)
-            call = stub.Connect(metadata=config.metadata)  # type: ignore[call-arg]
+            call = stub.Connect(metadata=connection.metadata)  # type: ignore[call-arg]
             await call.write(ws.WorkerFrame(hello=self._hello()))
             first = await call.read()
             if first is EOF:
@@ -185,8 +191,8 @@ class Worker:
             interval_s = (welcome.heartbeat_interval_ms or 3000) / 1000
             log.info(
                 "connected to %s as app %r (%d function(s), capacity %d, session %s)",
-                config.address,
-                self._app.app_id,
+                connection.address,
+                self.app_id,
                 len(self._functions),
                 self.capacity,
                 welcome.session_id,
@@ -229,8 +235,8 @@ class Worker:
             raise ConnectionLost("the control plane ended the stream")
         except grpc.RpcError as error:
             if self._welcomed:
-                raise _stream_ended(error, config.address) from None
-            raise translate(error, config.address) from None
+                raise _stream_ended(error, connection.address) from None
+            raise translate(error, connection.address) from None
         finally:
             self.connected.clear()
             self._drop_executions()
@@ -241,7 +247,7 @@ class Worker:
     def _hello(self) -> ws.Hello:
         return ws.Hello(
             protocol_version=PROTOCOL_VERSION,
-            app_id=self._app.app_id,
+            app_id=self.app_id,
             instance_id=self.instance_id,
             sdk_language="python",
             sdk_version=__version__,
@@ -330,7 +336,7 @@ class Worker:
             self._emit,
             limits=self._limits,
             executor=self._threads,
-            sender=self._app._send_messages,
+            sender=self._send_events,
         )
         task = asyncio.create_task(execution.run(), name=f"tether-run-{execute.run_id}")
         self._executions[execute.execution_id] = (execution, task)

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from tether._channel import translate
+from tether._channel import ChannelConfig, Connection, translate
 from tether._client import Tether
 from tether._durations import DurationLike, to_milliseconds
 from tether._function import Function
@@ -69,6 +69,8 @@ class TestEnvironment:
         self.worker: Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.address = ""
+        # The environment's own calls (clock, function listing) to its control plane.
+        self._connection: Connection | None = None
 
     @property
     def log_file(self) -> Path:
@@ -119,6 +121,7 @@ class TestEnvironment:
         log.close()
         port = await self._wait_ready(ready)
         self.address = f"127.0.0.1:{port}"
+        self._connection = Connection(ChannelConfig(self.address, None, tls=False))
         self._previous_address = self.app.address
         self.app._set_address(self.address)
         if self._functions is None or self._functions:
@@ -170,6 +173,9 @@ class TestEnvironment:
             self.worker = None
             self._worker_task = None
         await self.app.close()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
         if self._previous_address is not None:
             self.app._set_address(self._previous_address)
             self._previous_address = None
@@ -185,10 +191,20 @@ class TestEnvironment:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    def _started_connection(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError(
+                "the TestEnvironment is not started: use 'async with TestEnvironment(app) "
+                "as env' or 'await env.start()'"
+            )
+        return self._connection
+
     # -- the virtual clock -----------------------------------------------------------
 
     async def _clock_call(self, method: str, request: Any) -> clock_service_pb2.GetTimeResponse:
-        stub: Any = clock_service_pb2_grpc.ClockServiceStub(self.app._aio_channel())
+        stub: Any = clock_service_pb2_grpc.ClockServiceStub(
+            self._started_connection().aio_channel()
+        )
         try:
             response = await getattr(stub, method)(request)
         except grpc.RpcError as error:
@@ -221,7 +237,7 @@ class TestEnvironment:
         """When one of the app's functions is due to fire next by its cron
         triggers (the earliest of them); None without a cron trigger."""
         function_id = function if isinstance(function, str) else function.id
-        stub: Any = run_service_pb2_grpc.RunServiceStub(self.app._aio_channel())
+        stub: Any = run_service_pb2_grpc.RunServiceStub(self._started_connection().aio_channel())
         request = run_service_pb2.ListFunctionsRequest(app_id=self.app.app_id)
         try:
             response = await stub.ListFunctions(request)
