@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from controlplane.api.convert import HISTORY_KIND_TO_PB
 from tether.v1 import common_pb2, run_service_pb2
 
 STATUS_NAMES: dict[int, str] = {
@@ -46,23 +47,7 @@ STEP_STATUS_NAMES: dict[int, str] = {
     run_service_pb2.STEP_STATUS_RETRYING: "retrying",
     run_service_pb2.STEP_STATUS_PENDING: "pending",
 }
-HISTORY_NAMES: dict[int, str] = {
-    run_service_pb2.HISTORY_KIND_EXECUTION_STARTED: "execution.started",
-    run_service_pb2.HISTORY_KIND_EXECUTION_LOST: "execution.lost",
-    run_service_pb2.HISTORY_KIND_STEP_FAILED: "step.failed",
-    run_service_pb2.HISTORY_KIND_SLEEP_STARTED: "sleep.started",
-    run_service_pb2.HISTORY_KIND_SLEEP_ENDED: "sleep.ended",
-    run_service_pb2.HISTORY_KIND_RUN_RETRY_SCHEDULED: "run.retry_scheduled",
-    run_service_pb2.HISTORY_KIND_RUN_COMPLETED: "run.completed",
-    run_service_pb2.HISTORY_KIND_RUN_FAILED: "run.failed",
-    run_service_pb2.HISTORY_KIND_RUN_CANCELLED: "run.cancelled",
-    run_service_pb2.HISTORY_KIND_NON_DETERMINISM: "non_determinism",
-    run_service_pb2.HISTORY_KIND_RUN_REPLAYED: "run.replayed",
-    run_service_pb2.HISTORY_KIND_WAIT_STARTED: "wait.started",
-    run_service_pb2.HISTORY_KIND_WAIT_ENDED: "wait.ended",
-    run_service_pb2.HISTORY_KIND_INVOKE_STARTED: "invoke.started",
-    run_service_pb2.HISTORY_KIND_INVOKE_ENDED: "invoke.ended",
-}
+HISTORY_NAMES: dict[int, str] = {pb: kind.value for kind, pb in HISTORY_KIND_TO_PB.items()}
 PAUSE_MODE_NAMES: dict[int, str] = {
     run_service_pb2.PAUSE_MODE_HOLD: "hold",
     run_service_pb2.PAUSE_MODE_SKIP: "skip",

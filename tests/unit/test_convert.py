@@ -33,6 +33,7 @@ from controlplane.model import (
 )
 from controlplane.model.errors import InvalidArgument, ProtocolError
 from tests.unit._match import exactly
+from tether import _convert as sdk_convert
 from tether.v1 import common_pb2 as common
 from tether.v1 import run_service_pb2 as rs
 from tether.v1 import worker_service_pb2 as ws
@@ -372,3 +373,9 @@ def test_every_engine_enum_has_a_wire_value() -> None:
     assert set(convert.STEP_STATUS_TO_PB) == set(StepStatus)
     assert set(convert.HISTORY_KIND_TO_PB) == set(HistoryKind)
     assert len(set(convert.HISTORY_KIND_TO_PB.values())) == len(HistoryKind)
+
+
+def test_the_python_sdk_names_history_kinds_as_the_control_plane_does() -> None:
+    # The SDK may not import the control plane, so it has its own table.
+    wire = convert.HISTORY_KIND_TO_PB
+    assert {pb: kind.value for kind, pb in wire.items()} == sdk_convert.HISTORY_KINDS
