@@ -214,8 +214,12 @@ class Dispatcher:
             return
         timers = [t for t in (next_due, next_deadline, run_deadline, fire_at) if t is not None]
         timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the wake-up does, and stop() then waits
+        # for a loop that never ends.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def expire_leases(self) -> None:
         clock = self._clock

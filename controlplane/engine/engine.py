@@ -434,8 +434,11 @@ class Engine:
                 last = run
                 if run.status.is_terminal:
                     return
+                # asyncio.timeout: wait_for can swallow the cancellation of a
+                # caller who went away (Python 3.11), and this loop would go on.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), recheck)
+                    async with asyncio.timeout(recheck):
+                        await changed.wait()
 
     # -- functions and events -----------------------------------------------------------
 
