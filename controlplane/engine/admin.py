@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.engine import waits
+from controlplane.engine import run_states, waits
 from controlplane.engine.creation import NewRun, Routing, create_runs
 from controlplane.engine.effects import Effects, run_span
 from controlplane.engine.expressions import event_object
@@ -47,7 +47,7 @@ def cancel_unfinished(
         [
             {
                 "b_id": run_id,
-                "b_status": RunStatus.CANCELLED.value,
+                "b_status": run_states.change(run_id, row.status, RunStatus.CANCELLED).value,
                 "b_attempt": row.attempt,
                 "b_output": None,
                 "b_error": codec.encode_error(error),

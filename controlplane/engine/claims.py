@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from controlplane.engine import waits
+from controlplane.engine import run_states, waits
 from controlplane.engine.effects import Effects
 from controlplane.engine.trace_ids import traceparent
 from controlplane.model import (
@@ -46,7 +46,7 @@ def claim_executions(
     run_ids = [c.run_id for c in claimed]
     states = tx.run_states(run_ids)
     stale = [
-        c.run_id for c in claimed if c.run_id not in states or _finished(states[c.run_id].status)
+        c.run_id for c in claimed if c.run_id not in states or states[c.run_id].status.is_terminal
     ]
     if stale:
         # A queue row that outlived its run: drop it rather than execute a finished run.
@@ -86,9 +86,8 @@ def claim_executions(
     event_pks += [pk for pks in batched.values() for pk in pks]
     events_by_pk = tx.events_by_pk(event_pks) if event_pks else {}
 
-    tx.start_runs(
-        [{"b_id": r, "b_status": RunStatus.RUNNING.value, "b_now": now_ms} for r in run_ids]
-    )
+    running = {r: run_states.change(r, states[r].status, RunStatus.RUNNING) for r in run_ids}
+    tx.start_runs([{"b_id": r, "b_status": s.value, "b_now": now_ms} for r, s in running.items()])
     executions = []
     for c in claimed:
         state = states[c.run_id]
@@ -128,7 +127,3 @@ def claim_executions(
         )
     tx.insert_rows(history, history_rows)
     return executions
-
-
-def _finished(status: str) -> bool:
-    return RunStatus(status).is_terminal

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.engine import run_states
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import MISSING, canonical, equality_index, event_value
 from controlplane.engine.flow import (
@@ -21,7 +22,6 @@ from controlplane.model import (
     EventTrigger,
     FunctionKey,
     FunctionSpec,
-    RunStatus,
 )
 from controlplane.model.ids import new_hex_id, new_ulid
 from controlplane.store import codec
@@ -157,7 +157,7 @@ def new_run_row(
         "id": run_id,
         "app_id": key.app_id,
         "function_id": key.function_id,
-        "status": RunStatus.QUEUED.value,
+        "status": run_states.INITIAL.value,
         "event_pk": event_pk,
         "attempt": 0,
         "created_at_ms": now_ms,

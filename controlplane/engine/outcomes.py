@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.engine import ingest, waits
+from controlplane.engine import ingest, run_states, waits
 from controlplane.engine.backoff import retry_delay_ms
 from controlplane.engine.creation import Routing
 from controlplane.engine.effects import Effects, run_span
@@ -96,6 +96,7 @@ class _Batch:
         output: bytes | None = None,
         error: ErrorData | None = None,
     ) -> None:
+        status = run_states.change(state.run_id, state.status, status)
         ended = self.now if status.is_terminal else None
         self.run_updates.append(
             {
@@ -166,7 +167,7 @@ def apply_outcomes(
                 # cancellation (it starts none after): its result is recorded.
                 _step_completed(batch, state, body, attempts)
                 continue
-            finished = state is None or RunStatus(state.status).is_terminal
+            finished = state is None or state.status.is_terminal
             reason = RUN_FINISHED if finished else LEASE_LOST
             batch.result.refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
             batch.result.ended.add(outcome.execution_id)

@@ -104,7 +104,7 @@ class RunState:
     run_id: str
     app_id: str
     function_id: str
-    status: str
+    status: RunStatus
     attempt: int
     event_pk: str | None
     trace_id: str
