@@ -23,7 +23,6 @@ from controlplane.model import (
 )
 from controlplane.model.errors import FailedPrecondition, NotFound
 from controlplane.store import codec
-from controlplane.store.schema import history, steps
 from controlplane.store.tx import WriteTx
 
 CANCELLED_ERROR = "Cancelled"
@@ -60,9 +59,7 @@ def cancel_unfinished(
         tx.set_cancelled_execution(run_id, holder)
     tx.delete_queue_rows([run_id])
     tx.delete_waits_of([run_id])
-    tx.insert_rows(
-        history, [codec.history_row(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)]
-    )
+    tx.add_history([codec.history_row(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)])
     effects = Effects(changed_runs={run_id})
     effects.cancelled.append((run_id, holder))
     state = tx.run_states([run_id])[run_id]
@@ -151,14 +148,12 @@ def replay_run(
             {**dict(step._mapping), "run_id": new_id}
             for step in tx.completed_steps_before_failure(run_id)
         ]
-        tx.insert_rows(steps, kept)
+        tx.add_steps(kept)
     how = "from its failed step" if mode is ReplayMode.FROM_FAILED_STEP else "from the start"
     message = f"replay of run {run_id} {how}"
     if kept:
         message += f", keeping {len(kept)} completed step(s)"
-    tx.insert_rows(
-        history, [codec.history_row(new_id, now_ms, HistoryKind.RUN_REPLAYED, message=message)]
-    )
+    tx.add_history([codec.history_row(new_id, now_ms, HistoryKind.RUN_REPLAYED, message=message)])
     summary = tx.get_run(new_id)
     assert summary is not None
     return summary, effects

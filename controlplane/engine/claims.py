@@ -19,7 +19,6 @@ from controlplane.model import (
 )
 from controlplane.model.ids import new_hex_id
 from controlplane.store import codec
-from controlplane.store.schema import history
 from controlplane.store.tx import WriteTx
 
 
@@ -125,5 +124,5 @@ def claim_executions(
                 cron=codec.decode_cron(state.cron),
             )
         )
-    tx.insert_rows(history, history_rows)
+    tx.add_history(history_rows)
     return executions

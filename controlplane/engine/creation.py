@@ -25,7 +25,6 @@ from controlplane.model import (
 )
 from controlplane.model.ids import new_hex_id, new_ulid
 from controlplane.store import codec
-from controlplane.store.schema import queue, run_events, runs
 from controlplane.store.tx import NOT_DUE, WriteTx
 
 CANCEL_WAIT = "cancel"
@@ -108,9 +107,9 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
             for position, pk in enumerate(item.event_pks)
         )
     states.save()
-    tx.insert_rows(runs, run_rows)
-    tx.insert_rows(queue, queue_rows)
-    tx.insert_rows(run_events, event_rows)
+    tx.add_runs(run_rows)
+    tx.add_queue_items(queue_rows)
+    tx.add_run_events(event_rows)
     effects.wake = effects.wake or bool(new)
     if watch_rows:
         tx.lock_keys(event_lock(w["event_name"]) for w in watch_rows)

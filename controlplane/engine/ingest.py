@@ -49,7 +49,6 @@ from controlplane.model import (
 )
 from controlplane.model.ids import new_hex_id, new_ulid
 from controlplane.store.flow_tx import FlowState
-from controlplane.store.schema import event_skips, events, run_events
 from controlplane.store.tx import WriteTx
 
 IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000
@@ -119,7 +118,7 @@ def store_events(
         results.append(result)
         spans.append((span, prepared.parent if parent else None, sent.name, result))
         stored.append((pk, _stored(row), result))
-    tx.insert_rows(events, event_rows)
+    tx.add_events(event_rows)
     matcher = WaitMatcher(tx, [event for _, event, _ in stored], now_ms)
     planner = WaitPlanner(tx, now_ms, routing, effects)
     starter = _RunStarter(tx, now_ms, routing, effects, matcher)
@@ -394,8 +393,8 @@ class _RunStarter:
                 result.run_ids.append(new.run_id)
         self.states.save()
         self.tx.claim_idempotency_keys(self.key_rows)
-        self.tx.insert_rows(event_skips, self.skips)
-        self.tx.insert_rows(run_events, self.event_rows)
+        self.tx.add_event_skips(self.skips)
+        self.tx.add_run_events(self.event_rows)
         self.pending, self.pending_results, self.key_rows, self.skips = [], [], [], []
         self.event_rows, self.pending_by_id = [], {}
         self.gate.pending_here = set()

@@ -16,7 +16,6 @@ from controlplane.engine.effects import Effects
 from controlplane.engine.validation import INVOKED_EVENT
 from controlplane.model import FunctionSpec
 from controlplane.model.ids import new_ulid
-from controlplane.store.schema import events
 from controlplane.store.tx import WriteTx
 
 
@@ -35,8 +34,7 @@ def start_invoked_run(
     """Store the invoked event (``data``: JSON text of an object) and create the
     run; returns its id. ``traceparent``: the span the run's span links to."""
     event_pk = new_ulid(now_ms)
-    tx.insert_rows(
-        events,
+    tx.add_events(
         [
             {
                 "pk": event_pk,

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from controlplane.model import HistoryKind
 from controlplane.store import codec
-from controlplane.store.schema import history
 from controlplane.store.tx import WriteTx
 
 
@@ -28,8 +27,7 @@ def release(
     retry); returns (run id, execution id). With ``expired_only``, a lease
     extended meanwhile (by another control plane) is left alone."""
     released = tx.release_leases(execution_ids, now_ms, expired_only=expired_only)
-    tx.insert_rows(
-        history,
+    tx.add_history(
         [
             codec.history_row(
                 run_id, now_ms, HistoryKind.EXECUTION_LOST, execution_id=eid, message=reason

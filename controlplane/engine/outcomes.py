@@ -35,7 +35,6 @@ from controlplane.model import (
     Suspended,
 )
 from controlplane.store import codec
-from controlplane.store.schema import history
 from controlplane.store.tx import NOT_DUE, WriteTx
 
 FUNCTION_FAILED = "tether/function.failed"
@@ -408,7 +407,7 @@ def _step_row(
 def _flush(batch: _Batch) -> None:
     tx = batch.tx
     tx.upsert_steps(batch.step_rows)
-    tx.insert_rows(history, batch.history_rows)
+    tx.add_history(batch.history_rows)
     tx.update_runs(batch.run_updates)
     tx.lower_due(
         [

@@ -51,7 +51,6 @@ from controlplane.model import (
 )
 from controlplane.model.errors import InvalidArgument
 from controlplane.store import codec
-from controlplane.store.schema import history
 from controlplane.store.tx import NOT_DUE, WriteTx
 
 
@@ -126,7 +125,7 @@ class WaitPlanner:
 
     def flush(self) -> None:
         self.tx.upsert_steps(self.steps)
-        self.tx.insert_rows(history, self.history)
+        self.tx.add_history(self.history)
         self.steps, self.history = [], []
 
     def _row(
@@ -497,8 +496,7 @@ def finish_child(
         _ended(effects, w, now_ms, child_run_id=child.run_id, error=failure)
         tx.upsert_steps([row])
         tx.delete_waits([(w.run_id, w.step_id)])
-        tx.insert_rows(
-            history,
+        tx.add_history(
             [
                 codec.history_row(
                     w.run_id,

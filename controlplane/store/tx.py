@@ -8,7 +8,7 @@ classes only know how.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,7 @@ from controlplane.store.schema import (
     history,
     idempotency_keys,
     queue,
+    run_events,
     runs,
     steps,
     wait_paths,
@@ -401,9 +402,37 @@ class WriteTx(ScheduleWrites, FlowWrites, ReadTx):
             found.update(r.id for r in rows)
         return found
 
-    def insert_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _insert_all(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
-            self.conn.execute(table.insert(), rows)
+            self.conn.execute(table.insert(), list(rows))
+
+    def add_history(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """History entries (codec.history_row)."""
+        self._insert_all(history, rows)
+
+    def add_steps(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Step rows (a replay copies the steps it keeps)."""
+        self._insert_all(steps, rows)
+
+    def add_runs(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """New runs (creation.new_run_row)."""
+        self._insert_all(runs, rows)
+
+    def add_queue_items(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue rows of new runs (creation.queue_row)."""
+        self._insert_all(queue, rows)
+
+    def add_run_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The events of batched runs, by position."""
+        self._insert_all(run_events, rows)
+
+    def add_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Stored events."""
+        self._insert_all(events, rows)
+
+    def add_event_skips(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Why an event started no run of a function it matched."""
+        self._insert_all(event_skips, rows)
 
     # -- claiming ------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from controlplane.model import FunctionKey
 from controlplane.model.errors import NotFound
 from controlplane.store import Store, migrate, open_store
 from controlplane.store.migrate import current_revision, head_revision
-from controlplane.store.schema import metadata, queue, runs
+from controlplane.store.schema import metadata, runs
 from controlplane.store.tx import WriteTx
 
 
@@ -48,7 +48,7 @@ async def test_concurrent_writes_share_commits(store: Store) -> None:
     def add(i: int) -> Callable[[WriteTx], str]:
         def op(tx: WriteTx) -> str:
             run_id = f"run-{i:04d}"
-            tx.insert_rows(runs, [new_run_row(run_id, key, None, 1_000)])
+            tx.add_runs([new_run_row(run_id, key, None, 1_000)])
             return run_id
 
         return op
@@ -69,11 +69,11 @@ async def test_a_failing_write_fails_alone(store: Store) -> None:
     key = FunctionKey("app", "fn")
 
     def good(tx: WriteTx) -> str:
-        tx.insert_rows(runs, [new_run_row("kept", key, None, 1_000)])
+        tx.add_runs([new_run_row("kept", key, None, 1_000)])
         return "kept"
 
     def bad(tx: WriteTx) -> str:
-        tx.insert_rows(runs, [new_run_row("discarded", key, None, 1_000)])
+        tx.add_runs([new_run_row("discarded", key, None, 1_000)])
         raise NotFound("run 'x' not found")
 
     outcomes = await asyncio.gather(store.write(good), store.write(bad), return_exceptions=True)
@@ -95,8 +95,8 @@ async def test_claims_take_only_due_unleased_runs_of_served_functions(store: Sto
     ]
 
     def seed(tx: WriteTx) -> None:
-        tx.insert_rows(runs, [new_run_row(r, k, None, 0) for r, k, _ in rows])
-        tx.insert_rows(queue, [queue_row(r, k, due) for r, k, due in rows])
+        tx.add_runs([new_run_row(r, k, None, 0) for r, k, _ in rows])
+        tx.add_queue_items([queue_row(r, k, due) for r, k, due in rows])
 
     await store.write(seed)
 
@@ -116,11 +116,11 @@ async def test_a_failed_write_is_followed_by_its_fallback_before_later_writes(
     seen_by_later: list[list[str]] = []
 
     def failing(tx: WriteTx) -> None:
-        tx.insert_rows(runs, [new_run_row("lost", key, None, 1_000)])
+        tx.add_runs([new_run_row("lost", key, None, 1_000)])
         raise RuntimeError("disk full")
 
     def fallback(tx: WriteTx, error: Exception) -> None:
-        tx.insert_rows(runs, [new_run_row("fallback", key, None, 1_000)])
+        tx.add_runs([new_run_row("fallback", key, None, 1_000)])
 
     def later(tx: WriteTx) -> None:
         seen_by_later.append([row.id for row in tx.conn.execute(select(runs.c.id))])

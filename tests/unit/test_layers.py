@@ -1,6 +1,6 @@
 """The control plane's layers import only downwards: the domain (`model`) stands
 alone, the store and the engine stand on it, and neither the engine nor the
-store knows of gRPC, HTTP or telemetry."""
+store knows of gRPC, HTTP or telemetry; the engine never touches tables."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ FORBIDDEN = {
         "fastapi",
         "opentelemetry",
         "tether",
+        # Tables are the store's business: the engine calls its methods.
+        "controlplane.store.schema",
     ),
 }
 
