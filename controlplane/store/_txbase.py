@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Table
@@ -32,3 +32,7 @@ class TxBase:
         # several control planes can share the store. SQLite has one writer anyway.
         self._lock_rows = lock_rows
         self._postgres = conn.dialect.name == "postgresql"
+
+    def _insert_all(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(table.insert(), list(rows))

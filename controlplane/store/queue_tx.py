@@ -1,0 +1,394 @@
+"""Queue items and their leases: claiming due runs, lowering due times,
+requeueing, deadlines, and the leases workers hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from controlplane.store._txbase import NOT_DUE, chunks
+from controlplane.store.flow_tx import FlowWrites
+from controlplane.store.schema import (
+    functions,
+    queue,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLease:
+    execution_id: str | None
+    due_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    run_id: str
+    app_id: str
+    function_id: str
+    execution_id: str
+    # When the queue item was due (how late the claim is, for metrics).
+    due_at_ms: int = 0
+
+
+_CLAIM_ROUNDS = 4
+
+
+_lease = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"))
+    .values(
+        lease_execution_id=bindparam("b_execution_id"),
+        lease_deadline_ms=bindparam("b_deadline"),
+        due_at_ms=NOT_DUE,
+    )
+)
+
+
+_lower_due = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"), queue.c.due_at_ms > bindparam("b_due_at_ms"))
+    .values(due_at_ms=bindparam("b_due_at_ms"))
+)
+
+
+_requeue = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"))
+    .values(
+        due_at_ms=bindparam("b_due_at_ms"),
+        lease_execution_id=None,
+        lease_deadline_ms=None,
+    )
+)
+
+
+_delete_queue = delete(queue).where(queue.c.run_id == bindparam("b_run_id"))
+
+
+class QueueWrites(FlowWrites):
+    """Queue items and leases. On FlowWrites: a claim counts and locks the
+    concurrency keys of what it leases."""
+
+    def add_queue_items(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Queue rows of new runs (creation.queue_row)."""
+        self._insert_all(queue, rows)
+
+    def claim_ready(
+        self,
+        app_id: str,
+        function_ids: Sequence[str],
+        now_ms: int,
+        limit: int,
+        lease_deadline_ms: int,
+        new_execution_id: Callable[[], str],
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due, unleased runs of these functions, fairly and
+        within their concurrency limits.
+
+        Fair: due runs are taken in turns across (function, first concurrency
+        key) groups, each group in priority-adjusted due order; a group's turns
+        come later the more of its runs execute now, and groups on the same
+        turn go in random order, so that a flood of one function or key does
+        not starve the others. A run whose
+        concurrency key is at its limit (counting runs leased now, on any
+        control plane) is passed over; on PostgreSQL each key is locked until
+        commit before it is counted.
+        """
+        claimed: list[Claimed] = []
+        saturated: set[str] = set()
+        taken: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        # A few rounds: each one skips the keys the previous found full.
+        for _ in range(_CLAIM_ROUNDS):
+            want = limit - len(claimed)
+            rows = self._ready_candidates(app_id, function_ids, now_ms, want, saturated)
+            if not rows:
+                break
+            keys = {k for r in rows for k in (r[2], r[4]) if k is not None} - counts.keys()
+            if keys:
+                self.lock_keys(keys)
+                counts.update(dict.fromkeys(keys, 0) | self.in_flight(sorted(keys)))
+            full_before = len(saturated)
+            fresh: list[Claimed] = []
+            for run_id, function_id, key_1, limit_1, key_2, limit_2, due_at in rows:
+                limits = [(k, n) for k, n in ((key_1, limit_1), (key_2, limit_2)) if k is not None]
+                blocked = [k for k, n in limits if counts[k] + taken.get(k, 0) >= (n or 0)]
+                if blocked:
+                    saturated.update(blocked)
+                    continue
+                for k, _n in limits:
+                    taken[k] = taken.get(k, 0) + 1
+                fresh.append(Claimed(run_id, app_id, function_id, new_execution_id(), due_at))
+                if len(claimed) + len(fresh) == limit:
+                    break
+            if fresh:
+                # Leased at once, so that the next pass does not find them again.
+                self.conn.execute(
+                    _lease,
+                    [
+                        {
+                            "b_run_id": c.run_id,
+                            "b_execution_id": c.execution_id,
+                            "b_deadline": lease_deadline_ms,
+                        }
+                        for c in fresh
+                    ],
+                )
+                claimed.extend(fresh)
+            if len(claimed) == limit or len(rows) < want or len(saturated) == full_before:
+                break
+        return claimed
+
+    def _ready_candidates(
+        self,
+        app_id: str,
+        function_ids: Sequence[str],
+        now_ms: int,
+        limit: int,
+        saturated: set[str],
+    ) -> list[tuple[Any, ...]]:
+        """Due, unleased runs in fair order: (run id, function id, key 1,
+        limit 1, key 2, limit 2, due at). PostgreSQL: locked, skipping rows another
+        transaction holds."""
+        conditions = [
+            queue.c.app_id == app_id,
+            queue.c.function_id.in_(list(function_ids)),
+            queue.c.due_at_ms <= now_ms,
+            queue.c.lease_execution_id.is_(None),
+            # A paused function's runs are held where they are.
+            queue.c.function_id.not_in(
+                select(functions.c.function_id).where(
+                    functions.c.app_id == app_id, functions.c.paused.is_not(None)
+                )
+            ),
+        ]
+        if saturated:
+            full = sorted(saturated)
+            conditions += [
+                or_(queue.c.concurrency_key_1.is_(None), queue.c.concurrency_key_1.not_in(full)),
+                or_(queue.c.concurrency_key_2.is_(None), queue.c.concurrency_key_2.not_in(full)),
+            ]
+        # Priority moves a run ahead by that many seconds.
+        order = queue.c.due_at_ms - queue.c.priority * 1000
+        group = (queue.c.function_id, queue.c.concurrency_key_1)
+        # A group's next run waits one turn per run of the group executing now,
+        # so a group that holds the slots yields to one that holds none, even
+        # when a single slot is free.
+        busy = (
+            select(
+                queue.c.function_id.label("function_id"),
+                queue.c.concurrency_key_1.label("key"),
+                func.count().label("executing"),
+            )
+            .where(
+                queue.c.app_id == app_id,
+                queue.c.function_id.in_(list(function_ids)),
+                queue.c.lease_execution_id.is_not(None),
+            )
+            .group_by(*group)
+            .subquery()
+        )
+        turn = (
+            func.row_number().over(partition_by=group, order_by=order)
+            + func.coalesce(busy.c.executing, 0)
+        ).label("turn")
+        from_busy = queue.outerjoin(
+            busy,
+            and_(
+                busy.c.function_id == queue.c.function_id,
+                busy.c.key.is_not_distinct_from(queue.c.concurrency_key_1),
+            ),
+        )
+        columns = (
+            queue.c.run_id,
+            queue.c.function_id,
+            queue.c.concurrency_key_1,
+            queue.c.concurrency_limit_1,
+            queue.c.concurrency_key_2,
+            queue.c.concurrency_limit_2,
+            queue.c.due_at_ms,
+        )
+        ranked = (
+            select(*columns, turn, order.label("ord"))
+            .select_from(from_busy)
+            .where(*conditions)
+            .subquery()
+        )
+        picked = [
+            tuple(r)
+            for r in self.conn.execute(
+                select(*(ranked.c[c.name] for c in columns))
+                # Groups on the same turn go in random order: with one free
+                # slot, the oldest group would otherwise win every time.
+                .order_by(ranked.c.turn, func.random())
+                .limit(limit)
+            )
+        ]
+        if not picked or not self._lock_rows:
+            return picked
+        # PostgreSQL cannot lock rows of a windowed query: lock them now, skipping
+        # rows another transaction holds and rows another node leased meanwhile.
+        locked = {
+            r.run_id
+            for r in self.conn.execute(
+                select(queue.c.run_id)
+                .where(queue.c.run_id.in_([p[0] for p in picked]))
+                .where(queue.c.lease_execution_id.is_(None))
+                .with_for_update(skip_locked=True)
+            )
+        }
+        return [p for p in picked if p[0] in locked]
+
+    def lease_holders(self, run_ids: Sequence[str]) -> dict[str, QueueLease]:
+        """run id -> who holds its lease and its due time.
+
+        Runs without a queue row (finished or cancelled) are absent. On PostgreSQL
+        the rows stay locked until commit, fencing out other control planes.
+        """
+        found: dict[str, QueueLease] = {}
+        for chunk in chunks(sorted(set(run_ids))):
+            query = select(queue.c.run_id, queue.c.lease_execution_id, queue.c.due_at_ms).where(
+                queue.c.run_id.in_(chunk)
+            )
+            if self._lock_rows:
+                query = query.with_for_update()
+            found.update(
+                {
+                    r.run_id: QueueLease(r.lease_execution_id, r.due_at_ms)
+                    for r in self.conn.execute(query)
+                }
+            )
+        return found
+
+    def lower_due(self, rows: list[dict[str, Any]]) -> None:
+        """Bring due times forward (never back). rows: b_run_id, b_due_at_ms."""
+        if rows:
+            self.conn.execute(_lower_due, rows)
+
+    def requeue(self, rows: list[dict[str, Any]]) -> None:
+        """Release leases and set due times. rows: b_run_id, b_due_at_ms."""
+        if rows:
+            self.conn.execute(_requeue, rows)
+
+    def delete_queue_rows(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            self.conn.execute(_delete_queue, [{"b_run_id": r} for r in run_ids])
+
+    def extend_leases(self, execution_ids: Sequence[str], deadline_ms: int) -> set[str]:
+        """Extend these leases; returns the execution ids that still hold one."""
+        held: set[str] = set()
+        for chunk in chunks(list(execution_ids)):
+            result = self.conn.execute(
+                update(queue)
+                .where(queue.c.lease_execution_id.in_(chunk))
+                .values(lease_deadline_ms=deadline_ms)
+                .returning(queue.c.lease_execution_id)
+            )
+            held.update(r.lease_execution_id for r in result)
+        return held
+
+    def release_leases(
+        self, execution_ids: Sequence[str], now_ms: int, *, expired_only: bool = False
+    ) -> list[tuple[str, str]]:
+        """Requeue the runs these executions hold; returns (run id, execution id).
+
+        A run stays due at a step retry time set during the lease (its backoff is
+        kept); otherwise it is due now.
+        """
+        released: list[tuple[str, str]] = []
+        for chunk in chunks(list(execution_ids)):
+            # Read the holders first: RETURNING would give the new (null) values.
+            query = select(queue.c.run_id, queue.c.lease_execution_id).where(
+                queue.c.lease_execution_id.in_(chunk)
+            )
+            if expired_only:
+                query = query.where(queue.c.lease_deadline_ms <= now_ms)
+            if self._lock_rows:
+                query = query.with_for_update()
+            held = [(r.run_id, r.lease_execution_id) for r in self.conn.execute(query)]
+            if not held:
+                continue
+            self.conn.execute(
+                update(queue)
+                .where(queue.c.run_id.in_([run_id for run_id, _ in held]))
+                .values(
+                    lease_execution_id=None,
+                    lease_deadline_ms=None,
+                    due_at_ms=case((queue.c.due_at_ms < NOT_DUE, queue.c.due_at_ms), else_=now_ms),
+                )
+            )
+            released.extend(held)
+        return released
+
+    def expired_leases(self, now_ms: int) -> list[str]:
+        rows = self.conn.execute(
+            select(queue.c.lease_execution_id).where(
+                queue.c.lease_execution_id.is_not(None), queue.c.lease_deadline_ms <= now_ms
+            )
+        )
+        return [r.lease_execution_id for r in rows]
+
+    def shift_leases(self, by_ms: int) -> None:
+        """Push every lease deadline forward (the virtual clock jumped)."""
+        self.conn.execute(
+            update(queue)
+            .where(queue.c.lease_execution_id.is_not(None))
+            .values(lease_deadline_ms=queue.c.lease_deadline_ms + by_ms)
+        )
+
+    def all_lease_holders(self) -> list[str]:
+        rows = self.conn.execute(
+            select(queue.c.lease_execution_id).where(queue.c.lease_execution_id.is_not(None))
+        )
+        return [r.lease_execution_id for r in rows]
+
+    def queue_row(self, run_id: str) -> Any:
+        query = select(queue).where(queue.c.run_id == run_id)
+        if self._lock_rows:
+            query = query.with_for_update()
+        return self.conn.execute(query).first()
+
+    def set_deadlines(self, rows: list[dict[str, Any]]) -> None:
+        """rows: b_run_id, b_start, b_finish (the start deadline goes once a run
+        starts; the finish deadline is set then)."""
+        if rows:
+            self.conn.execute(
+                update(queue)
+                .where(queue.c.run_id == bindparam("b_run_id"))
+                .values(
+                    start_deadline_ms=bindparam("b_start"),
+                    finish_deadline_ms=func.coalesce(
+                        queue.c.finish_deadline_ms, bindparam("b_finish")
+                    ),
+                ),
+                rows,
+            )
+
+    def deadlines_due(self, now_ms: int) -> list[Any]:
+        """Queue rows whose start or finish deadline has passed."""
+        return list(
+            self.conn.execute(
+                select(
+                    queue.c.run_id,
+                    queue.c.start_deadline_ms,
+                    queue.c.finish_deadline_ms,
+                ).where(
+                    or_(
+                        queue.c.start_deadline_ms <= now_ms,
+                        queue.c.finish_deadline_ms <= now_ms,
+                    )
+                )
+            )
+        )

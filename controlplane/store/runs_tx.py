@@ -1,0 +1,247 @@
+"""Runs, their steps and history as the engine changes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    bindparam,
+    func,
+    select,
+    tuple_,
+    update,
+)
+
+from controlplane.model import (
+    RunState,
+    RunStatus,
+    StepStatus,
+)
+from controlplane.store._txbase import TxBase, chunks
+from controlplane.store.schema import (
+    history,
+    run_events,
+    runs,
+    steps,
+)
+
+_update_run = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempt=bindparam("b_attempt"),
+        output=bindparam("b_output"),
+        error=bindparam("b_error"),
+        ended_at_ms=bindparam("b_ended_at_ms"),
+        updated_at_ms=bindparam("b_now"),
+    )
+)
+
+
+_start_run = (
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        started_at_ms=func.coalesce(runs.c.started_at_ms, bindparam("b_now")),
+        updated_at_ms=bindparam("b_now"),
+    )
+)
+
+
+class RunWrites(TxBase):
+    def add_runs(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """New runs (creation.new_run_row)."""
+        self._insert_all(runs, rows)
+
+    def add_steps(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Step rows (a replay copies the steps it keeps)."""
+        self._insert_all(steps, rows)
+
+    def add_history(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """History entries (codec.history_row)."""
+        self._insert_all(history, rows)
+
+    def add_run_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The events of batched runs, by position."""
+        self._insert_all(run_events, rows)
+
+    def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
+        found: dict[str, RunState] = {}
+        for chunk in chunks(list(run_ids)):
+            rows = self.conn.execute(
+                select(
+                    runs.c.id,
+                    runs.c.app_id,
+                    runs.c.function_id,
+                    runs.c.status,
+                    runs.c.attempt,
+                    runs.c.event_pk,
+                    runs.c.trace_id,
+                    runs.c.root_span_id,
+                    runs.c.created_at_ms,
+                    runs.c.started_at_ms,
+                    runs.c.parent_run_id,
+                    runs.c.cancelled_execution_id,
+                    runs.c.ended_at_ms,
+                    runs.c.cron,
+                ).where(runs.c.id.in_(chunk))
+            )
+            for r in rows:
+                found[r.id] = RunState(
+                    r.id,
+                    r.app_id,
+                    r.function_id,
+                    RunStatus(r.status),
+                    r.attempt,
+                    r.event_pk,
+                    r.trace_id,
+                    r.root_span_id,
+                    r.created_at_ms,
+                    r.started_at_ms,
+                    r.parent_run_id,
+                    r.cancelled_execution_id,
+                    r.ended_at_ms,
+                    r.cron,
+                )
+        return found
+
+    def steps_of(self, run_ids: Sequence[str]) -> list[Any]:
+        """Step rows (run_id, step_id, status, output, error, attempts) of these runs."""
+        result: list[Any] = []
+        for chunk in chunks(list(run_ids)):
+            result.extend(
+                self.conn.execute(
+                    select(
+                        steps.c.run_id,
+                        steps.c.step_id,
+                        steps.c.status,
+                        steps.c.output,
+                        steps.c.error,
+                        steps.c.attempts,
+                        steps.c.retry_at_ms,
+                        steps.c.position,
+                    ).where(steps.c.run_id.in_(chunk))
+                )
+            )
+        return result
+
+    def start_runs(self, rows: list[dict[str, Any]]) -> None:
+        """rows: b_id, b_status, b_now. Sets started_at the first time."""
+        if rows:
+            self.conn.execute(_start_run, rows)
+
+    def step_attempts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for chunk in chunks(sorted(set(keys))):
+            rows = self.conn.execute(
+                select(steps.c.run_id, steps.c.step_id, steps.c.attempts).where(
+                    tuple_(steps.c.run_id, steps.c.step_id).in_(chunk)
+                )
+            )
+            found.update({(r.run_id, r.step_id): r.attempts for r in rows})
+        return found
+
+    def upsert_steps(self, rows: list[dict[str, Any]]) -> None:
+        """Insert step results; a row that is ``retrying`` takes the new result
+        and counts one more attempt.
+
+        A final result (completed or failed) is never overwritten, so a result is
+        memoized exactly once.
+        """
+        if not rows:
+            return
+        # Positions continue each run's sequence. Only the execution holding the
+        # run's lease writes its steps, so there is no race for the numbers.
+        last = self._last_positions([row["run_id"] for row in rows])
+        for row in rows:
+            last[row["run_id"]] = row["position"] = last.get(row["run_id"], 0) + 1
+        columns = [c.name for c in steps.columns]
+        rows = [{c: row.get(c) for c in columns} for row in rows]
+        stmt = self._insert(steps)
+        excluded = stmt.excluded  # type: ignore[attr-defined]
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=[steps.c.run_id, steps.c.step_id],
+            set_={
+                "status": excluded.status,
+                "output": excluded.output,
+                "error": excluded.error,
+                "attempts": steps.c.attempts + 1,
+                "started_at_ms": excluded.started_at_ms,
+                "ended_at_ms": excluded.ended_at_ms,
+                "retry_at_ms": excluded.retry_at_ms,
+                "child_run_id": excluded.child_run_id,
+                # A retried step's result is recorded when it finally comes.
+                "position": excluded.position,
+            },
+            where=steps.c.status == StepStatus.RETRYING.value,
+        )
+        self.conn.execute(stmt, rows)
+
+    def _last_positions(self, run_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in chunks(sorted(set(run_ids))):
+            rows = self.conn.execute(
+                select(steps.c.run_id, func.max(steps.c.position))
+                .where(steps.c.run_id.in_(chunk))
+                .group_by(steps.c.run_id)
+            )
+            found.update({run_id: int(last) for run_id, last in rows})
+        return found
+
+    def retry_times(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """run id -> the earliest retry time of its retrying steps."""
+        found: dict[str, int] = {}
+        for chunk in chunks(sorted(set(run_ids))):
+            rows = self.conn.execute(
+                select(steps.c.run_id, func.min(steps.c.retry_at_ms))
+                .where(
+                    steps.c.run_id.in_(chunk),
+                    steps.c.status == StepStatus.RETRYING.value,
+                    steps.c.retry_at_ms.is_not(None),
+                )
+                .group_by(steps.c.run_id)
+            )
+            found.update({run_id: int(at) for run_id, at in rows if at is not None})
+        return found
+
+    def update_runs(self, rows: list[dict[str, Any]]) -> None:
+        """rows: b_id, b_status, b_attempt, b_output, b_error, b_ended_at_ms, b_now."""
+        if rows:
+            self.conn.execute(_update_run, rows)
+
+    def set_cancelled_execution(self, run_id: str, execution_id: str) -> None:
+        self.conn.execute(
+            update(runs).where(runs.c.id == run_id).values(cancelled_execution_id=execution_id)
+        )
+
+    def run_row(self, run_id: str) -> Any:
+        return self.conn.execute(select(runs).where(runs.c.id == run_id)).first()
+
+    def completed_steps_before_failure(self, run_id: str) -> list[Any]:
+        """Completed step rows of a run up to its first failed step, in order."""
+        rows = self.conn.execute(
+            select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+        ).all()
+        kept = []
+        for row in rows:
+            if row.status != StepStatus.COMPLETED.value:
+                break
+            kept.append(row)
+        return kept
+
+    def unfinished_runs(
+        self, app_id: str, function_id: str, after_ms: int, before_ms: int, limit: int
+    ) -> list[str]:
+        query = select(runs.c.id).where(
+            runs.c.app_id == app_id,
+            runs.c.function_id == function_id,
+            runs.c.status.in_(["queued", "running", "sleeping", "waiting"]),
+        )
+        if after_ms:
+            query = query.where(runs.c.created_at_ms >= after_ms)
+        if before_ms:
+            query = query.where(runs.c.created_at_ms < before_ms)
+        return [r.id for r in self.conn.execute(query.order_by(runs.c.id).limit(limit))]
