@@ -20,6 +20,7 @@ from controlplane.model import (
     ReplayMode,
     RunStatus,
     RunSummary,
+    RunUpdate,
 )
 from controlplane.model.errors import FailedPrecondition, NotFound
 from controlplane.store import codec
@@ -42,19 +43,8 @@ def cancel_unfinished(
         return None
     holder = queued.lease_execution_id if queued is not None else None
     error = ErrorData(error_name, reason)
-    tx.update_runs(
-        [
-            {
-                "b_id": run_id,
-                "b_status": run_states.change(run_id, row.status, RunStatus.CANCELLED).value,
-                "b_attempt": row.attempt,
-                "b_output": None,
-                "b_error": codec.encode_error(error),
-                "b_ended_at_ms": now_ms,
-                "b_now": now_ms,
-            }
-        ]
-    )
+    cancelled = run_states.change(run_id, row.status, RunStatus.CANCELLED)
+    tx.update_runs([RunUpdate(run_id, cancelled, row.attempt, None, error, now_ms)], now_ms)
     if holder is not None:
         tx.set_cancelled_execution(run_id, holder)
     tx.delete_queue_rows([run_id])

@@ -54,13 +54,11 @@ def claim_executions(
         run_ids = [c.run_id for c in claimed]
     history_rows: list[dict[str, Any]] = []
     waits.resolve_due(tx, run_ids, now_ms, history_rows, effects)
-    deadlines = []
+    finish_by: dict[str, int | None] = {}
     for c in claimed:
         finish = finish_timeout_of(c.function_id)
-        deadlines.append(
-            {"b_run_id": c.run_id, "b_start": None, "b_finish": now_ms + finish if finish else None}
-        )
-    tx.set_deadlines(deadlines)
+        finish_by[c.run_id] = now_ms + finish if finish else None
+    tx.set_deadlines(finish_by)
 
     memo: dict[str, list[MemoizedStep]] = {r: [] for r in run_ids}
     attempts: dict[str, dict[str, int]] = {r: {} for r in run_ids}
@@ -86,7 +84,7 @@ def claim_executions(
     events_by_pk = tx.events_by_pk(event_pks) if event_pks else {}
 
     running = {r: run_states.change(r, states[r].status, RunStatus.RUNNING) for r in run_ids}
-    tx.start_runs([{"b_id": r, "b_status": s.value, "b_now": now_ms} for r, s in running.items()])
+    tx.start_runs(running, now_ms)
     executions = []
     for c in claimed:
         state = states[c.run_id]

@@ -27,6 +27,7 @@ from controlplane.model import (
     RunFailed,
     RunState,
     RunStatus,
+    RunUpdate,
     StepCompleted,
     StepFailed,
     StepKind,
@@ -67,7 +68,7 @@ class _Batch:
         self.result = AppliedOutcomes()
         self.step_rows: list[dict[str, Any]] = []
         self.history_rows: list[dict[str, Any]] = []
-        self.run_updates: list[dict[str, Any]] = []
+        self.run_updates: list[RunUpdate] = []
         self.requeues: dict[str, int] = {}
         self.deletes: list[str] = []
         self.lowered_due: dict[str, int] = {}
@@ -98,15 +99,14 @@ class _Batch:
         status = run_states.change(state.run_id, state.status, status)
         ended = self.now if status.is_terminal else None
         self.run_updates.append(
-            {
-                "b_id": state.run_id,
-                "b_status": status.value,
-                "b_attempt": state.attempt if attempt is None else attempt,
-                "b_output": output.decode("utf-8") if output is not None else None,
-                "b_error": codec.encode_error(error),
-                "b_ended_at_ms": ended,
-                "b_now": self.now,
-            }
+            RunUpdate(
+                state.run_id,
+                status,
+                state.attempt if attempt is None else attempt,
+                output,
+                error,
+                ended,
+            )
         )
         self.result.changed_runs.add(state.run_id)
         if status.is_terminal:
@@ -408,15 +408,15 @@ def _flush(batch: _Batch) -> None:
     tx = batch.tx
     tx.upsert_steps(batch.step_rows)
     tx.add_history(batch.history_rows)
-    tx.update_runs(batch.run_updates)
+    tx.update_runs(batch.run_updates, batch.now)
     tx.lower_due(
-        [
-            {"b_run_id": r, "b_due_at_ms": due}
+        {
+            r: due
             for r, due in batch.lowered_due.items()
             if r not in batch.requeues and r not in batch.deletes
-        ]
+        }
     )
-    tx.requeue([{"b_run_id": r, "b_due_at_ms": due} for r, due in batch.requeues.items()])
+    tx.requeue(batch.requeues)
     if batch.deletes:
         tx.delete_queue_rows(batch.deletes)
         tx.delete_waits_of(batch.deletes)

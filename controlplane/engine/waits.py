@@ -172,7 +172,7 @@ class WaitPlanner:
 
     def _due_now(self, run_id: str) -> None:
         self.due_now.add(run_id)
-        self.tx.lower_due([{"b_run_id": run_id, "b_due_at_ms": self.now}])
+        self.tx.lower_due({run_id: self.now})
         self.effects.changed_runs.add(run_id)
         self.effects.wake = True
 
@@ -508,7 +508,7 @@ def finish_child(
                 )
             ],
         )
-        tx.lower_due([{"b_run_id": w.run_id, "b_due_at_ms": now_ms}])
+        tx.lower_due({w.run_id: now_ms})
         effects.changed_runs.add(w.run_id)
         effects.wake = True
     return effects

@@ -3,6 +3,7 @@ and the store (neither of which it imports). Ids are in `ids`, errors in `errors
 
 from __future__ import annotations
 
+from controlplane.model.changes import RunUpdate
 from controlplane.model.events import (
     EventInput,
     EventLink,
@@ -126,6 +127,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "RunSummary",
+    "RunUpdate",
     "SendResult",
     "Singleton",
     "SingletonMode",

@@ -272,15 +272,15 @@ class QueueWrites(FlowWrites):
             )
         return found
 
-    def lower_due(self, rows: list[dict[str, Any]]) -> None:
-        """Bring due times forward (never back). rows: b_run_id, b_due_at_ms."""
-        if rows:
-            self.conn.execute(_lower_due, rows)
+    def lower_due(self, due_at: Mapping[str, int]) -> None:
+        """Run id -> a due time: bring each run's forward to it (never back)."""
+        if due_at:
+            self.conn.execute(_lower_due, _due_rows(due_at))
 
-    def requeue(self, rows: list[dict[str, Any]]) -> None:
-        """Release leases and set due times. rows: b_run_id, b_due_at_ms."""
-        if rows:
-            self.conn.execute(_requeue, rows)
+    def requeue(self, due_at: Mapping[str, int]) -> None:
+        """Run id -> its due time: release its lease and set it."""
+        if due_at:
+            self.conn.execute(_requeue, _due_rows(due_at))
 
     def delete_queue_rows(self, run_ids: Sequence[str]) -> None:
         if run_ids:
@@ -360,9 +360,10 @@ class QueueWrites(FlowWrites):
             query = query.with_for_update()
         return self.conn.execute(query).first()
 
-    def set_deadlines(self, rows: list[dict[str, Any]]) -> None:
-        """rows: b_run_id, b_start, b_finish (the start deadline goes once a run
-        starts; the finish deadline is set then)."""
+    def set_deadlines(self, finish_by: Mapping[str, int | None]) -> None:
+        """Runs that start: their start deadline goes, and their finish deadline
+        (run id -> when, None for none) is set unless it already is."""
+        rows = [{"b_run_id": r, "b_start": None, "b_finish": f} for r, f in finish_by.items()]
         if rows:
             self.conn.execute(
                 update(queue)
@@ -392,3 +393,7 @@ class QueueWrites(FlowWrites):
                 )
             )
         )
+
+
+def _due_rows(due_at: Mapping[str, int]) -> list[dict[str, object]]:
+    return [{"b_run_id": run_id, "b_due_at_ms": due} for run_id, due in due_at.items()]

@@ -16,8 +16,10 @@ from sqlalchemy import (
 from controlplane.model import (
     RunState,
     RunStatus,
+    RunUpdate,
     StepStatus,
 )
+from controlplane.store import codec
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import (
     history,
@@ -128,8 +130,9 @@ class RunWrites(TxBase):
             )
         return result
 
-    def start_runs(self, rows: list[dict[str, Any]]) -> None:
-        """rows: b_id, b_status, b_now. Sets started_at the first time."""
+    def start_runs(self, statuses: Mapping[str, RunStatus], now_ms: int) -> None:
+        """Run id -> its status as it starts executing; sets started_at the first time."""
+        rows = [{"b_id": r, "b_status": s.value, "b_now": now_ms} for r, s in statuses.items()]
         if rows:
             self.conn.execute(_start_run, rows)
 
@@ -207,8 +210,19 @@ class RunWrites(TxBase):
             found.update({run_id: int(at) for run_id, at in rows if at is not None})
         return found
 
-    def update_runs(self, rows: list[dict[str, Any]]) -> None:
-        """rows: b_id, b_status, b_attempt, b_output, b_error, b_ended_at_ms, b_now."""
+    def update_runs(self, updates: Sequence[RunUpdate], now_ms: int) -> None:
+        rows = [
+            {
+                "b_id": u.run_id,
+                "b_status": u.status.value,
+                "b_attempt": u.attempt,
+                "b_output": u.output.decode("utf-8") if u.output is not None else None,
+                "b_error": codec.encode_error(u.error),
+                "b_ended_at_ms": u.ended_at_ms,
+                "b_now": now_ms,
+            }
+            for u in updates
+        ]
         if rows:
             self.conn.execute(_update_run, rows)
 
