@@ -50,7 +50,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
@@ -65,6 +65,7 @@ from controlplane.model import (
     FunctionSpec,
     PauseMode,
 )
+from controlplane.store.schedules_tx import ScheduleRow
 from controlplane.store.tx import WriteTx
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,8 @@ def sync_schedules(
     existing = {
         (r.function_id, r.position): r for r in tx.schedules_of(app_id, [s.id for s in specs])
     }
-    put: list[dict[str, object]] = []
-    catch_ups: list[dict[str, object]] = []
+    put: list[ScheduleRow] = []
+    catch_ups: list[ScheduleRow] = []
     fires: list[int] = []
     for spec in specs:
         for position, trigger in enumerate(spec.triggers):
@@ -192,14 +193,7 @@ def sync_schedules(
                 del existing[(spec.id, position)]
                 fires.append(row.next_fire_ms)
                 if row.catch_up != trigger.catch_up.value:
-                    catch_ups.append(
-                        {
-                            "b_app_id": app_id,
-                            "b_function_id": spec.id,
-                            "b_position": position,
-                            "b_catch_up": trigger.catch_up.value,
-                        }
-                    )
+                    catch_ups.append(replace(row, catch_up=trigger.catch_up.value))
                 continue
             first = next_tick(trigger.schedule, trigger.timezone, now_ms)
             if first is None:
@@ -208,15 +202,15 @@ def sync_schedules(
             existing.pop((spec.id, position), None)
             fires.append(first)
             put.append(
-                {
-                    "app_id": app_id,
-                    "function_id": spec.id,
-                    "position": position,
-                    "schedule": trigger.schedule,
-                    "timezone": trigger.timezone,
-                    "catch_up": trigger.catch_up.value,
-                    "next_fire_ms": first,
-                }
+                ScheduleRow(
+                    app_id,
+                    spec.id,
+                    position,
+                    trigger.schedule,
+                    trigger.timezone,
+                    trigger.catch_up.value,
+                    first,
+                )
             )
     tx.put_schedules(put)
     tx.set_catch_ups(catch_ups)
@@ -253,7 +247,7 @@ def fire_due(
         return fired
     paused = tx.paused_functions()
     new: list[NewRun] = []
-    advanced: list[dict[str, object]] = []
+    advanced: list[ScheduleRow] = []
     gone: dict[str, list[tuple[str, int]]] = {}
     for row in rows:
         spec = spec_of(row.key)
@@ -274,14 +268,7 @@ def fire_due(
         if following is None:
             gone.setdefault(row.app_id, []).append((row.function_id, row.position))
             continue
-        advanced.append(
-            {
-                "b_app_id": row.app_id,
-                "b_function_id": row.function_id,
-                "b_position": row.position,
-                "b_next_fire_ms": following,
-            }
-        )
+        advanced.append(replace(row, next_fire_ms=following))
     fired.run_ids = create_runs(tx, new, now_ms, fired.effects)
     tx.advance_schedules(advanced)
     for app_id, keys in gone.items():

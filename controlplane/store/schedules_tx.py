@@ -44,6 +44,10 @@ _by_key = and_(
 )
 
 
+def _key(row: ScheduleRow) -> dict[str, object]:
+    return {"b_app_id": row.app_id, "b_function_id": row.function_id, "b_position": row.position}
+
+
 class ScheduleReads(TxBase):
     """Reading schedules."""
 
@@ -84,7 +88,7 @@ class ScheduleWrites(TxBase):
             found.extend(_row(r) for r in rows)
         return found
 
-    def put_schedules(self, rows: list[dict[str, Any]]) -> None:
+    def put_schedules(self, rows: Sequence[ScheduleRow]) -> None:
         """Insert schedules, replacing any row at the same position."""
         if not rows:
             return
@@ -99,13 +103,28 @@ class ScheduleWrites(TxBase):
                 "next_fire_ms": excluded.next_fire_ms,
             },
         )
-        self.conn.execute(stmt, rows)
+        self.conn.execute(
+            stmt,
+            [
+                {
+                    "app_id": r.app_id,
+                    "function_id": r.function_id,
+                    "position": r.position,
+                    "schedule": r.schedule,
+                    "timezone": r.timezone,
+                    "catch_up": r.catch_up,
+                    "next_fire_ms": r.next_fire_ms,
+                }
+                for r in rows
+            ],
+        )
 
-    def set_catch_ups(self, rows: list[dict[str, Any]]) -> None:
-        """Rows of ``b_app_id``, ``b_function_id``, ``b_position``, ``b_catch_up``."""
+    def set_catch_ups(self, rows: Sequence[ScheduleRow]) -> None:
+        """Store each schedule's ``catch_up`` (its next tick is kept)."""
         if rows:
             self.conn.execute(
-                update(schedules).where(_by_key).values(catch_up=bindparam("b_catch_up")), rows
+                update(schedules).where(_by_key).values(catch_up=bindparam("b_catch_up")),
+                [_key(r) | {"b_catch_up": r.catch_up} for r in rows],
             )
 
     def delete_schedules(self, app_id: str, keys: Sequence[tuple[str, int]]) -> None:
@@ -131,10 +150,10 @@ class ScheduleWrites(TxBase):
             query = query.with_for_update(skip_locked=True)
         return [_row(r) for r in self.conn.execute(query)]
 
-    def advance_schedules(self, rows: list[dict[str, Any]]) -> None:
-        """Rows of ``b_app_id``, ``b_function_id``, ``b_position``, ``b_next_fire_ms``."""
+    def advance_schedules(self, rows: Sequence[ScheduleRow]) -> None:
+        """Store each schedule's ``next_fire_ms``."""
         if rows:
             self.conn.execute(
                 update(schedules).where(_by_key).values(next_fire_ms=bindparam("b_next_fire_ms")),
-                rows,
+                [_key(r) | {"b_next_fire_ms": r.next_fire_ms} for r in rows],
             )
