@@ -6,8 +6,6 @@ bulk), by a cancel_on event, or by a run timeout.
 
 from __future__ import annotations
 
-from typing import Any
-
 from controlplane.engine import run_states, waits
 from controlplane.engine.creation import NewRun, Routing, create_runs
 from controlplane.engine.effects import Effects, run_span
@@ -37,11 +35,11 @@ def cancel_unfinished(
     holding it is recorded: the step it is running may still report its result."""
     # Lock the queue row before reading the run: a control plane applying this
     # run's last outcome holds that lock, so the status read next is final.
-    queued = tx.queue_row(run_id)
-    row = tx.run_row(run_id)
-    if row is None or RunStatus(row.status).is_terminal:
+    lease = tx.lock_lease(run_id)
+    row = tx.run_state(run_id)
+    if row is None or row.status.is_terminal:
         return None
-    holder = queued.lease_execution_id if queued is not None else None
+    holder = lease.execution_id if lease is not None else None
     error = ErrorData(error_name, reason)
     cancelled = run_states.change(run_id, row.status, RunStatus.CANCELLED)
     tx.update_runs([RunUpdate(run_id, cancelled, row.attempt, None, error, now_ms)], now_ms)
@@ -63,7 +61,7 @@ def cancel_run(tx: WriteTx, run_id: str, reason: str, now_ms: int) -> tuple[RunS
     """Cancel one run; NotFound or FailedPrecondition when it cannot be."""
     effects = cancel_unfinished(tx, run_id, reason, now_ms)
     if effects is None:
-        row = tx.run_row(run_id)
+        row = tx.run_state(run_id)
         if row is None:
             raise NotFound(f"run {run_id!r} not found")
         raise FailedPrecondition(f"run {run_id!r} already finished ({row.status})")
@@ -100,14 +98,14 @@ def replay_run(
 ) -> tuple[RunSummary, Effects]:
     """A new run of the same function and event(s); from the failed step keeps the
     steps that completed before the first failed one."""
-    row = tx.run_row(run_id)
+    row = tx.run_state(run_id)
     if row is None:
         raise NotFound(f"run {run_id!r} not found")
-    if not RunStatus(row.status).is_terminal:
+    if not row.status.is_terminal:
         raise FailedPrecondition(
             f"run {run_id!r} is still {row.status}; only finished runs can be replayed"
         )
-    if mode is ReplayMode.FROM_FAILED_STEP and row.status == RunStatus.COMPLETED.value:
+    if mode is ReplayMode.FROM_FAILED_STEP and row.status is RunStatus.COMPLETED:
         raise FailedPrecondition(
             f"run {run_id!r} completed: it has no failed step to replay from "
             "(replay it from the start instead)"
@@ -132,17 +130,13 @@ def replay_run(
         now_ms,
         effects := Effects(),
     )
-    kept: list[dict[str, Any]] = []
+    kept = 0
     if mode is ReplayMode.FROM_FAILED_STEP:
-        kept = [
-            {**dict(step._mapping), "run_id": new_id}
-            for step in tx.completed_steps_before_failure(run_id)
-        ]
-        tx.add_steps(kept)
+        kept = tx.copy_completed_steps(run_id, new_id)
     how = "from its failed step" if mode is ReplayMode.FROM_FAILED_STEP else "from the start"
     message = f"replay of run {run_id} {how}"
     if kept:
-        message += f", keeping {len(kept)} completed step(s)"
+        message += f", keeping {kept} completed step(s)"
     tx.add_history([codec.history_row(new_id, now_ms, HistoryKind.RUN_REPLAYED, message=message)])
     summary = tx.get_run(new_id)
     assert summary is not None

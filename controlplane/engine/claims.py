@@ -67,12 +67,12 @@ def claim_executions(
     # Memoized steps go out in the order their results were recorded: the SDK
     # hands them back in that order (it keeps parallel branches deterministic).
     for row in sorted(tx.steps_of(run_ids), key=lambda r: r.position):
-        if row.status == StepStatus.COMPLETED.value:
+        if row.status is StepStatus.COMPLETED:
             output = (row.output or "null").encode("utf-8")
             memo[row.run_id].append(MemoizedStep(row.step_id, output, None))
             state_bytes[row.run_id] += len(output)
-        elif row.status == StepStatus.FAILED.value:
-            memo[row.run_id].append(MemoizedStep(row.step_id, None, codec.decode_error(row.error)))
+        elif row.status is StepStatus.FAILED:
+            memo[row.run_id].append(MemoizedStep(row.step_id, None, row.error))
         else:
             attempts[row.run_id][row.step_id] = row.attempts
             if row.retry_at_ms is not None and row.retry_at_ms > now_ms:

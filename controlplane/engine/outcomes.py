@@ -341,7 +341,7 @@ def _finish_suspensions(batch: _Batch) -> None:
         # What the run is waiting for, as people read it: an event or another
         # run, else a sleep; with nothing pending it is running (a retry is due).
         kinds = {w.kind for w in pending}
-        if kinds & {StepKind.WAIT_FOR_EVENT.value, StepKind.INVOKE.value}:
+        if kinds & {StepKind.WAIT_FOR_EVENT, StepKind.INVOKE}:
             status = RunStatus.WAITING
         elif kinds:
             status = RunStatus.SLEEPING

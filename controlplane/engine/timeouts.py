@@ -19,7 +19,7 @@ def cancel_overdue(
 ) -> Effects:
     effects = Effects()
     for row in tx.deadlines_due(now_ms):
-        run = tx.run_row(row.run_id)
+        run = tx.run_state(row.run_id)
         if run is None:
             continue
         spec = spec_of(FunctionKey(run.app_id, run.function_id))

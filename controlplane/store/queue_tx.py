@@ -33,6 +33,13 @@ class QueueLease:
 
 
 @dataclass(frozen=True, slots=True)
+class RunDeadline:
+    run_id: str
+    start_deadline_ms: int | None
+    finish_deadline_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     run_id: str
     app_id: str
@@ -354,11 +361,16 @@ class QueueWrites(FlowWrites):
         )
         return [r.lease_execution_id for r in rows]
 
-    def queue_row(self, run_id: str) -> Any:
-        query = select(queue).where(queue.c.run_id == run_id)
+    def lock_lease(self, run_id: str) -> QueueLease | None:
+        """The run's lease (None without a queue item: it finished). On
+        PostgreSQL its queue row stays locked until commit."""
+        query = select(queue.c.lease_execution_id, queue.c.due_at_ms).where(
+            queue.c.run_id == run_id
+        )
         if self._lock_rows:
             query = query.with_for_update()
-        return self.conn.execute(query).first()
+        row = self.conn.execute(query).first()
+        return QueueLease(row.lease_execution_id, row.due_at_ms) if row is not None else None
 
     def set_deadlines(self, finish_by: Mapping[str, int | None]) -> None:
         """Runs that start: their start deadline goes, and their finish deadline
@@ -377,22 +389,21 @@ class QueueWrites(FlowWrites):
                 rows,
             )
 
-    def deadlines_due(self, now_ms: int) -> list[Any]:
-        """Queue rows whose start or finish deadline has passed."""
-        return list(
-            self.conn.execute(
-                select(
-                    queue.c.run_id,
-                    queue.c.start_deadline_ms,
-                    queue.c.finish_deadline_ms,
-                ).where(
-                    or_(
-                        queue.c.start_deadline_ms <= now_ms,
-                        queue.c.finish_deadline_ms <= now_ms,
-                    )
+    def deadlines_due(self, now_ms: int) -> list[RunDeadline]:
+        """Queue items whose start or finish deadline has passed."""
+        rows = self.conn.execute(
+            select(
+                queue.c.run_id,
+                queue.c.start_deadline_ms,
+                queue.c.finish_deadline_ms,
+            ).where(
+                or_(
+                    queue.c.start_deadline_ms <= now_ms,
+                    queue.c.finish_deadline_ms <= now_ms,
                 )
             )
         )
+        return [RunDeadline(r.run_id, r.start_deadline_ms, r.finish_deadline_ms) for r in rows]
 
 
 def _due_rows(due_at: Mapping[str, int]) -> list[dict[str, object]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
 )
 
 from controlplane.model import (
+    ErrorData,
     RunState,
     RunStatus,
     RunUpdate,
@@ -51,6 +53,23 @@ _start_run = (
         updated_at_ms=bindparam("b_now"),
     )
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    """A step of a run as an execution is built from it."""
+
+    run_id: str
+    step_id: str
+    status: StepStatus
+    #: JSON text of a completed step's output.
+    output: str | None
+    error: ErrorData | None
+    #: Failed attempts so far.
+    attempts: int
+    retry_at_ms: int | None
+    #: The order in which results were recorded.
+    position: int
 
 
 class RunWrites(TxBase):
@@ -110,23 +129,34 @@ class RunWrites(TxBase):
                 )
         return found
 
-    def steps_of(self, run_ids: Sequence[str]) -> list[Any]:
-        """Step rows (run_id, step_id, status, output, error, attempts) of these runs."""
-        result: list[Any] = []
+    def steps_of(self, run_ids: Sequence[str]) -> list[StepState]:
+        """The step rows of these runs."""
+        result: list[StepState] = []
         for chunk in chunks(list(run_ids)):
+            rows = self.conn.execute(
+                select(
+                    steps.c.run_id,
+                    steps.c.step_id,
+                    steps.c.status,
+                    steps.c.output,
+                    steps.c.error,
+                    steps.c.attempts,
+                    steps.c.retry_at_ms,
+                    steps.c.position,
+                ).where(steps.c.run_id.in_(chunk))
+            )
             result.extend(
-                self.conn.execute(
-                    select(
-                        steps.c.run_id,
-                        steps.c.step_id,
-                        steps.c.status,
-                        steps.c.output,
-                        steps.c.error,
-                        steps.c.attempts,
-                        steps.c.retry_at_ms,
-                        steps.c.position,
-                    ).where(steps.c.run_id.in_(chunk))
+                StepState(
+                    r.run_id,
+                    r.step_id,
+                    StepStatus(r.status),
+                    r.output,
+                    codec.decode_error(r.error),
+                    r.attempts,
+                    r.retry_at_ms,
+                    r.position,
                 )
+                for r in rows
             )
         return result
 
@@ -231,20 +261,22 @@ class RunWrites(TxBase):
             update(runs).where(runs.c.id == run_id).values(cancelled_execution_id=execution_id)
         )
 
-    def run_row(self, run_id: str) -> Any:
-        return self.conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    def run_state(self, run_id: str) -> RunState | None:
+        return self.run_states([run_id]).get(run_id)
 
-    def completed_steps_before_failure(self, run_id: str) -> list[Any]:
-        """Completed step rows of a run up to its first failed step, in order."""
+    def copy_completed_steps(self, from_run_id: str, to_run_id: str) -> int:
+        """Copy the steps of a run that completed before its first step that did
+        not, in order, to another run (a replay from the failed step); how many."""
         rows = self.conn.execute(
-            select(steps).where(steps.c.run_id == run_id).order_by(steps.c.position)
+            select(steps).where(steps.c.run_id == from_run_id).order_by(steps.c.position)
         ).all()
         kept = []
         for row in rows:
             if row.status != StepStatus.COMPLETED.value:
                 break
-            kept.append(row)
-        return kept
+            kept.append({**row._mapping, "run_id": to_run_id})
+        self._insert_all(steps, kept)
+        return len(kept)
 
     def unfinished_runs(
         self, app_id: str, function_id: str, after_ms: int, before_ms: int, limit: int

@@ -4,6 +4,7 @@ paths they are indexed by; the look-back over stored events."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from controlplane.model import (
+    StepKind,
     StepStatus,
     StoredEvent,
 )
@@ -78,6 +80,16 @@ _wait_paths_of = select(wait_paths.c.event_name, wait_paths.c.match_path).where(
 _delete_wait = delete(waits).where(
     waits.c.run_id == bindparam("b_run_id"), waits.c.step_id == bindparam("b_step_id")
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWait:
+    """A sleep, event wait or invoke a run is suspended on."""
+
+    step_id: str
+    kind: StepKind
+    #: When it resolves by itself (its end or timeout); NOT_DUE without one.
+    until_ms: int
 
 
 class WaitWrites(TxBase):
@@ -196,10 +208,10 @@ class WaitWrites(TxBase):
         for chunk in chunks(list(run_ids)):
             self.conn.execute(delete(waits).where(waits.c.run_id.in_(chunk)))
 
-    def waits_of(self, run_ids: Sequence[str]) -> dict[str, list[Any]]:
+    def waits_of(self, run_ids: Sequence[str]) -> dict[str, list[PendingWait]]:
         """run id -> its pending waits (step_id, kind, until_ms), cancel_on
         watches excluded."""
-        found: dict[str, list[Any]] = {}
+        found: dict[str, list[PendingWait]] = {}
         for chunk in chunks(sorted(set(run_ids))):
             rows = self.conn.execute(
                 select(waits.c.run_id, waits.c.step_id, waits.c.kind, waits.c.until_ms).where(
@@ -207,5 +219,7 @@ class WaitWrites(TxBase):
                 )
             )
             for row in rows:
-                found.setdefault(row.run_id, []).append(row)
+                found.setdefault(row.run_id, []).append(
+                    PendingWait(row.step_id, StepKind(row.kind), row.until_ms)
+                )
         return found
