@@ -15,6 +15,7 @@ from controlplane.model import (
     FunctionKey,
     FunctionSpec,
     HistoryKind,
+    HistoryRecord,
     ReplayMode,
     RunStatus,
     RunSummary,
@@ -47,7 +48,7 @@ def cancel_unfinished(
         tx.set_cancelled_execution(run_id, holder)
     tx.delete_queue_rows([run_id])
     tx.delete_waits_of([run_id])
-    tx.add_history([codec.history_row(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)])
+    tx.add_history([HistoryRecord(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)])
     effects = Effects(changed_runs={run_id})
     effects.cancelled.append((run_id, holder))
     state = tx.run_states([run_id])[run_id]
@@ -137,7 +138,7 @@ def replay_run(
     message = f"replay of run {run_id} {how}"
     if kept:
         message += f", keeping {kept} completed step(s)"
-    tx.add_history([codec.history_row(new_id, now_ms, HistoryKind.RUN_REPLAYED, message=message)])
+    tx.add_history([HistoryRecord(new_id, now_ms, HistoryKind.RUN_REPLAYED, message=message)])
     summary = tx.get_run(new_id)
     assert summary is not None
     return summary, effects

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from controlplane.engine import run_states, waits
 from controlplane.engine.effects import Effects
@@ -12,6 +11,7 @@ from controlplane.model import (
     ClaimRecord,
     Execution,
     HistoryKind,
+    HistoryRecord,
     MemoizedStep,
     RunStatus,
     StepStatus,
@@ -52,7 +52,7 @@ def claim_executions(
         tx.delete_queue_rows(stale)
         claimed = [c for c in claimed if c.run_id not in set(stale)]
         run_ids = [c.run_id for c in claimed]
-    history_rows: list[dict[str, Any]] = []
+    history_rows: list[HistoryRecord] = []
     waits.resolve_due(tx, run_ids, now_ms, history_rows, effects)
     finish_by: dict[str, int | None] = {}
     for c in claimed:
@@ -96,7 +96,7 @@ def claim_executions(
         pks = batched.get(c.run_id) or ([state.event_pk] if state.event_pk else [])
         trigger: list[StoredEvent] = [events_by_pk[pk] for pk in pks if pk in events_by_pk]
         history_rows.append(
-            codec.history_row(
+            HistoryRecord(
                 c.run_id,
                 now_ms,
                 HistoryKind.EXECUTION_STARTED,

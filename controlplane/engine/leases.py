@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.model import HistoryKind
-from controlplane.store import codec
+from controlplane.model import HistoryKind, HistoryRecord
 from controlplane.store.tx import WriteTx
 
 
@@ -29,7 +28,7 @@ def release(
     released = tx.release_leases(execution_ids, now_ms, expired_only=expired_only)
     tx.add_history(
         [
-            codec.history_row(
+            HistoryRecord(
                 run_id, now_ms, HistoryKind.EXECUTION_LOST, execution_id=eid, message=reason
             )
             for run_id, eid in released

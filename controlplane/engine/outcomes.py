@@ -20,6 +20,7 @@ from controlplane.model import (
     ErrorData,
     FunctionKey,
     HistoryKind,
+    HistoryRecord,
     NonDeterminism,
     Outcome,
     Refusal,
@@ -67,7 +68,7 @@ class _Batch:
         self.routing = routing
         self.result = AppliedOutcomes()
         self.step_rows: list[dict[str, Any]] = []
-        self.history_rows: list[dict[str, Any]] = []
+        self.history_rows: list[HistoryRecord] = []
         self.run_updates: list[RunUpdate] = []
         self.requeues: dict[str, int] = {}
         self.deletes: list[str] = []
@@ -178,7 +179,7 @@ def apply_outcomes(
             _step_failed(batch, state, body, attempts, progress)
         elif isinstance(body, NonDeterminism):
             batch.history_rows.append(
-                codec.history_row(
+                HistoryRecord(
                     state.run_id,
                     now_ms,
                     HistoryKind.NON_DETERMINISM,
@@ -259,7 +260,7 @@ def _step_failed(
         }
     )
     batch.history_rows.append(
-        codec.history_row(
+        HistoryRecord(
             state.run_id,
             batch.now,
             HistoryKind.STEP_FAILED,
@@ -278,7 +279,7 @@ def _step_failed(
 def _run_completed(batch: _Batch, state: RunState, body: RunCompleted) -> None:
     batch.update_run(state, RunStatus.COMPLETED, output=body.output)
     batch.deletes.append(state.run_id)
-    batch.history_rows.append(codec.history_row(state.run_id, batch.now, HistoryKind.RUN_COMPLETED))
+    batch.history_rows.append(HistoryRecord(state.run_id, batch.now, HistoryKind.RUN_COMPLETED))
 
 
 def _run_failed(batch: _Batch, state: RunState, body: RunFailed) -> None:
@@ -290,7 +291,7 @@ def _run_failed(batch: _Batch, state: RunState, body: RunFailed) -> None:
         batch.update_run(state, RunStatus.RUNNING, attempt=failures)
         batch.due(state.run_id, retry_at)
         batch.history_rows.append(
-            codec.history_row(
+            HistoryRecord(
                 state.run_id,
                 batch.now,
                 HistoryKind.RUN_RETRY_SCHEDULED,
@@ -303,7 +304,7 @@ def _run_failed(batch: _Batch, state: RunState, body: RunFailed) -> None:
     batch.update_run(state, RunStatus.FAILED, attempt=failures, error=body.error)
     batch.deletes.append(state.run_id)
     batch.history_rows.append(
-        codec.history_row(
+        HistoryRecord(
             state.run_id, batch.now, HistoryKind.RUN_FAILED, attempt=failures, error=body.error
         )
     )

@@ -39,6 +39,7 @@ from controlplane.model import (
     ErrorData,
     FunctionKey,
     HistoryKind,
+    HistoryRecord,
     PlannedEventWait,
     PlannedInvoke,
     PlannedSleep,
@@ -73,7 +74,7 @@ class WaitPlanner:
         self.now = now_ms
         self.routing = routing
         self.effects = effects
-        self.history: list[dict[str, Any]] = []
+        self.history: list[HistoryRecord] = []
         self.steps: list[dict[str, Any]] = []
         # Runs a wait of which resolved or failed at once: due now.
         self.due_now: set[str] = set()
@@ -101,7 +102,7 @@ class WaitPlanner:
                     )
                 )
                 self.history.append(
-                    codec.history_row(
+                    HistoryRecord(
                         state.run_id,
                         self.now,
                         HistoryKind.SLEEP_STARTED,
@@ -158,7 +159,7 @@ class WaitPlanner:
             | {"error": codec.encode_error(error)}
         )
         self.history.append(
-            codec.history_row(
+            HistoryRecord(
                 state.run_id,
                 self.now,
                 HistoryKind.STEP_FAILED,
@@ -221,7 +222,7 @@ class WaitPlanner:
             trigger_event_pk=state.event_pk,
         )
         self.history.append(
-            codec.history_row(
+            HistoryRecord(
                 state.run_id,
                 self.now,
                 HistoryKind.WAIT_STARTED,
@@ -273,7 +274,7 @@ class WaitPlanner:
             event_id=event.id if event is not None else "",
         )
         self.history.append(
-            codec.history_row(
+            HistoryRecord(
                 run_id,
                 self.now,
                 HistoryKind.WAIT_ENDED,
@@ -327,7 +328,7 @@ class WaitPlanner:
             parent_step_id=wait.step_id,
         )
         self.history.append(
-            codec.history_row(
+            HistoryRecord(
                 state.run_id,
                 self.now,
                 HistoryKind.INVOKE_STARTED,
@@ -391,7 +392,7 @@ def resolve_due(
     tx: WriteTx,
     run_ids: list[str],
     now_ms: int,
-    history_rows: list[dict[str, Any]],
+    history_rows: list[HistoryRecord],
     effects: Effects,
 ) -> None:
     """Waits whose time has come, for runs being claimed: sleeps end (null),
@@ -410,7 +411,7 @@ def resolve_due(
         }
         error: ErrorData | None = None
         if kind is StepKind.SLEEP:
-            entry = codec.history_row(
+            entry = HistoryRecord(
                 w.run_id,
                 now_ms,
                 HistoryKind.SLEEP_ENDED,
@@ -419,7 +420,7 @@ def resolve_due(
                 until_ms=w.until_ms,
             )
         elif kind is StepKind.WAIT_FOR_EVENT:
-            entry = codec.history_row(
+            entry = HistoryRecord(
                 w.run_id,
                 now_ms,
                 HistoryKind.WAIT_ENDED,
@@ -437,7 +438,7 @@ def resolve_due(
                 "error": codec.encode_error(error),
                 "child_run_id": w.child_run_id,
             }
-            entry = codec.history_row(
+            entry = HistoryRecord(
                 w.run_id,
                 now_ms,
                 HistoryKind.INVOKE_ENDED,
@@ -498,7 +499,7 @@ def finish_child(
         tx.delete_waits([(w.run_id, w.step_id)])
         tx.add_history(
             [
-                codec.history_row(
+                HistoryRecord(
                     w.run_id,
                     now_ms,
                     HistoryKind.INVOKE_ENDED,

@@ -3,7 +3,7 @@ and the store (neither of which it imports). Ids are in `ids`, errors in `errors
 
 from __future__ import annotations
 
-from controlplane.model.changes import RunUpdate
+from controlplane.model.changes import HistoryRecord, RunUpdate
 from controlplane.model.events import (
     EventInput,
     EventLink,
@@ -106,6 +106,7 @@ __all__ = [
     "FunctionSpec",
     "HistoryEntry",
     "HistoryKind",
+    "HistoryRecord",
     "MemoizedStep",
     "NonDeterminism",
     "Outcome",

@@ -13,6 +13,7 @@ from controlplane.model import (
     ErrorData,
     HistoryEntry,
     HistoryKind,
+    HistoryRecord,
     RunStatus,
     RunSummary,
     StepKind,
@@ -109,37 +110,25 @@ def history_from_row(row: Row[Any]) -> HistoryEntry:
     )
 
 
-def history_row(
-    run_id: str,
-    ts_ms: int,
-    kind: HistoryKind,
-    *,
-    step_id: str | None = None,
-    step_name: str | None = None,
-    attempt: int | None = None,
-    until_ms: int | None = None,
-    execution_id: str | None = None,
-    error: ErrorData | None = None,
-    message: str = "",
-    started_at_ms: int = 0,
-) -> dict[str, Any]:
+def history_row(record: HistoryRecord) -> dict[str, Any]:
     """A row for the history table."""
     detail: dict[str, Any] = {}
+    error = record.error
     if error is not None:
         detail["error"] = {"name": error.name, "message": error.message, "stack": error.stack}
-    if message:
-        detail["message"] = message
-    if started_at_ms:
-        detail["started_at_ms"] = started_at_ms
+    if record.message:
+        detail["message"] = record.message
+    if record.started_at_ms:
+        detail["started_at_ms"] = record.started_at_ms
     return {
-        "run_id": run_id,
-        "ts_ms": ts_ms,
-        "kind": kind.value,
-        "step_id": step_id,
-        "step_name": step_name,
-        "attempt": attempt,
-        "until_ms": until_ms,
-        "execution_id": execution_id,
+        "run_id": record.run_id,
+        "ts_ms": record.ts_ms,
+        "kind": record.kind.value,
+        "step_id": record.step_id,
+        "step_name": record.step_name,
+        "attempt": record.attempt,
+        "until_ms": record.until_ms,
+        "execution_id": record.execution_id,
         "detail": json.dumps(detail) if detail else None,
     }
 

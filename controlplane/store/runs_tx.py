@@ -16,6 +16,7 @@ from sqlalchemy import (
 
 from controlplane.model import (
     ErrorData,
+    HistoryRecord,
     RunState,
     RunStatus,
     RunUpdate,
@@ -81,9 +82,8 @@ class RunWrites(TxBase):
         """Step rows (a replay copies the steps it keeps)."""
         self._insert_all(steps, rows)
 
-    def add_history(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """History entries (codec.history_row)."""
-        self._insert_all(history, rows)
+    def add_history(self, records: Sequence[HistoryRecord]) -> None:
+        self._insert_all(history, [codec.history_row(r) for r in records])
 
     def add_run_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """The events of batched runs, by position."""

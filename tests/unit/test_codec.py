@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Row
 
-from controlplane.model import ErrorData, HistoryEntry, HistoryKind
+from controlplane.model import ErrorData, HistoryEntry, HistoryKind, HistoryRecord
 from controlplane.store.codec import (
     decode_cursor,
     decode_error,
@@ -96,16 +96,18 @@ def test_payload_text_round_trip() -> None:
 def test_history_row_round_trip() -> None:
     error = ErrorData("ConnectionError", "timeout", "stack")
     row = history_row(
-        "run-1",
-        1_000,
-        HistoryKind.STEP_FAILED,
-        step_id="abc",
-        step_name="send-email",
-        attempt=2,
-        until_ms=11_000,
-        execution_id="ex-1",
-        error=error,
-        message="will retry",
+        HistoryRecord(
+            "run-1",
+            1_000,
+            HistoryKind.STEP_FAILED,
+            step_id="abc",
+            step_name="send-email",
+            attempt=2,
+            until_ms=11_000,
+            execution_id="ex-1",
+            error=error,
+            message="will retry",
+        )
     )
     assert row["run_id"] == "run-1"
     assert row["kind"] == "step.failed"
@@ -124,7 +126,7 @@ def test_history_row_round_trip() -> None:
 
 
 def test_history_row_without_details() -> None:
-    row = history_row("run-1", 5, HistoryKind.RUN_COMPLETED)
+    row = history_row(HistoryRecord("run-1", 5, HistoryKind.RUN_COMPLETED))
     assert row["detail"] is None
     read_back = history_from_row(cast(Row[Any], SimpleNamespace(_mapping=row)))
     assert read_back == HistoryEntry(ts_ms=5, kind=HistoryKind.RUN_COMPLETED)
