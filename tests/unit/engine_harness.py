@@ -14,7 +14,6 @@ what the session sink was given, in milliseconds.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -34,6 +33,7 @@ from controlplane.model import (
     Outcome,
     OutcomeBody,
     Refusal,
+    RunCompleted,
     RunDetail,
     RunStatus,
     SendResult,
@@ -44,8 +44,12 @@ from controlplane.model import (
 )
 from controlplane.model.errors import EngineError
 from controlplane.store import Store, migrate, open_store
+from tether._step_ids import hash_step_id
 
 APP = "harness"
+# Every harness serves this function too: a run of it is the barrier of
+# dispatched_with_probe().
+PROBE = "harness-probe"
 START_MS = 1_800_000_000_000
 WAIT_S = 5.0
 
@@ -55,11 +59,6 @@ def spec(function_id: str, *, event: str | None = None, **options: Any) -> Funct
     ``app/<function_id>``), with any FunctionSpec options."""
     triggers: tuple[Trigger, ...] = (EventTrigger(event or f"app/{function_id}"),)
     return FunctionSpec(APP, function_id, function_id, triggers, **options)
-
-
-def hashed(step_name: str) -> str:
-    """A step id as the SDKs hash it."""
-    return hashlib.sha1(step_name.encode()).hexdigest()
 
 
 @dataclass
@@ -133,9 +132,8 @@ class EngineHarness:
         harness = cls(engine, store, clock)
         try:
             if functions:
-                hello = WorkerHello(
-                    1, APP, "harness-worker", "python", "test", capacity, list(functions)
-                )
+                served = [*functions, spec(PROBE)]
+                hello = WorkerHello(1, APP, "harness-worker", "python", "test", capacity, served)
                 session = await engine.connect_worker(hello, harness.sink)
                 harness.session = session
                 harness.sink.confirm_cancel = lambda execution_id: (
@@ -173,12 +171,23 @@ class EngineHarness:
         async with asyncio.timeout(WAIT_S):
             return await self.sink.executions.get()
 
-    def no_execution_pending(self) -> bool:
-        return self.sink.executions.empty()
+    async def dispatched_with_probe(self) -> list[Execution]:
+        """What the dispatcher hands out from now on, up to and with a probe run
+        started now (the probe excluded, and completed). A run that is due is
+        claimed no later than the probe, so ``[]`` means nothing else is due."""
+        [probe_id] = (await self.send(f"app/{PROBE}")).run_ids
+        others: list[Execution] = []
+        while True:
+            execution = await self.next_execution()
+            if execution.run_id != probe_id:
+                others.append(execution)
+                continue
+            await self.report(execution, RunCompleted(b"null"))
+            return others
 
     def step_completed(self, name: str, output: bytes = b"null") -> StepCompleted:
         now = self.clock.now_ms()
-        return StepCompleted(hashed(name), name, StepKind.RUN, output, now, now)
+        return StepCompleted(hash_step_id(name), name, StepKind.RUN, output, now, now)
 
     async def report(self, execution: Execution, *bodies: OutcomeBody) -> list[Refusal]:
         """Send these outcomes of ``execution`` in one frame; the ack's refusals."""

@@ -28,7 +28,8 @@ from controlplane.model import (
     Timeouts,
 )
 from controlplane.model.errors import FailedPrecondition, InvalidArgument
-from tests.unit.engine_harness import EngineHarness, hashed, spec
+from tests.unit.engine_harness import EngineHarness, spec
+from tether._step_ids import hash_step_id
 
 SECOND = 1000
 HOUR = 3600 * SECOND
@@ -67,7 +68,7 @@ async def test_a_failed_step_is_retried_with_the_memo_of_what_succeeded(tmp_path
         first = await h.next_execution()
         now = h.clock.now_ms()
         failure = StepFailed(
-            hashed("charge"),
+            hash_step_id("charge"),
             "charge",
             StepKind.RUN,
             ErrorData("Boom", "card declined"),
@@ -79,12 +80,12 @@ async def test_a_failed_step_is_retried_with_the_memo_of_what_succeeded(tmp_path
         await h.report(first, h.step_completed("load", b"1"), failure, Suspended(waits=[]))
         # The retry is not due yet: the run waits, status running (a step retry).
         assert await h.status(run_id) is RunStatus.RUNNING
-        assert h.no_execution_pending()
+        assert await h.dispatched_with_probe() == []
 
         await h.advance(30 * SECOND)
         second = await h.next_execution()
-        assert [m.step_id for m in second.steps] == [hashed("load")]
-        assert second.step_attempts == {hashed("charge"): 1}
+        assert [m.step_id for m in second.steps] == [hash_step_id("load")]
+        assert second.step_attempts == {hash_step_id("charge"): 1}
 
 
 async def test_an_output_that_is_not_json_fails_its_step_for_good(tmp_path: Path) -> None:
@@ -132,7 +133,7 @@ async def test_an_event_resumes_the_wait_it_matches_and_no_other(tmp_path: Path)
         execution = await h.next_execution()
         now = h.clock.now_ms()
         wait = PlannedEventWait(
-            hashed("paid"), "paid", "shop/paid", "data.order", "", now + HOUR, now
+            hash_step_id("paid"), "paid", "shop/paid", "data.order", "", now + HOUR, now
         )
         await h.report(execution, Suspended(waits=[wait]))
         assert await h.status(run_id) is RunStatus.WAITING
@@ -143,7 +144,7 @@ async def test_an_event_resumes_the_wait_it_matches_and_no_other(tmp_path: Path)
         assert hit.resumed_run_ids == [run_id]
         resumed = await h.next_execution()
         [memo] = resumed.steps
-        assert memo.step_id == hashed("paid")
+        assert memo.step_id == hash_step_id("paid")
         assert json.loads(memo.output or b"")["data"] == {"order": 7}
 
 
@@ -153,18 +154,20 @@ async def test_a_wait_finds_an_event_sent_before_it_was_stored(tmp_path: Path) -
         execution = await h.next_execution()
         reached = h.clock.now_ms()
         await h.send("shop/shipped", {"n": 1})  # between reaching the wait and suspending
-        wait = PlannedEventWait(hashed("w"), "w", "shop/shipped", "", "", reached + HOUR, reached)
+        wait = PlannedEventWait(
+            hash_step_id("w"), "w", "shop/shipped", "", "", reached + HOUR, reached
+        )
         await h.report(execution, Suspended(waits=[wait]))
         resumed = await h.next_execution()
         assert resumed.run_id == run_id
-        assert [m.step_id for m in resumed.steps] == [hashed("w")]
+        assert [m.step_id for m in resumed.steps] == [hash_step_id("w")]
 
 
 async def test_a_wait_times_out_as_null(tmp_path: Path) -> None:
     async with EngineHarness.start(tmp_path, [spec("timeout")]) as h:
         [run_id] = (await h.send("app/timeout")).run_ids
         now = h.clock.now_ms()
-        wait = PlannedEventWait(hashed("w"), "w", "shop/never", "", "", now + HOUR, now)
+        wait = PlannedEventWait(hash_step_id("w"), "w", "shop/never", "", "", now + HOUR, now)
         await h.report(await h.next_execution(), Suspended(waits=[wait]))
         await h.advance(HOUR)
         resumed = await h.next_execution()
@@ -177,26 +180,26 @@ async def test_a_sleep_ends_on_time_and_not_before(tmp_path: Path) -> None:
     async with EngineHarness.start(tmp_path, [spec("nap")]) as h:
         [run_id] = (await h.send("app/nap")).run_ids
         now = h.clock.now_ms()
-        sleep = PlannedSleep(hashed("nap"), "nap", now + HOUR, now)
+        sleep = PlannedSleep(hash_step_id("nap"), "nap", now + HOUR, now)
         await h.report(await h.next_execution(), Suspended(waits=[sleep]))
         assert await h.status(run_id) is RunStatus.SLEEPING
         await h.advance(HOUR - SECOND)
-        assert h.no_execution_pending()
+        assert await h.dispatched_with_probe() == []
         await h.advance(SECOND)
         resumed = await h.next_execution()
-        assert [m.step_id for m in resumed.steps] == [hashed("nap")]
+        assert [m.step_id for m in resumed.steps] == [hash_step_id("nap")]
 
 
 async def test_a_wait_on_an_invalid_event_name_fails_its_step_for_good(tmp_path: Path) -> None:
     async with EngineHarness.start(tmp_path, [spec("bad-wait")]) as h:
         [run_id] = (await h.send("app/bad-wait")).run_ids
         now = h.clock.now_ms()
-        wait = PlannedEventWait(hashed("w"), "w", "shop/*", "", "", now + HOUR, now)
+        wait = PlannedEventWait(hash_step_id("w"), "w", "shop/*", "", "", now + HOUR, now)
         await h.report(await h.next_execution(), Suspended(waits=[wait]))
         # The run executes again at once and meets the failure as a StepError.
         again = await h.next_execution()
         [memo] = again.steps
-        assert memo.step_id == hashed("w")
+        assert memo.step_id == hash_step_id("w")
         assert memo.error is not None
         assert "wait 'w'" in memo.error.message
         assert "exact name" in memo.error.message
@@ -213,25 +216,43 @@ async def test_an_invalid_event_is_refused_naming_the_problem(tmp_path: Path) ->
 
 
 async def test_a_run_not_started_in_time_is_cancelled(tmp_path: Path) -> None:
-    functions = [spec("blocker"), spec("quick", timeouts=Timeouts(start_ms=10 * SECOND))]
-    async with EngineHarness.start(tmp_path, functions, capacity=1) as h:
-        await h.send("app/blocker")
-        await h.next_execution()  # the worker's only slot is taken
+    # Concurrency 1 keeps the second run queued while the first executes.
+    quick = spec("quick", concurrency=(Concurrency(1),), timeouts=Timeouts(start_ms=10 * SECOND))
+    async with EngineHarness.start(tmp_path, [quick]) as h:
+        await h.send("app/quick")
+        await h.next_execution()
         [run_id] = (await h.send("app/quick")).run_ids
-        await h.advance(10 * SECOND - 1)
+        # The virtual clock also moves at wall pace: leave it a second of margin.
+        await h.advance(9 * SECOND)
+        assert await h.dispatched_with_probe() == []  # a dispatcher round ran since
         assert await h.status(run_id) is RunStatus.QUEUED
-        await h.advance(1)
+        await h.advance(SECOND)
         await until_status(h, run_id, RunStatus.CANCELLED)
         detail = await h.run(run_id)
         assert detail.run.error is not None
         assert detail.run.error.name == "Timeout"
+        assert "did not start within 10s (timeouts.start)" in detail.run.error.message
+
+
+async def test_invoke_data_that_is_not_an_object_is_refused_naming_it(tmp_path: Path) -> None:
+    async with EngineHarness.start(tmp_path, [spec("target")]) as h:
+        with pytest.raises(
+            InvalidArgument, match="invoke data must be a JSON object, not an array"
+        ):
+            await h.engine.invoke_function("harness", "target", b"[1]")
+        with pytest.raises(InvalidArgument, match="invoke data is not valid JSON"):
+            await h.engine.invoke_function("harness", "target", b"{")
+        run_id, _ = await h.engine.invoke_function("harness", "target", b'{"n": 1}')
+        execution = await h.next_execution()
+        assert execution.run_id == run_id
+        assert json.loads(execution.events[0].data) == {"n": 1}
 
 
 async def test_cancelling_a_waiting_run_ends_it_and_the_wait(tmp_path: Path) -> None:
     async with EngineHarness.start(tmp_path, [spec("cancel-me")]) as h:
         [run_id] = (await h.send("app/cancel-me", {"k": 1})).run_ids
         now = h.clock.now_ms()
-        wait = PlannedEventWait(hashed("w"), "w", "shop/x", "", "", now + HOUR, now)
+        wait = PlannedEventWait(hash_step_id("w"), "w", "shop/x", "", "", now + HOUR, now)
         await h.report(await h.next_execution(), Suspended(waits=[wait]))
         summary = await h.engine.cancel_run(run_id, "no longer needed")
         assert summary.status is RunStatus.CANCELLED
@@ -250,7 +271,7 @@ async def test_a_concurrency_limit_holds_the_second_run_until_the_first_ends(
         [second_id] = (await h.send("app/one-at-a-time")).run_ids
         first = await h.next_execution()
         assert first.run_id == first_id
-        assert h.no_execution_pending()
+        assert await h.dispatched_with_probe() == []
         assert await h.status(second_id) is RunStatus.QUEUED
         await h.report(first, RunCompleted(b"1"))
         second = await h.next_execution()
@@ -284,7 +305,7 @@ async def test_every_status_a_run_takes_is_one_the_machine_allows(tmp_path: Path
         async with EngineHarness.start(tmp_path, [spec("tour")]) as h:
             [run_id] = (await h.send("app/tour")).run_ids
             now = h.clock.now_ms()
-            sleep = PlannedSleep(hashed("nap"), "nap", now + SECOND, now)
+            sleep = PlannedSleep(hash_step_id("nap"), "nap", now + SECOND, now)
             await h.report(await h.next_execution(), Suspended(waits=[sleep]))
             await h.advance(SECOND)
             await h.report(await h.next_execution(), RunCompleted(b"1"))
