@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from tether._channel import ChannelConfig, Connection, translate
+from tether._channel import ChannelConfig, Connection
 from tether._convert import EventLike, event_message
 from tether._durations import DurationLike
 from tether._errors import ConfigError, InvalidArgumentError
@@ -242,7 +242,7 @@ class Tether:
         try:
             response = await stub.Send(request, metadata=self._send_metadata())
         except grpc.RpcError as error:
-            raise translate(error, self.address) from None
+            raise self._connection.error(error) from None
         return [_send_result(r) for r in response.results]
 
     def _send_metadata(self) -> tuple[tuple[str, str], ...]:
@@ -256,7 +256,7 @@ class Tether:
         try:
             response = stub.Send(request, metadata=self._send_metadata())
         except grpc.RpcError as error:
-            raise translate(error, self.address) from None
+            raise self._connection.error(error) from None
         return [_send_result(r) for r in response.results]
 
     # -- serving -------------------------------------------------------------------------------
