@@ -22,7 +22,6 @@ from controlplane.model import (
     RunUpdate,
 )
 from controlplane.model.errors import FailedPrecondition, NotFound
-from controlplane.store import codec
 from controlplane.store.tx import WriteTx
 
 CANCELLED_ERROR = "Cancelled"
@@ -46,7 +45,7 @@ def cancel_unfinished(
     tx.update_runs([RunUpdate(run_id, cancelled, row.attempt, None, error, now_ms)], now_ms)
     if holder is not None:
         tx.set_cancelled_execution(run_id, holder)
-    tx.delete_queue_rows([run_id])
+    tx.delete_queue_items([run_id])
     tx.delete_waits_of([run_id])
     tx.add_history([HistoryRecord(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)])
     effects = Effects(changed_runs={run_id})
@@ -124,7 +123,7 @@ def replay_run(
                 event,
                 replay_of=run_id,
                 # The same inputs: every event of a batched run, a cron run's tick.
-                cron=codec.decode_cron(row.cron),
+                cron=row.cron,
                 event_pks=tx.run_event_pks([run_id]).get(run_id, []),
             )
         ],

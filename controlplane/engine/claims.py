@@ -18,7 +18,6 @@ from controlplane.model import (
     StoredEvent,
 )
 from controlplane.model.ids import new_hex_id
-from controlplane.store import codec
 from controlplane.store.tx import WriteTx
 
 
@@ -49,7 +48,7 @@ def claim_executions(
     ]
     if stale:
         # A queue row that outlived its run: drop it rather than execute a finished run.
-        tx.delete_queue_rows(stale)
+        tx.delete_queue_items(stale)
         claimed = [c for c in claimed if c.run_id not in set(stale)]
         run_ids = [c.run_id for c in claimed]
     history_rows: list[HistoryRecord] = []
@@ -119,7 +118,7 @@ def claim_executions(
                 lease_deadline_ms=deadline,
                 server_time_ms=now_ms,
                 state_bytes=state_bytes[c.run_id],
-                cron=codec.decode_cron(state.cron),
+                cron=state.cron,
             )
         )
     tx.add_history(history_rows)

@@ -12,7 +12,7 @@ from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import MISSING, canonical, equality_index, event_value
 from controlplane.engine.flow import (
     FlowStates,
-    concurrency_columns,
+    concurrency_slots,
     event_lock,
     priority_of,
     throttle_runs,
@@ -22,12 +22,14 @@ from controlplane.model import (
     EventTrigger,
     FunctionKey,
     FunctionSpec,
+    NewRunRecord,
+    QueueEntry,
+    RunEventLink,
+    WaitKind,
+    WaitRecord,
 )
 from controlplane.model.ids import new_hex_id, new_ulid
-from controlplane.store import codec
 from controlplane.store.tx import NOT_DUE, WriteTx
-
-CANCEL_WAIT = "cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +62,10 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
     """Insert the runs, queued to start when due (now unless a debounce or batch
     set a time), later under a throttle or a negative priority; returns their
     ids. ``effects`` learns of them (and of their start deadlines)."""
-    run_rows: list[dict[str, Any]] = []
-    queue_rows: list[dict[str, Any]] = []
-    watch_rows: list[dict[str, Any]] = []
-    event_rows: list[dict[str, Any]] = []
+    runs: list[NewRunRecord] = []
+    entries: list[QueueEntry] = []
+    watches: list[WaitRecord] = []
+    links: list[RunEventLink] = []
     states = FlowStates(tx)
     priorities = [priority_of(item.spec, item.event) for item in new]
     # A negative priority delays the start; a positive one orders the claim.
@@ -81,45 +83,52 @@ def create_runs(tx: WriteTx, new: list[NewRun], now_ms: int, effects: Effects) -
     for item, due, priority in zip(new, starts, priorities, strict=True):
         item.run_id = item.run_id or new_ulid(now_ms)
         key = item.spec.key
-        run_rows.append(
-            new_run_row(item.run_id, key, item.event_pk, now_ms, item.replay_of)
-            | {
-                "parent_run_id": item.parent_run_id,
-                "parent_step_id": item.parent_step_id,
-                "cron": codec.encode_cron(item.cron) if item.cron is not None else None,
-            }
+        runs.append(
+            NewRunRecord(
+                item.run_id,
+                key,
+                run_states.INITIAL,
+                now_ms,
+                trace_id=new_hex_id(16),
+                root_span_id=new_hex_id(8),
+                event_pk=item.event_pk,
+                replay_of=item.replay_of,
+                parent_run_id=item.parent_run_id,
+                parent_step_id=item.parent_step_id,
+                cron=item.cron,
+            )
         )
         start = item.spec.timeouts.start_ms
-        queue_rows.append(
-            queue_row(item.run_id, key, due)
-            | {
-                "start_deadline_ms": due + start if start else None,
-                "priority": max(0, priority),
-            }
-            | concurrency_columns(item.spec, item.event)
+        entries.append(
+            QueueEntry(
+                item.run_id,
+                key,
+                due,
+                priority=max(0, priority),
+                start_deadline_ms=due + start if start else None,
+                concurrency=concurrency_slots(item.spec, item.event),
+            )
         )
         if start:
             effects.note_deadline(due + start)
         effects.changed_runs.add(item.run_id)
-        watch_rows.extend(_cancel_watches(item, now_ms))
-        event_rows.extend(
-            {"run_id": item.run_id, "position": position, "event_pk": pk}
-            for position, pk in enumerate(item.event_pks)
+        watches.extend(_cancel_watches(item, now_ms))
+        links.extend(
+            RunEventLink(item.run_id, position, pk) for position, pk in enumerate(item.event_pks)
         )
     states.save()
-    tx.add_runs(run_rows)
-    tx.add_queue_items(queue_rows)
-    tx.add_run_events(event_rows)
+    tx.add_runs(runs)
+    tx.add_queue_items(entries)
+    tx.add_run_events(links)
     effects.wake = effects.wake or bool(new)
-    if watch_rows:
-        tx.lock_keys(event_lock(w["event_name"]) for w in watch_rows)
-        tx.insert_waits(watch_rows)
-        tx.add_wait_paths({(w["event_name"], w["match_path"] or "") for w in watch_rows})
+    if watches:
+        tx.lock_keys(event_lock(w.event_name) for w in watches if w.event_name)
+        tx.add_waits(watches)
     return [item.run_id for item in new]
 
 
-def _cancel_watches(item: NewRun, now_ms: int) -> list[dict[str, Any]]:
-    rows = []
+def _cancel_watches(item: NewRun, now_ms: int) -> list[WaitRecord]:
+    watches = []
     for index, cancel in enumerate(item.spec.cancel_on):
         match_path, match_value = cancel.match or None, None
         if cancel.match:
@@ -130,64 +139,19 @@ def _cancel_watches(item: NewRun, now_ms: int) -> list[dict[str, Any]]:
             match_value = canonical(value)
         elif indexed := equality_index(cancel.if_expression, item.event):
             match_path, match_value = indexed
-        rows.append(
-            {
-                "run_id": item.run_id,
-                "step_id": f"cancel-on:{index}",
-                "name": f"cancel_on {cancel.event}",
-                "kind": CANCEL_WAIT,
-                "created_at_ms": now_ms,
-                "until_ms": now_ms + cancel.timeout_ms if cancel.timeout_ms else NOT_DUE,
-                "event_name": cancel.event,
-                "match_path": match_path,
-                "match_value": match_value,
-                "expression": cancel.if_expression or None,
-                "trigger_event_pk": item.event_pk,
-                "child_run_id": None,
-            }
+        watches.append(
+            WaitRecord(
+                run_id=item.run_id,
+                step_id=f"cancel-on:{index}",
+                name=f"cancel_on {cancel.event}",
+                kind=WaitKind.CANCEL_ON,
+                created_at_ms=now_ms,
+                until_ms=now_ms + cancel.timeout_ms if cancel.timeout_ms else NOT_DUE,
+                event_name=cancel.event,
+                match_path=match_path,
+                match_value=match_value,
+                expression=cancel.if_expression or None,
+                trigger_event_pk=item.event_pk,
+            )
         )
-    return rows
-
-
-def new_run_row(
-    run_id: str, key: FunctionKey, event_pk: str | None, now_ms: int, replay_of: str | None = None
-) -> dict[str, Any]:
-    return {
-        "id": run_id,
-        "app_id": key.app_id,
-        "function_id": key.function_id,
-        "status": run_states.INITIAL.value,
-        "event_pk": event_pk,
-        "attempt": 0,
-        "created_at_ms": now_ms,
-        "started_at_ms": None,
-        "ended_at_ms": None,
-        "updated_at_ms": now_ms,
-        "output": None,
-        "error": None,
-        "replay_of": replay_of,
-        "trace_id": new_hex_id(16),
-        "root_span_id": new_hex_id(8),
-        "parent_run_id": None,
-        "parent_step_id": None,
-        "cancelled_execution_id": None,
-        "cron": None,
-    }
-
-
-def queue_row(run_id: str, key: FunctionKey, due_at_ms: int) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "app_id": key.app_id,
-        "function_id": key.function_id,
-        "due_at_ms": due_at_ms,
-        "priority": 0,
-        "lease_execution_id": None,
-        "lease_deadline_ms": None,
-        "start_deadline_ms": None,
-        "finish_deadline_ms": None,
-        "concurrency_key_1": None,
-        "concurrency_limit_1": None,
-        "concurrency_key_2": None,
-        "concurrency_limit_2": None,
-    }
+    return watches

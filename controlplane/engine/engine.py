@@ -32,6 +32,7 @@ from controlplane.model import (
     EventInput,
     FunctionInfo,
     FunctionKey,
+    FunctionRecord,
     Outcome,
     Page,
     PauseMode,
@@ -191,21 +192,13 @@ class Engine:
         if self._stopping:
             raise WorkerRejected("shutting_down", "the control plane is shutting down")
         now = self.clock.now_ms()
-        rows = [
-            {
-                "app_id": spec.app_id,
-                "function_id": spec.id,
-                "name": spec.name,
-                "definition": spec_to_json(spec),
-                "registered_at_ms": now,
-                "updated_at_ms": now,
-            }
-            for spec in hello.functions
+        records = [
+            FunctionRecord(spec.key, spec.name, spec_to_json(spec), now) for spec in hello.functions
         ]
         functions = hello.functions
 
         def register(tx: WriteTx) -> int | None:
-            tx.upsert_functions(rows)
+            tx.register_functions(records)
             return cron.sync_schedules(tx, hello.app_id, functions, now)
 
         first_tick = await self.store.write(register)

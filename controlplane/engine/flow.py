@@ -29,7 +29,13 @@ from controlplane.engine.expressions import (
     compile_expression,
 )
 from controlplane.engine.settings import format_duration
-from controlplane.model import ConcurrencyScope, FunctionKey, FunctionSpec, PauseMode
+from controlplane.model import (
+    ConcurrencyScope,
+    ConcurrencySlot,
+    FunctionKey,
+    FunctionSpec,
+    PauseMode,
+)
 from controlplane.store.flow_tx import FlowKey, FlowState
 from controlplane.store.tx import WriteTx
 
@@ -68,25 +74,21 @@ def shown(text: str) -> str:
     return repr(text if len(text) <= 80 else text[:77] + "...")
 
 
-def concurrency_columns(spec: FunctionSpec, event: dict[str, Any] | None) -> dict[str, Any]:
-    """The queue row's concurrency keys and limits for a run of ``spec``."""
-    columns: dict[str, Any] = {}
-    for index in (1, 2):
-        key: str | None = None
-        limit: int | None = None
-        if index <= len(spec.concurrency):
-            rule = spec.concurrency[index - 1]
-            value = key_value(rule.key, event, "concurrency")
-            if rule.scope == ConcurrencyScope.FUNCTION:
-                key = f"fn:{spec.app_id}/{spec.id}:{index}:{value}"
-            elif rule.scope == ConcurrencyScope.APP:
-                key = f"app:{spec.app_id}:{value}"
-            else:
-                key = f"global:{value}"
-            key, limit = bounded_key(key), rule.limit
-        columns[f"concurrency_key_{index}"] = key
-        columns[f"concurrency_limit_{index}"] = limit
-    return columns
+def concurrency_slots(
+    spec: FunctionSpec, event: dict[str, Any] | None
+) -> tuple[ConcurrencySlot, ...]:
+    """The concurrency keys and limits a run of ``spec`` counts against."""
+    slots = []
+    for index, rule in enumerate(spec.concurrency, start=1):
+        value = key_value(rule.key, event, "concurrency")
+        if rule.scope == ConcurrencyScope.FUNCTION:
+            key = f"fn:{spec.app_id}/{spec.id}:{index}:{value}"
+        elif rule.scope == ConcurrencyScope.APP:
+            key = f"app:{spec.app_id}:{value}"
+        else:
+            key = f"global:{value}"
+        slots.append(ConcurrencySlot(bounded_key(key), rule.limit))
+    return tuple(slots)
 
 
 def priority_of(spec: FunctionSpec, event: dict[str, Any] | None) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controlplane.engine import admin
-from controlplane.engine.creation import CANCEL_WAIT, NewRun, Routing, create_runs
+from controlplane.engine.creation import NewRun, Routing, create_runs
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import (
     EVENT_ONLY,
@@ -38,14 +38,19 @@ from controlplane.engine.trace_ids import parse_traceparent, traceparent
 from controlplane.engine.waits import WaitPlanner
 from controlplane.model import (
     EventInput,
+    EventSkip,
     EventSpanRecord,
     EventTrigger,
     FunctionSpec,
+    IdempotencyClaim,
+    NewEvent,
     PauseMode,
+    RunEventLink,
     SendResult,
     SingletonMode,
     SkippedRun,
     StoredEvent,
+    WaitKind,
 )
 from controlplane.model.ids import new_hex_id, new_ulid
 from controlplane.store.flow_tx import FlowState
@@ -91,7 +96,7 @@ def store_events(
     seen = tx.recent_event_ids(ids_sent, dedupe_since_ms) if ids_sent else set()
     results: list[SendResult] = []
     stored: list[tuple[str, StoredEvent, SendResult]] = []
-    event_rows: list[dict[str, Any]] = []
+    new_events: list[NewEvent] = []
     spans: list[tuple[str, str | None, str, SendResult]] = []
     for prepared in batch:
         if prepared.event_id in seen:
@@ -103,22 +108,20 @@ def store_events(
         # The event's span: a child of the sender's when it sent one.
         parent = parse_traceparent(prepared.parent)
         span = traceparent(parent[0] if parent else new_hex_id(16), new_hex_id(8))
-        row = {
-            "pk": pk,
-            "id": prepared.event_id,
-            "name": sent.name,
-            "data": sent.data.decode("utf-8") if sent.data else "{}",
-            "user_data": sent.user.decode("utf-8") if sent.user else None,
-            "ts_ms": prepared.ts_ms,
-            "received_at_ms": now_ms,
-            "traceparent": span,
-        }
-        event_rows.append(row)
+        event = StoredEvent(
+            id=prepared.event_id,
+            name=sent.name,
+            data=sent.data or b"{}",
+            user=sent.user,
+            ts_ms=prepared.ts_ms,
+            received_at_ms=now_ms,
+        )
+        new_events.append(NewEvent(pk, event, span))
         result = SendResult(prepared.event_id, duplicate=False, run_ids=[])
         results.append(result)
         spans.append((span, prepared.parent if parent else None, sent.name, result))
-        stored.append((pk, _stored(row), result))
-    tx.add_events(event_rows)
+        stored.append((pk, event, result))
+    tx.add_events(new_events)
     matcher = WaitMatcher(tx, [event for _, event, _ in stored], now_ms)
     planner = WaitPlanner(tx, now_ms, routing, effects)
     starter = _RunStarter(tx, now_ms, routing, effects, matcher)
@@ -148,8 +151,8 @@ def resolve_waits(
     matched = matcher.matched_by(event)
     cancelled: set[str] = set()
     # Cancellations first: a run this event cancels does not resume.
-    for wait in sorted(matched, key=lambda w: w.kind != CANCEL_WAIT):
-        if wait.kind == CANCEL_WAIT:
+    for wait in sorted(matched, key=lambda w: w.kind is not WaitKind.CANCEL_ON):
+        if wait.kind is WaitKind.CANCEL_ON:
             if wait.run_id in cancelled:
                 continue
             cancelled.add(wait.run_id)
@@ -187,11 +190,11 @@ class _RunStarter:
         self.pending: list[NewRun] = []
         self.pending_results: list[tuple[NewRun, SendResult]] = []
         self.pending_by_id: dict[str, NewRun] = {}
-        self.skips: list[dict[str, Any]] = []
+        self.skips: list[EventSkip] = []
         # Idempotency keys taken in this batch: key -> run id.
         self.keys: dict[tuple[str, str, str], str] = {}
-        self.key_rows: list[dict[str, Any]] = []
-        self.event_rows: list[dict[str, Any]] = []
+        self.key_claims: list[IdempotencyClaim] = []
+        self.event_links: list[RunEventLink] = []
         self.watched: set[str] = set()
 
     def start_for(self, pk: str, event: StoredEvent, result: SendResult) -> None:
@@ -244,16 +247,7 @@ class _RunStarter:
         self._record_skip(spec, pk, reason, holder)
 
     def _record_skip(self, spec: FunctionSpec, pk: str, reason: str, holder: str = "") -> None:
-        self.skips.append(
-            {
-                "event_pk": pk,
-                "app_id": spec.app_id,
-                "function_id": spec.id,
-                "reason": reason,
-                "existing_run_id": holder or None,
-                "created_at_ms": self.now,
-            }
-        )
+        self.skips.append(EventSkip(pk, spec.key, reason, self.now, holder or None))
 
     def _resolve_singleton(
         self, spec: FunctionSpec, new: NewRun, holder: str, key: str, result: SendResult
@@ -330,7 +324,7 @@ class _RunStarter:
         if waiting is not None:
             waiting.event_pks.append(pk)
         else:
-            self.event_rows.append({"run_id": run_id, "position": batch.count, "event_pk": pk})
+            self.event_links.append(RunEventLink(run_id, batch.count, pk))
             self.effects.changed_runs.add(run_id)
         batch.count += 1
         if batch.count >= rule.max_size:
@@ -368,14 +362,8 @@ class _RunStarter:
             self._skip(spec, pk, result, reason, holder)
             return False
         self.keys[slot] = new.run_id
-        self.key_rows.append(
-            {
-                "app_id": spec.app_id,
-                "function_id": spec.id,
-                "key": key,
-                "run_id": new.run_id,
-                "expires_at_ms": self.now + IDEMPOTENCY_WINDOW_MS,
-            }
+        self.key_claims.append(
+            IdempotencyClaim(spec.key, key, new.run_id, self.now + IDEMPOTENCY_WINDOW_MS)
         )
         return True
 
@@ -392,11 +380,11 @@ class _RunStarter:
             for new, result in self.pending_results:
                 result.run_ids.append(new.run_id)
         self.states.save()
-        self.tx.claim_idempotency_keys(self.key_rows)
+        self.tx.claim_idempotency_keys(self.key_claims)
         self.tx.add_event_skips(self.skips)
-        self.tx.add_run_events(self.event_rows)
-        self.pending, self.pending_results, self.key_rows, self.skips = [], [], [], []
-        self.event_rows, self.pending_by_id = [], {}
+        self.tx.add_run_events(self.event_links)
+        self.pending, self.pending_results, self.key_claims, self.skips = [], [], [], []
+        self.event_links, self.pending_by_id = [], {}
         self.gate.pending_here = set()
         self.watched = set()
 
@@ -409,17 +397,6 @@ def _triggered(triggers: list[EventTrigger], event: dict[str, Any]) -> bool:
         if expression.holds({"event": event}):
             return True
     return False
-
-
-def _stored(row: dict[str, Any]) -> StoredEvent:
-    return StoredEvent(
-        id=row["id"],
-        name=row["name"],
-        data=row["data"].encode("utf-8"),
-        user=(row["user_data"] or "").encode("utf-8"),
-        ts_ms=row["ts_ms"],
-        received_at_ms=row["received_at_ms"],
-    )
 
 
 def emit(

@@ -14,7 +14,7 @@ import json
 from controlplane.engine.creation import NewRun, create_runs
 from controlplane.engine.effects import Effects
 from controlplane.engine.validation import INVOKED_EVENT
-from controlplane.model import FunctionSpec
+from controlplane.model import FunctionSpec, NewEvent, StoredEvent
 from controlplane.model.ids import new_ulid
 from controlplane.store.tx import WriteTx
 
@@ -34,20 +34,8 @@ def start_invoked_run(
     """Store the invoked event (``data``: JSON text of an object) and create the
     run; returns its id. ``traceparent``: the span the run's span links to."""
     event_pk = new_ulid(now_ms)
-    tx.add_events(
-        [
-            {
-                "pk": event_pk,
-                "id": event_id,
-                "name": INVOKED_EVENT,
-                "data": data,
-                "user_data": None,
-                "ts_ms": now_ms,
-                "received_at_ms": now_ms,
-                "traceparent": traceparent,
-            }
-        ],
-    )
+    event = StoredEvent(event_id, INVOKED_EVENT, data.encode("utf-8"), b"", now_ms, now_ms)
+    tx.add_events([NewEvent(event_pk, event, traceparent)])
     seen = {"id": event_id, "name": INVOKED_EVENT, "data": json.loads(data), "user": {}}
     [run_id] = create_runs(
         tx,

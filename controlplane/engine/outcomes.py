@@ -8,7 +8,6 @@ what is durable is always a prefix of what ran.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from controlplane.engine import ingest, run_states, waits
 from controlplane.engine.backoff import retry_delay_ms
@@ -32,11 +31,11 @@ from controlplane.model import (
     StepCompleted,
     StepFailed,
     StepKind,
+    StepResult,
     StepSpanRecord,
     StepStatus,
     Suspended,
 )
-from controlplane.store import codec
 from controlplane.store.tx import NOT_DUE, WriteTx
 
 FUNCTION_FAILED = "tether/function.failed"
@@ -67,7 +66,7 @@ class _Batch:
         self.now = now_ms
         self.routing = routing
         self.result = AppliedOutcomes()
-        self.step_rows: list[dict[str, Any]] = []
+        self.step_results: list[StepResult] = []
         self.history_rows: list[HistoryRecord] = []
         self.run_updates: list[RunUpdate] = []
         self.requeues: dict[str, int] = {}
@@ -213,14 +212,18 @@ def _step_completed(
     batch: _Batch, state: RunState, body: StepCompleted, attempts: dict[str, int]
 ) -> None:
     prior = attempts.get(body.step_id, 0)
-    batch.step_rows.append(
-        _step_row(state.run_id, body.step_id, body.name, body.kind, StepStatus.COMPLETED)
-        | {
-            "output": body.output.decode("utf-8"),
-            "attempts": prior + 1,
-            "started_at_ms": body.started_at_ms,
-            "ended_at_ms": body.ended_at_ms,
-        }
+    batch.step_results.append(
+        StepResult(
+            state.run_id,
+            body.step_id,
+            body.name,
+            body.kind,
+            StepStatus.COMPLETED,
+            body.started_at_ms,
+            body.ended_at_ms,
+            attempts=prior + 1,
+            output=body.output.decode("utf-8"),
+        )
     )
     batch.result.changed_runs.add(state.run_id)
     batch.step_span(state, body, prior, None)
@@ -249,15 +252,19 @@ def _step_failed(
     )
     # Durable at once: the execution's Suspended outcome may come in a later batch.
     batch.lowered_due[state.run_id] = progress.retry_at_ms
-    batch.step_rows.append(
-        _step_row(state.run_id, body.step_id, body.name, body.kind, status)
-        | {
-            "error": codec.encode_error(body.error),
-            "attempts": failed_attempts,
-            "started_at_ms": body.started_at_ms,
-            "ended_at_ms": body.ended_at_ms,
-            "retry_at_ms": retry_at if status is StepStatus.RETRYING else None,
-        }
+    batch.step_results.append(
+        StepResult(
+            state.run_id,
+            body.step_id,
+            body.name,
+            body.kind,
+            status,
+            body.started_at_ms,
+            body.ended_at_ms,
+            attempts=failed_attempts,
+            error=body.error,
+            retry_at_ms=retry_at if status is StepStatus.RETRYING else None,
+        )
     )
     batch.history_rows.append(
         HistoryRecord(
@@ -391,23 +398,9 @@ def _emit_failed(batch: _Batch, state: RunState, error: ErrorData | None) -> Eff
     )
 
 
-def _step_row(
-    run_id: str, step_id: str, name: str, kind: StepKind, status: StepStatus
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "step_id": step_id,
-        "name": name,
-        "kind": kind.value,
-        "status": status.value,
-        "output": None,
-        "error": None,
-    }
-
-
 def _flush(batch: _Batch) -> None:
     tx = batch.tx
-    tx.upsert_steps(batch.step_rows)
+    tx.record_steps(batch.step_results)
     tx.add_history(batch.history_rows)
     tx.update_runs(batch.run_updates, batch.now)
     tx.lower_due(
@@ -419,5 +412,5 @@ def _flush(batch: _Batch) -> None:
     )
     tx.requeue(batch.requeues)
     if batch.deletes:
-        tx.delete_queue_rows(batch.deletes)
+        tx.delete_queue_items(batch.deletes)
         tx.delete_waits_of(batch.deletes)

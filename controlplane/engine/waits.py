@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.engine.creation import CANCEL_WAIT, Routing
+from controlplane.engine.creation import Routing
 from controlplane.engine.effects import Effects
 from controlplane.engine.expressions import (
     EVENT_AND_ASYNC,
@@ -46,12 +46,14 @@ from controlplane.model import (
     PlannedWait,
     RunState,
     StepKind,
+    StepResult,
     StepStatus,
     StoredEvent,
+    WaitKind,
+    WaitRecord,
     WaitSpanRecord,
 )
 from controlplane.model.errors import InvalidArgument
-from controlplane.store import codec
 from controlplane.store.tx import NOT_DUE, WriteTx
 
 
@@ -75,12 +77,12 @@ class WaitPlanner:
         self.routing = routing
         self.effects = effects
         self.history: list[HistoryRecord] = []
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[StepResult] = []
         # Runs a wait of which resolved or failed at once: due now.
         self.due_now: set[str] = set()
 
     def plan(self, state: RunState, waits: list[PlannedWait]) -> None:
-        rows: list[dict[str, Any]] = []
+        rows: list[WaitRecord] = []
         # An execution may suspend on a wait an earlier one planned (keep that
         # one: its child, its timeout), or on one that resolved while it ran:
         # then its result is there for the next execution, due now.
@@ -96,7 +98,7 @@ class WaitPlanner:
                         state,
                         wait.step_id,
                         wait.name,
-                        StepKind.SLEEP,
+                        WaitKind.SLEEP,
                         wait.until_ms,
                         wait.started_at_ms,
                     )
@@ -119,13 +121,10 @@ class WaitPlanner:
                 row = self._invoke(state, wait)
                 if row is not None:
                     rows.append(row)
-        if rows:
-            self.tx.insert_waits(rows)
-            paths = {(r["event_name"], r["match_path"] or "") for r in rows if r.get("event_name")}
-            self.tx.add_wait_paths(paths)
+        self.tx.add_waits(rows)
 
     def flush(self) -> None:
-        self.tx.upsert_steps(self.steps)
+        self.tx.record_steps(self.steps)
         self.tx.add_history(self.history)
         self.steps, self.history = [], []
 
@@ -134,29 +133,37 @@ class WaitPlanner:
         state: RunState,
         step_id: str,
         name: str,
-        kind: StepKind,
+        kind: WaitKind,
         until_ms: int,
         started_at_ms: int,
         **extra: Any,
-    ) -> dict[str, Any]:
-        return {
-            "run_id": state.run_id,
-            "step_id": step_id,
-            "name": name,
-            "kind": kind.value,
-            "created_at_ms": started_at_ms or self.now,
-            "until_ms": until_ms,
-            "traceparent": traceparent(state.trace_id, state.root_span_id),
+    ) -> WaitRecord:
+        return WaitRecord(
+            run_id=state.run_id,
+            step_id=step_id,
+            name=name,
+            kind=kind,
+            created_at_ms=started_at_ms or self.now,
+            until_ms=until_ms,
+            traceparent=traceparent(state.trace_id, state.root_span_id),
             **extra,
-        }
+        )
 
     def fail_step(
         self, state: RunState, step_id: str, name: str, kind: StepKind, error: ErrorData
     ) -> None:
         """The step failed for good at once: the run re-executes and meets StepError."""
         self.steps.append(
-            step_row(state.run_id, step_id, name, kind, StepStatus.FAILED, self.now)
-            | {"error": codec.encode_error(error)}
+            StepResult(
+                state.run_id,
+                step_id,
+                name,
+                kind,
+                StepStatus.FAILED,
+                self.now,
+                self.now,
+                error=error,
+            )
         )
         self.history.append(
             HistoryRecord(
@@ -179,7 +186,7 @@ class WaitPlanner:
 
     # -- waiting for an event ----------------------------------------------------
 
-    def _event_wait(self, state: RunState, wait: PlannedEventWait) -> dict[str, Any] | None:
+    def _event_wait(self, state: RunState, wait: PlannedEventWait) -> WaitRecord | None:
         what = f"wait {wait.name!r}"
         try:
             problem = exact_event_name_problem(wait.event)
@@ -212,7 +219,7 @@ class WaitPlanner:
             state,
             wait.step_id,
             wait.name,
-            StepKind.WAIT_FOR_EVENT,
+            WaitKind.WAIT_FOR_EVENT,
             wait.timeout_until_ms or NOT_DUE,
             wait.started_at_ms,
             event_name=wait.event,
@@ -241,7 +248,7 @@ class WaitPlanner:
         for pk, event in self.tx.events_named_between(wait.event, since, before):
             # The run's own event never counts (it can share the millisecond).
             if pk != state.event_pk and wait_matches(row, event_object(event), trigger):
-                self.resolve_with_event(row, event)
+                self.resolve_with_event(row, event, stored=False)
                 return None
         return row
 
@@ -251,19 +258,26 @@ class WaitPlanner:
         found = self.tx.events_by_pk([state.event_pk])
         return event_object(found[state.event_pk]) if state.event_pk in found else None
 
-    def resolve_with_event(self, wait: Any, event: StoredEvent | None) -> None:
-        """The wait ends: with this event, or with null (timed out)."""
-        run_id, step_id, name = (
-            _field(wait, "run_id"),
-            _field(wait, "step_id"),
-            _field(wait, "name"),
-        )
+    def resolve_with_event(
+        self, wait: WaitRecord, event: StoredEvent | None, *, stored: bool = True
+    ) -> None:
+        """The wait ends: with this event, or with null (timed out). A wait
+        resolved while it is planned was never ``stored``."""
+        run_id, step_id, name = wait.run_id, wait.step_id, wait.name
         output = json.dumps(event_object(event)) if event is not None else "null"
         self.steps.append(
-            step_row(run_id, step_id, name, StepKind.WAIT_FOR_EVENT, StepStatus.COMPLETED, self.now)
-            | {"output": output, "started_at_ms": _field(wait, "created_at_ms")}
+            StepResult(
+                run_id,
+                step_id,
+                name,
+                StepKind.WAIT_FOR_EVENT,
+                StepStatus.COMPLETED,
+                started_at_ms=wait.created_at_ms,
+                ended_at_ms=self.now,
+                output=output,
+            )
         )
-        if not isinstance(wait, dict):
+        if stored:
             self.tx.delete_waits([(run_id, step_id)])
         message = f"matched event {event.id} ({event.name})" if event is not None else "timed out"
         _ended(
@@ -287,7 +301,7 @@ class WaitPlanner:
 
     # -- invoking a function ------------------------------------------------------
 
-    def _invoke(self, state: RunState, wait: PlannedInvoke) -> dict[str, Any] | None:
+    def _invoke(self, state: RunState, wait: PlannedInvoke) -> WaitRecord | None:
         key = FunctionKey(wait.app_id or state.app_id, wait.function_id)
         spec = self.routing.spec_of(key)
         if spec is None:
@@ -342,50 +356,28 @@ class WaitPlanner:
             state,
             wait.step_id,
             wait.name,
-            StepKind.INVOKE,
+            WaitKind.INVOKE,
             wait.timeout_until_ms or NOT_DUE,
             wait.started_at_ms,
             child_run_id=child,
         )
 
 
-def wait_matches(wait: Any, incoming: dict[str, Any], trigger: dict[str, Any] | None) -> bool:
-    """Whether an event (as expressions see it) satisfies a wait row."""
-    path = _field(wait, "match_path")
-    if path:
-        value = event_value(incoming, path)
-        if value is MISSING or canonical(value) != _field(wait, "match_value"):
+def wait_matches(
+    wait: WaitRecord, incoming: dict[str, Any], trigger: dict[str, Any] | None
+) -> bool:
+    """Whether an event (as expressions see it) satisfies a wait."""
+    if wait.match_path:
+        value = event_value(incoming, wait.match_path)
+        if value is MISSING or canonical(value) != wait.match_value:
             return False
-    expression = _field(wait, "expression")
-    if expression:
+    if wait.expression:
         try:
-            compiled = compile_expression(expression, EVENT_AND_ASYNC, "wait")
+            compiled = compile_expression(wait.expression, EVENT_AND_ASYNC, "wait")
         except InvalidArgument:
             return False
         return compiled.holds({"event": trigger or {}, "async": incoming})
     return True
-
-
-def _field(wait: Any, name: str) -> Any:
-    """A wait's column, whether it is a row being planned (dict) or stored."""
-    return wait.get(name) if isinstance(wait, dict) else getattr(wait, name)
-
-
-def step_row(
-    run_id: str, step_id: str, name: str, kind: StepKind, status: StepStatus, now_ms: int
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "step_id": step_id,
-        "name": name,
-        "kind": kind.value,
-        "status": status.value,
-        "output": None,
-        "error": None,
-        "attempts": 1,
-        "started_at_ms": now_ms,
-        "ended_at_ms": now_ms,
-    }
 
 
 def resolve_due(
@@ -400,15 +392,10 @@ def resolve_due(
     due = tx.waits_due(run_ids, now_ms)
     if not due:
         return
-    rows: list[dict[str, Any]] = []
+    results: list[StepResult] = []
     for w in due:
-        kind = StepKind(w.kind)
+        kind = w.step_kind
         ended_at = min(w.until_ms, now_ms)
-        row = step_row(w.run_id, w.step_id, w.name, kind, StepStatus.COMPLETED, now_ms) | {
-            "output": "null",
-            "started_at_ms": w.created_at_ms,
-            "ended_at_ms": ended_at,
-        }
         error: ErrorData | None = None
         if kind is StepKind.SLEEP:
             entry = HistoryRecord(
@@ -432,12 +419,6 @@ def resolve_due(
             error = ErrorData(
                 "InvokeTimeout", f"the invoked run {w.child_run_id} did not finish in time"
             )
-            row |= {
-                "status": StepStatus.FAILED.value,
-                "output": None,
-                "error": codec.encode_error(error),
-                "child_run_id": w.child_run_id,
-            }
             entry = HistoryRecord(
                 w.run_id,
                 now_ms,
@@ -447,7 +428,20 @@ def resolve_due(
                 error=error,
                 message="timed out",
             )
-        rows.append(row)
+        results.append(
+            StepResult(
+                w.run_id,
+                w.step_id,
+                w.name,
+                kind,
+                StepStatus.COMPLETED if error is None else StepStatus.FAILED,
+                started_at_ms=w.created_at_ms,
+                ended_at_ms=ended_at,
+                output="null" if error is None else None,
+                error=error,
+                child_run_id=w.child_run_id if error is not None else None,
+            )
+        )
         history_rows.append(entry)
         _ended(
             effects,
@@ -457,7 +451,7 @@ def resolve_due(
             child_run_id=w.child_run_id or "",
             error=error,
         )
-    tx.upsert_steps(rows)
+    tx.record_steps(results)
     tx.delete_waits([(w.run_id, w.step_id) for w in due])
 
 
@@ -475,15 +469,8 @@ def finish_child(
     if not child.parent_run_id:
         return effects
     for w in tx.waits_for_child(child.run_id):
-        row = step_row(
-            w.run_id, w.step_id, w.name, StepKind.INVOKE, StepStatus.COMPLETED, now_ms
-        ) | {
-            "started_at_ms": w.created_at_ms,
-            "child_run_id": child.run_id,
-        }
         failure: ErrorData | None = None
         if error is None:
-            row["output"] = output if output is not None else "null"
             message = f"run {child.run_id} completed"
         else:
             how = _CHILD_ENDINGS.get(error.name, "failed")
@@ -492,10 +479,24 @@ def finish_child(
                 f"invoked function {child.function_id!r} (run {child.run_id}) {how}: "
                 f"{error.message}",
             )
-            row |= {"status": StepStatus.FAILED.value, "error": codec.encode_error(failure)}
             message = f"run {child.run_id} did not complete"
         _ended(effects, w, now_ms, child_run_id=child.run_id, error=failure)
-        tx.upsert_steps([row])
+        tx.record_steps(
+            [
+                StepResult(
+                    w.run_id,
+                    w.step_id,
+                    w.name,
+                    StepKind.INVOKE,
+                    StepStatus.COMPLETED if failure is None else StepStatus.FAILED,
+                    started_at_ms=w.created_at_ms,
+                    ended_at_ms=now_ms,
+                    output=(output if output is not None else "null") if failure is None else None,
+                    error=failure,
+                    child_run_id=child.run_id,
+                )
+            ]
+        )
         tx.delete_waits([(w.run_id, w.step_id)])
         tx.add_history(
             [
@@ -517,7 +518,7 @@ def finish_child(
 
 def _ended(
     effects: Effects,
-    wait: Any,
+    wait: WaitRecord,
     ended_at_ms: int,
     *,
     timed_out: bool = False,
@@ -526,17 +527,16 @@ def _ended(
     error: ErrorData | None = None,
 ) -> None:
     """Record a wait's span (not for waits stored before spans were)."""
-    parent = _field(wait, "traceparent")
-    if not parent:
+    if not wait.traceparent:
         return
     effects.wait_spans.append(
         WaitSpanRecord(
-            run_traceparent=parent,
-            run_id=_field(wait, "run_id"),
-            step_id=_field(wait, "step_id"),
-            name=_field(wait, "name"),
-            kind=StepKind(_field(wait, "kind")),
-            started_at_ms=_field(wait, "created_at_ms"),
+            run_traceparent=wait.traceparent,
+            run_id=wait.run_id,
+            step_id=wait.step_id,
+            name=wait.name,
+            kind=wait.step_kind,
+            started_at_ms=wait.created_at_ms,
             ended_at_ms=ended_at_ms,
             timed_out=timed_out,
             event_id=event_id,
@@ -549,7 +549,3 @@ def _ended(
 # How a child that did not complete ended, by its error's name (see admin and
 # timeouts); anything else failed.
 _CHILD_ENDINGS = {"Cancelled": "was cancelled", "Timeout": "was cancelled by its timeout"}
-
-
-def is_cancel_watch(row: Any) -> bool:
-    return bool(getattr(row, "kind", None) == CANCEL_WAIT)

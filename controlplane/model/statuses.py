@@ -30,6 +30,16 @@ class StepKind(enum.StrEnum):
     SEND_EVENT = "send_event"
 
 
+class WaitKind(enum.StrEnum):
+    """What a stored wait is: a step's sleep, event wait or invoke, or a
+    cancel_on watch (which is no step)."""
+
+    SLEEP = "sleep"
+    WAIT_FOR_EVENT = "wait_for_event"
+    INVOKE = "invoke"
+    CANCEL_ON = "cancel"
+
+
 class StepStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"

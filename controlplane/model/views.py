@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from controlplane.model.events import SkippedRun, StoredEvent
-from controlplane.model.outcomes import ErrorData
+from controlplane.model.outcomes import CronTick, ErrorData
 from controlplane.model.statuses import HistoryKind, RunStatus, StepKind, StepStatus
 
 T = TypeVar("T")
@@ -114,5 +114,5 @@ class RunState:
     parent_run_id: str | None = None
     cancelled_execution_id: str | None = None
     ended_at_ms: int | None = None
-    # JSON {"schedule", "timezone", "at"} for a run a cron schedule started.
-    cron: str | None = None
+    #: The tick, for a run a cron schedule started.
+    cron: CronTick | None = None

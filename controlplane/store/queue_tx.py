@@ -18,6 +18,8 @@ from sqlalchemy import (
     update,
 )
 
+from controlplane.model import QueueEntry
+from controlplane.store import codec
 from controlplane.store._txbase import NOT_DUE, chunks
 from controlplane.store.flow_tx import FlowWrites
 from controlplane.store.schema import (
@@ -88,9 +90,9 @@ class QueueWrites(FlowWrites):
     """Queue items and leases. On FlowWrites: a claim counts and locks the
     concurrency keys of what it leases."""
 
-    def add_queue_items(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Queue rows of new runs (creation.queue_row)."""
-        self._insert_all(queue, rows)
+    def add_queue_items(self, entries: Sequence[QueueEntry]) -> None:
+        """The queue items of new runs."""
+        self._insert_all(queue, [codec.queue_row(e) for e in entries])
 
     def claim_ready(
         self,
@@ -289,7 +291,7 @@ class QueueWrites(FlowWrites):
         if due_at:
             self.conn.execute(_requeue, _due_rows(due_at))
 
-    def delete_queue_rows(self, run_ids: Sequence[str]) -> None:
+    def delete_queue_items(self, run_ids: Sequence[str]) -> None:
         if run_ids:
             self.conn.execute(_delete_queue, [{"b_run_id": r} for r in run_ids])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
     bindparam,
@@ -17,9 +16,12 @@ from sqlalchemy import (
 from controlplane.model import (
     ErrorData,
     HistoryRecord,
+    NewRunRecord,
+    RunEventLink,
     RunState,
     RunStatus,
     RunUpdate,
+    StepResult,
     StepStatus,
 )
 from controlplane.store import codec
@@ -74,20 +76,15 @@ class StepState:
 
 
 class RunWrites(TxBase):
-    def add_runs(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """New runs (creation.new_run_row)."""
-        self._insert_all(runs, rows)
-
-    def add_steps(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Step rows (a replay copies the steps it keeps)."""
-        self._insert_all(steps, rows)
+    def add_runs(self, records: Sequence[NewRunRecord]) -> None:
+        self._insert_all(runs, [codec.run_row(r) for r in records])
 
     def add_history(self, records: Sequence[HistoryRecord]) -> None:
         self._insert_all(history, [codec.history_row(r) for r in records])
 
-    def add_run_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def add_run_events(self, links: Sequence[RunEventLink]) -> None:
         """The events of batched runs, by position."""
-        self._insert_all(run_events, rows)
+        self._insert_all(run_events, [codec.run_event_row(link) for link in links])
 
     def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
         found: dict[str, RunState] = {}
@@ -125,7 +122,7 @@ class RunWrites(TxBase):
                     r.parent_run_id,
                     r.cancelled_execution_id,
                     r.ended_at_ms,
-                    r.cron,
+                    codec.decode_cron(r.cron),
                 )
         return found
 
@@ -177,22 +174,22 @@ class RunWrites(TxBase):
             found.update({(r.run_id, r.step_id): r.attempts for r in rows})
         return found
 
-    def upsert_steps(self, rows: list[dict[str, Any]]) -> None:
-        """Insert step results; a row that is ``retrying`` takes the new result
+    def record_steps(self, results: Sequence[StepResult]) -> None:
+        """Record step results; a step that is ``retrying`` takes the new result
         and counts one more attempt.
 
         A final result (completed or failed) is never overwritten, so a result is
         memoized exactly once.
         """
-        if not rows:
+        if not results:
             return
         # Positions continue each run's sequence. Only the execution holding the
         # run's lease writes its steps, so there is no race for the numbers.
-        last = self._last_positions([row["run_id"] for row in rows])
-        for row in rows:
-            last[row["run_id"]] = row["position"] = last.get(row["run_id"], 0) + 1
-        columns = [c.name for c in steps.columns]
-        rows = [{c: row.get(c) for c in columns} for row in rows]
+        last = self._last_positions([r.run_id for r in results])
+        rows = []
+        for result in results:
+            last[result.run_id] = position = last.get(result.run_id, 0) + 1
+            rows.append(codec.step_row(result, position))
         stmt = self._insert(steps)
         excluded = stmt.excluded  # type: ignore[attr-defined]
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]

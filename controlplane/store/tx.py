@@ -11,7 +11,7 @@ gauges are in stats_tx.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,11 @@ from sqlalchemy import (
 from controlplane.model import (
     EventDetail,
     EventFilter,
+    EventSkip,
+    FunctionRecord,
     HistoryEntry,
+    IdempotencyClaim,
+    NewEvent,
     Page,
     RunDetail,
     RunFilter,
@@ -262,8 +266,10 @@ class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, Re
 
     # -- functions -------------------------------------------------------------
 
-    def upsert_functions(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def register_functions(self, records: Sequence[FunctionRecord]) -> None:
+        """Add functions, or replace their name and definition (a function keeps
+        its registration time and pause)."""
+        if not records:
             return
         stmt = self._insert(functions)
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
@@ -274,7 +280,7 @@ class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, Re
                 "updated_at_ms": stmt.excluded.updated_at_ms,  # type: ignore[attr-defined]
             },
         )
-        self.conn.execute(stmt, rows)
+        self.conn.execute(stmt, [codec.function_row(r) for r in records])
 
     # -- ingest ------------------------------------------------------------------
 
@@ -289,13 +295,12 @@ class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, Re
             found.update(r.id for r in rows)
         return found
 
-    def add_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Stored events."""
-        self._insert_all(events, rows)
+    def add_events(self, new: Sequence[NewEvent]) -> None:
+        self._insert_all(events, [codec.event_row(e) for e in new])
 
-    def add_event_skips(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def add_event_skips(self, skips: Sequence[EventSkip]) -> None:
         """Why an event started no run of a function it matched."""
-        self._insert_all(event_skips, rows)
+        self._insert_all(event_skips, [codec.event_skip_row(s) for s in skips])
 
     # -- claiming ------------------------------------------------------------------
 
@@ -320,9 +325,9 @@ class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, Re
         ).first()
         return row.run_id if row else None
 
-    def claim_idempotency_keys(self, rows: list[dict[str, Any]]) -> None:
+    def claim_idempotency_keys(self, claims: Sequence[IdempotencyClaim]) -> None:
         """Take these keys (an expired key is taken over)."""
-        if not rows:
+        if not claims:
             return
         stmt = self._insert(idempotency_keys)
         excluded = stmt.excluded  # type: ignore[attr-defined]
@@ -334,7 +339,7 @@ class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, Re
             ],
             set_={"run_id": excluded.run_id, "expires_at_ms": excluded.expires_at_ms},
         )
-        self.conn.execute(stmt, rows)
+        self.conn.execute(stmt, [codec.idempotency_row(c) for c in claims])
 
     # -- outcomes -------------------------------------------------------------------
 

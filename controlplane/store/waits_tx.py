@@ -25,6 +25,8 @@ from controlplane.model import (
     StepKind,
     StepStatus,
     StoredEvent,
+    WaitKind,
+    WaitRecord,
 )
 from controlplane.store import codec
 from controlplane.store._txbase import TxBase, chunks
@@ -93,23 +95,24 @@ class PendingWait:
 
 
 class WaitWrites(TxBase):
-    def waits_due(self, run_ids: Sequence[str], now_ms: int) -> list[Any]:
+    def waits_due(self, run_ids: Sequence[str], now_ms: int) -> list[WaitRecord]:
         """Waits of these runs whose time has come (cancel_on watches excluded:
         their expiry only ends the watch)."""
-        result: list[Any] = []
+        result: list[WaitRecord] = []
         for chunk in chunks(list(run_ids)):
             result.extend(
-                self.conn.execute(
+                codec.wait_from_row(r)
+                for r in self.conn.execute(
                     select(waits).where(
                         waits.c.run_id.in_(chunk),
                         waits.c.until_ms <= now_ms,
-                        waits.c.kind != "cancel",
+                        waits.c.kind != WaitKind.CANCEL_ON.value,
                     )
                 )
             )
         return result
 
-    def add_wait_paths(self, pairs: set[tuple[str, str]]) -> None:
+    def _add_wait_paths(self, pairs: set[tuple[str, str]]) -> None:
         if pairs:
             stmt = self._insert(wait_paths).on_conflict_do_nothing(  # type: ignore[attr-defined]
                 index_elements=[wait_paths.c.event_name, wait_paths.c.match_path]
@@ -129,17 +132,19 @@ class WaitWrites(TxBase):
 
     def waits_matching(
         self, event_name: str, match_path: str, match_values: Sequence[str]
-    ) -> list[Any]:
+    ) -> list[WaitRecord]:
         """Event waits (and cancel_on watches) for this name whose indexed
         equality is on ``match_path`` with one of ``match_values``; with
         ``match_path`` "", those without one."""
         if not match_path:
-            return list(self.conn.execute(_unindexed_waits, {"b_name": event_name}))
+            rows = self.conn.execute(_unindexed_waits, {"b_name": event_name})
+            return [codec.wait_from_row(r) for r in rows]
         statement = _indexed_waits_probed if self._postgres else _indexed_waits
-        found: list[Any] = []
+        found: list[WaitRecord] = []
         for chunk in chunks(sorted(set(match_values))):
             found.extend(
-                self.conn.execute(
+                codec.wait_from_row(r)
+                for r in self.conn.execute(
                     statement,
                     {"b_name": event_name, "b_path": match_path, "b_values": list(chunk)},
                 )
@@ -170,8 +175,10 @@ class WaitWrites(TxBase):
                 return
             after = (rows[-1].received_at_ms, rows[-1].pk)
 
-    def waits_for_child(self, child_run_id: str) -> list[Any]:
-        return list(self.conn.execute(select(waits).where(waits.c.child_run_id == child_run_id)))
+    def waits_for_child(self, child_run_id: str) -> list[WaitRecord]:
+        """The invoke waits on this child run."""
+        rows = self.conn.execute(select(waits).where(waits.c.child_run_id == child_run_id))
+        return [codec.wait_from_row(r) for r in rows]
 
     def pending_and_settled(
         self, run_id: str, step_ids: Sequence[str]
@@ -195,14 +202,18 @@ class WaitWrites(TxBase):
         if keys:
             self.conn.execute(_delete_wait, [{"b_run_id": r, "b_step_id": s} for r, s in keys])
 
-    def insert_waits(self, rows: list[dict[str, Any]]) -> None:
-        """Insert waits; a wait already planned keeps its first row."""
-        if rows:
-            stmt = self._insert(waits).on_conflict_do_nothing(  # type: ignore[attr-defined]
-                index_elements=[waits.c.run_id, waits.c.step_id]
-            )
-            columns = [c.name for c in waits.columns]
-            self.conn.execute(stmt, [{c: row.get(c) for c in columns} for row in rows])
+    def add_waits(self, records: Sequence[WaitRecord]) -> None:
+        """Store waits, and the match paths they are indexed by; a wait already
+        planned keeps its first record."""
+        if not records:
+            return
+        stmt = self._insert(waits).on_conflict_do_nothing(  # type: ignore[attr-defined]
+            index_elements=[waits.c.run_id, waits.c.step_id]
+        )
+        self.conn.execute(stmt, [codec.wait_row(w) for w in records])
+        self._add_wait_paths(
+            {(w.event_name, w.match_path or "") for w in records if w.event_name is not None}
+        )
 
     def delete_waits_of(self, run_ids: Sequence[str]) -> None:
         for chunk in chunks(list(run_ids)):
@@ -215,7 +226,7 @@ class WaitWrites(TxBase):
         for chunk in chunks(sorted(set(run_ids))):
             rows = self.conn.execute(
                 select(waits.c.run_id, waits.c.step_id, waits.c.kind, waits.c.until_ms).where(
-                    waits.c.run_id.in_(chunk), waits.c.kind != "cancel"
+                    waits.c.run_id.in_(chunk), waits.c.kind != WaitKind.CANCEL_ON.value
                 )
             )
             for row in rows:

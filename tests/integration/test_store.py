@@ -11,13 +11,16 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
 from controlplane.engine.claims import claim_executions
-from controlplane.engine.creation import new_run_row, queue_row
-from controlplane.model import FunctionKey
+from controlplane.model import FunctionKey, NewRunRecord, QueueEntry, RunStatus
 from controlplane.model.errors import NotFound
 from controlplane.store import Store, migrate, open_store
 from controlplane.store.migrate import current_revision, head_revision
 from controlplane.store.schema import metadata, runs
 from controlplane.store.tx import WriteTx
+
+
+def new_run(run_id: str, key: FunctionKey, now_ms: int) -> NewRunRecord:
+    return NewRunRecord(run_id, key, RunStatus.QUEUED, now_ms, "0" * 32, "0" * 16)
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ async def test_concurrent_writes_share_commits(store: Store) -> None:
     def add(i: int) -> Callable[[WriteTx], str]:
         def op(tx: WriteTx) -> str:
             run_id = f"run-{i:04d}"
-            tx.add_runs([new_run_row(run_id, key, None, 1_000)])
+            tx.add_runs([new_run(run_id, key, 1_000)])
             return run_id
 
         return op
@@ -69,11 +72,11 @@ async def test_a_failing_write_fails_alone(store: Store) -> None:
     key = FunctionKey("app", "fn")
 
     def good(tx: WriteTx) -> str:
-        tx.add_runs([new_run_row("kept", key, None, 1_000)])
+        tx.add_runs([new_run("kept", key, 1_000)])
         return "kept"
 
     def bad(tx: WriteTx) -> str:
-        tx.add_runs([new_run_row("discarded", key, None, 1_000)])
+        tx.add_runs([new_run("discarded", key, 1_000)])
         raise NotFound("run 'x' not found")
 
     outcomes = await asyncio.gather(store.write(good), store.write(bad), return_exceptions=True)
@@ -95,8 +98,8 @@ async def test_claims_take_only_due_unleased_runs_of_served_functions(store: Sto
     ]
 
     def seed(tx: WriteTx) -> None:
-        tx.add_runs([new_run_row(r, k, None, 0) for r, k, _ in rows])
-        tx.add_queue_items([queue_row(r, k, due) for r, k, due in rows])
+        tx.add_runs([new_run(r, k, 0) for r, k, _ in rows])
+        tx.add_queue_items([QueueEntry(r, k, due) for r, k, due in rows])
 
     await store.write(seed)
 
@@ -116,11 +119,11 @@ async def test_a_failed_write_is_followed_by_its_fallback_before_later_writes(
     seen_by_later: list[list[str]] = []
 
     def failing(tx: WriteTx) -> None:
-        tx.add_runs([new_run_row("lost", key, None, 1_000)])
+        tx.add_runs([new_run("lost", key, 1_000)])
         raise RuntimeError("disk full")
 
     def fallback(tx: WriteTx, error: Exception) -> None:
-        tx.add_runs([new_run_row("fallback", key, None, 1_000)])
+        tx.add_runs([new_run("fallback", key, 1_000)])
 
     def later(tx: WriteTx) -> None:
         seen_by_later.append([row.id for row in tx.conn.execute(select(runs.c.id))])

@@ -40,8 +40,11 @@ FORBIDDEN = {
         "fastapi",
         "opentelemetry",
         "tether",
-        # Tables are the store's business: the engine calls its methods.
+        # Tables and rows are the store's business: the engine calls its
+        # methods with records.
         "controlplane.store.schema",
+        "controlplane.store.codec",
+        "sqlalchemy",
     ),
 }
 
@@ -52,7 +55,9 @@ def imported_modules(path: Path) -> list[str]:
         if isinstance(node, ast.Import):
             modules.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            # `from a.b import c` may import the module a.b.c.
             modules.append(node.module)
+            modules.extend(f"{node.module}.{alias.name}" for alias in node.names)
     return modules
 
 
