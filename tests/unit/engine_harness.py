@@ -173,8 +173,10 @@ class EngineHarness:
 
     async def dispatched_with_probe(self) -> list[Execution]:
         """What the dispatcher hands out from now on, up to and with a probe run
-        started now (the probe excluded, and completed). A run that is due is
-        claimed no later than the probe, so ``[]`` means nothing else is due."""
+        started now and the rest of the probe's claim (the probe excluded, and
+        completed). A run that is due is claimed no later than the probe's claim
+        (within it, a function with runs executing may come after the probe), so
+        ``[]`` means nothing else is due."""
         [probe_id] = (await self.send(f"app/{PROBE}")).run_ids
         others: list[Execution] = []
         while True:
@@ -182,6 +184,9 @@ class EngineHarness:
             if execution.run_id != probe_id:
                 others.append(execution)
                 continue
+            # One claim is handed to the sink at once: the rest of it is queued.
+            while not self.sink.executions.empty():
+                others.append(self.sink.executions.get_nowait())
             await self.report(execution, RunCompleted(b"null"))
             return others
 
