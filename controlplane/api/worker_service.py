@@ -14,7 +14,14 @@ from controlplane.api import convert
 from controlplane.api.errors import status_code
 from controlplane.engine.engine import Engine
 from controlplane.engine.sessions import WorkerSession
-from controlplane.engine.validation import PROTOCOL_VERSION
+from controlplane.engine.settings import format_bytes
+from controlplane.engine.validation import (
+    MAX_APP_ID_LENGTH,
+    MAX_FUNCTION_ID_LENGTH,
+    PROTOCOL_VERSION,
+    definition_size_problem,
+    hello_size_problem,
+)
 from controlplane.model import Execution, Refusal
 from controlplane.model.errors import EngineError, Internal, ProtocolError, WorkerRejected
 from tether.v1 import worker_service_pb2 as ws
@@ -28,6 +35,21 @@ Context = grpc.aio.ServicerContext[ws.WorkerFrame, ws.ServerFrame]
 MAX_DISPATCH_BYTES = 48 * 1024 * 1024
 # What context.read() returns at the end of the stream (missing from the stubs).
 EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+def _check_size(hello: ws.Hello) -> None:
+    """What a Hello may declare, checked on the message before any other work."""
+    app_id = hello.app_id[:MAX_APP_ID_LENGTH]
+    problem = hello_size_problem(app_id, len(hello.functions))
+    if problem:
+        raise WorkerRejected("invalid_hello", problem)
+    for definition in hello.functions:
+        problem = definition_size_problem(
+            definition.ByteSize(), len(definition.triggers), len(definition.cancel_on)
+        )
+        if problem:
+            function_id = definition.id[:MAX_FUNCTION_ID_LENGTH]
+            raise WorkerRejected("invalid_function", f"function {function_id!r}: {problem}")
 
 
 class StreamSink:
@@ -139,7 +161,11 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             return
         sink = StreamSink()
         try:
-            session = await self._engine.connect_worker(convert.worker_hello(first.hello), sink)
+            _check_size(first.hello)
+            # Off the event loop, as the engine's checks are: a large app's
+            # definitions must not hold up other callers.
+            hello = await asyncio.to_thread(convert.worker_hello, first.hello)
+            session = await self._engine.connect_worker(hello, sink)
         except WorkerRejected as rejected:
             log.warning("worker rejected: %s", rejected)
             await _reject(context, rejected.code, str(rejected))
@@ -193,10 +219,19 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     return
                 assert isinstance(frame, ws.WorkerFrame)
                 engine.heard_from(session)
+                size, limit = frame.ByteSize(), engine.settings.limits.max_frame_bytes
+                if size > limit:
+                    raise ProtocolError(
+                        f"a frame of {format_bytes(size)}; the limit is {format_bytes(limit)} "
+                        "(Welcome.limits.max_frame_bytes): split outcomes across frames"
+                    )
                 kind = frame.WhichOneof("frame")
                 if kind == "outcomes":
                     outcomes = [convert.outcome(o) for o in frame.outcomes.outcomes]
                     engine.receive_outcomes(session, outcomes)
+                    # Back-pressure: no further frame is read while this worker
+                    # has a stream's worth of outcomes waiting for their commit.
+                    await engine.room_for_outcomes(session)
                 elif kind == "heartbeat":
                     task = asyncio.create_task(
                         engine.heartbeat(session, list(frame.heartbeat.execution_ids))

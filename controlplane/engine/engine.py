@@ -23,7 +23,12 @@ from controlplane.engine.sessions import SessionSink, SessionTable, WorkerSessio
 from controlplane.engine.settings import EngineSettings, format_bytes
 from controlplane.engine.stats import EngineStats, collect_stats
 from controlplane.engine.unserved import UnservedWarnings
-from controlplane.engine.validation import check_json_object, validate_events, validate_hello
+from controlplane.engine.validation import (
+    MAX_FUNCTIONS_PER_APP,
+    check_json_object,
+    validate_events,
+    validate_hello,
+)
 from controlplane.engine.watchers import RunWatchers
 from controlplane.model import (
     CronTrigger,
@@ -180,21 +185,32 @@ class Engine:
 
     async def reload_functions(self) -> None:
         """Read the functions table (at start, and when another node registered some)."""
-        for row in await self.store.read(lambda r: r.load_functions()):
-            spec = spec_from_json(row.app_id, row.function_id, row.definition)
-            self.registry.put(spec, row.registered_at_ms, row.updated_at_ms)
+        rows = await self.store.read(lambda r: r.load_functions())
+        self.registry.put_all(
+            (
+                spec_from_json(row.app_id, row.function_id, row.definition),
+                row.registered_at_ms,
+                row.updated_at_ms,
+            )
+            for row in rows
+        )
         self.dispatcher.wake()
 
     # -- workers ---------------------------------------------------------------------
 
     async def connect_worker(self, hello: WorkerHello, sink: SessionSink) -> WorkerSession:
-        validate_hello(hello)
+        now = self.clock.now_ms()
+        # Off the event loop: a large app's checks must not hold up other callers.
+        records = await asyncio.to_thread(_registration, hello, now)
         if self._stopping:
             raise WorkerRejected("shutting_down", "the control plane is shutting down")
-        now = self.clock.now_ms()
-        records = [
-            FunctionRecord(spec.key, spec.name, spec_to_json(spec), now) for spec in hello.functions
-        ]
+        total = self.registry.count_of(hello.app_id, (spec.id for spec in hello.functions))
+        if total > MAX_FUNCTIONS_PER_APP:
+            raise WorkerRejected(
+                "invalid_hello",
+                f"app {hello.app_id!r} would have {total:,} functions; "
+                f"the limit is {MAX_FUNCTIONS_PER_APP:,} per app",
+            )
         functions = hello.functions
 
         def register(tx: WriteTx) -> int | None:
@@ -202,8 +218,7 @@ class Engine:
             return cron.sync_schedules(tx, hello.app_id, functions, now)
 
         first_tick = await self.store.write(register)
-        for spec in hello.functions:
-            self.registry.put(spec, now, now)
+        self.registry.put_all((spec, now, now) for spec in hello.functions)
         # A kept schedule may be overdue (ticks missed while no control plane ran).
         self.dispatcher.note_schedules(first_tick)
         self.store.announce("functions")
@@ -231,6 +246,7 @@ class Engine:
 
     async def disconnect_worker(self, session: WorkerSession, reason: str) -> None:
         session.closed = True
+        session.acknowledged.set()
         held = list(session.in_flight)
         self.sessions.remove(session)
         for execution_id in session.cancelled:
@@ -304,6 +320,11 @@ class Engine:
         """Queue a worker's outcomes for the next commit; acknowledge them after it
         (engine/outcome_intake.py)."""
         self.intake.receive(session, outcomes)
+
+    async def room_for_outcomes(self, session: WorkerSession) -> None:
+        """Wait while the worker has as many outcomes waiting for their commit as
+        a stream may hold: the servicer reads its next frame after this."""
+        await self.intake.room(session)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -542,3 +563,11 @@ def _page_size(requested: int) -> int:
     if requested > MAX_PAGE_SIZE:
         raise InvalidArgument(f"page size {requested} is over the limit of {MAX_PAGE_SIZE}")
     return requested or DEFAULT_PAGE_SIZE
+
+
+def _registration(hello: WorkerHello, now_ms: int) -> list[FunctionRecord]:
+    """The functions of a valid Hello as registered (WorkerRejected otherwise)."""
+    validate_hello(hello)
+    return [
+        FunctionRecord(spec.key, spec.name, spec_to_json(spec), now_ms) for spec in hello.functions
+    ]

@@ -69,6 +69,7 @@ class OutcomeIntake:
         check_frame(session, outcomes)
         through = outcomes[-1].seq
         session.last_seq = through
+        session.unacknowledged += len(outcomes)
         refusals: list[Refusal] = []
         accepted: list[Outcome] = []
         attempts: dict[str, dict[str, int]] = {}
@@ -138,6 +139,8 @@ class OutcomeIntake:
         stopped: list[tuple[str, str, str]],
         future: asyncio.Future[AppliedOutcomes],
     ) -> None:
+        session.unacknowledged -= len(outcomes)
+        session.acknowledged.set()
         if future.cancelled():
             return
         error = future.exception()
@@ -163,6 +166,14 @@ class OutcomeIntake:
             self._wake_dispatcher()
             # Ended executions free concurrency slots other nodes may be waiting for.
             self._store.announce()
+
+    async def room(self, session: WorkerSession) -> None:
+        """Return once the worker has fewer unacknowledged outcomes than a stream
+        may hold (at once, usually), or its session closed."""
+        limit = self._settings.max_unacknowledged_outcomes
+        while session.unacknowledged >= limit and not session.closed:
+            session.acknowledged.clear()
+            await session.acknowledged.wait()
 
 
 def check_frame(session: WorkerSession, outcomes: list[Outcome]) -> None:

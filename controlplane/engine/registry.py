@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from controlplane.model import (
@@ -128,15 +129,23 @@ class FunctionRegistry:
         self._by_event: dict[str, list[tuple[FunctionKey, EventTrigger]]] = {}
         self._by_prefix: list[tuple[str, FunctionKey, EventTrigger]] = []
 
-    def put(self, spec: FunctionSpec, registered_at_ms: int, updated_at_ms: int) -> None:
-        key = spec.key
+    def put_all(self, functions: Iterable[tuple[FunctionSpec, int, int]]) -> None:
+        """Add or replace functions, each with its registration and update times
+        (a function keeps its first registration time); indexed once."""
         specs = dict(self._specs)
-        specs[key] = spec
         registered = dict(self._registered_at)
-        first = registered.get(key, (registered_at_ms, updated_at_ms))[0]
-        registered[key] = (first, updated_at_ms)
+        for spec, registered_at_ms, updated_at_ms in functions:
+            key = spec.key
+            specs[key] = spec
+            first = registered.get(key, (registered_at_ms, updated_at_ms))[0]
+            registered[key] = (first, updated_at_ms)
         self._specs, self._registered_at = specs, registered
         self._reindex()
+
+    def count_of(self, app_id: str, adding: Iterable[str] = ()) -> int:
+        """How many functions app ``app_id`` has, with those of ids ``adding``."""
+        ids = {key.function_id for key in self._specs if key.app_id == app_id}
+        return len(ids.union(adding))
 
     def _reindex(self) -> None:
         exact: dict[str, list[tuple[FunctionKey, EventTrigger]]] = defaultdict(list)

@@ -6,6 +6,7 @@ talks to workers through it, so it knows nothing of how frames travel.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -70,6 +71,9 @@ class WorkerSession:
     closed: bool = False
     # The highest outcome seq accepted on this stream (0: none yet).
     last_seq: int = 0
+    # Outcomes received and not yet acknowledged; set on every acknowledgement.
+    unacknowledged: int = 0
+    acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
 
     def remember_cancelled(self, execution_id: str, info: InFlight, keep_s: float) -> None:
         self.prune_cancelled(keep_s)
@@ -107,6 +111,7 @@ class WorkerSession:
         log.warning("worker session %s: %s: closing its stream", self.id, message)
         self.sink.close(message, error=Unavailable(message))
         self.closed = True
+        self.acknowledged.set()
         return True
 
 

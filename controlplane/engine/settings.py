@@ -33,6 +33,9 @@ class EngineSettings:
     dedupe_window_ms: int = 24 * 3600 * 1000
     # Most executions leased in one claim, whatever the free capacity.
     max_claim_batch: int = 256
+    # A worker's stream is not read while this many of its outcomes wait for
+    # their commit: its frames stay in its buffers (gRPC flow control), not ours.
+    max_unacknowledged_outcomes: int = 10_000
     # Release every lease at start-up. Safe only when this control plane is the
     # store's one user (SQLite); with PostgreSQL leases expire by deadline.
     release_leases_on_start: bool = False

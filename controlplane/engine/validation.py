@@ -37,6 +37,12 @@ MAX_NAME_LENGTH = 256
 MAX_EVENT_ID_LENGTH = 256
 MAX_APP_ID_LENGTH = 128
 MAX_FUNCTION_ID_LENGTH = 128
+# What one Hello may declare: checked before any other work on it, so that no
+# worker can hold the control plane busy with its registration.
+MAX_FUNCTIONS_PER_APP = 1000
+MAX_TRIGGERS_PER_FUNCTION = 32
+MAX_CANCEL_ON_PER_FUNCTION = 16
+MAX_DEFINITION_BYTES = 64 * 1024
 
 _FUNCTION_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -129,8 +135,35 @@ def _json_type(value: object) -> str:
     return "null"
 
 
+def hello_size_problem(app_id: str, function_count: int) -> str | None:
+    """Why a Hello declares too many functions, or None."""
+    if function_count > MAX_FUNCTIONS_PER_APP:
+        return (
+            f"app {app_id!r} declares {function_count:,} functions; "
+            f"the limit is {MAX_FUNCTIONS_PER_APP:,} per app"
+        )
+    return None
+
+
+def definition_size_problem(size_bytes: int, triggers: int, cancel_on: int) -> str | None:
+    """Why a function definition is too large to register, or None."""
+    if size_bytes > MAX_DEFINITION_BYTES:
+        return (
+            f"its definition is {format_bytes(size_bytes)}; "
+            f"the limit is {format_bytes(MAX_DEFINITION_BYTES)}"
+        )
+    if triggers > MAX_TRIGGERS_PER_FUNCTION:
+        return f"{triggers} triggers; the limit is {MAX_TRIGGERS_PER_FUNCTION}"
+    if cancel_on > MAX_CANCEL_ON_PER_FUNCTION:
+        return f"{cancel_on} cancel_on entries; the limit is {MAX_CANCEL_ON_PER_FUNCTION}"
+    return None
+
+
 def validate_hello(hello: WorkerHello) -> None:
     """Raise WorkerRejected naming the first problem with a worker's Hello."""
+    problem = hello_size_problem(hello.app_id, len(hello.functions))
+    if problem:
+        raise WorkerRejected("invalid_hello", problem)
     if hello.protocol_version != PROTOCOL_VERSION:
         raise WorkerRejected(
             "unsupported_protocol",
@@ -168,6 +201,9 @@ def function_problem(spec: FunctionSpec) -> str | None:
         return f"the id is longer than {MAX_FUNCTION_ID_LENGTH} characters"
     if not _FUNCTION_ID.fullmatch(spec.id):
         return "ids are kebab-case: lowercase letters and digits joined by single '-'"
+    size = definition_size_problem(0, len(spec.triggers), len(spec.cancel_on))
+    if size:
+        return size
     if not 0 <= spec.retries <= MAX_RETRIES:
         return f"retries must be between 0 and {MAX_RETRIES}, not {spec.retries}"
     try:

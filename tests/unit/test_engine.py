@@ -13,10 +13,12 @@ import pytest
 
 from controlplane.engine import run_states
 from controlplane.engine.run_states import InvalidTransition
+from controlplane.engine.settings import EngineSettings
 from controlplane.model import (
     Concurrency,
     ErrorData,
     HistoryKind,
+    Outcome,
     PlannedEventWait,
     PlannedSleep,
     RunCompleted,
@@ -332,6 +334,31 @@ async def test_an_outcome_for_a_finished_run_changes_nothing_and_is_refused(
         detail = await h.run(run_id)
         assert detail.run.status is RunStatus.COMPLETED
         assert json.loads(detail.run.output or b"") == 1
+
+
+async def test_a_worker_is_not_read_past_a_streams_worth_of_unacknowledged_outcomes(
+    tmp_path: Path,
+) -> None:
+    settings = EngineSettings(max_unacknowledged_outcomes=2)
+    async with EngineHarness.start(tmp_path, [spec("greet")], settings=settings) as h:
+        await h.send("app/greet")
+        execution = await h.next_execution()
+        session = h.session
+        assert session is not None
+        await h.engine.room_for_outcomes(session)  # nothing waits: it returns at once
+        first, second = (
+            Outcome(seq, execution.execution_id, execution.run_id, h.step_completed(name))
+            for seq, name in ((1, "a"), (2, "b"))
+        )
+        h.engine.receive_outcomes(session, [first])
+        h.engine.receive_outcomes(session, [second])
+        assert session.unacknowledged == 2
+
+        # The next frame is read only once an earlier one is acknowledged.
+        await asyncio.wait_for(h.engine.room_for_outcomes(session), 5)
+        assert h.sink.acks, "room came before any acknowledgement"
+        await h.sink.acked_through(2)
+        assert session.unacknowledged == 0
 
 
 def test_an_impossible_change_names_the_run_and_both_statuses() -> None:

@@ -30,13 +30,19 @@ def spec(app_id: str, function_id: str, *triggers: EventTrigger | CronTrigger) -
 
 def test_matching_by_event_name() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "onboarding", EventTrigger("app/user.signup")), 1, 1)
-    registry.put(
-        spec("shop", "audit", EventTrigger("app/user.signup"), EventTrigger("app/order.paid")),
-        1,
-        1,
+    registry.put_all([(spec("shop", "onboarding", EventTrigger("app/user.signup")), 1, 1)])
+    registry.put_all(
+        [
+            (
+                spec(
+                    "shop", "audit", EventTrigger("app/user.signup"), EventTrigger("app/order.paid")
+                ),
+                1,
+                1,
+            )
+        ]
     )
-    registry.put(spec("shop", "invoice", EventTrigger("app/order.paid")), 1, 1)
+    registry.put_all([(spec("shop", "invoice", EventTrigger("app/order.paid")), 1, 1)])
 
     assert list(registry.matching("app/user.signup")) == [
         FunctionKey("shop", "audit"),
@@ -51,7 +57,7 @@ def test_matching_by_event_name() -> None:
 
 def test_matching_is_exact() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "f", EventTrigger("app/user.signup")), 1, 1)
+    registry.put_all([(spec("shop", "f", EventTrigger("app/user.signup")), 1, 1)])
     assert list(registry.matching("app/user")) == []
     assert list(registry.matching("App/User.Signup")) == []
     assert list(registry.matching("app/user.signup ")) == []
@@ -59,8 +65,8 @@ def test_matching_is_exact() -> None:
 
 def test_functions_of_several_apps_match_the_same_event() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "f", EventTrigger("app/x")), 1, 1)
-    registry.put(spec("billing", "f", EventTrigger("app/x")), 1, 1)
+    registry.put_all([(spec("shop", "f", EventTrigger("app/x")), 1, 1)])
+    registry.put_all([(spec("billing", "f", EventTrigger("app/x")), 1, 1)])
     assert list(registry.matching("app/x")) == [
         FunctionKey("billing", "f"),
         FunctionKey("shop", "f"),
@@ -69,21 +75,21 @@ def test_functions_of_several_apps_match_the_same_event() -> None:
 
 def test_a_function_with_the_same_trigger_twice_matches_once() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "f", EventTrigger("app/x"), EventTrigger("app/x", "x")), 1, 1)
+    registry.put_all([(spec("shop", "f", EventTrigger("app/x"), EventTrigger("app/x", "x")), 1, 1)])
     assert list(registry.matching("app/x")) == [FunctionKey("shop", "f")]
 
 
 def test_cron_triggers_match_no_event() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "nightly", CronTrigger("0 0 * * *")), 1, 1)
+    registry.put_all([(spec("shop", "nightly", CronTrigger("0 0 * * *")), 1, 1)])
     assert list(registry.matching("0 0 * * *")) == []
     assert registry.get(FunctionKey("shop", "nightly")) is not None
 
 
 def test_putting_a_function_again_replaces_its_triggers() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "f", EventTrigger("app/old")), 100, 100)
-    registry.put(spec("shop", "f", EventTrigger("app/new")), 200, 200)
+    registry.put_all([(spec("shop", "f", EventTrigger("app/old")), 100, 100)])
+    registry.put_all([(spec("shop", "f", EventTrigger("app/new")), 200, 200)])
     assert list(registry.matching("app/old")) == []
     assert list(registry.matching("app/new")) == [FunctionKey("shop", "f")]
     # The first registration time is kept; the update time moves.
@@ -92,7 +98,7 @@ def test_putting_a_function_again_replaces_its_triggers() -> None:
 
 def test_matching_returns_a_copy() -> None:
     registry = FunctionRegistry()
-    registry.put(spec("shop", "f", EventTrigger("app/x")), 1, 1)
+    registry.put_all([(spec("shop", "f", EventTrigger("app/x")), 1, 1)])
     registry.matching("app/x").clear()
     assert list(registry.matching("app/x")) == [FunctionKey("shop", "f")]
 
@@ -101,8 +107,8 @@ def test_get_retries_and_all() -> None:
     registry = FunctionRegistry()
     b = FunctionSpec("shop", "b", "B", (EventTrigger("app/x"),), retries=7)
     a = FunctionSpec("shop", "a", "a", (EventTrigger("app/x"),), retries=0)
-    registry.put(b, 10, 11)
-    registry.put(a, 20, 21)
+    registry.put_all([(b, 10, 11)])
+    registry.put_all([(a, 20, 21)])
     assert registry.get(FunctionKey("shop", "b")) == b
     assert registry.get(FunctionKey("shop", "zzz")) is None
     assert registry.retries("shop", "b") == 7
