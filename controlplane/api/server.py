@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 
 from controlplane.api.auth import ApiKeyInterceptor
 from controlplane.api.clock_service import ClockServicer
+from controlplane.api.decoding import DecodingInterceptor
 from controlplane.api.event_service import EventServicer
 from controlplane.api.run_service import RunServicer
 from controlplane.api.worker_service import WorkerServicer
@@ -62,9 +63,15 @@ async def build_server(
     *,
     api_keys: tuple[str, ...] = (),
     tls: tuple[bytes, bytes] | None = None,
+    client_ca: bytes | None = None,
 ) -> GrpcServer:
     """A started-ready (not yet started) server bound to ``address``."""
-    interceptors = [ApiKeyInterceptor(api_keys)] if api_keys else []
+    # Outermost first: every call's request is decoded, and its unexpected
+    # failures answered, by DecodingInterceptor; a refused API key answers before
+    # any decoding.
+    interceptors: list[Any] = [DecodingInterceptor()]
+    if api_keys:
+        interceptors.append(ApiKeyInterceptor(api_keys))
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     workers = WorkerServicer(engine)
     event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(engine), server)

@@ -11,6 +11,7 @@ import grpc
 
 from controlplane import __version__
 from controlplane.api import convert
+from controlplane.api.decoding import Undecodable, nul_problem
 from controlplane.api.errors import status_code
 from controlplane.engine.engine import Engine
 from controlplane.engine.sessions import WorkerSession
@@ -155,6 +156,8 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         first = await context.read()
         if first is EOF:
             return
+        if isinstance(first, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, first.problem("the first frame"))
         assert isinstance(first, ws.WorkerFrame)
         if first.WhichOneof("frame") != "hello":
             await _reject(context, "invalid_hello", "the first frame on the stream must be Hello")
@@ -162,6 +165,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         sink = StreamSink()
         try:
             _check_size(first.hello)
+            problem = nul_problem(first.hello, "the Hello")
+            if problem:
+                raise WorkerRejected("invalid_hello", problem)
             # Off the event loop, as the engine's checks are: a large app's
             # definitions must not hold up other callers.
             hello = await asyncio.to_thread(convert.worker_hello, first.hello)
@@ -217,6 +223,8 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 frame = await context.read()
                 if frame is EOF:
                     return
+                if isinstance(frame, Undecodable):
+                    raise ProtocolError(frame.problem("a frame"))
                 assert isinstance(frame, ws.WorkerFrame)
                 engine.heard_from(session)
                 size, limit = frame.ByteSize(), engine.settings.limits.max_frame_bytes

@@ -64,6 +64,12 @@ log = logging.getLogger("tether.engine")
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
+# A page token that does not decode (tokens are opaque: the caller can only
+# have made it up or broken it).
+BAD_PAGE_TOKEN = (
+    "page_token is not one this server issued: pass the next_page_token of the "
+    "previous page, or none for the first page"
+)
 # With a shared store, changes made by another control plane are not announced
 # here; run watchers re-read at this interval as well.
 _SHARED_WATCH_RECHECK_S = 1.0
@@ -339,7 +345,7 @@ class Engine:
         try:
             return await self.store.read(lambda r: r.list_runs(flt, size, token))
         except ValueError:
-            raise InvalidArgument(f"invalid page token {token!r}") from None
+            raise InvalidArgument(BAD_PAGE_TOKEN) from None
 
     async def cancel_run(self, run_id: str, reason: str) -> RunSummary:
         """Cancel the run; return once its worker (if it is running) confirmed
@@ -542,7 +548,7 @@ class Engine:
         try:
             return await self.store.read(lambda r: r.list_events(flt, size, token))
         except ValueError:
-            raise InvalidArgument(f"invalid page token {token!r}") from None
+            raise InvalidArgument(BAD_PAGE_TOKEN) from None
 
     async def get_event(self, event_id: str) -> EventDetail:
         detail = await self.store.read(lambda r: r.get_event(event_id))
@@ -558,10 +564,11 @@ def _function_key(app_id: str, function_id: str) -> FunctionKey:
 
 
 def _page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument(f"page size must not be negative, got {requested}")
-    if requested > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page size {requested} is over the limit of {MAX_PAGE_SIZE}")
+    if not 0 <= requested <= MAX_PAGE_SIZE:
+        raise InvalidArgument(
+            f"page_size must be between 0 and {MAX_PAGE_SIZE} (0: {DEFAULT_PAGE_SIZE}); "
+            f"got {requested}"
+        )
     return requested or DEFAULT_PAGE_SIZE
 
 

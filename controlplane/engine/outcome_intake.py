@@ -5,7 +5,6 @@ once it is durable. Frames of one worker are applied and acknowledged in order."
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,6 +16,7 @@ from controlplane.engine.observer import run_log_extra
 from controlplane.engine.outcomes import LEASE_LOST, RUN_FINISHED, AppliedOutcomes, apply_outcomes
 from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
+from controlplane.engine.validation import load_json
 from controlplane.model import (
     ErrorData,
     NonDeterminism,
@@ -29,7 +29,7 @@ from controlplane.model import (
     StepFailed,
     Suspended,
 )
-from controlplane.model.errors import ProtocolError
+from controlplane.model.errors import EngineError, InvalidArgument, ProtocolError, Unavailable
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
 
@@ -116,7 +116,7 @@ class OutcomeIntake:
         def release_held(tx: WriteTx, error: Exception) -> object:
             # This frame is lost: end its executions' leases before any later
             # frame of theirs applies, so what is durable stays a prefix.
-            return leases.release(tx, held, now, f"could not store outcomes: {error}")
+            return leases.release(tx, held, now, f"could not store outcomes: {_why(error)}")
 
         future = self._store.submit(
             lambda tx: (
@@ -148,8 +148,9 @@ class OutcomeIntake:
             # Nothing was applied. Refuse it all so the worker stops these
             # executions; their leases run out and the runs execute again from
             # what is durable.
-            log.error("could not store outcomes from session %s: %s", session.id, error)
-            reason = f"the control plane could not store outcomes: {error}"
+            if not isinstance(error, Unavailable):  # an outage is logged once, by the store
+                log.error("could not store outcomes from session %s: %s", session.id, error)
+            reason = f"the control plane could not store outcomes: {_why(error)}"
             for outcome in outcomes:
                 self._sessions.untrack(outcome.execution_id)
             session.sink.ack(through, [Refusal(o.seq, o.execution_id, reason) for o in outcomes])
@@ -278,7 +279,15 @@ def _step_output_problem(
 
 def _json_problem(payload: bytes, what: str) -> str:
     try:
-        json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        return f"{what} is not valid UTF-8 JSON: {error}"
+        load_json(payload, what)
+    except InvalidArgument as error:
+        return str(error)
     return ""
+
+
+def _why(error: BaseException) -> str:
+    """A failed commit, for the worker and the run's history: the engine's
+    sentence, never a database driver's text (its SQL, its class names)."""
+    if isinstance(error, EngineError):
+        return str(error)
+    return "an unexpected error (the control plane's log has the details)"

@@ -5,9 +5,11 @@ Every failure names the problem and, where one applies, the limit.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import zoneinfo
+from typing import Any
 
 from croniter import croniter
 
@@ -44,9 +46,23 @@ MAX_TRIGGERS_PER_FUNCTION = 32
 MAX_CANCEL_ON_PER_FUNCTION = 16
 MAX_DEFINITION_BYTES = 64 * 1024
 
+# How deeply arrays and objects may nest in any JSON a client sends: deeper is
+# refused before it is parsed, so that no parser (here, in CEL, in an SDK)
+# recurses without bound.
+MAX_JSON_DEPTH = 64
+
 _FUNCTION_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _WHITESPACE = re.compile(r"\s")
+# json_depth_over's tools: escapes (removed first, so that no escaped quote ends
+# a string), strings (once only brackets and quotes are left), the other bytes.
+_JSON_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_JSON_STRING = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_SQUARE_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_DEPTH_STEP = [0] * 256
+_DEPTH_STEP[ord("[")] = 1
+_DEPTH_STEP[ord("]")] = -1
 
 
 def event_name_problem(name: str) -> str | None:
@@ -110,17 +126,58 @@ def validate_events(events: list[EventInput], limits: Limits) -> None:
 
 def check_json_object(payload: bytes, what: str, *, required: bool) -> None:
     """Raise InvalidArgument unless ``payload`` is the JSON of an object (or empty,
-    when not ``required``), naming ``what``."""
+    when not ``required``), as ``load_json`` takes it, naming ``what``."""
     if not payload:
         if required:
             raise InvalidArgument(f"{what} is missing")
         return
-    try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidArgument(f"{what} is not valid JSON: {error}") from None
+    value = load_json(payload, what)
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what} must be a JSON object, not {_json_type(value)}")
+
+
+def load_json(payload: bytes, what: str) -> Any:
+    """The value of ``payload``, which must be UTF-8 JSON nested at most
+    MAX_JSON_DEPTH levels deep; InvalidArgument naming ``what`` and the problem
+    otherwise. Every JSON a client sends is read through here (event data and
+    user, step and run outputs, invoke data), so that none is deeper."""
+    depth = json_depth_over(payload, MAX_JSON_DEPTH)
+    if depth:
+        raise InvalidArgument(
+            f"{what} is nested {depth} levels deep; the limit is {MAX_JSON_DEPTH} levels "
+            "of arrays and objects"
+        )
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise InvalidArgument(f"{what} is not valid UTF-8 JSON: {error}") from None
+
+
+def json_depth_over(payload: bytes, limit: int) -> int:
+    """How many levels deep arrays and objects nest in the JSON ``payload`` when
+    that is more than ``limit``, else 0. It parses nothing (strings are skipped,
+    brackets counted), so a payload 10,000 levels deep costs a pass or two over
+    its bytes and no recursion."""
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return 0
+    if b"\\" in payload:
+        payload = _JSON_ESCAPE.sub(b"", payload)
+    structure = payload.translate(_SQUARE_BRACKETS, _NOT_STRUCTURE)
+    if b'"' in structure:
+        structure = _JSON_STRING.sub(b"", structure)
+    # Each pass removes the innermost level (every "[]" left), so after n passes
+    # the rest nests n levels less. Most payloads are gone in a few passes.
+    passes = 0
+    while passes < limit:
+        shorter = structure.replace(b"[]", b"")
+        if not shorter:
+            return 0
+        if len(shorter) == len(structure):
+            break  # unbalanced: not JSON, counted as it stands
+        structure = shorter
+        passes += 1
+    depth = passes + max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, structure)), default=0)
+    return depth if depth > limit else 0
 
 
 def _json_type(value: object) -> str:

@@ -34,7 +34,7 @@ from controlplane.engine.expressions import (
 from controlplane.engine.flow import event_lock
 from controlplane.engine.invocation import start_invoked_run
 from controlplane.engine.trace_ids import step_span_id, traceparent
-from controlplane.engine.validation import exact_event_name_problem
+from controlplane.engine.validation import exact_event_name_problem, load_json
 from controlplane.model import (
     ErrorData,
     FunctionKey,
@@ -316,19 +316,22 @@ class WaitPlanner:
                 ),
             )
             return None
-        data = wait.data.decode("utf-8") if wait.data else "{}"
+        raw = wait.data or b"{}"
         try:
-            if not isinstance(json.loads(data), dict):
-                raise ValueError("not an object")
-        except ValueError:
+            value = load_json(raw, "data")
+            problem = "" if isinstance(value, dict) else "data must be a JSON object"
+        except InvalidArgument as error:
+            problem = str(error)
+        if problem:
             self.fail_step(
                 state,
                 wait.step_id,
                 wait.name,
                 StepKind.INVOKE,
-                ErrorData("InvokeError", f"invoke {wait.name!r}: data must be a JSON object"),
+                ErrorData("InvokeError", f"invoke {wait.name!r}: {problem}"),
             )
             return None
+        data = raw.decode("utf-8")
         child = start_invoked_run(
             self.tx,
             spec,

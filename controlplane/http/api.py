@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from controlplane.engine.engine import Engine
+from controlplane.engine.validation import MAX_JSON_DEPTH, json_depth_over
 from controlplane.http import schemas as s
 from controlplane.model import (
     EventFilter,
@@ -20,9 +23,42 @@ from controlplane.model import (
 )
 from controlplane.model.errors import InvalidArgument
 
-router = APIRouter(prefix="/api")
-
 _STATUSES = {status.value for status in RunStatus}
+# The levels a body adds around its payloads: an array of events, the event.
+_BODY_ENVELOPE = 2
+
+
+class CheckedRoute(APIRoute):
+    """Checks made before FastAPI reads a request: no path or query parameter
+    holds a NUL character (no database stores one), and a body nests no deeper
+    than its payloads may (parsing one 10,000 levels deep would exhaust Python's
+    recursion: FastAPI's answer is then a bare "error parsing the body")."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            params = [("path", k, v) for k, v in request.path_params.items()]
+            params += [("query", k, v) for k, v in request.query_params.multi_items()]
+            for where, name, value in params:
+                if isinstance(value, str) and "\x00" in value:
+                    raise InvalidArgument(
+                        f"the {where} parameter {name!r} contains a NUL character (U+0000), "
+                        "which text cannot hold"
+                    )
+            depth = json_depth_over(await request.body(), MAX_JSON_DEPTH + _BODY_ENVELOPE)
+            if depth:
+                raise InvalidArgument(
+                    f"the request body is nested {depth} levels deep; payloads (event data "
+                    f"and user, invoke data) may nest at most {MAX_JSON_DEPTH} levels of arrays "
+                    "and objects"
+                )
+            return await handler(request)
+
+        return checked
+
+
+router = APIRouter(prefix="/api", route_class=CheckedRoute)
 
 
 def _engine(request: Request) -> Engine:
@@ -33,6 +69,8 @@ def _engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(_engine)]
 PageToken = Annotated[str, Query(description="next_page_token of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (at most 1,000).")]
+# A time filter: any int64, as the gRPC API takes (a larger one no database stores).
+TimeMs = Annotated[int, Query(ge=s.INT64_MIN, le=s.INT64_MAX)]
 
 
 # -- functions ----------------------------------------------------------------------
@@ -105,8 +143,8 @@ async def send_events(
 async def list_events(
     engine: EngineDep,
     name: Annotated[str, Query(description="Only events of this exact name.")] = "",
-    received_after_ms: int = 0,
-    received_before_ms: int = 0,
+    received_after_ms: TimeMs = 0,
+    received_before_ms: TimeMs = 0,
     limit: Limit = 50,
     page_token: PageToken = "",
 ) -> s.EventPage:
@@ -140,8 +178,8 @@ async def list_runs(
     status: Annotated[
         str, Query(description="Comma-separated statuses, e.g. failed,cancelled.")
     ] = "",
-    created_after_ms: int = 0,
-    created_before_ms: int = 0,
+    created_after_ms: TimeMs = 0,
+    created_before_ms: TimeMs = 0,
     limit: Limit = 50,
     page_token: PageToken = "",
 ) -> s.RunPage:

@@ -5,9 +5,9 @@ values, never strings of JSON."""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from controlplane.engine.registry import spec_to_json
 from controlplane.engine.timeline import TimelineBar, build_timeline
@@ -25,6 +25,19 @@ from controlplane.model import (
     StepRecord,
     StoredEvent,
 )
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("contains a NUL character (U+0000), which text cannot hold")
+    return text
+
+
+# A string a client sends that is stored as text.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _json(raw: bytes | None) -> Any:
@@ -54,11 +67,11 @@ class Problem(BaseModel):
 
 
 class EventIn(BaseModel):
-    name: str = Field(description="Names look like app/resource.action.")
+    name: Text = Field(description="Names look like app/resource.action.")
     data: dict[str, Any] = Field(default_factory=dict)
-    id: str = Field(default="", description="Deduplication key (24 h); empty: one is assigned.")
+    id: Text = Field(default="", description="Deduplication key (24 h); empty: one is assigned.")
     user: dict[str, Any] | None = None
-    ts_ms: int = Field(default=0, description="When it happened; 0: now.")
+    ts_ms: int = Field(default=0, le=INT64_MAX, description="When it happened; 0: now.")
 
 
 class SkippedRunOut(BaseModel):
@@ -302,7 +315,7 @@ class RunOne(BaseModel):
 
 
 class CancelIn(BaseModel):
-    reason: str = ""
+    reason: Text = ""
 
 
 class ReplayIn(BaseModel):

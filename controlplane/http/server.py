@@ -16,10 +16,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from controlplane import __version__
 from controlplane.engine.engine import Engine
+from controlplane.http import problems
 from controlplane.http.api import router
 from controlplane.http.schemas import Problem
 from controlplane.model.errors import (
@@ -73,11 +75,15 @@ def build_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
-            problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
-        return _problem(400, "invalid_argument", "; ".join(problems))
+        return problems.invalid_request(error)
+
+    @app.exception_handler(HTTPException)
+    async def http_refusal(request: Request, error: HTTPException) -> JSONResponse:
+        return problems.http_error(request, error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        return problems.unexpected(request, error)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from sqlalchemy import Row
@@ -310,6 +311,21 @@ def decode_cursor(token: str, n: int) -> list[str]:
     if len(parts) != n:
         raise ValueError("malformed page token")
     return parts
+
+
+_CURSOR_TIME = re.compile(r"-?[0-9]{1,19}")
+_BIGINT = range(-(2**63), 2**63)
+
+
+def decode_page_cursor(token: str) -> tuple[int, str]:
+    """The (time, id) of a page token of ``encode_cursor(time, id)``; raises
+    ValueError for anything else, before any of it reaches a query."""
+    at, last_id = decode_cursor(token, 2)
+    if not _CURSOR_TIME.fullmatch(at) or int(at) not in _BIGINT:
+        raise ValueError("malformed page token")
+    if not last_id or len(last_id) > 256 or not last_id.isprintable():
+        raise ValueError("malformed page token")
+    return int(at), last_id
 
 
 def encode_cron(tick: CronTick) -> str:

@@ -168,10 +168,8 @@ class ReadTx(ScheduleReads, FlowReads, StatsReads, TxBase):
         """One page of ``query``, newest first by (time, id): keyset paging, so
         a page never repeats or skips rows inserted meanwhile."""
         if token:
-            at, last_id = codec.decode_cursor(token, 2)
-            query = query.where(
-                or_(time_column < int(at), and_(time_column == int(at), id_column < last_id))
-            )
+            at, last_id = codec.decode_page_cursor(token)
+            query = query.where(or_(time_column < at, and_(time_column == at, id_column < last_id)))
         rows = self.conn.execute(
             query.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
         ).all()

@@ -201,7 +201,7 @@ def test_bad_requests_name_the_problem(served: Cluster) -> None:
 
     bad_token = http.request("GET", "/api/runs?page_token=zzz")
     assert bad_token.status == 400
-    assert "page token" in bad_token.json()["message"]
+    assert "page_token is not one this server issued" in bad_token.json()["message"]
 
 
 def test_health_and_openapi(served: Cluster) -> None:

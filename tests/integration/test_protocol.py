@@ -657,11 +657,12 @@ async def test_pause_resume_and_list_events_answer_with_their_status_codes(
 
     assert _status_of(lambda: runs.ListEvents(rs.ListEventsRequest(page_token="zzz"))) == (
         grpc.StatusCode.INVALID_ARGUMENT,
-        "invalid page token 'zzz'",
+        "page_token is not one this server issued: pass the next_page_token of the previous "
+        "page, or none for the first page",
     )
     assert _status_of(lambda: runs.ListEvents(rs.ListEventsRequest(page_size=1001))) == (
         grpc.StatusCode.INVALID_ARGUMENT,
-        "page size 1001 is over the limit of 1000",
+        "page_size must be between 0 and 1000 (0: 50); got 1001",
     )
     assert _status_of(lambda: runs.PauseFunction(rs.PauseFunctionRequest(app_id="raw"))) == (
         grpc.StatusCode.INVALID_ARGUMENT,

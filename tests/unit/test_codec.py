@@ -13,6 +13,7 @@ from controlplane.model import ErrorData, HistoryEntry, HistoryKind, HistoryReco
 from controlplane.store.codec import (
     decode_cursor,
     decode_error,
+    decode_page_cursor,
     encode_cursor,
     encode_error,
     history_from_row,
@@ -61,6 +62,26 @@ def test_cursor_with_the_wrong_number_of_parts_is_refused() -> None:
 def test_malformed_token_raises_value_error(token: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - any ValueError; the message varies
         decode_cursor(token, 2)
+
+
+def test_a_page_cursor_is_a_time_and_an_id() -> None:
+    token = encode_cursor(1_700_000_000_000, "01HZX3K8Q9ZQ5V6W7X8Y9Z0ABC")
+    assert decode_page_cursor(token) == (1_700_000_000_000, "01HZX3K8Q9ZQ5V6W7X8Y9Z0ABC")
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (2**63, "01HZX3K8Q9ZQ5V6W7X8Y9Z0ABC"),  # no database stores such a time
+        ("1_000", "01HZX3K8Q9ZQ5V6W7X8Y9Z0ABC"),
+        (" 12", "01HZX3K8Q9ZQ5V6W7X8Y9Z0ABC"),
+        (12, ""),
+        (12, "a\x00b"),  # PostgreSQL stores no NUL
+    ],
+)
+def test_a_page_cursor_that_no_page_could_have_made_is_refused(parts: tuple[object, str]) -> None:
+    with pytest.raises(ValueError, match=exactly("malformed page token")):
+        decode_page_cursor(encode_cursor(*parts))
 
 
 @pytest.mark.parametrize(

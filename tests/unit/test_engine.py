@@ -242,7 +242,7 @@ async def test_invoke_data_that_is_not_an_object_is_refused_naming_it(tmp_path: 
             InvalidArgument, match="invoke data must be a JSON object, not an array"
         ):
             await h.engine.invoke_function("harness", "target", b"[1]")
-        with pytest.raises(InvalidArgument, match="invoke data is not valid JSON"):
+        with pytest.raises(InvalidArgument, match="invoke data is not valid UTF-8 JSON"):
             await h.engine.invoke_function("harness", "target", b"{")
         run_id, _ = await h.engine.invoke_function("harness", "target", b'{"n": 1}')
         execution = await h.next_execution()

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 
 import pytest
 
 from controlplane.engine.settings import Limits
-from controlplane.engine.validation import validate_events, validate_hello
+from controlplane.engine.validation import (
+    MAX_JSON_DEPTH,
+    json_depth_over,
+    load_json,
+    validate_events,
+    validate_hello,
+)
 from controlplane.model import (
     CancelOn,
     CronTrigger,
@@ -102,7 +110,7 @@ def test_names_merely_containing_tether_are_fine() -> None:
 def test_data_not_json(data: bytes) -> None:
     with pytest.raises(InvalidArgument) as caught:
         validate_events([ev("app/x", data)], LIMITS)
-    assert str(caught.value).startswith("event 0 ('app/x'): data is not valid JSON: ")
+    assert str(caught.value).startswith("event 0 ('app/x'): data is not valid UTF-8 JSON: ")
 
 
 @pytest.mark.parametrize(
@@ -126,6 +134,46 @@ def test_user_must_be_an_object_too() -> None:
     with pytest.raises(InvalidArgument) as caught:
         validate_events([ev("app/x", b"{}", user=b"[1]")], LIMITS)
     assert str(caught.value) == "event 0 ('app/x'): user must be a JSON object, not an array"
+
+
+def _nested(levels: int) -> bytes:
+    return b'{"a":' * (levels - 1) + b"[" + b"]" + b"}" * (levels - 1)
+
+
+@pytest.mark.parametrize(
+    ("payload", "depth"),
+    [
+        (_nested(64), 0),
+        (_nested(65), 65),
+        (_nested(10_000), 10_000),
+        (b"[" * 65 + b"]" * 65, 65),
+        # 65 siblings, each one level deep: wide, not deep.
+        (b"[" + b"[]," * 64 + b"[]]", 0),
+        # Brackets inside strings, escaped quotes and backslashes count for nothing.
+        (b'{"a": "' + b"[{" * 100 + b'"}', 0),
+        (rb'["\"' + b"[" * 100 + b'"]', 0),
+        (rb'["\\", ' + b"[" * 64 + b"]" * 64 + b"]", 65),
+        (b'["' + b'[{", "' * 70 + b'"]', 0),
+        # Not JSON (unbalanced): counted as it stands.
+        (b"[" * 70, 70),
+    ],
+)
+def test_json_depth_is_counted_without_parsing(payload: bytes, depth: int) -> None:
+    assert json_depth_over(payload, MAX_JSON_DEPTH) == depth
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_naming_it() -> None:
+    assert load_json(_nested(64), "data") == json.loads(_nested(64))
+    with pytest.raises(InvalidArgument) as caught:
+        validate_events([ev("app/x", _nested(65))], LIMITS)
+    assert str(caught.value) == (
+        "event 0 ('app/x'): data is nested 65 levels deep; the limit is 64 levels of "
+        "arrays and objects"
+    )
+    started = time.monotonic()
+    with pytest.raises(InvalidArgument, match="user is nested 10000 levels deep"):
+        validate_events([ev("app/x", b"{}", user=_nested(10_000))], LIMITS)
+    assert time.monotonic() - started < 1
 
 
 def test_negative_timestamp() -> None:
