@@ -76,10 +76,17 @@ class ControlPlane:
         await self.engine.start()
         store.listen(self.engine.peer_changed)
         tls = None
-        if config.tls_cert is not None and config.tls_key is not None:
-            tls = (config.tls_key.read_bytes(), config.tls_cert.read_bytes())
+        client_ca = None
+        if config.tls is not None:
+            tls = (config.tls.key.read_bytes(), config.tls.cert.read_bytes())
+            if config.tls.client_ca is not None:
+                client_ca = config.tls.client_ca.read_bytes()
         self.grpc = await build_server(
-            self.engine, f"{config.host}:{config.port}", api_keys=config.api_keys, tls=tls
+            self.engine,
+            config.grpc_address,
+            api_keys=config.api_keys,
+            tls=tls,
+            client_ca=client_ca,
         )
         await self.grpc.server.start()
         if config.http_port is not None:
@@ -89,7 +96,7 @@ class ControlPlane:
             __version__,
             config.host,
             self.grpc.port,
-            ", TLS" if tls else "",
+            ", mutual TLS" if client_ca else ", TLS" if tls else "",
             ", API keys required" if config.api_keys else "",
             config.clock,
         )
@@ -112,10 +119,13 @@ class ControlPlane:
         app = build_app(
             self.engine, metrics=self.metrics.render_prometheus, api_keys=self.config.api_keys
         )
-        self.http = HttpServer(app, self.config.host, port)
+        self.http = HttpServer(app, self.config.host, port, tls=self.config.tls)
         await self.http.start()
         log.info(
-            "dev UI and JSON API on http://%s:%d", _browsable(self.config.host), self.http.port
+            "dev UI and JSON API on %s://%s:%d",
+            self.http.scheme,
+            _browsable(self.config.host),
+            self.http.port,
         )
 
     async def stop(self, grace_s: float = 5.0) -> None:

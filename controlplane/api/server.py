@@ -84,8 +84,15 @@ async def build_server(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     if tls is not None:
+        # tls: (key, certificate chain), PEM. With client_ca (PEM), mutual TLS: a
+        # client without a certificate signed by it fails the handshake.
         key, cert = tls
-        port = server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        credentials = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        port = server.add_secure_port(address, credentials)
+    elif client_ca is not None:
+        raise ValueError("a client CA needs TLS: give the server's certificate and key too")
     else:
         port = server.add_insecure_port(address)
     if port == 0:

@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 import click
 
 from controlplane.cli import _logging
-from controlplane.config import DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEV_DATABASE, Config
+from controlplane.config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    DEV_DATABASE,
+    Config,
+    grpc_address,
+    is_loopback,
+)
 
 # The control plane itself (SQLAlchemy, Alembic, gRPC servers) is imported by the
 # commands that run it, so that client commands start quickly.
@@ -69,7 +76,13 @@ _with_http_options = _with_options(_http_options)
     show_default=True,
     help="SQLAlchemy URL of the store.",
 )
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback address to listen on (127.0.0.1, ::1 or localhost): the dev server has no "
+    "authentication; use 'tether server' to serve other machines.",
+)
 @click.option("--port", default=DEFAULT_GRPC_PORT, show_default=True, type=int, help="gRPC port.")
 @click.option(
     "--worker",
@@ -113,6 +126,13 @@ def dev(
 ) -> None:
     """Run a control plane for development: SQLite under ./.tether, the dev UI,
     readable logs."""
+    if not is_loopback(host):
+        raise click.BadParameter(
+            f"{host or 'every interface'} is not a loopback address: tether dev has no "
+            "authentication and listens on 127.0.0.1, ::1 or localhost only; to serve other "
+            "machines run 'tether server' (with --api-key)",
+            param_hint="--host",
+        )
     _logging.configure(log_level, log_format)
     config = _config(
         db_url=db, host=host, port=port, clock=clock, http_port=None if no_http else http_port
@@ -133,7 +153,7 @@ async def _dev(config: Config, workers: list[list[str]], app_dir: Path) -> None:
             f"{error}. Is another control plane running? Choose other ports with --port and "
             "--http-port."
         ) from None
-    address = f"{config.host}:{plane.port}"
+    address = grpc_address(config.host, plane.port)
     click.echo(_dev_banner(config, address, plane.http_port, workers), err=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -224,21 +244,41 @@ async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyn
     help="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db "
     "(TETHER_DATABASE_URL).",
 )
-@click.option("--host", default="0.0.0.0", show_default=True)
 @click.option(
-    "--port", default=DEFAULT_GRPC_PORT, show_default=True, type=int, envvar="TETHER_PORT"
+    "--host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address of both ports. Without an API key (or --tls-client-ca) only "
+    "loopback is allowed (127.0.0.1, ::1, localhost) unless --insecure-no-auth.",
+)
+@click.option(
+    "--port",
+    default=DEFAULT_GRPC_PORT,
+    show_default=True,
+    type=int,
+    envvar="TETHER_PORT",
+    help="gRPC port (TETHER_PORT).",
 )
 @click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     envvar="TETHER_TLS_CERT",
-    help="PEM certificate: serve TLS.",
+    help="PEM certificate (chain): serve TLS on the gRPC port and HTTPS on the HTTP port "
+    "(TETHER_TLS_CERT).",
 )
 @click.option(
     "--tls-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     envvar="TETHER_TLS_KEY",
-    help="PEM private key for --tls-cert.",
+    help="Unencrypted PEM private key of --tls-cert (TETHER_TLS_KEY).",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="TETHER_TLS_CLIENT_CA",
+    help="PEM CA certificate(s): require mutual TLS, so that every client of both ports "
+    "(workers, CLI, browsers) presents a certificate signed by it; needs --tls-cert and "
+    "--tls-key (TETHER_TLS_CLIENT_CA).",
 )
 @click.option(
     "--api-key",
@@ -246,6 +286,13 @@ async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyn
     multiple=True,
     envvar="TETHER_API_KEYS",
     help="Require this bearer token (repeatable; TETHER_API_KEYS, space-separated).",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    envvar="TETHER_INSECURE_NO_AUTH",
+    help="Allow listening on a non-loopback --host with no API key and no client CA: anyone "
+    "who can reach the ports can send events and control runs (TETHER_INSECURE_NO_AUTH).",
 )
 @click.option(
     "--sqlite-synchronous",
@@ -272,7 +319,9 @@ def server(
     port: int,
     tls_cert: Path | None,
     tls_key: Path | None,
+    tls_client_ca: Path | None,
     api_keys: tuple[str, ...],
+    insecure_no_auth: bool,
     sqlite_synchronous: str,
     heartbeat_ms: int,
     lease_timeout_ms: int,
@@ -283,7 +332,12 @@ def server(
     log_level: str,
     log_format: str,
 ) -> None:
-    """Run a control plane for production."""
+    """Run a control plane for production.
+
+    With --tls-cert and --tls-key both ports speak TLS (gRPC and HTTPS); with
+    --tls-client-ca clients of both must present a certificate from that CA.
+    Without an API key it listens on loopback only, unless --insecure-no-auth.
+    """
     _logging.configure(log_level, log_format)
     keys = tuple(k for raw in api_keys for k in raw.split() if k)
     config = _config(
@@ -292,7 +346,9 @@ def server(
         port=port,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
         api_keys=keys,
+        insecure_no_auth=insecure_no_auth,
         sqlite_synchronous=sqlite_synchronous.upper(),
         heartbeat_interval_ms=heartbeat_ms,
         lease_timeout_ms=lease_timeout_ms,
@@ -300,6 +356,12 @@ def server(
         ready_file=ready_file,
         http_port=None if no_http else http_port,
     )
+    if not config.authenticated and not is_loopback(config.host):
+        log.warning(
+            "--insecure-no-auth: serving %s with no API key and no client certificates; anyone "
+            "who can reach it can send events and control runs",
+            config.host or "every interface",
+        )
     from controlplane.app import ControlPlane
 
     try:

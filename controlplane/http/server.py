@@ -8,6 +8,7 @@ import contextlib
 import hmac
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from controlplane import __version__
+from controlplane.config import TlsFiles
 from controlplane.engine.engine import Engine
 from controlplane.http import problems
 from controlplane.http.api import router
@@ -134,11 +136,17 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    """uvicorn on a socket bound here (so port 0 works and a busy port fails at once)."""
+    """uvicorn on a socket bound here (so port 0 works and a busy port fails at once).
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    With ``tls`` it serves HTTPS with the gRPC port's certificate and key; with its
+    ``client_ca`` too, every connection must present a client certificate signed by
+    that CA (browsers included), as on the gRPC port.
+    """
+
+    def __init__(self, app: FastAPI, host: str, port: int, *, tls: TlsFiles | None = None) -> None:
         try:
-            self._socket = socket.create_server((host, port))
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET  # ::1 is IPv6
+            self._socket = socket.create_server((host, port), family=family)
         except OSError as error:
             raise OSError(
                 error.errno, f"HTTP port {port}: {error.strerror} (choose another with --http-port)"
@@ -147,6 +155,8 @@ class HttpServer:
         # The control plane logs what matters (address, errors); uvicorn's own
         # start and stop lines would only repeat it.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        self.tls = tls
+        client_ca = tls.client_ca if tls is not None else None
         self._server = _Server(
             uvicorn.Config(
                 app,
@@ -154,9 +164,17 @@ class HttpServer:
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=2,
+                ssl_certfile=tls.cert if tls is not None else None,
+                ssl_keyfile=tls.key if tls is not None else None,
+                ssl_ca_certs=client_ca,
+                ssl_cert_reqs=ssl.CERT_REQUIRED if client_ca is not None else ssl.CERT_NONE,
             )
         )
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))

@@ -9,6 +9,7 @@ import os
 import sys
 
 from tether._client import Tether
+from tether._errors import ConfigError
 
 
 def load_app(target: str) -> Tether:
@@ -21,6 +22,8 @@ def load_app(target: str) -> Tether:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise SystemExit(f"cannot import {module_name!r}: {error}") from None
+    except ConfigError as error:  # Tether(...) refused its settings (TLS files, ...)
+        raise SystemExit(f"{target}: {error}") from None
     app = getattr(module, attribute, None)
     if not isinstance(app, Tether):
         raise SystemExit(f"{target!r} is not a Tether app (found {type(app).__name__})")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import ssl
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -25,21 +28,132 @@ CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
 )
 
 
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """What a TLS channel trusts and presents, read from PEM files: the CA
+    certificates that signed the control plane's certificate (None: the system's
+    roots), and a client certificate and its key for mutual TLS."""
+
+    #: Whether any file was given (then TLS is on unless tls=False).
+    given: bool = False
+    root_certificates: bytes | None = None
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+
+    @classmethod
+    def load(
+        cls, ca: PathLike | None, client_cert: PathLike | None, client_key: PathLike | None
+    ) -> TlsFiles:
+        """Read and check the files; a ConfigError names the one that cannot be used."""
+        if (client_cert is None) != (client_key is None):
+            given, missing = ("cert", "key") if client_key is None else ("key", "cert")
+            raise _errors.ConfigError(
+                f"a TLS client {given} needs its {missing} too: set tls_client_{missing} "
+                f"(TETHER_TLS_CLIENT_{missing.upper()})"
+            )
+        if ca is not None:
+            _check_pem(
+                ca, "CERTIFICATE-----", "a PEM file of CA certificates (tls_ca, TETHER_TLS_CA)"
+            )
+            try:
+                ssl.create_default_context(cafile=os.fspath(ca))
+            except (ssl.SSLError, OSError) as error:
+                raise _errors.ConfigError(
+                    f"cannot use {os.fspath(ca)} as the TLS CA (tls_ca, TETHER_TLS_CA): "
+                    f"{_reason(error)}"
+                ) from None
+        if client_cert is not None and client_key is not None:
+            _check_pem(
+                client_cert,
+                "CERTIFICATE-----",
+                "a PEM certificate (tls_client_cert, TETHER_TLS_CLIENT_CERT)",
+            )
+            _check_pem(
+                client_key,
+                "PRIVATE KEY-----",
+                "a PEM private key (tls_client_key, TETHER_TLS_CLIENT_KEY)",
+            )
+            if "ENCRYPTED" in Path(client_key).read_text(errors="replace"):
+                raise _errors.ConfigError(
+                    f"the TLS client key {os.fspath(client_key)} is encrypted, and Tether "
+                    "cannot ask for its passphrase: give it unencrypted "
+                    "(openssl pkey -in KEY -out PLAIN_KEY)"
+                )
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            try:
+                context.load_cert_chain(
+                    os.fspath(client_cert), os.fspath(client_key), password=lambda: b""
+                )
+            except (ssl.SSLError, OSError) as error:
+                raise _errors.ConfigError(
+                    f"cannot use the TLS client certificate {os.fspath(client_cert)} with the "
+                    f"key {os.fspath(client_key)}: {_reason(error)}"
+                ) from None
+        return cls(
+            given=any(value is not None for value in (ca, client_cert, client_key)),
+            root_certificates=Path(ca).read_bytes() if ca is not None else None,
+            client_cert=Path(client_cert).read_bytes() if client_cert is not None else None,
+            client_key=Path(client_key).read_bytes() if client_key is not None else None,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.client_key,
+            certificate_chain=self.client_cert,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
     address: str
     api_key: str | None
     tls: bool
+    tls_files: TlsFiles = TlsFiles()
 
     @classmethod
-    def resolve(cls, address: str | None, api_key: str | None, tls: bool | None) -> ChannelConfig:
-        """Explicit arguments win, then TETHER_ADDRESS / TETHER_API_KEY / TETHER_TLS."""
-        resolved_tls = tls if tls is not None else os.environ.get("TETHER_TLS", "") in ("1", "true")
+    def resolve(
+        cls,
+        address: str | None,
+        api_key: str | None,
+        tls: bool | None,
+        *,
+        tls_ca: PathLike | None = None,
+        tls_client_cert: PathLike | None = None,
+        tls_client_key: PathLike | None = None,
+    ) -> ChannelConfig:
+        """Explicit arguments win, then TETHER_ADDRESS / TETHER_API_KEY / TETHER_TLS /
+        TETHER_TLS_CA / TETHER_TLS_CLIENT_CERT / TETHER_TLS_CLIENT_KEY. A CA or a
+        client certificate turns TLS on; ``tls=False`` ignores those of the
+        environment (and refuses those given with it)."""
+        env = os.environ
+        if tls is False:
+            if any(value is not None for value in (tls_ca, tls_client_cert, tls_client_key)):
+                raise _errors.ConfigError(
+                    "tls=False, but tls_ca, tls_client_cert or tls_client_key is given: "
+                    "they are for TLS connections"
+                )
+            files = TlsFiles()
+        else:
+            ca = tls_ca or env.get("TETHER_TLS_CA") or None
+            client_cert = tls_client_cert or env.get("TETHER_TLS_CLIENT_CERT") or None
+            client_key = tls_client_key or env.get("TETHER_TLS_CLIENT_KEY") or None
+            files = TlsFiles.load(ca, client_cert, client_key)
+        if tls is None:
+            tls = files.given or env.get("TETHER_TLS", "") in ("1", "true")
         return cls(
-            address=address or os.environ.get("TETHER_ADDRESS") or DEFAULT_ADDRESS,
-            api_key=api_key or os.environ.get("TETHER_API_KEY") or None,
-            tls=resolved_tls,
+            address=address or env.get("TETHER_ADDRESS") or DEFAULT_ADDRESS,
+            api_key=api_key or env.get("TETHER_API_KEY") or None,
+            tls=tls,
+            tls_files=files,
         )
+
+    def at(self, address: str) -> ChannelConfig:
+        """The same settings, elsewhere."""
+        return dataclasses.replace(self, address=address)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -48,16 +162,39 @@ class ChannelConfig:
     def aio_channel(self) -> grpc.aio.Channel:
         if self.tls:
             return grpc.aio.secure_channel(
-                self.address, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
+                self.address, self.tls_files.credentials(), options=CHANNEL_OPTIONS
             )
         return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
 
     def sync_channel(self) -> grpc.Channel:
         if self.tls:
             return grpc.secure_channel(
-                self.address, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
+                self.address, self.tls_files.credentials(), options=CHANNEL_OPTIONS
             )
         return grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+
+
+def _check_pem(path: PathLike, marker: str, expected: str) -> None:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as error:
+        raise _errors.ConfigError(
+            f"cannot read {os.fspath(path)}: {error.strerror or error}"
+        ) from None
+    if "-----BEGIN" not in text or marker not in text:
+        raise _errors.ConfigError(
+            f"{os.fspath(path)} is not {expected}: no '-----BEGIN ...{marker}' block in it"
+        )
+
+
+def _reason(error: ssl.SSLError | OSError) -> str:
+    if isinstance(error, ssl.SSLError):
+        if error.reason == "KEY_VALUES_MISMATCH":
+            return "the key is not the certificate's"
+        if error.reason:
+            return error.reason.lower().replace("_", " ")
+        return "OpenSSL could not load it"
+    return error.strerror or str(error)
 
 
 class Connection:

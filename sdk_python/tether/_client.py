@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from tether._channel import ChannelConfig, Connection
+from tether._channel import ChannelConfig, Connection, PathLike
 from tether._convert import EventLike, event_message
 from tether._durations import DurationLike
 from tether._errors import ConfigError, InvalidArgumentError
@@ -51,7 +51,15 @@ FUNCTION_FAILED = "tether/function.failed"
 
 
 class Tether:
-    """One per app. ``address`` defaults to TETHER_ADDRESS, then localhost:4770."""
+    """One per app. ``address`` defaults to TETHER_ADDRESS, then localhost:4770.
+
+    ``api_key`` (TETHER_API_KEY) is sent with every call. ``tls=True`` (TETHER_TLS=1)
+    connects over TLS, trusting the system's root certificates, or the PEM
+    certificates of ``tls_ca`` (TETHER_TLS_CA). ``tls_client_cert`` and
+    ``tls_client_key`` (TETHER_TLS_CLIENT_CERT, TETHER_TLS_CLIENT_KEY), PEM files,
+    are the client certificate a control plane with mutual TLS asks for. Any of
+    the three turns TLS on.
+    """
 
     def __init__(
         self,
@@ -60,11 +68,23 @@ class Tether:
         address: str | None = None,
         api_key: str | None = None,
         tls: bool | None = None,
+        tls_ca: PathLike | None = None,
+        tls_client_cert: PathLike | None = None,
+        tls_client_key: PathLike | None = None,
     ) -> None:
         if not app_id or not isinstance(app_id, str):
             raise ConfigError("Tether needs an app_id, like Tether(app_id='shop')")
         self.app_id = app_id
-        self._connection = Connection(ChannelConfig.resolve(address, api_key, tls))
+        self._connection = Connection(
+            ChannelConfig.resolve(
+                address,
+                api_key,
+                tls,
+                tls_ca=tls_ca,
+                tls_client_cert=tls_client_cert,
+                tls_client_key=tls_client_key,
+            )
+        )
         self._functions: dict[str, Function] = {}
         #: Admin from code: ``await app.runs.get(run_id)``.
         self.runs = RunsClient(app_id, self._current_connection)
@@ -82,7 +102,7 @@ class Tether:
         """Point this client somewhere else (used by tether.testing)."""
         config = self._connection.config
         self._connection.close_sync()
-        self._connection = Connection(ChannelConfig(address, config.api_key, config.tls))
+        self._connection = Connection(config.at(address))
 
     # -- defining functions --------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 /** Connections to the control plane: address, TLS, API key, channel options, errors. */
 
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+
 import {
   type CallOptions,
   type ChannelCredentials,
@@ -12,6 +15,7 @@ import {
 } from "@grpc/grpc-js";
 
 import {
+  ConfigError,
   DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -31,8 +35,25 @@ export interface ConnectionOptions {
   address?: string;
   /** Sent as `authorization: Bearer <key>`; default `TETHER_API_KEY`. */
   apiKey?: string;
-  /** TLS with the system's root certificates; default `TETHER_TLS=1`. */
+  /**
+   * TLS, trusting the system's root certificates (or `tlsCa`); default
+   * `TETHER_TLS=1`, or on when any of the three files below is set. `false`
+   * ignores the files of the environment.
+   */
   tls?: boolean;
+  /** PEM file of the CA certificates that signed the control plane's certificate; default `TETHER_TLS_CA`. */
+  tlsCa?: string;
+  /** PEM client certificate, for a control plane that requires mutual TLS; default `TETHER_TLS_CLIENT_CERT`. */
+  tlsClientCert?: string;
+  /** Unencrypted PEM key of `tlsClientCert`; default `TETHER_TLS_CLIENT_KEY`. */
+  tlsClientKey?: string;
+}
+
+/** The contents of the TLS files a connection trusts and presents. */
+interface TlsFiles {
+  readonly rootCerts?: Buffer;
+  readonly clientCert?: Buffer;
+  readonly clientKey?: Buffer;
 }
 
 /** The resolved connection settings of one client. */
@@ -40,21 +61,42 @@ export class Connection {
   readonly address: string;
   readonly apiKey: string | undefined;
   readonly tls: boolean;
+  readonly #tlsFiles: TlsFiles;
 
-  constructor(options: ConnectionOptions = {}) {
+  constructor(options: ConnectionOptions = {}, tlsFiles?: TlsFiles) {
     const env = process.env;
     this.address = options.address ?? (env.TETHER_ADDRESS || DEFAULT_ADDRESS);
     this.apiKey = options.apiKey ?? (env.TETHER_API_KEY || undefined);
-    this.tls = options.tls ?? ["1", "true"].includes(env.TETHER_TLS ?? "");
+    if (tlsFiles !== undefined) {
+      this.#tlsFiles = tlsFiles;
+    } else if (options.tls === false) {
+      if (options.tlsCa !== undefined || options.tlsClientCert !== undefined || options.tlsClientKey !== undefined) {
+        throw new ConfigError("tls: false, but tlsCa, tlsClientCert or tlsClientKey is given: they are for TLS connections");
+      }
+      this.#tlsFiles = {};
+    } else {
+      this.#tlsFiles = loadTlsFiles(
+        options.tlsCa ?? (env.TETHER_TLS_CA || undefined),
+        options.tlsClientCert ?? (env.TETHER_TLS_CLIENT_CERT || undefined),
+        options.tlsClientKey ?? (env.TETHER_TLS_CLIENT_KEY || undefined),
+      );
+    }
+    const filesGiven = Object.keys(this.#tlsFiles).length > 0;
+    this.tls = options.tls ?? (filesGiven || ["1", "true"].includes(env.TETHER_TLS ?? ""));
   }
 
   /** The same settings, elsewhere. */
   at(address: string): Connection {
-    return new Connection({ address, ...(this.apiKey === undefined ? {} : { apiKey: this.apiKey }), tls: this.tls });
+    return new Connection(
+      { address, ...(this.apiKey === undefined ? {} : { apiKey: this.apiKey }), tls: this.tls },
+      this.#tlsFiles,
+    );
   }
 
   credentials(): ChannelCredentials {
-    return this.tls ? credentials.createSsl() : credentials.createInsecure();
+    if (!this.tls) return credentials.createInsecure();
+    const { rootCerts, clientCert, clientKey } = this.#tlsFiles;
+    return credentials.createSsl(rootCerts ?? null, clientKey ?? null, clientCert ?? null);
   }
 
   /** Channel options; `fresh` gives the channel its own connection (a worker's stream). */
@@ -117,6 +159,53 @@ export class Connection {
       });
     });
   }
+}
+
+/** Reads and checks the TLS files; a ConfigError names the one that cannot be used. */
+function loadTlsFiles(ca: string | undefined, clientCert: string | undefined, clientKey: string | undefined): TlsFiles {
+  if ((clientCert === undefined) !== (clientKey === undefined)) {
+    const [given, missing] = clientKey === undefined ? ["Cert", "Key"] : ["Key", "Cert"];
+    throw new ConfigError(
+      `a TLS client ${given.toLowerCase()} needs its ${missing.toLowerCase()} too: set tlsClient${missing} ` +
+        `(TETHER_TLS_CLIENT_${missing.toUpperCase()})`,
+    );
+  }
+  const files: { rootCerts?: Buffer; clientCert?: Buffer; clientKey?: Buffer } = {};
+  if (ca !== undefined) {
+    files.rootCerts = readPem(ca, "CERTIFICATE-----", "a PEM file of CA certificates (tlsCa, TETHER_TLS_CA)");
+  }
+  if (clientCert !== undefined && clientKey !== undefined) {
+    files.clientCert = readPem(clientCert, "CERTIFICATE-----", "a PEM certificate (tlsClientCert, TETHER_TLS_CLIENT_CERT)");
+    files.clientKey = readPem(clientKey, "PRIVATE KEY-----", "a PEM private key (tlsClientKey, TETHER_TLS_CLIENT_KEY)");
+    if (files.clientKey.toString("latin1").includes("ENCRYPTED")) {
+      throw new ConfigError(
+        `the TLS client key ${clientKey} is encrypted, and Tether cannot ask for its passphrase: ` +
+          "give it unencrypted (openssl pkey -in KEY -out PLAIN_KEY)",
+      );
+    }
+    try {
+      createSecureContext({ cert: files.clientCert, key: files.clientKey });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new ConfigError(`cannot use the TLS client certificate ${clientCert} with the key ${clientKey}: ${reason}`);
+    }
+  }
+  return files;
+}
+
+function readPem(path: string, marker: string, expected: string): Buffer {
+  let contents: Buffer;
+  try {
+    contents = readFileSync(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(`cannot read ${path}: ${reason}`);
+  }
+  const text = contents.toString("latin1");
+  if (!text.includes("-----BEGIN") || !text.includes(marker)) {
+    throw new ConfigError(`${path} is not ${expected}: no '-----BEGIN ...${marker}' block in it`);
+  }
+  return contents;
 }
 
 export function isServiceError(error: unknown): error is ServiceError {
