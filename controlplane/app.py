@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tether")
 
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
 
 class ControlPlane:
     def __init__(self, config: Config, *, tracer: RunTracer | None = None) -> None:
@@ -39,6 +41,7 @@ class ControlPlane:
         self.http: HttpServer | None = None
         self.metrics: Metrics | None = None
         self._stopped = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -89,6 +92,7 @@ class ControlPlane:
             client_ca=client_ca,
         )
         await self.grpc.server.start()
+        store.availability.listen(self._database_changed)
         if config.http_port is not None:
             await self._start_http(config.http_port)
         log.info(
@@ -109,6 +113,14 @@ class ControlPlane:
             tmp = config.ready_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(payload))
             tmp.replace(config.ready_file)
+
+    def _database_changed(self, available: bool) -> None:
+        """The gRPC health service says what the database does (as /readyz does)."""
+        if self.grpc is not None and not (self.engine is not None and self.engine.stopping):
+            status = health_pb2.HealthCheckResponse.SERVING if available else NOT_SERVING
+            task = asyncio.get_running_loop().create_task(self.grpc.set_health(status))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _start_http(self, port: int) -> None:
         # Imported here: a control plane without HTTP does not load FastAPI.
@@ -135,8 +147,7 @@ class ControlPlane:
             await self.http.stop()
             self.http = None
         if self.grpc is not None:
-            for name in ("",):
-                await self.grpc.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self.grpc.set_health(NOT_SERVING)
             self.grpc.workers.close_all()
             await self.grpc.server.stop(grace_s)
             self.grpc = None
@@ -154,7 +165,12 @@ class ControlPlane:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # Stop what did start (the engine's tasks would keep the process up).
+            await self.stop()
+            raise
         await stop.wait()
         log.info("shutting down")
         await self.stop()

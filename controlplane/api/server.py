@@ -56,6 +56,13 @@ class GrpcServer:
     health: Any
     port: int
 
+    async def set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
+        """Report ``status`` for the server and each of Tether's services."""
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
 
 async def build_server(
     engine: Engine,

@@ -24,7 +24,13 @@ from controlplane.engine.validation import (
     hello_size_problem,
 )
 from controlplane.model import Execution, Refusal
-from controlplane.model.errors import EngineError, Internal, ProtocolError, WorkerRejected
+from controlplane.model.errors import (
+    EngineError,
+    Internal,
+    ProtocolError,
+    Unavailable,
+    WorkerRejected,
+)
 from tether.v1 import worker_service_pb2 as ws
 from tether.v1 import worker_service_pb2_grpc as ws_grpc
 
@@ -175,6 +181,11 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         except WorkerRejected as rejected:
             log.warning("worker rejected: %s", rejected)
             await _reject(context, rejected.code, str(rejected))
+            return
+        except Unavailable as error:
+            # Not the worker's fault: it reconnects (the store logs the outage).
+            context.set_code(grpc.StatusCode.UNAVAILABLE)
+            context.set_details(str(error))
             return
         except EngineError as error:
             log.warning("worker rejected: %s", error)

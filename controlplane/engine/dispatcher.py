@@ -33,6 +33,7 @@ from controlplane.engine.observer import run_log_extra
 from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings
 from controlplane.model import Execution, FunctionKey
+from controlplane.model.errors import Unavailable
 from controlplane.store import Store
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ class Dispatcher:
                 await self._idle(round_start)
             except asyncio.CancelledError:
                 raise
+            except Unavailable:
+                # The store logs the outage once; rounds resume when it ends.
+                await asyncio.sleep(_ERROR_BACKOFF_S)
             except Exception:
                 log.exception("dispatcher round failed; retrying")
                 await asyncio.sleep(_ERROR_BACKOFF_S)

@@ -123,6 +123,15 @@ class Engine:
                 log.info("requeued %d run(s) leased before the restart", len(released))
         self.dispatcher.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def ready(self) -> bool:
+        """Whether it can serve: the database answers and it is not shutting down."""
+        return self.store.availability.available and not self._stopping
+
     def begin_shutdown(self) -> None:
         """Refuse new workers from now on (they are told to come back later)."""
         self._stopping = True

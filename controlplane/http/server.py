@@ -32,6 +32,7 @@ from controlplane.model.errors import (
     InvalidArgument,
     LimitExceeded,
     NotFound,
+    Unavailable,
 )
 
 log = logging.getLogger("tether.http")
@@ -44,6 +45,7 @@ _ERROR_STATUS: dict[type[EngineError], tuple[int, str]] = {
     NotFound: (404, "not_found"),
     FailedPrecondition: (409, "failed_precondition"),
     LimitExceeded: (413, "limit_exceeded"),
+    Unavailable: (503, "unavailable"),
 }
 
 
@@ -89,7 +91,15 @@ def build_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers (whatever the database does)."""
         return {"status": "serving"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers and the control plane is not stopping."""
+        if engine.ready:
+            return JSONResponse({"status": "ready"})
+        return _problem(503, "unavailable", "not ready: database unavailable or shutting down")
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

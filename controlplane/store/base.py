@@ -7,17 +7,25 @@ on a small thread pool with their own connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, Insert, Table
+from sqlalchemy import Connection, Engine, Insert, Table, text
+from sqlalchemy.exc import DBAPIError
 
+from controlplane.store.availability import Availability
 from controlplane.store.tx import ReadTx, WriteTx
 from controlplane.store.writer import GroupCommitWriter
 
 T = TypeVar("T")
+
+# How often the database is probed (SELECT 1), so that health reports the truth
+# when nothing else is going on; more often during an outage, to see it end.
+PROBE_INTERVAL_S = 2.0
+PROBE_INTERVAL_DOWN_S = 0.5
 
 
 class Store(ABC):
@@ -31,8 +39,12 @@ class Store(ABC):
     def __init__(self, url: str, *, readers: int = 4) -> None:
         self.url = url
         self.engine: Engine = self._create_engine(url)
-        self._writer = GroupCommitWriter(self._connect_writer)
+        self.availability = Availability()
+        self._writer = GroupCommitWriter(
+            self._connect_writer, self._outage_error, self.availability.succeeded
+        )
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tether-reader")
+        self._probe: asyncio.Task[None] | None = None
 
     @abstractmethod
     def _create_engine(self, url: str) -> Engine: ...
@@ -44,10 +56,30 @@ class Store(ABC):
     def _connect_writer(self) -> Connection:
         return self.engine.connect()
 
+    def is_outage(self, error: Exception) -> bool:
+        """Whether ``error`` means the database cannot be reached (rather than
+        that the operation was wrong)."""
+        return isinstance(error, DBAPIError) and error.connection_invalidated
+
+    def _outage_error(self, error: Exception) -> Exception | None:
+        """The Unavailable error to give callers for an outage, else None."""
+        return self.availability.failed(error) if self.is_outage(error) else None
+
     async def start(self) -> None:
         await self._writer.start()
+        self._probe = asyncio.create_task(self._probe_loop(), name="tether-store-probe")
+
+    async def _probe_loop(self) -> None:
+        while True:
+            down = not self.availability.available
+            await asyncio.sleep(PROBE_INTERVAL_DOWN_S if down else PROBE_INTERVAL_S)
+            with contextlib.suppress(Exception):  # an outage is logged by availability
+                await self.read(lambda r: r.conn.execute(text("SELECT 1")))
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
         await self._writer.close()
         self._readers.shutdown(wait=True)
         self.engine.dispose()
@@ -99,5 +131,13 @@ class Store(ABC):
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, op)
 
     def _read(self, op: Callable[[ReadTx], T]) -> T:
-        with self.engine.connect() as conn, conn.begin():
-            return op(ReadTx(conn, self.insert))
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                result = op(ReadTx(conn, self.insert))
+        except Exception as error:
+            outage = self._outage_error(error)
+            if outage is None:
+                raise
+            raise outage from None
+        self.availability.succeeded()
+        return result

@@ -29,6 +29,7 @@ CHANNEL = "tether_changes"
 # Notifications sent back to back are coalesced within this interval.
 _COALESCE_S = 0.002
 _RECONNECT_S = 1.0
+_SERVER_GOING_AWAY = frozenset({"57P01", "57P02", "57P03"})
 
 
 class PostgresStore(Store):
@@ -51,6 +52,17 @@ class PostgresStore(Store):
 
     def insert(self, table: Table) -> Insert:
         return pg_insert(table)
+
+    def is_outage(self, error: Exception) -> bool:
+        if super().is_outage(error):
+            return True
+        cause = getattr(error, "orig", error)
+        if not isinstance(cause, psycopg.OperationalError):
+            return False
+        # No SQLSTATE: the server could not be reached at all. Class 08: the
+        # connection failed; 57P01-57P03: the server is shutting down or starting.
+        state = cause.sqlstate
+        return state is None or state.startswith("08") or state in _SERVER_GOING_AWAY
 
     # -- node-to-node notifications ------------------------------------------------
 
@@ -91,7 +103,7 @@ class PostgresStore(Store):
                 for kind in sorted(kinds):
                     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.node_id}:{kind}"))
             except psycopg.Error as error:
-                log.warning("could not notify other control planes: %s", error)
+                self._notification_failed("could not notify other control planes", error)
                 conn = None
                 time.sleep(_RECONNECT_S)
             time.sleep(_COALESCE_S)
@@ -113,8 +125,16 @@ class PostgresStore(Store):
             except psycopg.Error as error:
                 if self._closing:
                     break
-                log.warning("lost the notification connection: %s; reconnecting", error)
+                self._notification_failed("lost the notification connection; reconnecting", error)
                 time.sleep(_RECONNECT_S)
+
+    def _notification_failed(self, what: str, error: psycopg.Error) -> None:
+        # During an outage availability has said it once; say nothing per retry.
+        if self.is_outage(error):
+            self.availability.failed(error)
+            log.debug("%s: %s", what, error)
+        else:
+            log.warning("%s: %s", what, error)
 
     async def close(self) -> None:
         with self._wanted_changed:

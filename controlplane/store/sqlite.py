@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from controlplane.store.base import Store
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+# SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary result codes).
+_UNREACHABLE = frozenset({10, 13, 14})
 
 
 class SQLiteStore(Store):
@@ -57,3 +60,16 @@ class SQLiteStore(Store):
 
     def insert(self, table: Table) -> Insert:
         return sqlite_insert(table)
+
+    def is_outage(self, error: Exception) -> bool:
+        if super().is_outage(error):
+            return True
+        # The file cannot be opened, read or written (a busy database is not
+        # an outage: the busy timeout covers it).
+        cause = getattr(error, "orig", error)
+        code = getattr(cause, "sqlite_errorcode", None)
+        return (
+            isinstance(cause, sqlite3.OperationalError)
+            and code is not None
+            and (code & 0xFF in _UNREACHABLE)
+        )

@@ -37,8 +37,20 @@ class _Op:
 
 
 class GroupCommitWriter:
-    def __init__(self, connect: Callable[[], Connection], *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        outage_error: Callable[[Exception], Exception | None] = lambda error: None,
+        committed: Callable[[], None] = lambda: None,
+        *,
+        max_batch: int = 1024,
+    ) -> None:
+        """``outage_error`` turns an error meaning "the database is unreachable"
+        into the error callers get (else None); ``committed`` hears of every
+        commit."""
         self._connect = connect
+        self._outage_error = outage_error
+        self._committed = committed
         self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tether-writer")
         self._queue: asyncio.Queue[_Op] | None = None
@@ -115,8 +127,14 @@ class GroupCommitWriter:
         assert conn is not None
         try:
             with conn.begin():
-                return [(True, op.fn(conn)) for op in batch]
+                results = [(True, op.fn(conn)) for op in batch]
+            self._committed()
+            return results
         except Exception as error:
+            outage = self._outage_error(error)
+            if outage is not None:
+                # Nothing reaches the database: every caller learns it at once.
+                return [self._failed(conn, op, outage) for op in batch]
             if len(batch) == 1:
                 return [self._failed(conn, batch[0], error)]
         # One operation failed and took the batch down: run each on its own so the
@@ -126,18 +144,21 @@ class GroupCommitWriter:
     def _apply_one(self, conn: Connection, op: _Op) -> tuple[bool, Any]:
         try:
             with conn.begin():
-                return True, op.fn(conn)
+                result = op.fn(conn)
+            self._committed()
+            return True, result
         except Exception as error:
-            return self._failed(conn, op, error)
+            return self._failed(conn, op, self._outage_error(error) or error)
 
-    @staticmethod
-    def _failed(conn: Connection, op: _Op, error: Exception) -> tuple[bool, Any]:
+    def _failed(self, conn: Connection, op: _Op, error: Exception) -> tuple[bool, Any]:
+        # Engine errors (an outage among them) are the caller's to report.
         if not isinstance(error, EngineError):
             log.error("write failed: %s", error, exc_info=error)
         if op.fallback is not None:
             try:
                 with conn.begin():
                     op.fallback(conn, error)
-            except Exception:
-                log.exception("the fallback of a failed write failed too")
+            except Exception as fallback_error:
+                if self._outage_error(fallback_error) is None:
+                    log.exception("the fallback of a failed write failed too")
         return False, error

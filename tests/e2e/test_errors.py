@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.cli import free_port, tether
@@ -56,3 +59,29 @@ def test_an_unknown_run_id_is_not_found(plane: Plane, command: str) -> None:
     assert result.code == 1, result
     assert result.stdout == ""
     assert result.error_lines == [f"Error: run '{UNKNOWN_RUN}' not found (NOT_FOUND)"], result
+
+
+def test_a_taken_http_port_ends_the_server_with_one_line_instead_of_a_hang(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = tether(
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--http-port",
+            str(port),
+            "--db",
+            f"sqlite:///{tmp_path / 'taken.db'}",
+            timeout=30,
+        )
+    assert result.code == 1, str(result)
+    [line] = [line for line in result.error_lines if line.startswith("Error:")]
+    assert f"HTTP port {port}" in line, str(result)
+    assert "in use" in line, str(result)
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,117 @@
+"""A PostgreSQL outage as callers and operators see it: UNAVAILABLE with a
+sentence (never UNKNOWN), health that says NOT_SERVING until the database is
+back, and two log lines, not a traceback per call. The cluster is the test's
+own, stopped and started under a running control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support import private_postgres
+from tests.support.admin import Admin
+from tests.support.private_postgres import PrivatePostgres
+from tests.support.processes import ControlPlaneProcess
+from tests.support.raw_worker import RawWorker, definition, hello
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.skipif(
+    not private_postgres.available(), reason="PostgreSQL's initdb and pg_ctl are not installed"
+)
+
+UNAVAILABLE = "database unavailable, retrying"
+
+
+@pytest.fixture
+def database() -> Iterator[PrivatePostgres]:
+    cluster = PrivatePostgres().start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def control_plane(database: PrivatePostgres, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
+    process = ControlPlaneProcess(database.url, tmp_path, http=True).start()
+    yield process
+    process.stop()
+
+
+def send_status(admin: Admin) -> tuple[grpc.StatusCode, str]:
+    try:
+        admin.send("outage/ping", {"n": 1})
+    except grpc.RpcError as error:
+        return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+async def connect_status(address: str) -> tuple[grpc.StatusCode, str]:
+    worker = RawWorker(address)
+    try:
+        await worker.send(hello([definition("outage-fn", "outage/go")]))
+        return await worker.end_status()
+    finally:
+        await worker.close()
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            status: int = reply.status
+            return status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_an_outage_is_unavailable_to_callers_not_ready_in_health_and_two_log_lines(
+    database: PrivatePostgres, control_plane: ControlPlaneProcess
+) -> None:
+    admin = Admin(control_plane.address)
+    health = health_pb2_grpc.HealthStub(admin.channel)
+    request = health_pb2.HealthCheckRequest(service="")
+    base = control_plane.http_url
+    try:
+        assert send_status(admin) == (grpc.StatusCode.OK, "")
+        assert health.Check(request).status == health_pb2.HealthCheckResponse.SERVING
+        assert http_get(f"{base}/readyz")[0] == 200
+
+        database.stop()
+        wait_until(
+            lambda: send_status(admin) == (grpc.StatusCode.UNAVAILABLE, UNAVAILABLE), timeout=30
+        )
+        wait_until(
+            lambda: health.Check(request).status == health_pb2.HealthCheckResponse.NOT_SERVING,
+            timeout=30,
+        )
+        assert http_get(f"{base}/readyz")[0] == 503
+        assert http_get(f"{base}/healthz")[0] == 200, "liveness does not need the database"
+        for _ in range(5):  # more failing calls, and no more log lines
+            assert send_status(admin)[0] == grpc.StatusCode.UNAVAILABLE
+        status, body = http_get(f"{base}/api/runs")
+        assert (status, json.loads(body)["message"]) == (503, UNAVAILABLE)
+        # A worker connecting now is told to come back, not rejected for good.
+        assert asyncio.run(connect_status(control_plane.address)) == (
+            grpc.StatusCode.UNAVAILABLE,
+            UNAVAILABLE,
+        )
+
+        database.start()
+        wait_until(lambda: send_status(admin) == (grpc.StatusCode.OK, ""), timeout=30)
+        wait_until(
+            lambda: health.Check(request).status == health_pb2.HealthCheckResponse.SERVING,
+            timeout=30,
+        )
+        assert http_get(f"{base}/readyz")[0] == 200
+    finally:
+        admin.close()
+    log = control_plane.logs()
+    assert log.count(UNAVAILABLE) == 1, log
+    assert log.count("database available again") == 1, log
+    assert "Traceback" not in log, log
