@@ -192,6 +192,18 @@ def _json_type(value: object) -> str:
     return "null"
 
 
+def app_id_problem(app_id: str) -> str | None:
+    """Why ``app_id`` is not a valid app id, or None."""
+    if not app_id:
+        return "the app id is empty"
+    if len(app_id) > MAX_APP_ID_LENGTH or not _APP_ID.fullmatch(app_id):
+        return (
+            f"invalid app id {app_id[: MAX_APP_ID_LENGTH + 1]!r}: use letters, digits, '-', '_' "
+            f"and '.', at most {MAX_APP_ID_LENGTH} characters"
+        )
+    return None
+
+
 def hello_size_problem(app_id: str, function_count: int) -> str | None:
     """Why a Hello declares too many functions, or None."""
     if function_count > MAX_FUNCTIONS_PER_APP:
@@ -227,14 +239,9 @@ def validate_hello(hello: WorkerHello) -> None:
             f"unsupported protocol version {hello.protocol_version}; "
             f"this control plane speaks version {PROTOCOL_VERSION}",
         )
-    if not hello.app_id:
-        raise WorkerRejected("invalid_hello", "the app id is empty")
-    if len(hello.app_id) > MAX_APP_ID_LENGTH or not _APP_ID.fullmatch(hello.app_id):
-        raise WorkerRejected(
-            "invalid_hello",
-            f"invalid app id {hello.app_id!r}: use letters, digits, '-', '_' and '.', "
-            f"at most {MAX_APP_ID_LENGTH} characters",
-        )
+    problem = app_id_problem(hello.app_id)
+    if problem:
+        raise WorkerRejected("invalid_hello", problem)
     if hello.capacity < 1:
         raise WorkerRejected("invalid_hello", "capacity must be at least 1")
     seen: set[str] = set()
@@ -261,6 +268,8 @@ def function_problem(spec: FunctionSpec) -> str | None:
     size = definition_size_problem(0, len(spec.triggers), len(spec.cancel_on))
     if size:
         return size
+    if len(spec.name) > MAX_NAME_LENGTH:
+        return f"the name is {len(spec.name)} characters long; the limit is {MAX_NAME_LENGTH}"
     if not 0 <= spec.retries <= MAX_RETRIES:
         return f"retries must be between 0 and {MAX_RETRIES}, not {spec.retries}"
     try:

@@ -343,6 +343,13 @@ def test_function_retries_out_of_range(retries: int) -> None:
     )
 
 
+def test_function_name_over_the_limit() -> None:
+    assert rejection(hello(functions=[spec(name="n" * 257)])) == (
+        "invalid_function",
+        "function 'onboarding-flow': the name is 257 characters long; the limit is 256",
+    )
+
+
 def test_function_with_a_bad_event_name() -> None:
     assert rejection(hello(functions=[spec(triggers=(EventTrigger("app/a b"),))])) == (
         "invalid_function",
