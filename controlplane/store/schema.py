@@ -288,3 +288,22 @@ flow_state = Table(
     Column("count", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("app_id", "function_id", "kind", "key", name="pk_flow_state"),
 )
+
+# API keys: who may call the control plane (model/access.py). The secret is
+# kept only as its SHA-256 (keys are long random strings, so a fast hash is
+# enough); it is shown once, when the key is created.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("environment", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    # send | worker | read | admin
+    Column("role", String(16), nullable=False),
+    # JSON list of the app ids a worker key may serve ([]: any).
+    Column("apps", Text, nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("revoked_at_ms", BigInteger, nullable=True),
+    Index("ux_api_keys_secret", "secret_sha256", unique=True),
+)

@@ -5,8 +5,8 @@ PostgreSQL's planner needs a statement of its own (named so).
 the group-commit writer's transaction. The engine decides what to write; these
 classes only know how. ``WriteTx`` is assembled from one mixin per family of
 tables: runs_tx (runs, steps, history), queue_tx (queue items and leases),
-waits_tx (waits and the look-back), flow_tx, schedules_tx; reads for the
-gauges are in stats_tx.
+waits_tx (waits and the look-back), flow_tx, schedules_tx, keys_tx (API
+keys); reads for the gauges are in stats_tx.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from controlplane.model import (
 from controlplane.store import codec
 from controlplane.store._txbase import NOT_DUE, InsertFactory, TxBase, chunks
 from controlplane.store.flow_tx import FlowReads, FlowWrites
+from controlplane.store.keys_tx import KeyReads, KeyWrites
 from controlplane.store.queue_tx import Claimed, QueueWrites
 from controlplane.store.runs_tx import RunWrites
 from controlplane.store.schedules_tx import ScheduleReads, ScheduleWrites
@@ -75,7 +76,7 @@ class FunctionRow:
 __all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "WriteTx"]
 
 
-class ReadTx(ScheduleReads, FlowReads, StatsReads, TxBase):
+class ReadTx(ScheduleReads, FlowReads, StatsReads, KeyReads, TxBase):
     # -- functions ---------------------------------------------------------
 
     def load_functions(self) -> list[FunctionRow]:
@@ -259,7 +260,7 @@ class ReadTx(ScheduleReads, FlowReads, StatsReads, TxBase):
 # Statements used with executemany; built once.
 
 
-class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, ReadTx):
+class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, KeyWrites, ReadTx):
     """Reads and writes inside the writer's transaction."""
 
     # -- functions -------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Who may call the control plane: API keys with roles (keys.py)."""

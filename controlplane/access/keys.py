@@ -1,0 +1,107 @@
+"""API keys: created (the secret shown once), listed, rotated and revoked
+without a restart, and checked on every call from memory.
+
+A key is ``tk_`` and 43 URL-safe characters (256 random bits); only its
+SHA-256 is stored. Keys given to the server at start (``--api-key``,
+``TETHER_API_KEYS``) are admin keys of the default environment that live only
+in that process: they bootstrap the first stored keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from controlplane.engine.validation import app_id_problem
+from controlplane.model.access import ApiKey, Caller, Role
+from controlplane.model.errors import InvalidArgument, NotFound
+from controlplane.model.ids import new_hex_id
+from controlplane.store import Store
+
+DEFAULT_ENVIRONMENT = "default"
+KEY_PREFIX = "tk_"
+MAX_KEY_NAME_LENGTH = 128
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyRing:
+    """The keys callers may present, kept in memory and reloaded on change."""
+
+    def __init__(self, store: Store, static_keys: tuple[str, ...] = ()) -> None:
+        self._store = store
+        self._static = tuple(k.encode() for k in static_keys)
+        self._by_hash: dict[str, tuple[str, ApiKey]] = {}
+
+    @property
+    def required(self) -> bool:
+        """Whether calls need a key: some key exists (static or stored)."""
+        return bool(self._static or self._by_hash)
+
+    async def reload(self) -> None:
+        rows = await self._store.read(lambda r: r.active_key_hashes())
+        self._by_hash = {digest: (environment, key) for digest, environment, key in rows}
+
+    def caller(self, token: str) -> Caller | None:
+        """Who presents ``token``, or None for no valid key."""
+        raw = token.encode()
+        if any(hmac.compare_digest(raw, k) for k in self._static):
+            return Caller(Role.ADMIN)
+        found = self._by_hash.get(secret_hash(token))
+        if found is None:
+            return None
+        _, key = found
+        return Caller(key.role, key.apps, key.id)
+
+    async def create(
+        self, name: str, role: Role, apps: tuple[str, ...] = (), *, now_ms: int
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown to the caller once, never again)."""
+        _check(name, role, apps)
+        key = ApiKey(new_hex_id(8), name, role, tuple(sorted(set(apps))), now_ms)
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = secret_hash(secret)
+        await self._store.write(lambda tx: tx.add_api_key(DEFAULT_ENVIRONMENT, key, digest))
+        self._by_hash[digest] = (DEFAULT_ENVIRONMENT, key)
+        self._store.announce("keys")
+        return key, secret
+
+    async def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
+        return await self._store.read(
+            lambda r: r.api_keys(DEFAULT_ENVIRONMENT, include_revoked=include_revoked)
+        )
+
+    async def revoke(self, key_id: str, *, now_ms: int) -> None:
+        """Revoke a key at once (NotFound if no active key has that id)."""
+        revoked = await self._store.write(
+            lambda tx: tx.revoke_api_keys(DEFAULT_ENVIRONMENT, [key_id], now_ms)
+        )
+        if not revoked:
+            raise NotFound(f"no active API key {key_id!r}")
+        self._by_hash = {d: v for d, v in self._by_hash.items() if v[1].id != key_id}
+        self._store.announce("keys")
+
+    async def rotate(self, key_id: str, *, now_ms: int) -> tuple[ApiKey, str]:
+        """A new secret for a key's name, role and apps; the old key is revoked."""
+        current = {k.id: k for k in await self.list()}.get(key_id)
+        if current is None:
+            raise NotFound(f"no active API key {key_id!r}")
+        created = await self.create(current.name, current.role, current.apps, now_ms=now_ms)
+        await self.revoke(key_id, now_ms=now_ms)
+        return created
+
+
+def _check(name: str, role: Role, apps: tuple[str, ...]) -> None:
+    if not name or len(name) > MAX_KEY_NAME_LENGTH or not name.isprintable():
+        raise InvalidArgument(
+            f"a key's name is 1 to {MAX_KEY_NAME_LENGTH} printable characters; got {name!r}"
+        )
+    if apps and role is not Role.WORKER:
+        raise InvalidArgument(f"only worker keys are bound to apps; this key's role is {role}")
+    for app_id in apps:
+        problem = app_id_problem(app_id)
+        if problem:
+            raise InvalidArgument(problem)

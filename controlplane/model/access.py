@@ -1,0 +1,59 @@
+"""Who may call the control plane: roles, API keys and the caller they make."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Role(enum.StrEnum):
+    """What a key may do: ``admin`` everything, ``worker`` also what ``send``
+    may (steps send events); no other role includes another."""
+
+    #: Send events, and nothing else.
+    SEND = "send"
+    #: Connect as a worker and serve the functions of the apps it is bound to
+    #: (and send events, as steps do).
+    WORKER = "worker"
+    #: Read runs, events and functions.
+    READ = "read"
+    #: Everything: cancel, replay, pause, invoke, keys.
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key as stored: its secret only as a hash, shown once when created."""
+
+    id: str
+    name: str
+    role: Role
+    #: The apps a worker key may serve (empty: any app of its environment).
+    apps: tuple[str, ...]
+    created_at_ms: int
+    revoked_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who made a call: the key's role and apps (a static key is admin)."""
+
+    role: Role
+    apps: tuple[str, ...] = ()
+    key_id: str = ""
+
+    def may(self, needed: Role) -> bool:
+        """Whether this caller's role grants ``needed``."""
+        return needed in _GRANTS[self.role]
+
+    def may_serve(self, app_id: str) -> bool:
+        """Whether a worker with this key may register and serve ``app_id``."""
+        return not self.apps or app_id in self.apps
+
+
+_GRANTS: dict[Role, frozenset[Role]] = {
+    Role.SEND: frozenset({Role.SEND}),
+    Role.WORKER: frozenset({Role.WORKER, Role.SEND}),
+    Role.READ: frozenset({Role.READ}),
+    Role.ADMIN: frozenset(Role),
+}

@@ -1,0 +1,70 @@
+"""API keys: added, listed, revoked, and found by the hash of their secret."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import Row, select, update
+
+from controlplane.model.access import ApiKey, Role
+from controlplane.store._txbase import TxBase
+from controlplane.store.schema import api_keys
+
+
+def _key(row: Row[tuple[object, ...]]) -> ApiKey:
+    m = row._mapping
+    return ApiKey(
+        id=m["id"],
+        name=m["name"],
+        role=Role(m["role"]),
+        apps=tuple(json.loads(m["apps"])),
+        created_at_ms=m["created_at_ms"],
+        revoked_at_ms=m["revoked_at_ms"],
+    )
+
+
+class KeyReads(TxBase):
+    def api_keys(self, environment: str, *, include_revoked: bool = False) -> list[ApiKey]:
+        """The environment's keys, oldest first."""
+        query = select(api_keys).where(api_keys.c.environment == environment)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_at_ms.is_(None))
+        rows = self.conn.execute(query.order_by(api_keys.c.created_at_ms, api_keys.c.id))
+        return [_key(r) for r in rows]
+
+    def active_key_hashes(self) -> list[tuple[str, str, ApiKey]]:
+        """(secret hash, environment, key) of every key not revoked."""
+        rows = self.conn.execute(select(api_keys).where(api_keys.c.revoked_at_ms.is_(None)))
+        return [(r.secret_sha256, r.environment, _key(r)) for r in rows]
+
+
+class KeyWrites(KeyReads):
+    def add_api_key(self, environment: str, key: ApiKey, secret_sha256: str) -> None:
+        self.conn.execute(
+            api_keys.insert().values(
+                id=key.id,
+                environment=environment,
+                name=key.name,
+                role=key.role.value,
+                apps=json.dumps(list(key.apps)),
+                secret_sha256=secret_sha256,
+                created_at_ms=key.created_at_ms,
+                revoked_at_ms=None,
+            )
+        )
+
+    def revoke_api_keys(self, environment: str, key_ids: Sequence[str], now_ms: int) -> int:
+        """Revoke these keys of the environment; how many were active."""
+        if not key_ids:
+            return 0
+        result = self.conn.execute(
+            update(api_keys)
+            .where(
+                api_keys.c.environment == environment,
+                api_keys.c.id.in_(list(key_ids)),
+                api_keys.c.revoked_at_ms.is_(None),
+            )
+            .values(revoked_at_ms=now_ms)
+        )
+        return int(result.rowcount)
