@@ -9,11 +9,13 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health_pb2
 
 from controlplane import __version__
+from controlplane.access.keys import KeyRing
 from controlplane.api.server import GrpcServer, build_server
 from controlplane.config import Config
 from controlplane.engine.clock import Clock, SystemClock, VirtualClock
@@ -42,6 +44,7 @@ class ControlPlane:
         self.metrics: Metrics | None = None
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self.keys: KeyRing | None = None
 
     @property
     def port(self) -> int:
@@ -77,7 +80,19 @@ class ControlPlane:
         self.engine = Engine(store, clock, settings, Observers(tracer, self.metrics))
         self.metrics.start(self.engine.stats)
         await self.engine.start()
-        store.listen(self.engine.peer_changed)
+        keys = KeyRing(store, config.api_keys)
+        await keys.reload()
+        self.keys = keys
+        self._start_background(keys.keep_fresh())
+        engine = self.engine
+
+        def peer_changed(kind: str) -> None:
+            if kind == "keys":
+                self._start_background(keys.reload())
+            else:
+                engine.peer_changed(kind)
+
+        store.listen(peer_changed)
         tls = None
         client_ca = None
         if config.tls is not None:
@@ -87,7 +102,7 @@ class ControlPlane:
         self.grpc = await build_server(
             self.engine,
             config.grpc_address,
-            api_keys=config.api_keys,
+            keys=keys,
             tls=tls,
             client_ca=client_ca,
         )
@@ -101,7 +116,7 @@ class ControlPlane:
             config.host,
             self.grpc.port,
             ", mutual TLS" if client_ca else ", TLS" if tls else "",
-            ", API keys required" if config.api_keys else "",
+            ", API keys required" if keys.required else "",
             config.clock,
         )
         if config.ready_file is not None:
@@ -118,9 +133,12 @@ class ControlPlane:
         """The gRPC health service says what the database does (as /readyz does)."""
         if self.grpc is not None and not (self.engine is not None and self.engine.stopping):
             status = health_pb2.HealthCheckResponse.SERVING if available else NOT_SERVING
-            task = asyncio.get_running_loop().create_task(self.grpc.set_health(status))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._start_background(self.grpc.set_health(status))
+
+    def _start_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _start_http(self, port: int) -> None:
         # Imported here: a control plane without HTTP does not load FastAPI.
@@ -128,9 +146,8 @@ class ControlPlane:
 
         assert self.engine is not None
         assert self.metrics is not None
-        app = build_app(
-            self.engine, metrics=self.metrics.render_prometheus, api_keys=self.config.api_keys
-        )
+        assert self.keys is not None
+        app = build_app(self.engine, keys=self.keys, metrics=self.metrics.render_prometheus)
         self.http = HttpServer(app, self.config.host, port, tls=self.config.tls)
         await self.http.start()
         log.info(
@@ -154,6 +171,9 @@ class ControlPlane:
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.store is not None:
             await self.store.close()
             self.store = None

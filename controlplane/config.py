@@ -38,6 +38,8 @@ class Config:
     lease_timeout_ms: int = 15_000
     # Accepted bearer tokens; empty means no authentication (development).
     api_keys: tuple[str, ...] = field(default_factory=tuple)
+    #: Whether the store holds API keys (``tether keys create``): calls need one.
+    stored_keys: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # Clients (gRPC and HTTP) must present a certificate signed by this CA.
@@ -74,8 +76,9 @@ class Config:
             raise ValueError(
                 f"refusing to listen on {self.host or 'every interface'} without "
                 "authentication: no API key is configured, so anyone who can reach it could "
-                "send events and control runs; configure a key (--api-key or TETHER_API_KEYS) "
-                "or pass --insecure-no-auth to serve it open anyway"
+                "send events and control runs; configure a key (--api-key or TETHER_API_KEYS, "
+                "or 'tether keys create --role admin') or pass --insecure-no-auth to serve it "
+                "open anyway"
             )
 
     @property
@@ -88,7 +91,7 @@ class Config:
     @property
     def authenticated(self) -> bool:
         """Whether clients must prove who they are: an API key or a client certificate."""
-        return bool(self.api_keys) or self.tls_client_ca is not None
+        return bool(self.api_keys) or self.stored_keys or self.tls_client_ca is not None
 
     @property
     def grpc_address(self) -> str:

@@ -9,9 +9,12 @@ in that process: they bootstrap the first stored keys.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
+import time
 
 from controlplane.engine.validation import app_id_problem
 from controlplane.model.access import ApiKey, Caller, Role
@@ -21,6 +24,8 @@ from controlplane.store import Store
 
 DEFAULT_ENVIRONMENT = "default"
 KEY_PREFIX = "tk_"
+# How often the keys are read again from the store.
+REFRESH_S = 5.0
 MAX_KEY_NAME_LENGTH = 128
 
 
@@ -35,6 +40,7 @@ class KeyRing:
         self._store = store
         self._static = tuple(k.encode() for k in static_keys)
         self._by_hash: dict[str, tuple[str, ApiKey]] = {}
+        self._reloaded_at = 0.0
 
     @property
     def required(self) -> bool:
@@ -42,15 +48,38 @@ class KeyRing:
         return bool(self._static or self._by_hash)
 
     async def reload(self) -> None:
+        """Read the keys as stored (a key created or revoked elsewhere)."""
+        self._reloaded_at = time.monotonic()
         rows = await self._store.read(lambda r: r.active_key_hashes())
         self._by_hash = {digest: (environment, key) for digest, environment, key in rows}
 
-    def caller(self, token: str) -> Caller | None:
-        """Who presents ``token``, or None for no valid key."""
+    async def keep_fresh(self) -> None:
+        """Reload every few seconds, so that a key revoked by another process
+        (``tether keys revoke``, another control plane) stops working soon."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            with contextlib.suppress(Exception):  # an outage is the store's to report
+                await self.reload()
+
+    async def authenticate(self, authorization: str | None) -> Caller | None:
+        """Who sends this ``Authorization`` value (``Bearer <key>``), or None
+        for no valid key; anyone is admin while no key is configured or stored."""
+        if not self.required:
+            return Caller(Role.ADMIN)
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        return await self.caller(token) if token else None
+
+    async def caller(self, token: str) -> Caller | None:
+        """Who presents ``token``, or None for no valid key. A token not known
+        here is looked for in the store, at most once a second, so that a key
+        created by another process works at once."""
         raw = token.encode()
         if any(hmac.compare_digest(raw, k) for k in self._static):
             return Caller(Role.ADMIN)
-        found = self._by_hash.get(secret_hash(token))
+        digest = secret_hash(token)
+        if digest not in self._by_hash and time.monotonic() - self._reloaded_at >= 1.0:
+            await self.reload()
+        found = self._by_hash.get(digest)
         if found is None:
             return None
         _, key = found

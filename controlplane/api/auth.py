@@ -1,17 +1,45 @@
-"""API-key authentication: ``authorization: Bearer <key>`` on every call."""
+"""Who may call what: ``authorization: Bearer <key>`` on every call, and the
+role each method needs (model/access.py), checked before the servicer runs.
+
+With no key configured or stored, calls need none (``tether dev``; ``tether
+server`` then only listens on loopback, see config.py).
+"""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from controlplane.access.keys import KeyRing
+from controlplane.model.access import Caller, Role
+
 # Health checks stay open so that load balancers and orchestrators can probe, and
 # reflection so that tools can list the (public) schema.
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/")
 
+#: The role each method needs (a method not listed is unknown: UNIMPLEMENTED).
+METHOD_ROLES: dict[str, Role] = {
+    "/tether.v1.EventService/Send": Role.SEND,
+    "/tether.v1.WorkerService/Connect": Role.WORKER,
+    "/tether.v1.RunService/GetRun": Role.READ,
+    "/tether.v1.RunService/ListRuns": Role.READ,
+    "/tether.v1.RunService/WaitRun": Role.READ,
+    "/tether.v1.RunService/ListFunctions": Role.READ,
+    "/tether.v1.RunService/ListEvents": Role.READ,
+    "/tether.v1.RunService/GetEvent": Role.READ,
+    "/tether.v1.RunService/CancelRun": Role.ADMIN,
+    "/tether.v1.RunService/CancelRuns": Role.ADMIN,
+    "/tether.v1.RunService/ReplayRun": Role.ADMIN,
+    "/tether.v1.RunService/PauseFunction": Role.ADMIN,
+    "/tether.v1.RunService/ResumeFunction": Role.ADMIN,
+    "/tether.v1.ClockService/GetTime": Role.READ,
+    "/tether.v1.ClockService/Advance": Role.ADMIN,
+    "/tether.v1.ClockService/SetAutoSkip": Role.ADMIN,
+}
+
+UNAUTHENTICATED = "missing or invalid API key: send 'authorization: Bearer <key>'"
 
 if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -19,9 +47,25 @@ else:  # not subscriptable at run time
     _Interceptor = grpc.aio.ServerInterceptor
 
 
-class ApiKeyInterceptor(_Interceptor):
-    def __init__(self, keys: tuple[str, ...]) -> None:
-        self._keys = tuple(k.encode() for k in keys)
+def denial(method: str, needed: Role, caller: Caller) -> str:
+    """The message of a call the caller's role does not allow."""
+    name = method.rsplit("/", 1)[-1]
+    return (
+        f"{name} needs the '{needed}' role (or 'admin'); this API key has the '{caller.role}' role"
+    )
+
+
+async def caller_of(keys: KeyRing, metadata: Any) -> Caller | None:
+    """Who makes a call with this gRPC metadata, or None (see KeyRing.authenticate)."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            return await keys.authenticate(value.decode() if isinstance(value, bytes) else value)
+    return await keys.authenticate(None)
+
+
+class Authorizer(_Interceptor):
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
 
     async def intercept_service(
         self,
@@ -31,28 +75,26 @@ class ApiKeyInterceptor(_Interceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         method = handler_call_details.method or ""
-        if method.startswith(_OPEN_PREFIXES) or self._authorized(handler_call_details):
+        needed = METHOD_ROLES.get(method)
+        if method.startswith(_OPEN_PREFIXES) or needed is None:
             return await continuation(handler_call_details)
+        caller = await caller_of(self._keys, handler_call_details.invocation_metadata)
         handler = await continuation(handler_call_details)
-        return _deny(handler)
-
-    def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization":
-                raw = value.encode() if isinstance(value, str) else value
-                token = raw.removeprefix(b"Bearer ").strip()
-                return any(hmac.compare_digest(token, k) for k in self._keys)
-        return False
+        if caller is None:
+            return _deny(handler, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
+        if not caller.may(needed):
+            return _deny(handler, grpc.StatusCode.PERMISSION_DENIED, denial(method, needed, caller))
+        return handler
 
 
-def _deny(handler: grpc.RpcMethodHandler[Any, Any] | None) -> grpc.RpcMethodHandler[Any, Any]:
-    message = "missing or invalid API key: send 'authorization: Bearer <key>'"
-
+def _deny(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler[Any, Any]:
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
     if handler is not None and (handler.request_streaming or handler.response_streaming):

@@ -10,7 +10,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from controlplane.api.auth import ApiKeyInterceptor
+from controlplane.access.keys import KeyRing
+from controlplane.api.auth import Authorizer
 from controlplane.api.clock_service import ClockServicer
 from controlplane.api.decoding import DecodingInterceptor
 from controlplane.api.event_service import EventServicer
@@ -68,19 +69,17 @@ async def build_server(
     engine: Engine,
     address: str,
     *,
-    api_keys: tuple[str, ...] = (),
+    keys: KeyRing,
     tls: tuple[bytes, bytes] | None = None,
     client_ca: bytes | None = None,
 ) -> GrpcServer:
     """A started-ready (not yet started) server bound to ``address``."""
     # Outermost first: every call's request is decoded, and its unexpected
-    # failures answered, by DecodingInterceptor; a refused API key answers before
-    # any decoding.
-    interceptors: list[Any] = [DecodingInterceptor()]
-    if api_keys:
-        interceptors.append(ApiKeyInterceptor(api_keys))
+    # failures answered, by DecodingInterceptor; a refused API key or role
+    # answers before any decoding.
+    interceptors: list[Any] = [DecodingInterceptor(), Authorizer(keys)]
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-    workers = WorkerServicer(engine)
+    workers = WorkerServicer(engine, keys)
     event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(engine), server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(engine), server)

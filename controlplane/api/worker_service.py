@@ -10,7 +10,9 @@ from typing import Any
 import grpc
 
 from controlplane import __version__
+from controlplane.access.keys import KeyRing
 from controlplane.api import convert
+from controlplane.api.auth import caller_of
 from controlplane.api.decoding import Undecodable, nul_problem
 from controlplane.api.errors import status_code
 from controlplane.engine.engine import Engine
@@ -149,8 +151,9 @@ def _merge(frames: list[ws.ServerFrame]) -> list[ws.ServerFrame]:
 
 
 class WorkerServicer(ws_grpc.WorkerServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keys: KeyRing) -> None:
         self._engine = engine
+        self._keys = keys
         self._sinks: set[StreamSink] = set()
 
     def close_all(self) -> None:
@@ -168,6 +171,14 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         if first.WhichOneof("frame") != "hello":
             await _reject(context, "invalid_hello", "the first frame on the stream must be Hello")
             return
+        caller = await caller_of(self._keys, context.invocation_metadata())
+        app_id = first.hello.app_id
+        if caller is not None and not caller.may_serve(app_id):
+            allowed = ", ".join(repr(a) for a in caller.apps)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this API key may serve app(s) {allowed} only, not {app_id[:128]!r}",
+            )
         sink = StreamSink()
         try:
             _check_size(first.hello)

@@ -7,6 +7,7 @@ import click
 from controlplane import __version__
 from controlplane.cli.events import events, send
 from controlplane.cli.functions import functions
+from controlplane.cli.keys import keys
 from controlplane.cli.runs import runs
 from controlplane.cli.serve import dev, migrate_command, server, worker
 
@@ -21,7 +22,7 @@ def cli() -> None:
     """
 
 
-for command in (dev, server, worker, send, events, runs, functions, migrate_command):
+for command in (dev, server, worker, send, events, runs, functions, keys, migrate_command):
     cli.add_command(command)
 
 

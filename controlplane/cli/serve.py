@@ -340,8 +340,16 @@ def server(
     """
     _logging.configure(log_level, log_format)
     keys = tuple(k for raw in api_keys for k in raw.split() if k)
+    if keys and click.get_current_context().get_parameter_source("api_keys") is (
+        click.core.ParameterSource.COMMANDLINE
+    ):
+        log.warning(
+            "API keys given on the command line show in the process list: set "
+            "TETHER_API_KEYS instead, or create stored keys with 'tether keys create'"
+        )
     config = _config(
         db_url=db,
+        stored_keys=not keys and not is_loopback(host) and _holds_keys(db),
         host=host,
         port=port,
         tls_cert=tls_cert,
@@ -368,6 +376,31 @@ def server(
         asyncio.run(ControlPlane(config).run_until_signalled())
     except OSError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _holds_keys(db: str) -> bool:
+    """Whether the store at ``db`` holds an active API key (without creating it)."""
+    from sqlalchemy import create_engine, inspect, make_url, select
+
+    from controlplane.store.schema import api_keys
+
+    try:
+        url = make_url(db)
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+            return False
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                if not inspect(conn).has_table("api_keys"):
+                    return False
+                found = conn.execute(
+                    select(api_keys.c.id).where(api_keys.c.revoked_at_ms.is_(None)).limit(1)
+                ).first()
+                return found is not None
+        finally:
+            engine.dispose()
+    except Exception:  # unreachable or invalid: the server's start says why
+        return False
 
 
 def _config(**kwargs: object) -> Config:

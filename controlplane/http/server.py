@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import socket
 import ssl
@@ -21,11 +20,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from controlplane import __version__
+from controlplane.access.keys import KeyRing
 from controlplane.config import TlsFiles
 from controlplane.engine.engine import Engine
 from controlplane.http import problems
 from controlplane.http.api import router
 from controlplane.http.schemas import Problem
+from controlplane.model.access import Role
 from controlplane.model.errors import (
     EngineError,
     FailedPrecondition,
@@ -49,9 +50,7 @@ _ERROR_STATUS: dict[type[EngineError], tuple[int, str]] = {
 }
 
 
-def build_app(
-    engine: Engine, *, metrics: RenderMetrics | None = None, api_keys: tuple[str, ...] = ()
-) -> FastAPI:
+def build_app(engine: Engine, *, keys: KeyRing, metrics: RenderMetrics | None = None) -> FastAPI:
     """The ASGI application: UI at /, the API under /api, /metrics, /healthz."""
     app = FastAPI(
         title="Tether",
@@ -67,8 +66,7 @@ def build_app(
     )
     app.state.engine = engine
     app.include_router(router)
-    if api_keys:
-        app.add_middleware(_BearerAuth, api_keys=api_keys)
+    app.add_middleware(_Authorize, keys=keys)
 
     @app.exception_handler(EngineError)
     async def engine_error(_: Request, error: EngineError) -> JSONResponse:
@@ -120,20 +118,37 @@ def _problem(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(Problem(error=code, message=message).model_dump(), status_code=status)
 
 
-class _BearerAuth(BaseHTTPMiddleware):
-    """With API keys configured, /api needs ``Authorization: Bearer KEY``."""
+def route_role(method: str, path: str) -> Role:
+    """The role a call of the JSON API needs: reading is ``read``, sending
+    events ``send``, anything else that changes something ``admin``."""
+    if method in ("GET", "HEAD"):
+        return Role.READ
+    if path == "/api/events":
+        return Role.SEND
+    return Role.ADMIN
 
-    def __init__(self, app: object, api_keys: tuple[str, ...]) -> None:
+
+class _Authorize(BaseHTTPMiddleware):
+    """/api needs ``Authorization: Bearer KEY`` of a role that allows the call
+    (when any key is configured or stored)."""
+
+    def __init__(self, app: object, keys: KeyRing) -> None:
         super().__init__(app)  # type: ignore[arg-type]
-        self._keys = [key.encode() for key in api_keys]
+        self._keys = keys
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.url.path.startswith("/api/") and request.url.path != "/api/openapi.json":
-            header = request.headers.get("authorization", "")
-            token = header.removeprefix("Bearer ").strip().encode()
-            if not any(hmac.compare_digest(token, key) for key in self._keys):
+        path = request.url.path
+        if path.startswith("/api/") and path != "/api/openapi.json":
+            caller = await self._keys.authenticate(request.headers.get("authorization"))
+            if caller is None:
+                return _problem(401, "unauthenticated", "send 'Authorization: Bearer <API key>'")
+            needed = route_role(request.method, path)
+            if not caller.may(needed):
                 return _problem(
-                    401, "unauthenticated", "send 'Authorization: Bearer <API key>' (--api-key)"
+                    403,
+                    "permission_denied",
+                    f"{request.method} {path} needs the '{needed}' role (or 'admin'); "
+                    f"this API key has the '{caller.role}' role",
                 )
         return await call_next(request)
 

@@ -405,7 +405,10 @@ def test_no_api_key_beyond_loopback_is_refused(tmp_path: Path, host_args: list[s
     message = refused.stderr.strip()
     assert "\n" not in message, message
     assert message.startswith("Error: " + GUARD_MESSAGE.format(host=host)), message
-    assert "configure a key (--api-key or TETHER_API_KEYS)" in message
+    assert (
+        "configure a key (--api-key or TETHER_API_KEYS, or 'tether keys create --role admin')"
+        in message
+    )
     assert "--insecure-no-auth" in message
     assert not (tmp_path / "tether.db").exists(), "it opened the store before refusing"
 

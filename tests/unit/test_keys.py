@@ -34,15 +34,15 @@ async def test_a_created_key_is_found_by_its_secret_and_listed_without_it(store:
     assert secret.startswith(KEY_PREFIX)
     assert len(secret) > 40
     assert ring.required
-    assert ring.caller(secret) == Caller(Role.WORKER, ("shop",), key.id)
-    assert ring.caller(secret + "x") is None
+    assert await ring.caller(secret) == Caller(Role.WORKER, ("shop",), key.id)
+    assert await ring.caller(secret + "x") is None
     [listed] = await ring.list()
     assert listed == key
     assert secret not in repr(listed)
 
     fresh = KeyRing(store)  # another process, or this one after a restart
     await fresh.reload()
-    assert fresh.caller(secret) == Caller(Role.WORKER, ("shop",), key.id)
+    assert await fresh.caller(secret) == Caller(Role.WORKER, ("shop",), key.id)
 
 
 async def test_a_revoked_key_is_refused_at_once_and_a_rotated_one_replaced(store: Store) -> None:
@@ -51,13 +51,13 @@ async def test_a_revoked_key_is_refused_at_once_and_a_rotated_one_replaced(store
     sender, sender_secret = await ring.create("web", Role.SEND, now_ms=NOW)
 
     await ring.revoke(reader.id, now_ms=NOW + 1)
-    assert ring.caller(reader_secret) is None
+    assert await ring.caller(reader_secret) is None
     with pytest.raises(NotFound, match=f"no active API key '{reader.id}'"):
         await ring.revoke(reader.id, now_ms=NOW + 2)
 
     rotated, rotated_secret = await ring.rotate(sender.id, now_ms=NOW + 3)
-    assert ring.caller(sender_secret) is None
-    assert ring.caller(rotated_secret) == Caller(Role.SEND, (), rotated.id)
+    assert await ring.caller(sender_secret) is None
+    assert await ring.caller(rotated_secret) == Caller(Role.SEND, (), rotated.id)
     assert (rotated.name, rotated.role) == ("web", Role.SEND)
     assert [k.id for k in await ring.list()] == [rotated.id]
     assert {k.id for k in await ring.list(include_revoked=True)} == {
@@ -70,8 +70,8 @@ async def test_a_revoked_key_is_refused_at_once_and_a_rotated_one_replaced(store
 async def test_keys_given_at_start_are_admin(store: Store) -> None:
     ring = KeyRing(store, static_keys=("bootstrap-key",))
     assert ring.required
-    assert ring.caller("bootstrap-key") == Caller(Role.ADMIN)
-    assert ring.caller("another") is None
+    assert await ring.caller("bootstrap-key") == Caller(Role.ADMIN)
+    assert await ring.caller("another") is None
 
 
 async def test_bad_key_settings_are_refused_naming_the_problem(store: Store) -> None:

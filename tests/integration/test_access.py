@@ -1,0 +1,225 @@
+"""Keys with roles against a real control plane, as an attacker would try them:
+every method with every role (the table says which may), no key and a forged
+one, a worker key used for another app, a key revoked while the server runs,
+and the JSON API's routes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from controlplane.api.auth import METHOD_ROLES
+from controlplane.model.access import Caller, Role
+from tests.support.processes import ROOT, ControlPlaneProcess
+from tests.support.raw_worker import definition, hello
+from tests.support.waiting import wait_until
+from tether.v1 import worker_service_pb2 as ws
+
+BOOTSTRAP = "bootstrap-admin-key"
+
+
+def tether(*args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+def create_key(db_url: str, role: Role, *apps: str) -> tuple[str, str]:
+    """(key id, secret) of a key made with ``tether keys create``."""
+    app_args = [arg for app in apps for arg in ("--app", app)]
+    made = tether(
+        "keys", "create", "--name", f"{role} key", "--role", role, *app_args, "--db", db_url
+    )
+    assert made.returncode == 0, made.stderr
+    first, secret = made.stdout.splitlines()[:2]
+    assert "only time the key is shown" in made.stderr
+    return first.split()[2], secret
+
+
+@pytest.fixture
+def control_plane(db_url: str, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
+    process = ControlPlaneProcess(
+        db_url, tmp_path, http=True, extra_args=["--api-key", BOOTSTRAP]
+    ).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def secrets(control_plane: ControlPlaneProcess) -> dict[Role, str]:
+    return {role: create_key(control_plane.db_url, role)[1] for role in Role}
+
+
+def call(address: str, method: str, key: str | None) -> tuple[grpc.StatusCode, str]:
+    """The status of ``method`` called with an empty request and this key."""
+    metadata: tuple[tuple[str, str | bytes], ...] = (
+        (("authorization", f"Bearer {key}"),) if key is not None else ()
+    )
+    raw: dict[str, Any] = {"request_serializer": None, "response_deserializer": None}
+    with grpc.insecure_channel(address) as channel:
+        try:
+            if method.endswith("/Connect"):
+                frames = channel.stream_stream(method, **raw)(
+                    iter([]), metadata=metadata, timeout=10
+                )
+                list(frames)
+            elif method.endswith("/WaitRun"):
+                list(channel.unary_stream(method, **raw)(b"", metadata=metadata, timeout=10))
+            else:
+                channel.unary_unary(method, **raw)(b"", metadata=metadata, timeout=10)
+        except grpc.RpcError as error:
+            return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_every_method_allows_exactly_the_roles_the_table_gives(
+    control_plane: ControlPlaneProcess, secrets: dict[Role, str], role: Role
+) -> None:
+    for method, needed in METHOD_ROLES.items():
+        code, details = call(control_plane.address, method, secrets[role])
+        if Caller(role).may(needed):
+            assert code not in (
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.UNAUTHENTICATED,
+            ), f"{method} refused a {role} key: {details}"
+        else:
+            name = method.rsplit("/", 1)[-1]
+            assert (code, details) == (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{name} needs the '{needed}' role (or 'admin'); "
+                f"this API key has the '{role}' role",
+            ), method
+
+
+def test_no_key_or_a_forged_one_is_unauthenticated_everywhere(
+    control_plane: ControlPlaneProcess, secrets: dict[Role, str]
+) -> None:
+    forged = secrets[Role.ADMIN][:-4] + "AAAA"
+    for method in METHOD_ROLES:
+        for key in (None, forged, ""):
+            code, details = call(control_plane.address, method, key)
+            assert code == grpc.StatusCode.UNAUTHENTICATED, (method, key, details)
+            assert details == "missing or invalid API key: send 'authorization: Bearer <key>'"
+
+
+async def test_a_worker_key_serves_its_apps_and_no_other(
+    control_plane: ControlPlaneProcess,
+) -> None:
+    _, secret = create_key(control_plane.db_url, Role.WORKER, "shop")
+    metadata = (("authorization", f"Bearer {secret}"),)
+    async with grpc.aio.insecure_channel(control_plane.address) as channel:
+        connect: Any = channel.stream_stream(
+            "/tether.v1.WorkerService/Connect",
+            request_serializer=ws.WorkerFrame.SerializeToString,
+            response_deserializer=ws.ServerFrame.FromString,
+        )
+        impostor = connect(metadata=metadata)
+        await impostor.write(hello([definition("steal", "billing/paid")], app_id="billing"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await impostor.read()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert refused.value.details() == "this API key may serve app(s) 'shop' only, not 'billing'"
+
+        own = connect(metadata=metadata)
+        await own.write(hello([definition("fulfil", "shop/paid")], app_id="shop"))
+        frame = await own.read()
+        assert frame.WhichOneof("frame") == "welcome"
+        own.cancel()
+
+
+def test_a_revoked_key_stops_working_without_a_restart(
+    control_plane: ControlPlaneProcess,
+) -> None:
+    key_id, secret = create_key(control_plane.db_url, Role.SEND)
+    send = "/tether.v1.EventService/Send"
+    # Created by another process: it works at once.
+    assert call(control_plane.address, send, secret)[0] != grpc.StatusCode.UNAUTHENTICATED
+    revoked = tether("keys", "revoke", key_id, "--db", control_plane.db_url)
+    assert revoked.returncode == 0, revoked.stderr
+    wait_until(
+        lambda: call(control_plane.address, send, secret)[0] == grpc.StatusCode.UNAUTHENTICATED,
+        timeout=20,
+        what="the revoked key to be refused",
+    )
+    listed = tether("keys", "list", "--all", "--json", "--db", control_plane.db_url)
+    [entry] = [json.loads(line) for line in listed.stdout.splitlines() if key_id in line]
+    assert entry["revoked_at_ms"]
+    assert secret not in listed.stdout
+
+
+def http(
+    url: str, key: str | None, method: str = "GET", body: object = None
+) -> tuple[int, dict[str, str]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_json_api_checks_the_role_of_each_route(
+    control_plane: ControlPlaneProcess, secrets: dict[Role, str]
+) -> None:
+    base = control_plane.http_url
+    event = {"name": "shop/paid", "data": {}}
+    assert http(f"{base}/api/runs", None)[0] == 401
+    assert http(f"{base}/api/runs", secrets[Role.READ])[0] == 200
+    assert http(f"{base}/api/events", secrets[Role.SEND], "POST", event)[0] == 200
+    status, problem = http(f"{base}/api/events", secrets[Role.READ], "POST", event)
+    assert (status, problem["error"]) == (403, "permission_denied")
+    assert problem["message"] == (
+        "POST /api/events needs the 'send' role (or 'admin'); this API key has the 'read' role"
+    )
+    status, problem = http(
+        f"{base}/api/runs/01ZZZZZZZZZZZZZZZZZZZZZZZZ/cancel", secrets[Role.READ], "POST", {}
+    )
+    assert (status, problem["error"]) == (403, "permission_denied")
+    assert http(f"{base}/api/runs", secrets[Role.SEND])[0] == 403
+    assert http(f"{base}/api/runs", secrets[Role.ADMIN])[0] == 200
+    assert http(f"{base}/healthz", None)[0] == 200
+
+
+def test_stored_keys_are_authentication_enough_to_listen_beyond_loopback(
+    tmp_path: Path,
+) -> None:
+    db_url = f"sqlite:///{tmp_path / 'tether.db'}"
+    create_key(db_url, Role.ADMIN)
+    process = ControlPlaneProcess(db_url, tmp_path, extra_args=["--host", "0.0.0.0"]).start()
+    try:
+        code, _ = call(process.address, "/tether.v1.RunService/ListRuns", None)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        process.stop()
+
+
+def test_a_key_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
+    process = ControlPlaneProcess(
+        f"sqlite:///{tmp_path / 'tether.db'}", tmp_path, extra_args=["--api-key", BOOTSTRAP]
+    ).start()
+    process.stop()
+    [warning] = [line for line in process.logs().splitlines() if "process list" in line]
+    assert "set TETHER_API_KEYS instead" in warning
