@@ -7,12 +7,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
-from controlplane.model import EventLink, FunctionKey
+from controlplane.model import EventLink, FunctionKey, WaitKind
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import events, history, queue, waits
-
-# cancel_on watches are stored as waits of this kind; they are not waits.
-_CANCEL_WATCH = "cancel"
 
 
 class StatsReads(TxBase):
@@ -39,7 +36,7 @@ class StatsReads(TxBase):
         """Pending sleeps, event waits and invokes, by step kind."""
         rows = self.conn.execute(
             select(waits.c.kind, func.count())
-            .where(waits.c.kind != _CANCEL_WATCH)
+            .where(waits.c.kind != WaitKind.CANCEL_ON.value)  # watches are not waits
             .group_by(waits.c.kind)
         )
         return {kind: int(n) for kind, n in rows}
