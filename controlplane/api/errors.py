@@ -36,6 +36,19 @@ _CODES: list[tuple[type[EngineError], grpc.StatusCode]] = [
 ]
 
 
+# A status message travels in HTTP/2 trailers, which clients cap (16 KiB by
+# default): a message quoting a huge value the caller sent is cut to this.
+MAX_MESSAGE_CHARS = 2000
+
+
+def status_message(error: EngineError) -> str:
+    """The error's sentence, cut to MAX_MESSAGE_CHARS so that it reaches the client."""
+    text = str(error)
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}... (cut to {MAX_MESSAGE_CHARS:,} characters)"
+
+
 def status_code(error: EngineError) -> grpc.StatusCode:
     for kind, code in _CODES:
         if isinstance(error, kind):
@@ -44,7 +57,7 @@ def status_code(error: EngineError) -> grpc.StatusCode:
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: EngineError) -> NoReturn:
-    await context.abort(status_code(error), str(error))
+    await context.abort(status_code(error), status_message(error))
     raise AssertionError("unreachable")  # context.abort raises
 
 

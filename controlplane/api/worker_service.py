@@ -14,7 +14,7 @@ from controlplane.access.keys import KeyRing
 from controlplane.api import convert
 from controlplane.api.auth import caller_of
 from controlplane.api.decoding import Undecodable, nul_problem
-from controlplane.api.errors import status_code
+from controlplane.api.errors import status_code, status_message
 from controlplane.engine.engine import Engine
 from controlplane.engine.sessions import WorkerSession
 from controlplane.engine.settings import format_bytes
@@ -196,7 +196,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         except Unavailable as error:
             # Not the worker's fault: it reconnects (the store logs the outage).
             context.set_code(grpc.StatusCode.UNAVAILABLE)
-            context.set_details(str(error))
+            context.set_details(status_message(error))
             return
         except EngineError as error:
             log.warning("worker rejected: %s", error)
@@ -228,7 +228,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             if sink.error is not None:
                 # The worker learns why its stream ended from the status.
                 context.set_code(status_code(sink.error))
-                context.set_details(str(sink.error))
+                context.set_details(status_message(sink.error))
         finally:
             self._sinks.discard(sink)
             ended = bool(tasks) and tasks[0].done()
