@@ -36,17 +36,21 @@ _CODES: list[tuple[type[EngineError], grpc.StatusCode]] = [
 ]
 
 
-# A status message travels in HTTP/2 trailers, which clients cap (16 KiB by
-# default): a message quoting a huge value the caller sent is cut to this.
-MAX_MESSAGE_CHARS = 2000
+# A status message travels percent-encoded in HTTP/2 trailers, which clients
+# refuse past 8 KiB (their soft limit): a message quoting a huge value the
+# caller sent is cut to this many bytes of UTF-8 (at most three times as many
+# once encoded).
+MAX_MESSAGE_BYTES = 2000
 
 
 def status_message(error: EngineError) -> str:
-    """The error's sentence, cut to MAX_MESSAGE_CHARS so that it reaches the client."""
+    """The error's sentence, cut to MAX_MESSAGE_BYTES so that it reaches the client."""
     text = str(error)
-    if len(text) <= MAX_MESSAGE_CHARS:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_MESSAGE_BYTES:
         return text
-    return f"{text[:MAX_MESSAGE_CHARS]}... (cut to {MAX_MESSAGE_CHARS:,} characters)"
+    cut = encoded[:MAX_MESSAGE_BYTES].decode("utf-8", errors="ignore")
+    return f"{cut}... (cut to {MAX_MESSAGE_BYTES:,} bytes)"
 
 
 def status_code(error: EngineError) -> grpc.StatusCode:

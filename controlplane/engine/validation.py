@@ -148,9 +148,18 @@ def load_json(payload: bytes, what: str) -> Any:
             "of arrays and objects"
         )
     try:
-        return json.loads(payload.decode("utf-8"))
+        value = json.loads(payload.decode("utf-8"))
+        if b"\\u" in payload and _LONE_SURROGATE.search(payload):
+            # Escapes of half a UTF-16 pair parse, but make text no UTF-8 holds
+            # (nor the store, nor any reader): refused like any other bad text.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise InvalidArgument(f"{what} is not valid UTF-8 JSON: {error}") from None
+    return value
+
+
+# An escaped UTF-16 surrogate (\\uD800-\\uDFFF); whether it is alone is found on encoding.
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def json_depth_over(payload: bytes, limit: int) -> int:
