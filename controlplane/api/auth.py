@@ -14,6 +14,7 @@ import grpc
 
 from controlplane.access.keys import KeyRing
 from controlplane.model.access import Caller, Role
+from controlplane.model.errors import Unavailable
 
 # Health checks stay open so that load balancers and orchestrators can probe, and
 # reflection so that tools can list the (public) schema.
@@ -47,14 +48,6 @@ else:  # not subscriptable at run time
     _Interceptor = grpc.aio.ServerInterceptor
 
 
-def denial(method: str, needed: Role, caller: Caller) -> str:
-    """The message of a call the caller's role does not allow."""
-    name = method.rsplit("/", 1)[-1]
-    return (
-        f"{name} needs the '{needed}' role (or 'admin'); this API key has the '{caller.role}' role"
-    )
-
-
 async def caller_of(keys: KeyRing, metadata: Any) -> Caller | None:
     """Who makes a call with this gRPC metadata, or None (see KeyRing.authenticate)."""
     for key, value in metadata or ():
@@ -78,12 +71,16 @@ class Authorizer(_Interceptor):
         needed = METHOD_ROLES.get(method)
         if method.startswith(_OPEN_PREFIXES) or needed is None:
             return await continuation(handler_call_details)
-        caller = await caller_of(self._keys, handler_call_details.invocation_metadata)
         handler = await continuation(handler_call_details)
+        try:
+            caller = await caller_of(self._keys, handler_call_details.invocation_metadata)
+        except Unavailable as error:  # a key not yet in memory, and no database to ask
+            return _deny(handler, grpc.StatusCode.UNAVAILABLE, str(error))
         if caller is None:
             return _deny(handler, grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
         if not caller.may(needed):
-            return _deny(handler, grpc.StatusCode.PERMISSION_DENIED, denial(method, needed, caller))
+            refusal = caller.refusal(method.rsplit("/", 1)[-1], needed)
+            return _deny(handler, grpc.StatusCode.PERMISSION_DENIED, refusal)
         return handler
 
 

@@ -171,16 +171,16 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         if first.WhichOneof("frame") != "hello":
             await _reject(context, "invalid_hello", "the first frame on the stream must be Hello")
             return
-        caller = await caller_of(self._keys, context.invocation_metadata())
-        app_id = first.hello.app_id
-        if caller is not None and not caller.may_serve(app_id):
-            allowed = ", ".join(repr(a) for a in caller.apps)
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"this API key may serve app(s) {allowed} only, not {app_id[:128]!r}",
-            )
         sink = StreamSink()
         try:
+            caller = await caller_of(self._keys, context.invocation_metadata())
+            app_id = first.hello.app_id
+            if caller is not None and not caller.may_serve(app_id):
+                allowed = ", ".join(repr(a) for a in caller.apps)
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"this API key may serve app(s) {allowed} only, not {app_id[:128]!r}",
+                )
             _check_size(first.hello)
             problem = nul_problem(first.hello, "the Hello")
             if problem:

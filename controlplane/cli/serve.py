@@ -379,27 +379,13 @@ def server(
 
 
 def _holds_keys(db: str) -> bool:
-    """Whether the store at ``db`` holds an active API key (without creating it)."""
-    from sqlalchemy import create_engine, inspect, make_url, select
-
-    from controlplane.store.schema import api_keys
+    """Whether the store already holds API keys (a store that cannot be read
+    counts as holding none: the guard then refuses, and the start says why)."""
+    from controlplane.store.keys_tx import holds_active_keys
 
     try:
-        url = make_url(db)
-        if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
-            return False
-        engine = create_engine(url)
-        try:
-            with engine.connect() as conn:
-                if not inspect(conn).has_table("api_keys"):
-                    return False
-                found = conn.execute(
-                    select(api_keys.c.id).where(api_keys.c.revoked_at_ms.is_(None)).limit(1)
-                ).first()
-                return found is not None
-        finally:
-            engine.dispose()
-    except Exception:  # unreachable or invalid: the server's start says why
+        return holds_active_keys(db)
+    except Exception:
         return False
 
 

@@ -139,17 +139,16 @@ class _Authorize(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path
         if path.startswith("/api/") and path != "/api/openapi.json":
-            caller = await self._keys.authenticate(request.headers.get("authorization"))
+            try:
+                caller = await self._keys.authenticate(request.headers.get("authorization"))
+            except Unavailable as error:  # a key not yet in memory, and no database
+                return _problem(503, "unavailable", str(error))
             if caller is None:
                 return _problem(401, "unauthenticated", "send 'Authorization: Bearer <API key>'")
             needed = route_role(request.method, path)
             if not caller.may(needed):
-                return _problem(
-                    403,
-                    "permission_denied",
-                    f"{request.method} {path} needs the '{needed}' role (or 'admin'); "
-                    f"this API key has the '{caller.role}' role",
-                )
+                refusal = caller.refusal(f"{request.method} {path}", needed)
+                return _problem(403, "permission_denied", refusal)
         return await call_next(request)
 
 

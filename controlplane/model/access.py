@@ -46,6 +46,13 @@ class Caller:
         """Whether this caller's role grants ``needed``."""
         return needed in _GRANTS[self.role]
 
+    def refusal(self, what: str, needed: Role) -> str:
+        """Why this caller may not do ``what``, which needs ``needed``."""
+        return (
+            f"{what} needs the '{needed}' role (or 'admin'); "
+            f"this API key has the '{self.role}' role"
+        )
+
     def may_serve(self, app_id: str) -> bool:
         """Whether a worker with this key may register and serve ``app_id``."""
         return not self.apps or app_id in self.apps

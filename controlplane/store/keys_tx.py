@@ -68,3 +68,24 @@ class KeyWrites(KeyReads):
             .values(revoked_at_ms=now_ms)
         )
         return int(result.rowcount)
+
+
+def holds_active_keys(url: str) -> bool:
+    """Whether the store at ``url`` holds an active API key, read without
+    creating or migrating anything (False for a store not made yet)."""
+    from pathlib import Path
+
+    from sqlalchemy import create_engine, inspect, make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+        return False
+    engine = create_engine(parsed)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(api_keys.name):
+                return False
+            query = select(api_keys.c.id).where(api_keys.c.revoked_at_ms.is_(None)).limit(1)
+            return conn.execute(query).first() is not None
+    finally:
+        engine.dispose()

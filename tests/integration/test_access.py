@@ -6,9 +6,6 @@ and the JSON API's routes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,25 +17,13 @@ import pytest
 
 from controlplane.api.auth import METHOD_ROLES
 from controlplane.model.access import Caller, Role
-from tests.support.processes import ROOT, ControlPlaneProcess
+from tests.e2e.cli import tether
+from tests.support.processes import ControlPlaneProcess
 from tests.support.raw_worker import definition, hello
 from tests.support.waiting import wait_until
 from tether.v1 import worker_service_pb2 as ws
 
 BOOTSTRAP = "bootstrap-admin-key"
-
-
-def tether(*args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
 
 
 def create_key(db_url: str, role: Role, *apps: str) -> tuple[str, str]:
@@ -47,7 +32,7 @@ def create_key(db_url: str, role: Role, *apps: str) -> tuple[str, str]:
     made = tether(
         "keys", "create", "--name", f"{role} key", "--role", role, *app_args, "--db", db_url
     )
-    assert made.returncode == 0, made.stderr
+    assert made.code == 0, made.stderr
     first, secret = made.stdout.splitlines()[:2]
     assert "only time the key is shown" in made.stderr
     return first.split()[2], secret
@@ -153,7 +138,7 @@ def test_a_revoked_key_stops_working_without_a_restart(
     # Created by another process: it works at once.
     assert call(control_plane.address, send, secret)[0] != grpc.StatusCode.UNAUTHENTICATED
     revoked = tether("keys", "revoke", key_id, "--db", control_plane.db_url)
-    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.code == 0, revoked.stderr
     wait_until(
         lambda: call(control_plane.address, send, secret)[0] == grpc.StatusCode.UNAUTHENTICATED,
         timeout=20,
