@@ -26,6 +26,8 @@ DEFAULT_ENVIRONMENT = "default"
 KEY_PREFIX = "tk_"
 # How often the keys are read again from the store.
 REFRESH_S = 5.0
+# How often at most the keys are read again for a key not known in memory.
+MISSED_KEY_RELOAD_S = 1.0
 MAX_KEY_NAME_LENGTH = 128
 
 
@@ -40,7 +42,9 @@ class KeyRing:
         self._store = store
         self._static = tuple(k.encode() for k in static_keys)
         self._by_hash: dict[str, tuple[str, ApiKey]] = {}
-        self._reloaded_at = 0.0
+        # When the newest reload began (monotonic), and the one a missed key waits for.
+        self._reload_began = float("-inf")
+        self._next_reload: asyncio.Future[None] | None = None
 
     @property
     def required(self) -> bool:
@@ -49,7 +53,7 @@ class KeyRing:
 
     async def reload(self) -> None:
         """Read the keys as stored (a key created or revoked elsewhere)."""
-        self._reloaded_at = time.monotonic()
+        self._reload_began = time.monotonic()
         rows = await self._store.read(lambda r: r.active_key_hashes())
         self._by_hash = {digest: (environment, key) for digest, environment, key in rows}
 
@@ -71,19 +75,36 @@ class KeyRing:
 
     async def caller(self, token: str) -> Caller | None:
         """Who presents ``token``, or None for no valid key. A token not known
-        here is looked for in the store, at most once a second, so that a key
-        created by another process works at once."""
+        here is looked for in the store, so that a key created by another
+        process works at once: the call waits for a reload begun after it
+        arrived, and reloads for unknown keys begin at most once a second
+        (callers with forged keys share them, and wait for them)."""
         raw = token.encode()
         if any(hmac.compare_digest(raw, k) for k in self._static):
             return Caller(Role.ADMIN)
         digest = secret_hash(token)
-        if digest not in self._by_hash and time.monotonic() - self._reloaded_at >= 1.0:
-            await self.reload()
+        if digest not in self._by_hash:
+            await self._reload_after(time.monotonic())
         found = self._by_hash.get(digest)
         if found is None:
             return None
         _, key = found
         return Caller(key.role, key.apps, key.id)
+
+    async def _reload_after(self, arrived: float) -> None:
+        while self._reload_began < arrived:
+            if self._next_reload is None:
+                self._next_reload = asyncio.ensure_future(self._paced_reload())
+            await asyncio.shield(self._next_reload)
+
+    async def _paced_reload(self) -> None:
+        try:
+            delay = self._reload_began + MISSED_KEY_RELOAD_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.reload()
+        finally:
+            self._next_reload = None
 
     async def create(
         self, name: str, role: Role, apps: tuple[str, ...] = (), *, now_ms: int

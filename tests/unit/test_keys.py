@@ -94,3 +94,18 @@ def test_roles_grant_what_they_say() -> None:
     assert Caller(Role.WORKER, ("shop",)).may_serve("shop")
     assert not Caller(Role.WORKER, ("shop",)).may_serve("billing")
     assert Caller(Role.WORKER).may_serve("billing"), "unbound: any app"
+
+
+async def test_a_key_created_elsewhere_just_after_a_reload_works_at_once(store: Store) -> None:
+    """The first call with a new key waits for the next paced reload rather
+    than being refused because the keys were read a moment before."""
+    serving = KeyRing(store)
+    first, first_secret = await KeyRing(store).create("first", Role.SEND, now_ms=NOW)
+    assert await serving.caller(first_secret) == Caller(Role.SEND, (), first.id)
+    second, second_secret = await KeyRing(store).create("second", Role.READ, now_ms=NOW)
+
+    found = await asyncio.gather(
+        serving.caller(second_secret), serving.caller("tk_forged"), serving.caller(second_secret)
+    )
+
+    assert found == [Caller(Role.READ, (), second.id), None, Caller(Role.READ, (), second.id)]
