@@ -108,4 +108,4 @@ async def test_a_key_created_elsewhere_just_after_a_reload_works_at_once(store: 
         serving.caller(second_secret), serving.caller("tk_forged"), serving.caller(second_secret)
     )
 
-    assert found == [Caller(Role.READ, (), second.id), None, Caller(Role.READ, (), second.id)]
+    assert list(found) == [Caller(Role.READ, (), second.id), None, Caller(Role.READ, (), second.id)]
