@@ -259,6 +259,7 @@ _ERRORS: dict[grpc.StatusCode, type[_errors.TetherError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: _errors.FailedPreconditionError,
     grpc.StatusCode.UNAVAILABLE: _errors.UnavailableError,
     grpc.StatusCode.UNAUTHENTICATED: _errors.UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: _errors.PermissionDeniedError,
 }
 
 

@@ -68,6 +68,13 @@ class UnauthenticatedError(TetherError):
     code = "UNAUTHENTICATED"
 
 
+class PermissionDeniedError(TetherError):
+    """The API key's role (or its apps) does not allow the call; the message
+    names the role it needs."""
+
+    code = "PERMISSION_DENIED"
+
+
 class ConfigError(TetherError, ValueError):
     """A function's definition is invalid (bad or duplicate id, bad trigger...)."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from tether._channel import ConnectionProvider, translate
-from tether._errors import UnauthenticatedError, WorkerRejectedError
+from tether._errors import PermissionDeniedError, UnauthenticatedError, WorkerRejectedError
 from tether._execution import Execution, Limits, Sender, error_info
 from tether._function import Function
 from tether._version import PROTOCOL_VERSION, __version__
@@ -132,7 +132,7 @@ class Worker:
                     attempt = 0
                     if self._draining:
                         return
-                except (WorkerRejectedError, UnauthenticatedError):
+                except (WorkerRejectedError, UnauthenticatedError, PermissionDeniedError):
                     raise
                 except Exception as error:
                     if self._draining and not self._executions:
@@ -419,7 +419,7 @@ def _stream_ended(error: grpc.RpcError, address: str) -> Exception:
     code_of = getattr(error, "code", None)
     details_of = getattr(error, "details", None)
     code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
-    if code is grpc.StatusCode.UNAUTHENTICATED:
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return translate(error, address)
     details = (details_of() if callable(details_of) else "") or "no details"
     return ConnectionLost(f"the stream ended with status {code.name}: {details}", code)

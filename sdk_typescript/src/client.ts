@@ -3,7 +3,13 @@
 import { FunctionsClient, RunsClient } from "./admin.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { eventToWire, sendResultFromWire } from "./convert.js";
-import { ConfigError, InvalidArgumentError, UnauthenticatedError, WorkerRejectedError } from "./errors.js";
+import {
+  ConfigError,
+  InvalidArgumentError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+  WorkerRejectedError,
+} from "./errors.js";
 import {
   type FunctionOptions,
   type FunctionOutput,
@@ -203,7 +209,11 @@ export class Tether<TEvents extends EventSchemas = UntypedEvents> {
     try {
       await worker.run();
     } catch (error) {
-      if (error instanceof WorkerRejectedError || error instanceof UnauthenticatedError) {
+      if (
+        error instanceof WorkerRejectedError ||
+        error instanceof UnauthenticatedError ||
+        error instanceof PermissionDeniedError
+      ) {
         this.logger.error(
           `the control plane ${error instanceof WorkerRejectedError ? "refused this worker" : "refused the API key"}: ${error.message}`,
         );

@@ -21,6 +21,7 @@ import {
   InvalidArgumentError,
   LimitExceededError,
   NotFoundError,
+  PermissionDeniedError,
   TetherError,
   UnauthenticatedError,
   UnavailableError,
@@ -132,6 +133,8 @@ export class Connection {
         return new FailedPreconditionError(details);
       case status.UNAUTHENTICATED:
         return new UnauthenticatedError(details);
+      case status.PERMISSION_DENIED:
+        return new PermissionDeniedError(details);
       case status.DEADLINE_EXCEEDED:
         return new DeadlineExceededError(details);
       case status.UNAVAILABLE:

@@ -93,6 +93,12 @@ export class UnauthenticatedError extends TetherError {
   override readonly code = "UNAUTHENTICATED";
 }
 
+/** The API key's role (or its apps) does not allow the call; the message names the role it needs. */
+export class PermissionDeniedError extends TetherError {
+  override name = "PermissionDeniedError";
+  override readonly code = "PERMISSION_DENIED";
+}
+
 /** The deadline of a call passed (for example `runs.wait` with a timeout). */
 export class DeadlineExceededError extends TetherError {
   override name = "DeadlineExceededError";

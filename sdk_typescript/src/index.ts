@@ -29,6 +29,7 @@ export {
   LimitExceededError,
   NonRetriableError,
   NotFoundError,
+  PermissionDeniedError,
   RetryAfterError,
   StepError,
   TetherError,

@@ -14,7 +14,7 @@ import { hostname } from "node:os";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 
 import type { Connection } from "./connection.js";
-import { UnauthenticatedError, WorkerRejectedError, errorMessage } from "./errors.js";
+import { PermissionDeniedError, UnauthenticatedError, WorkerRejectedError, errorMessage } from "./errors.js";
 import { DEFAULT_LIMITS, Execution, type Limits, errorInfo } from "./execution.js";
 import type { TetherFunction } from "./function.js";
 import type { Logger } from "./logger.js";
@@ -214,7 +214,12 @@ export class Worker {
           attempt = 0;
           if (this.#draining) return;
         } catch (error) {
-          if (error instanceof WorkerRejectedError || error instanceof UnauthenticatedError) throw error;
+          if (
+            error instanceof WorkerRejectedError ||
+            error instanceof UnauthenticatedError ||
+            error instanceof PermissionDeniedError
+          )
+            throw error;
           if (this.#draining && this.#executions.size === 0) return;
           if (this.#welcomed) {
             // The connection was healthy before it broke: start over.
