@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from grpc_health.v1 import health_pb2
 
 from controlplane import __version__
+from controlplane.access.environments import HostedEnvironments, store_location
 from controlplane.access.keys import KeyRing
 from controlplane.api.server import GrpcServer, build_server
 from controlplane.config import Config
@@ -22,6 +23,7 @@ from controlplane.engine.clock import Clock, SystemClock, VirtualClock
 from controlplane.engine.engine import Engine
 from controlplane.engine.observer import Observers
 from controlplane.engine.settings import EngineSettings
+from controlplane.model.access import DEFAULT_ENVIRONMENT
 from controlplane.store import Store, migrate, open_store
 from controlplane.telemetry import Metrics, RunTracer
 
@@ -45,6 +47,8 @@ class ControlPlane:
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.keys: KeyRing | None = None
+        self.environments: HostedEnvironments | None = None
+        self._observers: Observers | None = None
 
     @property
     def port(self) -> int:
@@ -58,37 +62,30 @@ class ControlPlane:
 
     async def start(self) -> None:
         config = self.config
-        store = open_store(config.db_url, sqlite_synchronous=config.sqlite_synchronous)
-        revision = await asyncio.to_thread(migrate, store.engine)
-        log.info("database %s at schema revision %s", _redact(config.db_url), revision)
-        await store.start()
-        self.store = store
-        clock: Clock = SystemClock()
-        if config.clock == "virtual":
-            # A virtual clock never runs backwards across restarts: due times,
-            # leases and deadlines in the store were set on the clock it had.
-            recorded = await store.read(lambda tx: tx.latest_recorded_ms())
-            clock = VirtualClock(max(recorded, time.time_ns() // 1_000_000))
-        settings = EngineSettings(
-            heartbeat_interval_ms=config.heartbeat_interval_ms,
-            lease_timeout_ms=config.lease_timeout_ms,
-            release_leases_on_start=not store.shared,
-        )
         tracer = self._tracer or RunTracer.from_environment()
         # GET /metrics renders it (render_prometheus); it also exports over OTLP if told to.
         self.metrics = Metrics.from_environment()
-        self.engine = Engine(store, clock, settings, Observers(tracer, self.metrics))
+        self._observers = Observers(tracer, self.metrics)
+        self.engine = await self._open_engine(DEFAULT_ENVIRONMENT)
+        store = self.store = self.engine.store
         self.metrics.start(self.engine.stats)
-        await self.engine.start()
         keys = KeyRing(store, config.api_keys)
         await keys.reload()
         self.keys = keys
         self._start_background(keys.keep_fresh())
+        environments = HostedEnvironments(
+            store, self.engine, self._open_listening_engine, self._close_engine
+        )
+        await environments.reload()
+        self.environments = environments
+        self._start_background(environments.keep_fresh())
         engine = self.engine
 
         def peer_changed(kind: str) -> None:
             if kind == "keys":
                 self._start_background(keys.reload())
+            elif kind == "environments":
+                self._start_background(environments.reload())
             else:
                 engine.peer_changed(kind)
 
@@ -100,7 +97,7 @@ class ControlPlane:
             if config.tls.client_ca is not None:
                 client_ca = config.tls.client_ca.read_bytes()
         self.grpc = await build_server(
-            self.engine,
+            environments,
             config.grpc_address,
             keys=keys,
             tls=tls,
@@ -129,6 +126,46 @@ class ControlPlane:
             tmp.write_text(json.dumps(payload))
             tmp.replace(config.ready_file)
 
+    async def _open_engine(self, environment: str) -> Engine:
+        """The started engine of ``environment``, on its store (migrated)."""
+        config = self.config
+        url, schema = store_location(config.db_url, environment)
+        store = open_store(url, sqlite_synchronous=config.sqlite_synchronous, schema=schema)
+        revision = await asyncio.to_thread(migrate, store.engine, schema)
+        where = _redact(url) + (f", schema {schema}" if schema else "")
+        log.info("environment %r: database %s at schema revision %s", environment, where, revision)
+        await store.start()
+        clock: Clock = SystemClock()
+        if config.clock == "virtual":
+            # A virtual clock never runs backwards across restarts: due times,
+            # leases and deadlines in the store were set on the clock it had.
+            recorded = await store.read(lambda tx: tx.latest_recorded_ms())
+            clock = VirtualClock(max(recorded, time.time_ns() // 1_000_000))
+        settings = EngineSettings(
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            lease_timeout_ms=config.lease_timeout_ms,
+            release_leases_on_start=not store.shared,
+        )
+        engine = Engine(store, clock, settings, self._observers)
+        try:
+            await engine.start()
+        except BaseException:
+            await store.close()
+            raise
+        return engine
+
+    async def _open_listening_engine(self, environment: str) -> Engine:
+        engine = await self._open_engine(environment)
+        engine.store.listen(engine.peer_changed)
+        return engine
+
+    async def _close_engine(self, environment: str, engine: Engine) -> None:
+        engine.begin_shutdown()
+        if self.grpc is not None:
+            self.grpc.workers.close_environment(environment, "the environment was deleted")
+        await engine.stop()
+        await engine.store.close()
+
     def _database_changed(self, available: bool) -> None:
         """The gRPC health service says what the database does (as /readyz does)."""
         if self.grpc is not None and not (self.engine is not None and self.engine.stopping):
@@ -147,7 +184,8 @@ class ControlPlane:
         assert self.engine is not None
         assert self.metrics is not None
         assert self.keys is not None
-        app = build_app(self.engine, keys=self.keys, metrics=self.metrics.render_prometheus)
+        assert self.environments is not None
+        app = build_app(self.environments, keys=self.keys, metrics=self.metrics.render_prometheus)
         self.http = HttpServer(app, self.config.host, port, tls=self.config.tls)
         await self.http.start()
         log.info(
@@ -168,6 +206,9 @@ class ControlPlane:
             self.grpc.workers.close_all()
             await self.grpc.server.stop(grace_s)
             self.grpc = None
+        if self.environments is not None:
+            await self.environments.close()
+            self.environments = None
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None

@@ -17,12 +17,12 @@ import secrets
 import time
 
 from controlplane.engine.validation import app_id_problem
-from controlplane.model.access import ApiKey, Caller, Role
+from controlplane.model.access import DEFAULT_ENVIRONMENT, ApiKey, Caller, Role
 from controlplane.model.errors import InvalidArgument, NotFound
 from controlplane.model.ids import new_hex_id
 from controlplane.store import Store
+from controlplane.store.tx import WriteTx
 
-DEFAULT_ENVIRONMENT = "default"
 KEY_PREFIX = "tk_"
 # How often the keys are read again from the store.
 REFRESH_S = 5.0
@@ -88,8 +88,8 @@ class KeyRing:
         found = self._by_hash.get(digest)
         if found is None:
             return None
-        _, key = found
-        return Caller(key.role, key.apps, key.id)
+        environment, key = found
+        return Caller(key.role, key.apps, key.id, environment)
 
     async def _reload_after(self, arrived: float) -> None:
         while self._reload_began < arrived:
@@ -107,40 +107,67 @@ class KeyRing:
             self._next_reload = None
 
     async def create(
-        self, name: str, role: Role, apps: tuple[str, ...] = (), *, now_ms: int
+        self,
+        name: str,
+        role: Role,
+        apps: tuple[str, ...] = (),
+        *,
+        now_ms: int,
+        environment: str = DEFAULT_ENVIRONMENT,
     ) -> tuple[ApiKey, str]:
-        """A new key and its secret (shown to the caller once, never again)."""
+        """A new key of ``environment`` and its secret (shown to the caller
+        once, never again)."""
         _check(name, role, apps)
         key = ApiKey(new_hex_id(8), name, role, tuple(sorted(set(apps))), now_ms)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = secret_hash(secret)
-        await self._store.write(lambda tx: tx.add_api_key(DEFAULT_ENVIRONMENT, key, digest))
-        self._by_hash[digest] = (DEFAULT_ENVIRONMENT, key)
+
+        def add(tx: WriteTx) -> bool:
+            if environment != DEFAULT_ENVIRONMENT and environment not in {
+                e.name for e in tx.environments()
+            }:
+                return False
+            tx.add_api_key(environment, key, digest)
+            return True
+
+        if not await self._store.write(add):
+            raise NotFound(f"no environment {environment!r} (tether env create)")
+        self._by_hash[digest] = (environment, key)
         self._store.announce("keys")
         return key, secret
 
-    async def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
+    async def list(
+        self, *, include_revoked: bool = False, environment: str = DEFAULT_ENVIRONMENT
+    ) -> list[ApiKey]:
+        """The keys of ``environment``, oldest first (never their secrets)."""
         return await self._store.read(
-            lambda r: r.api_keys(DEFAULT_ENVIRONMENT, include_revoked=include_revoked)
+            lambda r: r.api_keys(environment, include_revoked=include_revoked)
         )
 
-    async def revoke(self, key_id: str, *, now_ms: int) -> None:
-        """Revoke a key at once (NotFound if no active key has that id)."""
+    async def revoke(
+        self, key_id: str, *, now_ms: int, environment: str = DEFAULT_ENVIRONMENT
+    ) -> None:
+        """Revoke a key of ``environment`` at once (NotFound if it has no
+        active key with that id)."""
         revoked = await self._store.write(
-            lambda tx: tx.revoke_api_keys(DEFAULT_ENVIRONMENT, [key_id], now_ms)
+            lambda tx: tx.revoke_api_keys(environment, [key_id], now_ms)
         )
         if not revoked:
-            raise NotFound(f"no active API key {key_id!r}")
+            raise NotFound(f"no active API key {key_id!r} in environment {environment!r}")
         self._by_hash = {d: v for d, v in self._by_hash.items() if v[1].id != key_id}
         self._store.announce("keys")
 
-    async def rotate(self, key_id: str, *, now_ms: int) -> tuple[ApiKey, str]:
+    async def rotate(
+        self, key_id: str, *, now_ms: int, environment: str = DEFAULT_ENVIRONMENT
+    ) -> tuple[ApiKey, str]:
         """A new secret for a key's name, role and apps; the old key is revoked."""
-        current = {k.id: k for k in await self.list()}.get(key_id)
+        current = {k.id: k for k in await self.list(environment=environment)}.get(key_id)
         if current is None:
-            raise NotFound(f"no active API key {key_id!r}")
-        created = await self.create(current.name, current.role, current.apps, now_ms=now_ms)
-        await self.revoke(key_id, now_ms=now_ms)
+            raise NotFound(f"no active API key {key_id!r} in environment {environment!r}")
+        created = await self.create(
+            current.name, current.role, current.apps, now_ms=now_ms, environment=environment
+        )
+        await self.revoke(key_id, now_ms=now_ms, environment=environment)
         return created
 
 

@@ -8,11 +8,14 @@ server`` then only listens on loopback, see config.py).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from controlplane.access.environments import HostedEnvironments
 from controlplane.access.keys import KeyRing
+from controlplane.engine.engine import Engine
 from controlplane.model.access import Caller, Role
 from controlplane.model.errors import Unavailable
 
@@ -42,6 +45,16 @@ METHOD_ROLES: dict[str, Role] = {
 
 UNAUTHENTICATED = "missing or invalid API key: send 'authorization: Bearer <key>'"
 
+#: Who makes the call being served: set by the Authorizer, in the call's task,
+#: before its servicer runs.
+current_caller: ContextVar[Caller] = ContextVar("current_caller")
+
+
+def caller_engine(environments: HostedEnvironments) -> Engine:
+    """The engine of the environment of the call being served."""
+    return environments.engine(current_caller.get().environment)
+
+
 if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:  # not subscriptable at run time
@@ -57,8 +70,9 @@ async def caller_of(keys: KeyRing, metadata: Any) -> Caller | None:
 
 
 class Authorizer(_Interceptor):
-    def __init__(self, keys: KeyRing) -> None:
+    def __init__(self, keys: KeyRing, environments: HostedEnvironments) -> None:
         self._keys = keys
+        self._environments = environments
 
     async def intercept_service(
         self,
@@ -74,6 +88,8 @@ class Authorizer(_Interceptor):
         handler = await continuation(handler_call_details)
         try:
             caller = await caller_of(self._keys, handler_call_details.invocation_metadata)
+            if caller is not None:
+                await self._environments.ensure(caller.environment)
         except Unavailable as error:  # a key not yet in memory, and no database to ask
             return _deny(handler, grpc.StatusCode.UNAVAILABLE, str(error))
         if caller is None:
@@ -81,6 +97,8 @@ class Authorizer(_Interceptor):
         if not caller.may(needed):
             refusal = caller.refusal(method.rsplit("/", 1)[-1], needed)
             return _deny(handler, grpc.StatusCode.PERMISSION_DENIED, refusal)
+        # gRPC runs the servicer in this same task, after the interceptors.
+        current_caller.set(caller)
         return handler
 
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import grpc
 
+from controlplane.access.environments import HostedEnvironments
+from controlplane.api.auth import caller_engine
 from controlplane.api.errors import unary
-from controlplane.engine.clock import VirtualClock
+from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.engine import Engine
 from controlplane.model.errors import FailedPrecondition
 from tether.v1 import clock_service_pb2 as cs
@@ -17,10 +19,16 @@ Context = grpc.aio.ServicerContext[Any, cs.GetTimeResponse]
 
 
 class ClockServicer(cs_grpc.ClockServiceServicer):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._clock = engine.clock
-        self._dispatcher = engine.dispatcher
+    def __init__(self, environments: HostedEnvironments) -> None:
+        self._environments = environments
+
+    @property
+    def _engine(self) -> Engine:
+        return caller_engine(self._environments)
+
+    @property
+    def _clock(self) -> Clock:
+        return self._engine.clock
 
     def _virtual(self) -> VirtualClock:
         if not isinstance(self._clock, VirtualClock):
@@ -48,5 +56,5 @@ class ClockServicer(cs_grpc.ClockServiceServicer):
         self, request: cs.SetAutoSkipRequest, context: Context
     ) -> cs.GetTimeResponse:
         self._virtual().auto_skip = request.enabled
-        self._dispatcher.wake()
+        self._engine.dispatcher.wake()
         return self._time()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import grpc
 
+from controlplane.access.environments import HostedEnvironments
 from controlplane.api import convert
+from controlplane.api.auth import caller_engine
 from controlplane.api.errors import unary
 from controlplane.engine.engine import Engine
 from tether.v1 import event_service_pb2 as es
@@ -14,8 +16,12 @@ Context = grpc.aio.ServicerContext[es.SendRequest, es.SendResponse]
 
 
 class EventServicer(es_grpc.EventServiceServicer):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, environments: HostedEnvironments) -> None:
+        self._environments = environments
+
+    @property
+    def _engine(self) -> Engine:
+        return caller_engine(self._environments)
 
     @unary
     async def Send(self, request: es.SendRequest, context: Context) -> es.SendResponse:

@@ -7,7 +7,9 @@ from typing import Any
 
 import grpc
 
+from controlplane.access.environments import HostedEnvironments
 from controlplane.api import convert
+from controlplane.api.auth import caller_engine
 from controlplane.api.errors import server_stream, unary
 from controlplane.engine.engine import Engine
 from controlplane.model import EventFilter, ReplayMode, RunFilter
@@ -31,8 +33,12 @@ def _require_id(value: str, what: str) -> str:
 
 
 class RunServicer(rs_grpc.RunServiceServicer):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, environments: HostedEnvironments) -> None:
+        self._environments = environments
+
+    @property
+    def _engine(self) -> Engine:
+        return caller_engine(self._environments)
 
     @unary
     async def GetRun(self, request: rs.GetRunRequest, context: Context) -> rs.GetRunResponse:

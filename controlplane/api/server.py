@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer as AsyncHealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from controlplane.access.environments import HostedEnvironments
 from controlplane.access.keys import KeyRing
 from controlplane.api.auth import Authorizer
 from controlplane.api.clock_service import ClockServicer
@@ -17,7 +18,6 @@ from controlplane.api.decoding import DecodingInterceptor
 from controlplane.api.event_service import EventServicer
 from controlplane.api.run_service import RunServicer
 from controlplane.api.worker_service import WorkerServicer
-from controlplane.engine.engine import Engine
 from tether.v1 import (
     clock_service_pb2,
     clock_service_pb2_grpc,
@@ -66,7 +66,7 @@ class GrpcServer:
 
 
 async def build_server(
-    engine: Engine,
+    environments: HostedEnvironments,
     address: str,
     *,
     keys: KeyRing,
@@ -77,13 +77,14 @@ async def build_server(
     # Outermost first: every call's request is decoded, and its unexpected
     # failures answered, by DecodingInterceptor; a refused API key or role
     # answers before any decoding.
-    interceptors: list[Any] = [DecodingInterceptor(), Authorizer(keys)]
+    interceptors: list[Any] = [DecodingInterceptor(), Authorizer(keys, environments)]
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
-    workers = WorkerServicer(engine, keys)
-    event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(engine), server)
+    # Each servicer serves the environment of the caller's key.
+    workers = WorkerServicer(environments)
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(environments), server)
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
-    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(engine), server)
-    clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(engine), server)
+    run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(environments), server)
+    clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(environments), server)
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

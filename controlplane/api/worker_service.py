@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 
 from controlplane import __version__
-from controlplane.access.keys import KeyRing
+from controlplane.access.environments import HostedEnvironments
 from controlplane.api import convert
-from controlplane.api.auth import caller_of
+from controlplane.api.auth import current_caller
 from controlplane.api.decoding import Undecodable, nul_problem
 from controlplane.api.errors import status_code, status_message
 from controlplane.engine.engine import Engine
@@ -151,15 +151,21 @@ def _merge(frames: list[ws.ServerFrame]) -> list[ws.ServerFrame]:
 
 
 class WorkerServicer(ws_grpc.WorkerServiceServicer):
-    def __init__(self, engine: Engine, keys: KeyRing) -> None:
-        self._engine = engine
-        self._keys = keys
-        self._sinks: set[StreamSink] = set()
+    def __init__(self, environments: HostedEnvironments) -> None:
+        self._environments = environments
+        # Each open stream's sink, and the environment it serves.
+        self._sinks: dict[StreamSink, str] = {}
 
     def close_all(self) -> None:
         """End every worker stream (shutdown); workers reconnect elsewhere or later."""
         for sink in list(self._sinks):
             sink.close("the control plane is shutting down")
+
+    def close_environment(self, environment: str, reason: str) -> None:
+        """End the streams of the workers serving ``environment``."""
+        for sink, served in list(self._sinks.items()):
+            if served == environment:
+                sink.close(reason)
 
     async def Connect(self, request_iterator: Any, context: Context) -> None:  # type: ignore[override]
         first = await context.read()
@@ -172,10 +178,11 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             await _reject(context, "invalid_hello", "the first frame on the stream must be Hello")
             return
         sink = StreamSink()
+        caller = current_caller.get()
         try:
-            caller = await caller_of(self._keys, context.invocation_metadata())
+            engine = self._environments.engine(caller.environment)
             app_id = first.hello.app_id
-            if caller is not None and not caller.may_serve(app_id):
+            if not caller.may_serve(app_id):
                 allowed = ", ".join(repr(a) for a in caller.apps)
                 await context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -188,7 +195,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             # Off the event loop, as the engine's checks are: a large app's
             # definitions must not hold up other callers.
             hello = await asyncio.to_thread(convert.worker_hello, first.hello)
-            session = await self._engine.connect_worker(hello, sink)
+            session = await engine.connect_worker(hello, sink)
         except WorkerRejected as rejected:
             log.warning("worker rejected: %s", rejected)
             await _reject(context, rejected.code, str(rejected))
@@ -202,7 +209,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             log.warning("worker rejected: %s", error)
             await _reject(context, "invalid_function", str(error))
             return
-        settings = self._engine.settings
+        settings = engine.settings
         tasks: list[asyncio.Task[None]] = []
         # From here on the session exists: whatever happens (even the Welcome
         # failing to go out), it is disconnected at the end.
@@ -219,9 +226,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     )
                 )
             )
-            self._sinks.add(sink)
-            tasks.append(asyncio.create_task(self._read(context, session, sink)))
-            tasks.append(asyncio.create_task(self._ping(session, sink)))
+            self._sinks[sink] = caller.environment
+            tasks.append(asyncio.create_task(self._read(engine, context, session, sink)))
+            tasks.append(asyncio.create_task(self._ping(engine, session, sink)))
             while (frames := await sink.next_frames()) is not None:
                 for frame in frames:
                     await context.write(frame)
@@ -230,15 +237,16 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                 context.set_code(status_code(sink.error))
                 context.set_details(status_message(sink.error))
         finally:
-            self._sinks.discard(sink)
+            self._sinks.pop(sink, None)
             ended = bool(tasks) and tasks[0].done()
             reason = sink.reason or ("stream ended" if ended else "closed by the control plane")
             for task in tasks:
                 task.cancel()
-            await asyncio.shield(self._engine.disconnect_worker(session, reason))
+            await asyncio.shield(engine.disconnect_worker(session, reason))
 
-    async def _read(self, context: Context, session: WorkerSession, sink: StreamSink) -> None:
-        engine = self._engine
+    async def _read(
+        self, engine: Engine, context: Context, session: WorkerSession, sink: StreamSink
+    ) -> None:
         heartbeats: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -297,11 +305,10 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         finally:
             sink.close()
 
-    async def _ping(self, session: WorkerSession, sink: StreamSink) -> None:
+    async def _ping(self, engine: Engine, session: WorkerSession, sink: StreamSink) -> None:
         """A Ping every heartbeat interval; and the end of the stream once the
         worker has been silent for a lease timeout (and an interval more, see
         ``Engine.close_if_silent``)."""
-        engine = self._engine
         interval = engine.settings.heartbeat_interval_ms / 1000
         with contextlib.suppress(asyncio.CancelledError):
             while True:

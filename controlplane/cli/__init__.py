@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from controlplane import __version__
+from controlplane.cli.environments import environments
 from controlplane.cli.events import events, send
 from controlplane.cli.functions import functions
 from controlplane.cli.keys import keys
@@ -22,7 +23,18 @@ def cli() -> None:
     """
 
 
-for command in (dev, server, worker, send, events, runs, functions, keys, migrate_command):
+for command in (
+    dev,
+    server,
+    worker,
+    send,
+    events,
+    runs,
+    functions,
+    keys,
+    environments,
+    migrate_command,
+):
     cli.add_command(command)
 
 

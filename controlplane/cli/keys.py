@@ -1,57 +1,34 @@
-"""tether keys create|list|rotate|revoke: API keys, managed on the database.
-
-Who may run these: whoever can reach the database (as for ``tether migrate``).
-Running control planes see a change within seconds, without a restart.
+"""tether keys create|list|rotate|revoke: API keys of an environment, managed
+on the database (see _store.py for who may). Running control planes see a
+change within seconds, without a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
 
-from controlplane.config import DEV_DATABASE
-from controlplane.model.access import ApiKey, Role
+from controlplane.cli._store import db_option, now_ms, on_store
+from controlplane.model.access import DEFAULT_ENVIRONMENT, ApiKey, Role
 
 T = TypeVar("T")
 
-_db_option = click.option(
-    "--db",
-    default=DEV_DATABASE,
-    envvar="TETHER_DATABASE_URL",
+_env_option = click.option(
+    "--env",
+    "environment",
+    default=DEFAULT_ENVIRONMENT,
     show_default=True,
-    help="SQLAlchemy URL of the store.",
+    help="The environment the keys belong to (tether env list).",
 )
 
 
 def _with_ring(work: Callable[..., Awaitable[T]], db: str) -> T:
     from controlplane.access.keys import KeyRing
-    from controlplane.model.errors import EngineError
-    from controlplane.store import migrate, open_store
 
-    async def run() -> T:
-        try:
-            store = open_store(db)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
-        await asyncio.to_thread(migrate, store.engine)
-        await store.start()
-        try:
-            return await work(KeyRing(store))
-        except EngineError as error:
-            raise click.ClickException(str(error)) from None
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return on_store(db, lambda store: work(KeyRing(store)))
 
 
 def _shown(key: ApiKey) -> dict[str, object]:
@@ -82,20 +59,27 @@ def keys() -> None:
 @click.option("--name", required=True, help="What the key is for, e.g. 'shop workers'.")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
 @click.option("--app", "apps", multiple=True, help="Worker keys: an app it may serve (repeatable).")
-@_db_option
-def create(name: str, role: str, apps: tuple[str, ...], db: str) -> None:
+@_env_option
+@db_option
+def create(name: str, role: str, apps: tuple[str, ...], environment: str, db: str) -> None:
     """Create a key; its secret is printed once."""
-    key, secret = _with_ring(lambda ring: ring.create(name, Role(role), apps, now_ms=_now_ms()), db)
+    key, secret = _with_ring(
+        lambda ring: ring.create(name, Role(role), apps, now_ms=now_ms(), environment=environment),
+        db,
+    )
     _print_secret(key, secret)
 
 
 @keys.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@_db_option
-def list_keys(include_revoked: bool, as_json: bool, db: str) -> None:
+@_env_option
+@db_option
+def list_keys(include_revoked: bool, as_json: bool, environment: str, db: str) -> None:
     """The keys (never their secrets)."""
-    found = _with_ring(lambda ring: ring.list(include_revoked=include_revoked), db)
+    found = _with_ring(
+        lambda ring: ring.list(include_revoked=include_revoked, environment=environment), db
+    )
     for key in found:
         if as_json:
             click.echo(json.dumps(_shown(key)))
@@ -107,18 +91,22 @@ def list_keys(include_revoked: bool, as_json: bool, db: str) -> None:
 
 @keys.command("rotate")
 @click.argument("key_id")
-@_db_option
-def rotate(key_id: str, db: str) -> None:
+@_env_option
+@db_option
+def rotate(key_id: str, environment: str, db: str) -> None:
     """Replace a key with a new secret (same name, role and apps); the old one
     stops working at once."""
-    key, secret = _with_ring(lambda ring: ring.rotate(key_id, now_ms=_now_ms()), db)
+    key, secret = _with_ring(
+        lambda ring: ring.rotate(key_id, now_ms=now_ms(), environment=environment), db
+    )
     _print_secret(key, secret)
 
 
 @keys.command("revoke")
 @click.argument("key_id")
-@_db_option
-def revoke(key_id: str, db: str) -> None:
+@_env_option
+@db_option
+def revoke(key_id: str, environment: str, db: str) -> None:
     """Revoke a key: calls with it are refused from now on."""
-    _with_ring(lambda ring: ring.revoke(key_id, now_ms=_now_ms()), db)
+    _with_ring(lambda ring: ring.revoke(key_id, now_ms=now_ms(), environment=environment), db)
     click.echo(f"revoked key {key_id}")

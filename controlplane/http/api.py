@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 
+from controlplane.access.environments import HostedEnvironments
 from controlplane.engine.engine import Engine
 from controlplane.engine.validation import MAX_JSON_DEPTH, json_depth_over
 from controlplane.http import schemas as s
@@ -21,6 +22,7 @@ from controlplane.model import (
     RunFilter,
     RunStatus,
 )
+from controlplane.model.access import Caller
 from controlplane.model.errors import InvalidArgument
 
 _STATUSES = {status.value for status in RunStatus}
@@ -61,9 +63,15 @@ class CheckedRoute(APIRoute):
 router = APIRouter(prefix="/api", route_class=CheckedRoute)
 
 
+#: Where the authorization middleware leaves the caller, in the request's scope.
+CALLER_SCOPE_KEY = "tether.caller"
+
+
 def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
+    """The engine of the caller's environment."""
+    environments: HostedEnvironments = request.app.state.environments
+    caller: Caller = request.scope[CALLER_SCOPE_KEY]
+    return environments.engine(caller.environment)
 
 
 EngineDep = Annotated[Engine, Depends(_engine)]

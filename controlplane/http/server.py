@@ -20,13 +20,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from controlplane import __version__
+from controlplane.access.environments import HostedEnvironments
 from controlplane.access.keys import KeyRing
 from controlplane.config import TlsFiles
-from controlplane.engine.engine import Engine
 from controlplane.http import problems
-from controlplane.http.api import router
+from controlplane.http.api import CALLER_SCOPE_KEY, router
 from controlplane.http.schemas import Problem
-from controlplane.model.access import Role
+from controlplane.model.access import DEFAULT_ENVIRONMENT, Role
 from controlplane.model.errors import (
     EngineError,
     FailedPrecondition,
@@ -50,8 +50,11 @@ _ERROR_STATUS: dict[type[EngineError], tuple[int, str]] = {
 }
 
 
-def build_app(engine: Engine, *, keys: KeyRing, metrics: RenderMetrics | None = None) -> FastAPI:
-    """The ASGI application: UI at /, the API under /api, /metrics, /healthz."""
+def build_app(
+    environments: HostedEnvironments, *, keys: KeyRing, metrics: RenderMetrics | None = None
+) -> FastAPI:
+    """The ASGI application: UI at /, the API under /api (each call on the
+    environment of its key), /metrics, /healthz."""
     app = FastAPI(
         title="Tether",
         version=__version__,
@@ -64,9 +67,10 @@ def build_app(engine: Engine, *, keys: KeyRing, metrics: RenderMetrics | None = 
             404: {"model": Problem, "description": "Not found"},
         },
     )
-    app.state.engine = engine
+    app.state.environments = environments
+    engine = environments.engine(DEFAULT_ENVIRONMENT)
     app.include_router(router)
-    app.add_middleware(_Authorize, keys=keys)
+    app.add_middleware(_Authorize, keys=keys, environments=environments)
 
     @app.exception_handler(EngineError)
     async def engine_error(_: Request, error: EngineError) -> JSONResponse:
@@ -132,15 +136,18 @@ class _Authorize(BaseHTTPMiddleware):
     """/api needs ``Authorization: Bearer KEY`` of a role that allows the call
     (when any key is configured or stored)."""
 
-    def __init__(self, app: object, keys: KeyRing) -> None:
+    def __init__(self, app: object, keys: KeyRing, environments: HostedEnvironments) -> None:
         super().__init__(app)  # type: ignore[arg-type]
         self._keys = keys
+        self._environments = environments
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path
         if path.startswith("/api/") and path != "/api/openapi.json":
             try:
                 caller = await self._keys.authenticate(request.headers.get("authorization"))
+                if caller is not None:
+                    await self._environments.ensure(caller.environment)
             except Unavailable as error:  # a key not yet in memory, and no database
                 return _problem(503, "unavailable", str(error))
             if caller is None:
@@ -149,6 +156,7 @@ class _Authorize(BaseHTTPMiddleware):
             if not caller.may(needed):
                 refusal = caller.refusal(f"{request.method} {path}", needed)
                 return _problem(403, "permission_denied", refusal)
+            request.scope[CALLER_SCOPE_KEY] = caller
         return await call_next(request)
 
 

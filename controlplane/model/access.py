@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+#: The environment ``tether dev`` runs, and the one that lists the others.
+DEFAULT_ENVIRONMENT = "default"
+
 
 class Role(enum.StrEnum):
     """What a key may do: ``admin`` everything, ``worker`` also what ``send``
@@ -35,12 +38,23 @@ class ApiKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Environment:
+    """A unit of isolation: its functions, events, runs, waits, schedules,
+    flow-control state and keys are seen by nothing outside it."""
+
+    name: str
+    created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
-    """Who made a call: the key's role and apps (a static key is admin)."""
+    """Who made a call: the key's environment, role and apps (a key given at
+    start is admin of the default environment)."""
 
     role: Role
     apps: tuple[str, ...] = ()
     key_id: str = ""
+    environment: str = DEFAULT_ENVIRONMENT
 
     def may(self, needed: Role) -> bool:
         """Whether this caller's role grants ``needed``."""

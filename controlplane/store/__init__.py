@@ -12,8 +12,9 @@ from controlplane.store.sqlite import SQLiteStore
 __all__ = ["PostgresStore", "SQLiteStore", "Store", "migrate", "open_store"]
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
-    """A store for a SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", schema: str | None = None) -> Store:
+    """A store for a SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``
+    (with ``schema``, its tables are in that PostgreSQL schema)."""
     try:
         backend = make_url(url).get_backend_name()
     except Exception as error:
@@ -21,7 +22,7 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
     if backend == "sqlite":
         return SQLiteStore(url, synchronous=sqlite_synchronous)
     if backend == "postgresql":
-        return PostgresStore(url)
+        return PostgresStore(url, schema=schema)
     raise ValueError(
         f"unsupported database {backend!r} in {url!r}: use sqlite:///path/to/file.db "
         "or postgresql+psycopg://user@host/db"

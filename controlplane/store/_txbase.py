@@ -25,13 +25,22 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]
 class TxBase:
     """A connection inside a transaction (read-only unless a subclass writes)."""
 
-    def __init__(self, conn: Connection, insert: InsertFactory, *, lock_rows: bool = False) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        insert: InsertFactory,
+        *,
+        lock_rows: bool = False,
+        lock_namespace: str = "",
+    ) -> None:
         self.conn = conn
         self._insert = insert
         # PostgreSQL: lock rows (and skip locked ones when claiming) so that
         # several control planes can share the store. SQLite has one writer anyway.
         self._lock_rows = lock_rows
         self._postgres = conn.dialect.name == "postgresql"
+        # Advisory locks are database-wide: an environment's schema names its own.
+        self._lock_namespace = lock_namespace
 
     def _insert_all(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:

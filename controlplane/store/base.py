@@ -35,6 +35,8 @@ class Store(ABC):
     dialect: str
     #: True when several control planes may share this store.
     shared: bool
+    #: The PostgreSQL schema holding the tables (None: the default search path).
+    schema: str | None = None
 
     def __init__(self, url: str, *, readers: int = 4) -> None:
         self.url = url
@@ -98,9 +100,10 @@ class Store(ABC):
         ``fallback`` runs in its place (its own transaction) before anything later."""
         insert = self.insert
         lock_rows = self.shared
+        lock_namespace = self.schema or ""
 
         def tx(conn: Connection) -> WriteTx:
-            return WriteTx(conn, insert, lock_rows=lock_rows)
+            return WriteTx(conn, insert, lock_rows=lock_rows, lock_namespace=lock_namespace)
 
         on_failure = None
         if fallback is not None:

@@ -100,7 +100,8 @@ class FlowWrites(TxBase):
         transactions cannot wait for each other. SQLite has one writer anyway."""
         if not self._postgres:
             return
-        ids = sorted({_lock_id(name) for name in names})
+        namespace = self._lock_namespace
+        ids = sorted({_lock_id(f"{namespace}\0{name}" if namespace else name) for name in names})
         if ids:
             self.conn.execute(_advisory_locks, {"ids": ids})
 

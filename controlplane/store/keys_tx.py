@@ -1,15 +1,16 @@
-"""API keys: added, listed, revoked, and found by the hash of their secret."""
+"""API keys (added, listed, revoked, and found by the hash of their secret)
+and the environments they belong to."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, delete, select, update
 
-from controlplane.model.access import ApiKey, Role
+from controlplane.model.access import ApiKey, Environment, Role
 from controlplane.store._txbase import TxBase
-from controlplane.store.schema import api_keys
+from controlplane.store.schema import api_keys, environments
 
 
 def _key(row: Row[tuple[object, ...]]) -> ApiKey:
@@ -37,6 +38,11 @@ class KeyReads(TxBase):
         """(secret hash, environment, key) of every key not revoked."""
         rows = self.conn.execute(select(api_keys).where(api_keys.c.revoked_at_ms.is_(None)))
         return [(r.secret_sha256, r.environment, _key(r)) for r in rows]
+
+    def environments(self) -> list[Environment]:
+        """The environments besides the default one, by name."""
+        rows = self.conn.execute(select(environments).order_by(environments.c.name))
+        return [Environment(r.name, r.created_at_ms) for r in rows]
 
 
 class KeyWrites(KeyReads):
@@ -68,6 +74,29 @@ class KeyWrites(KeyReads):
             .values(revoked_at_ms=now_ms)
         )
         return int(result.rowcount)
+
+    def add_environment(self, environment: Environment) -> bool:
+        """Record an environment; False if one of that name exists."""
+        if self.conn.execute(
+            select(environments.c.name).where(environments.c.name == environment.name)
+        ).first():
+            return False
+        self.conn.execute(
+            environments.insert().values(
+                name=environment.name, created_at_ms=environment.created_at_ms
+            )
+        )
+        return True
+
+    def remove_environment(self, name: str, now_ms: int) -> bool:
+        """Forget an environment and revoke its keys; False if there was none."""
+        removed = self.conn.execute(delete(environments).where(environments.c.name == name))
+        self.conn.execute(
+            update(api_keys)
+            .where(api_keys.c.environment == name, api_keys.c.revoked_at_ms.is_(None))
+            .values(revoked_at_ms=now_ms)
+        )
+        return bool(removed.rowcount)
 
 
 def holds_active_keys(url: str) -> bool:

@@ -21,13 +21,16 @@ def _config() -> Config:
     return config
 
 
-def migrate(engine: Engine) -> str:
-    """Upgrade the schema to the newest revision; returns that revision."""
+def migrate(engine: Engine, schema: str | None = None) -> str:
+    """Upgrade the schema to the newest revision; returns that revision. With
+    ``schema`` (PostgreSQL: the connections' search path), it is created first."""
     config = _config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Control planes starting together on one database migrate one at a time.
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            if schema is not None:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     return head_revision()

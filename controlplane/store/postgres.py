@@ -5,6 +5,9 @@ LISTEN/NOTIFY on one channel: a payload ``<node id>:<kind>`` where kind is
 ``work`` (something may be due or a concurrency slot freed: look for work) or
 ``functions`` (functions were registered: reload them). Each node ignores its
 own notifications.
+
+An environment other than the default keeps its tables in a schema of its own
+(``search_path`` is set on every connection) and notifies on a channel of its own.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ class PostgresStore(Store):
     dialect = "postgresql"
     shared = True
 
-    def __init__(self, url: str, *, readers: int = 4) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, readers: int = 4) -> None:
+        self.schema = schema
+        self.channel = CHANNEL if schema is None else f"{CHANNEL}_{schema}"
         super().__init__(url, readers=readers)
         self.node_id = new_hex_id(8)
         self._conninfo = (
@@ -48,7 +53,10 @@ class PostgresStore(Store):
         self._threads: list[threading.Thread] = []
 
     def _create_engine(self, url: str) -> Engine:
-        return create_engine(url, pool_size=8, max_overflow=4, pool_pre_ping=True)
+        connect_args = {} if self.schema is None else {"options": f"-csearch_path={self.schema}"}
+        return create_engine(
+            url, pool_size=8, max_overflow=4, pool_pre_ping=True, connect_args=connect_args
+        )
 
     def insert(self, table: Table) -> Insert:
         return pg_insert(table)
@@ -101,7 +109,9 @@ class PostgresStore(Store):
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._conninfo, autocommit=True)
                 for kind in sorted(kinds):
-                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.node_id}:{kind}"))
+                    conn.execute(
+                        "SELECT pg_notify(%s, %s)", (self.channel, f"{self.node_id}:{kind}")
+                    )
             except psycopg.Error as error:
                 self._notification_failed("could not notify other control planes", error)
                 conn = None
@@ -114,7 +124,7 @@ class PostgresStore(Store):
         while not self._closing:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self.channel}")
                     # Anything may have changed while we were not listening.
                     deliver("functions")
                     while not self._closing:

@@ -307,3 +307,12 @@ api_keys = Table(
     Column("revoked_at_ms", BigInteger, nullable=True),
     Index("ux_api_keys_secret", "secret_sha256", unique=True),
 )
+
+# The environments besides ``default`` (access/environments.py), listed in the
+# default environment's store; each keeps its data in a store of its own.
+environments = Table(
+    "environments",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
