@@ -41,6 +41,10 @@ METHOD_ROLES: dict[str, Role] = {
     "/tether.v1.ClockService/GetTime": Role.READ,
     "/tether.v1.ClockService/Advance": Role.ADMIN,
     "/tether.v1.ClockService/SetAutoSkip": Role.ADMIN,
+    "/tether.v1.KeyService/CreateKey": Role.ADMIN,
+    "/tether.v1.KeyService/ListKeys": Role.ADMIN,
+    "/tether.v1.KeyService/RotateKey": Role.ADMIN,
+    "/tether.v1.KeyService/RevokeKey": Role.ADMIN,
 }
 
 UNAUTHENTICATED = "missing or invalid API key: send 'authorization: Bearer <key>'"

@@ -16,6 +16,7 @@ from controlplane.api.auth import Authorizer
 from controlplane.api.clock_service import ClockServicer
 from controlplane.api.decoding import DecodingInterceptor
 from controlplane.api.event_service import EventServicer
+from controlplane.api.key_service import KeyServicer
 from controlplane.api.run_service import RunServicer
 from controlplane.api.worker_service import WorkerServicer
 from tether.v1 import (
@@ -23,6 +24,8 @@ from tether.v1 import (
     clock_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
+    key_service_pb2,
+    key_service_pb2_grpc,
     run_service_pb2,
     run_service_pb2_grpc,
     worker_service_pb2,
@@ -36,6 +39,7 @@ SERVICE_NAMES = (
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     run_service_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     clock_service_pb2.DESCRIPTOR.services_by_name["ClockService"].full_name,
+    key_service_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
 )
 
 SERVER_OPTIONS = [
@@ -85,6 +89,7 @@ async def build_server(
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(workers, server)
     run_service_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(environments), server)
     clock_service_pb2_grpc.add_ClockServiceServicer_to_server(ClockServicer(environments), server)
+    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyServicer(keys), server)
     health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

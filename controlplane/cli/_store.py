@@ -7,7 +7,6 @@ Who may run them: whoever can reach the database (as for ``tether migrate``).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -50,7 +49,3 @@ def on_store(db: str, work: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(run())
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -9,7 +9,8 @@ import time
 
 import click
 
-from controlplane.cli._store import db_option, now_ms, on_store
+from controlplane.cli._store import db_option, on_store
+from controlplane.engine.clock import SystemClock
 
 
 @click.group("env")
@@ -24,7 +25,7 @@ def create(name: str, db: str) -> None:
     """Create an environment (then give it keys: tether keys create --env NAME)."""
     from controlplane.access.environments import create_environment
 
-    on_store(db, lambda store: create_environment(store, name, now_ms=now_ms()))
+    on_store(db, lambda store: create_environment(store, name, now_ms=SystemClock().now_ms()))
     click.echo(f"created environment {name}")
 
 
@@ -62,7 +63,7 @@ def delete(name: str, yes: bool, db: str) -> None:
             f"Delete environment {name!r} with all its functions, events, runs and keys?",
             abort=True,
         )
-    on_store(db, lambda store: delete_environment(store, name, now_ms=now_ms()))
+    on_store(db, lambda store: delete_environment(store, name, now_ms=SystemClock().now_ms()))
     click.echo(f"deleted environment {name}; its keys are revoked", err=True)
     # Running control planes close it on notice (PostgreSQL) or at their next
     # look at the list; its data goes after that.

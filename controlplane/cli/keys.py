@@ -11,7 +11,8 @@ from typing import TypeVar
 
 import click
 
-from controlplane.cli._store import db_option, now_ms, on_store
+from controlplane.cli._store import db_option, on_store
+from controlplane.engine.clock import SystemClock
 from controlplane.model.access import DEFAULT_ENVIRONMENT, ApiKey, Role
 
 T = TypeVar("T")
@@ -64,7 +65,9 @@ def keys() -> None:
 def create(name: str, role: str, apps: tuple[str, ...], environment: str, db: str) -> None:
     """Create a key; its secret is printed once."""
     key, secret = _with_ring(
-        lambda ring: ring.create(name, Role(role), apps, now_ms=now_ms(), environment=environment),
+        lambda ring: ring.create(
+            name, Role(role), apps, now_ms=SystemClock().now_ms(), environment=environment
+        ),
         db,
     )
     _print_secret(key, secret)
@@ -97,7 +100,7 @@ def rotate(key_id: str, environment: str, db: str) -> None:
     """Replace a key with a new secret (same name, role and apps); the old one
     stops working at once."""
     key, secret = _with_ring(
-        lambda ring: ring.rotate(key_id, now_ms=now_ms(), environment=environment), db
+        lambda ring: ring.rotate(key_id, now_ms=SystemClock().now_ms(), environment=environment), db
     )
     _print_secret(key, secret)
 
@@ -108,5 +111,7 @@ def rotate(key_id: str, environment: str, db: str) -> None:
 @db_option
 def revoke(key_id: str, environment: str, db: str) -> None:
     """Revoke a key: calls with it are refused from now on."""
-    _with_ring(lambda ring: ring.revoke(key_id, now_ms=now_ms(), environment=environment), db)
+    _with_ring(
+        lambda ring: ring.revoke(key_id, now_ms=SystemClock().now_ms(), environment=environment), db
+    )
     click.echo(f"revoked key {key_id}")

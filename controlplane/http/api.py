@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 
 from controlplane.access.environments import HostedEnvironments
+from controlplane.access.keys import KeyRing
+from controlplane.engine.clock import SystemClock
 from controlplane.engine.engine import Engine
 from controlplane.engine.validation import MAX_JSON_DEPTH, json_depth_over
 from controlplane.http import schemas as s
@@ -22,7 +24,7 @@ from controlplane.model import (
     RunFilter,
     RunStatus,
 )
-from controlplane.model.access import Caller
+from controlplane.model.access import Caller, Role
 from controlplane.model.errors import InvalidArgument
 
 _STATUSES = {status.value for status in RunStatus}
@@ -67,14 +69,27 @@ router = APIRouter(prefix="/api", route_class=CheckedRoute)
 CALLER_SCOPE_KEY = "tether.caller"
 
 
-def _engine(request: Request) -> Engine:
+def _caller(request: Request) -> Caller:
+    caller: Caller = request.scope[CALLER_SCOPE_KEY]
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+def _engine(request: Request, caller: CallerDep) -> Engine:
     """The engine of the caller's environment."""
     environments: HostedEnvironments = request.app.state.environments
-    caller: Caller = request.scope[CALLER_SCOPE_KEY]
     return environments.engine(caller.environment)
 
 
+def _keys(request: Request) -> KeyRing:
+    keys: KeyRing = request.app.state.keys
+    return keys
+
+
 EngineDep = Annotated[Engine, Depends(_engine)]
+KeysDep = Annotated[KeyRing, Depends(_keys)]
 PageToken = Annotated[str, Query(description="next_page_token of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page (at most 1,000).")]
 # A time filter: any int64, as the gRPC API takes (a larger one no database stores).
@@ -231,3 +246,52 @@ async def replay_run(engine: EngineDep, run_id: str, body: s.ReplayIn | None = N
     that completed before the one that failed."""
     mode = ReplayMode(body.mode if body is not None else "from_start")
     return s.RunOne(run=s.run_out(await engine.replay_run(run_id, mode)))
+
+
+# -- access -------------------------------------------------------------------------
+
+# Keys are stamped on the wall clock, whatever clock the engines run on.
+_WALL = SystemClock()
+
+
+@router.get("/me", tags=["access"])
+async def who_am_i(caller: CallerDep) -> s.CallerOut:
+    """The environment and role of the key sent (any valid key may ask): the UI
+    offers only what the role allows."""
+    return s.caller_out(caller)
+
+
+@router.get("/keys", tags=["access"])
+async def list_keys(
+    keys: KeysDep, caller: CallerDep, include_revoked: bool = False
+) -> s.ApiKeyList:
+    """The API keys of the caller's environment, never their secrets (admin)."""
+    found = await keys.list(include_revoked=include_revoked, environment=caller.environment)
+    return s.ApiKeyList(keys=[s.api_key_out(key) for key in found])
+
+
+@router.post("/keys", tags=["access"])
+async def create_key(keys: KeysDep, caller: CallerDep, body: s.ApiKeyIn) -> s.ApiKeyCreated:
+    """A new key of the caller's environment; its secret is in this response only (admin)."""
+    key, secret = await keys.create(
+        body.name,
+        Role(body.role),
+        tuple(body.apps),
+        now_ms=_WALL.now_ms(),
+        environment=caller.environment,
+    )
+    return s.ApiKeyCreated(key=s.api_key_out(key), secret=secret)
+
+
+@router.post("/keys/{key_id}/rotate", tags=["access"])
+async def rotate_key(keys: KeysDep, caller: CallerDep, key_id: str) -> s.ApiKeyCreated:
+    """A new secret for a key's name, role and apps; the old one is revoked (admin)."""
+    key, secret = await keys.rotate(key_id, now_ms=_WALL.now_ms(), environment=caller.environment)
+    return s.ApiKeyCreated(key=s.api_key_out(key), secret=secret)
+
+
+@router.post("/keys/{key_id}/revoke", tags=["access"])
+async def revoke_key(keys: KeysDep, caller: CallerDep, key_id: str) -> dict[str, str]:
+    """Revoke a key: calls with it are refused from now on (admin)."""
+    await keys.revoke(key_id, now_ms=_WALL.now_ms(), environment=caller.environment)
+    return {"revoked": key_id}

@@ -25,6 +25,7 @@ from controlplane.model import (
     StepRecord,
     StoredEvent,
 )
+from controlplane.model.access import ApiKey, Caller
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -410,3 +411,61 @@ class PauseIn(BaseModel):
 class ResumeOut(BaseModel):
     function: FunctionOut
     released: int = Field(description="Held runs released.")
+
+
+# -- access -------------------------------------------------------------------------
+
+
+class CallerOut(BaseModel):
+    """Who the key in the request is: what the UI shows and offers."""
+
+    environment: str
+    role: Literal["send", "worker", "read", "admin"]
+    #: Worker keys: the apps it may serve (empty: any).
+    apps: list[str]
+    #: Empty for a key given at start, or when no key is needed.
+    key_id: str
+
+
+def caller_out(caller: Caller) -> CallerOut:
+    return CallerOut(
+        environment=caller.environment,
+        role=caller.role.value,
+        apps=list(caller.apps),
+        key_id=caller.key_id,
+    )
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: Literal["send", "worker", "read", "admin"]
+    apps: list[str]
+    created_at_ms: int
+    revoked_at_ms: int | None
+
+
+def api_key_out(key: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        name=key.name,
+        role=key.role.value,
+        apps=list(key.apps),
+        created_at_ms=key.created_at_ms,
+        revoked_at_ms=key.revoked_at_ms,
+    )
+
+
+class ApiKeyList(BaseModel):
+    keys: list[ApiKeyOut]
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(description="What the key is for (1 to 128 printable characters).")
+    role: Literal["send", "worker", "read", "admin"]
+    apps: list[str] = Field(default=[], description="Worker keys: the apps it may serve.")
+
+
+class ApiKeyCreated(BaseModel):
+    key: ApiKeyOut
+    secret: str = Field(description="The key itself: shown in this response only, ever.")

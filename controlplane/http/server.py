@@ -68,6 +68,7 @@ def build_app(
         },
     )
     app.state.environments = environments
+    app.state.keys = keys
     engine = environments.engine(DEFAULT_ENVIRONMENT)
     app.include_router(router)
     app.add_middleware(_Authorize, keys=keys, environments=environments)
@@ -122,9 +123,14 @@ def _problem(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(Problem(error=code, message=message).model_dump(), status_code=status)
 
 
-def route_role(method: str, path: str) -> Role:
+def route_role(method: str, path: str) -> Role | None:
     """The role a call of the JSON API needs: reading is ``read``, sending
-    events ``send``, anything else that changes something ``admin``."""
+    events ``send``, keys and anything else that changes something ``admin``;
+    ``/api/me`` only a valid key (None)."""
+    if path == "/api/me":
+        return None
+    if path == "/api/keys" or path.startswith("/api/keys/"):
+        return Role.ADMIN
     if method in ("GET", "HEAD"):
         return Role.READ
     if path == "/api/events":
@@ -153,7 +159,7 @@ class _Authorize(BaseHTTPMiddleware):
             if caller is None:
                 return _problem(401, "unauthenticated", "send 'Authorization: Bearer <API key>'")
             needed = route_role(request.method, path)
-            if not caller.may(needed):
+            if needed is not None and not caller.may(needed):
                 refusal = caller.refusal(f"{request.method} {path}", needed)
                 return _problem(403, "permission_denied", refusal)
             request.scope[CALLER_SCOPE_KEY] = caller

@@ -62,8 +62,9 @@ class Caller:
 
     def refusal(self, what: str, needed: Role) -> str:
         """Why this caller may not do ``what``, which needs ``needed``."""
+        alternative = "" if needed is Role.ADMIN else " (or 'admin')"
         return (
-            f"{what} needs the '{needed}' role (or 'admin'); "
+            f"{what} needs the '{needed}' role{alternative}; "
             f"this API key has the '{self.role}' role"
         )
 

@@ -21,6 +21,8 @@ from tests.e2e.cli import tether
 from tests.support.processes import ControlPlaneProcess
 from tests.support.raw_worker import definition, hello
 from tests.support.waiting import wait_until
+from tether.v1 import key_service_pb2 as ks
+from tether.v1 import key_service_pb2_grpc as ks_grpc
 from tether.v1 import worker_service_pb2 as ws
 
 BOOTSTRAP = "bootstrap-admin-key"
@@ -87,9 +89,10 @@ def test_every_method_allows_exactly_the_roles_the_table_gives(
             ), f"{method} refused a {role} key: {details}"
         else:
             name = method.rsplit("/", 1)[-1]
+            alternative = "" if needed is Role.ADMIN else " (or 'admin')"
             assert (code, details) == (
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"{name} needs the '{needed}' role (or 'admin'); "
+                f"{name} needs the '{needed}' role{alternative}; "
                 f"this API key has the '{role}' role",
             ), method
 
@@ -150,9 +153,7 @@ def test_a_revoked_key_stops_working_without_a_restart(
     assert secret not in listed.stdout
 
 
-def http(
-    url: str, key: str | None, method: str = "GET", body: object = None
-) -> tuple[int, dict[str, str]]:
+def http(url: str, key: str | None, method: str = "GET", body: object = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if key is not None:
@@ -161,7 +162,7 @@ def http(
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, {}
+            return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
 
@@ -208,3 +209,62 @@ def test_a_key_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
     process.stop()
     [warning] = [line for line in process.logs().splitlines() if "process list" in line]
     assert "set TETHER_API_KEYS instead" in warning
+
+
+def test_admins_manage_keys_over_grpc_and_http_and_no_one_else_does(
+    control_plane: ControlPlaneProcess, secrets: dict[Role, str]
+) -> None:
+    base = control_plane.http_url
+    admin = (("authorization", f"Bearer {secrets[Role.ADMIN]}"),)
+    with grpc.insecure_channel(control_plane.address) as channel:
+        keys = ks_grpc.KeyServiceStub(channel)
+        made = keys.CreateKey(ks.CreateKeyRequest(name="dashboards", role="read"), metadata=admin)
+        assert made.secret.startswith("tk_")
+        assert (made.key.role, made.key.name) == ("read", "dashboards")
+        assert call(control_plane.address, "/tether.v1.RunService/ListRuns", made.secret)[0] == (
+            grpc.StatusCode.OK
+        )
+        listed = keys.ListKeys(ks.ListKeysRequest(), metadata=admin)
+        assert made.key.id in {key.id for key in listed.keys}
+        assert made.secret not in str(listed)
+
+        status, created = http(
+            f"{base}/api/keys", secrets[Role.ADMIN], "POST", {"name": "web", "role": "send"}
+        )
+        assert status == 200
+        sender = created["secret"]
+        assert http(f"{base}/api/me", sender)[1] == {
+            "environment": "default",
+            "role": "send",
+            "apps": [],
+            "key_id": created["key"]["id"],
+        }
+        status, rotated = http(
+            f"{base}/api/keys/{created['key']['id']}/rotate", secrets[Role.ADMIN], "POST", {}
+        )
+        assert status == 200
+        assert http(f"{base}/api/me", sender)[0] == 401, "the rotated-away secret"
+        assert http(f"{base}/api/me", rotated["secret"])[1]["role"] == "send"
+
+        keys.RevokeKey(ks.RevokeKeyRequest(key_id=made.key.id), metadata=admin)
+        assert call(control_plane.address, "/tether.v1.RunService/ListRuns", made.secret)[0] == (
+            grpc.StatusCode.UNAUTHENTICATED
+        )
+        with pytest.raises(grpc.RpcError) as unknown:
+            keys.RevokeKey(ks.RevokeKeyRequest(key_id=made.key.id), metadata=admin)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as bad_role:
+            keys.CreateKey(ks.CreateKeyRequest(name="x", role="owner"), metadata=admin)
+        assert bad_role.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "unknown role 'owner'" in (bad_role.value.details() or "")
+
+    # Reading runs is not reading keys.
+    status, problem = http(f"{base}/api/keys", secrets[Role.READ])
+    assert (status, problem["message"]) == (
+        403,
+        "GET /api/keys needs the 'admin' role; this API key has the 'read' role",
+    )
+    status, _ = http(
+        f"{base}/api/keys", secrets[Role.WORKER], "POST", {"name": "x", "role": "admin"}
+    )
+    assert status == 403

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 from sqlalchemy import create_engine, inspect, make_url
 
@@ -20,6 +21,8 @@ from tests.e2e.cli import tether
 from tests.support.processes import ControlPlaneProcess, WorkerProcess
 from tests.support.waiting import wait_until, wait_until_async
 from tether import NotFoundError, RunStatus, Tether, UnauthenticatedError
+from tether.v1 import key_service_pb2 as ks
+from tether.v1 import key_service_pb2_grpc as ks_grpc
 
 APP = "tests.integration.apps.tenants:app"
 
@@ -150,6 +153,20 @@ async def test_nothing_in_one_environment_reaches_another(
     done = await prod.runs.wait(fulfil_id, timeout=30)
     assert done.output == {"packed_by": "prod", "shipped": True}
     assert len(shipped.run_ids) == 1, "prod's audit, not default's"
+
+    # prod's admin manages prod's keys, and cannot even see default's.
+    with grpc.insecure_channel(control_plane.address) as channel:
+        keys = ks_grpc.KeyServiceStub(channel)
+        as_prod = (("authorization", f"Bearer {teams['prod'].admin_key}"),)
+        as_default = (("authorization", f"Bearer {teams['default'].admin_key}"),)
+        prod_keys = {k.id for k in keys.ListKeys(ks.ListKeysRequest(), metadata=as_prod).keys}
+        default_keys = {k.id for k in keys.ListKeys(ks.ListKeysRequest(), metadata=as_default).keys}
+        assert len(prod_keys) == len(default_keys) == 3
+        assert not prod_keys & default_keys
+        for key_id in default_keys:
+            with pytest.raises(grpc.RpcError) as refused:
+                keys.RevokeKey(ks.RevokeKeyRequest(key_id=key_id), metadata=as_prod)
+            assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
     # The CLI with a read key of default lists default's events only.
     listed_events = tether(
