@@ -168,3 +168,19 @@ def _reason(error: ssl.SSLError | OSError) -> str:
             return error.reason.lower().replace("_", " ")
         return "OpenSSL could not load it"
     return error.strerror or str(error)
+
+
+def read_key_file(path: Path) -> tuple[str, ...]:
+    """The keys in a key file: one per line; blank lines and lines starting
+    with ``#`` are skipped. ValueError naming the file if it cannot be read or
+    holds no key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the API key file {path}: {error}") from None
+    keys = tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+    if not keys:
+        raise ValueError(f"the API key file {path} holds no key (one key per line)")
+    return keys

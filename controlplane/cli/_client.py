@@ -13,7 +13,7 @@ import click
 import grpc
 from click.core import ParameterSource
 
-from controlplane.config import check_ca, check_cert_and_key
+from controlplane.config import check_ca, check_cert_and_key, read_key_file
 from tether.v1 import clock_service_pb2_grpc, event_service_pb2_grpc, run_service_pb2_grpc
 
 DEFAULT_ADDRESS = "localhost:4770"
@@ -23,6 +23,7 @@ _OPTIONS = [("grpc.max_receive_message_length", 128 * 1024 * 1024)]
 # The --tls-ca, --tls-client-cert and --tls-client-key values, kept in the click
 # context's meta (so that commands need no parameters for them).
 _TLS_META = "tether.tls_files"
+_KEY_FILE_META = "tether.api_key_file"
 _TLS_PARAMS = ("tls_ca", "tls_client_cert", "tls_client_key")
 
 
@@ -173,6 +174,15 @@ def remote_options(fn: Any) -> Any:
         "--tls/--no-tls", default=None, help="Use TLS (default: TETHER_TLS, else off)."
     )(fn)
     fn = click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False),
+        envvar="TETHER_API_KEY_FILE",
+        default=None,
+        expose_value=False,
+        callback=_keep_key_file,
+        help="A file holding the API key (TETHER_API_KEY_FILE), used when no key is given.",
+    )(fn)
+    fn = click.option(
         "--api-key", envvar="TETHER_API_KEY", default=None, help="API key (TETHER_API_KEY)."
     )(fn)
     fn = click.option(
@@ -185,10 +195,26 @@ def remote_options(fn: Any) -> Any:
     return fn
 
 
+def _keep_key_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[_KEY_FILE_META] = value
+
+
 def make_remote(address: str, api_key: str | None, tls: bool | None) -> Remote:
     """The control plane the options name; the TLS files come from the current
-    command's --tls-ca, --tls-client-cert and --tls-client-key."""
+    command's --tls-ca, --tls-client-cert and --tls-client-key, the key from
+    --api-key-file when none is given."""
     ctx = click.get_current_context(silent=True)
+    key_file = ctx.meta.get(_KEY_FILE_META) if ctx else None
+    if not api_key and key_file:
+        try:
+            keys = read_key_file(Path(key_file))
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        if len(keys) != 1:
+            raise click.UsageError(
+                f"the API key file {key_file} must hold one key; it holds {len(keys)}"
+            )
+        api_key = keys[0]
     kept: dict[str, tuple[Path | None, bool]] = ctx.meta.get(_TLS_META, {}) if ctx else {}
     if tls is False:
         # --no-tls wins over the TETHER_TLS_* variables, not over flags given with it.

@@ -22,6 +22,7 @@ from controlplane.config import (
     Config,
     grpc_address,
     is_loopback,
+    read_key_file,
 )
 
 # The control plane itself (SQLAlchemy, Alembic, gRPC servers) is imported by the
@@ -288,6 +289,14 @@ async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyn
     help="Require this bearer token (repeatable; TETHER_API_KEYS, space-separated).",
 )
 @click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TETHER_API_KEYS_FILE",
+    default=None,
+    help="A file of admin keys, one per line (TETHER_API_KEYS_FILE): a mounted secret, "
+    "kept out of the process list and the environment.",
+)
+@click.option(
     "--insecure-no-auth",
     is_flag=True,
     envvar="TETHER_INSECURE_NO_AUTH",
@@ -321,6 +330,7 @@ def server(
     tls_key: Path | None,
     tls_client_ca: Path | None,
     api_keys: tuple[str, ...],
+    api_key_file: Path | None,
     insecure_no_auth: bool,
     sqlite_synchronous: str,
     heartbeat_ms: int,
@@ -345,8 +355,14 @@ def server(
     ):
         log.warning(
             "API keys given on the command line show in the process list: set "
-            "TETHER_API_KEYS instead, or create stored keys with 'tether keys create'"
+            "TETHER_API_KEYS or --api-key-file instead, or create stored keys with "
+            "'tether keys create'"
         )
+    if api_key_file is not None:
+        try:
+            keys += read_key_file(api_key_file)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
     config = _config(
         db_url=db,
         stored_keys=not keys and not is_loopback(host) and _holds_keys(db),

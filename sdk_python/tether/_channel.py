@@ -107,6 +107,21 @@ class TlsFiles:
         )
 
 
+def read_api_key_file(path: str) -> str:
+    """The key in a key file (a mounted secret): its one line that is not
+    blank or a ``#`` comment."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [line.strip() for line in file if line.strip() and not line.startswith("#")]
+    except (OSError, UnicodeDecodeError) as error:
+        raise _errors.ConfigError(f"cannot read the API key file {path}: {error}") from None
+    if len(lines) != 1:
+        raise _errors.ConfigError(
+            f"the API key file {path} must hold one key; it holds {len(lines)}"
+        )
+    return lines[0]
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
     address: str
@@ -125,7 +140,8 @@ class ChannelConfig:
         tls_client_cert: PathLike | None = None,
         tls_client_key: PathLike | None = None,
     ) -> ChannelConfig:
-        """Explicit arguments win, then TETHER_ADDRESS / TETHER_API_KEY / TETHER_TLS /
+        """Explicit arguments win, then TETHER_ADDRESS / TETHER_API_KEY (else the
+        file TETHER_API_KEY_FILE names) / TETHER_TLS /
         TETHER_TLS_CA / TETHER_TLS_CLIENT_CERT / TETHER_TLS_CLIENT_KEY. A CA or a
         client certificate turns TLS on; ``tls=False`` ignores those of the
         environment (and refuses those given with it)."""
@@ -144,9 +160,12 @@ class ChannelConfig:
             files = TlsFiles.load(ca, client_cert, client_key)
         if tls is None:
             tls = files.given or env.get("TETHER_TLS", "") in ("1", "true")
+        key_file = env.get("TETHER_API_KEY_FILE") or None
         return cls(
             address=address or env.get("TETHER_ADDRESS") or DEFAULT_ADDRESS,
-            api_key=api_key or env.get("TETHER_API_KEY") or None,
+            api_key=api_key
+            or env.get("TETHER_API_KEY")
+            or (read_api_key_file(key_file) if key_file else None),
             tls=tls,
             tls_files=files,
         )

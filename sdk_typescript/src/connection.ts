@@ -34,7 +34,7 @@ const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 export interface ConnectionOptions {
   /** `host:port`; default `TETHER_ADDRESS`, then `localhost:4770`. */
   address?: string;
-  /** Sent as `authorization: Bearer <key>`; default `TETHER_API_KEY`. */
+  /** Sent as `authorization: Bearer <key>`; default `TETHER_API_KEY`, else the file `TETHER_API_KEY_FILE` names. */
   apiKey?: string;
   /**
    * TLS, trusting the system's root certificates (or `tlsCa`); default
@@ -67,7 +67,9 @@ export class Connection {
   constructor(options: ConnectionOptions = {}, tlsFiles?: TlsFiles) {
     const env = process.env;
     this.address = options.address ?? (env.TETHER_ADDRESS || DEFAULT_ADDRESS);
-    this.apiKey = options.apiKey ?? (env.TETHER_API_KEY || undefined);
+    this.apiKey =
+      options.apiKey ??
+      (env.TETHER_API_KEY || (env.TETHER_API_KEY_FILE ? readApiKeyFile(env.TETHER_API_KEY_FILE) : undefined));
     if (tlsFiles !== undefined) {
       this.#tlsFiles = tlsFiles;
     } else if (options.tls === false) {
@@ -165,6 +167,25 @@ export class Connection {
 }
 
 /** Reads and checks the TLS files; a ConfigError names the one that cannot be used. */
+/** The key in a key file (a mounted secret): its one line that is not blank or a `#` comment. */
+function readApiKeyFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(`cannot read the API key file ${path}: ${reason}`);
+  }
+  const keys = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
+  if (keys.length !== 1) {
+    throw new ConfigError(`the API key file ${path} must hold one key; it holds ${keys.length}`);
+  }
+  return keys[0] as string;
+}
+
 function loadTlsFiles(ca: string | undefined, clientCert: string | undefined, clientKey: string | undefined): TlsFiles {
   if ((clientCert === undefined) !== (clientKey === undefined)) {
     const [given, missing] = clientKey === undefined ? ["Cert", "Key"] : ["Key", "Cert"];

@@ -21,6 +21,7 @@ from tests.e2e.cli import tether
 from tests.support.processes import ControlPlaneProcess
 from tests.support.raw_worker import definition, hello
 from tests.support.waiting import wait_until
+from tether import PermissionDeniedError, Tether
 from tether.v1 import key_service_pb2 as ks
 from tether.v1 import key_service_pb2_grpc as ks_grpc
 from tether.v1 import worker_service_pb2 as ws
@@ -208,7 +209,7 @@ def test_a_key_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
     ).start()
     process.stop()
     [warning] = [line for line in process.logs().splitlines() if "process list" in line]
-    assert "set TETHER_API_KEYS instead" in warning
+    assert "set TETHER_API_KEYS or --api-key-file instead" in warning
 
 
 def test_admins_manage_keys_over_grpc_and_http_and_no_one_else_does(
@@ -268,3 +269,44 @@ def test_admins_manage_keys_over_grpc_and_http_and_no_one_else_does(
         f"{base}/api/keys", secrets[Role.WORKER], "POST", {"name": "x", "role": "admin"}
     )
     assert status == 403
+
+
+async def test_keys_kept_in_files_work_for_the_server_the_cli_and_the_sdk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server_keys = tmp_path / "server-keys"
+    server_keys.write_text("# bootstrap admin keys\nfile-admin-key\n\nsecond-admin-key\n")
+    process = ControlPlaneProcess(
+        f"sqlite:///{tmp_path / 'tether.db'}",
+        tmp_path,
+        extra_args=["--api-key-file", str(server_keys)],
+    ).start()
+    try:
+        assert "process list" not in process.logs()
+        client_key = tmp_path / "client-key"
+        client_key.write_text("second-admin-key\n")
+        listed = tether("runs", "list", "--api-key-file", str(client_key), address=process.address)
+        assert listed.code == 0, listed.stderr
+        refused = tether("runs", "list", address=process.address)
+        assert refused.code != 0
+        assert "missing or invalid API key" in refused.stderr
+
+        reader = create_key(process.db_url, Role.READ)[1]
+        (tmp_path / "reader-key").write_text(reader)
+        monkeypatch.setenv("TETHER_API_KEY_FILE", str(tmp_path / "reader-key"))
+        app = Tether(app_id="shop", address=process.address)
+        try:
+            assert (await app.runs.list()).runs == []
+            with pytest.raises(PermissionDeniedError, match="CancelRun needs the 'admin' role"):
+                await app.runs.cancel("01ZZZZZZZZZZZZZZZZZZZZZZZZ")
+        finally:
+            await app.close()
+    finally:
+        process.stop()
+    empty = tmp_path / "empty-keys"
+    empty.write_text("# none yet\n")
+    started = tether(
+        "server", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--api-key-file", str(empty)
+    )
+    assert started.code != 0
+    assert f"the API key file {empty} holds no key (one key per line)" in started.stderr
