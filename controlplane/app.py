@@ -185,7 +185,12 @@ class ControlPlane:
         assert self.metrics is not None
         assert self.keys is not None
         assert self.environments is not None
-        app = build_app(self.environments, keys=self.keys, metrics=self.metrics.render_prometheus)
+        app = build_app(
+            self.environments,
+            keys=self.keys,
+            metrics=self.metrics.render_prometheus,
+            metrics_need_key=self.config.metrics_need_key,
+        )
         self.http = HttpServer(app, self.config.host, port, tls=self.config.tls)
         await self.http.start()
         log.info(

@@ -46,6 +46,8 @@ class Config:
     tls_client_ca: Path | None = None
     # Serve a host other than loopback without API keys or client certificates.
     insecure_no_auth: bool = False
+    # GET /metrics needs a read (or admin) key of the default environment.
+    metrics_need_key: bool = False
     # Written once the servers listen: {"grpc_port": ..., "http_port": ..., "pid": ...}.
     # For tools and tests that start a control plane on port 0.
     ready_file: Path | None = None

@@ -44,11 +44,18 @@ def _shown(key: ApiKey) -> dict[str, object]:
 
 
 def _print_secret(key: ApiKey, secret: str) -> None:
+    """The secret alone on stdout (so that ``> file`` makes a key file); what
+    it is on stderr."""
     click.echo(
-        f"created key {key.id} ({key.role}{', apps ' + ', '.join(key.apps) if key.apps else ''})"
+        f"created key {key.id} ({key.role}{', apps ' + ', '.join(key.apps) if key.apps else ''})",
+        err=True,
     )
     click.echo(secret)
-    click.echo("This is the only time the key is shown: store it now (TETHER_API_KEY).", err=True)
+    click.echo(
+        "This is the only time the key is shown: store it now "
+        "(TETHER_API_KEY, or a file for TETHER_API_KEY_FILE).",
+        err=True,
+    )
 
 
 @click.group()

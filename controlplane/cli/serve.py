@@ -297,6 +297,13 @@ async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyn
     "kept out of the process list and the environment.",
 )
 @click.option(
+    "--metrics-need-key",
+    is_flag=True,
+    envvar="TETHER_METRICS_NEED_KEY",
+    help="GET /metrics needs a 'read' or 'admin' key of the default environment, as the "
+    "JSON API does (TETHER_METRICS_NEED_KEY); otherwise it is open, like /healthz.",
+)
+@click.option(
     "--insecure-no-auth",
     is_flag=True,
     envvar="TETHER_INSECURE_NO_AUTH",
@@ -331,6 +338,7 @@ def server(
     tls_client_ca: Path | None,
     api_keys: tuple[str, ...],
     api_key_file: Path | None,
+    metrics_need_key: bool,
     insecure_no_auth: bool,
     sqlite_synchronous: str,
     heartbeat_ms: int,
@@ -373,6 +381,7 @@ def server(
         tls_client_ca=tls_client_ca,
         api_keys=keys,
         insecure_no_auth=insecure_no_auth,
+        metrics_need_key=metrics_need_key,
         sqlite_synchronous=sqlite_synchronous.upper(),
         heartbeat_interval_ms=heartbeat_ms,
         lease_timeout_ms=lease_timeout_ms,

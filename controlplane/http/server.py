@@ -51,10 +51,14 @@ _ERROR_STATUS: dict[type[EngineError], tuple[int, str]] = {
 
 
 def build_app(
-    environments: HostedEnvironments, *, keys: KeyRing, metrics: RenderMetrics | None = None
+    environments: HostedEnvironments,
+    *,
+    keys: KeyRing,
+    metrics: RenderMetrics | None = None,
+    metrics_need_key: bool = False,
 ) -> FastAPI:
     """The ASGI application: UI at /, the API under /api (each call on the
-    environment of its key), /metrics, /healthz."""
+    environment of its key), /metrics (open unless ``metrics_need_key``), /healthz."""
     app = FastAPI(
         title="Tether",
         version=__version__,
@@ -71,7 +75,9 @@ def build_app(
     app.state.keys = keys
     engine = environments.engine(DEFAULT_ENVIRONMENT)
     app.include_router(router)
-    app.add_middleware(_Authorize, keys=keys, environments=environments)
+    app.add_middleware(
+        _Authorize, keys=keys, environments=environments, metrics_need_key=metrics_need_key
+    )
 
     @app.exception_handler(EngineError)
     async def engine_error(_: Request, error: EngineError) -> JSONResponse:
@@ -142,14 +148,22 @@ class _Authorize(BaseHTTPMiddleware):
     """/api needs ``Authorization: Bearer KEY`` of a role that allows the call
     (when any key is configured or stored)."""
 
-    def __init__(self, app: object, keys: KeyRing, environments: HostedEnvironments) -> None:
+    def __init__(
+        self,
+        app: object,
+        keys: KeyRing,
+        environments: HostedEnvironments,
+        metrics_need_key: bool = False,
+    ) -> None:
         super().__init__(app)  # type: ignore[arg-type]
         self._keys = keys
         self._environments = environments
+        self._metrics_need_key = metrics_need_key
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path
-        if path.startswith("/api/") and path != "/api/openapi.json":
+        metrics = path == "/metrics" and self._metrics_need_key
+        if (path.startswith("/api/") and path != "/api/openapi.json") or metrics:
             try:
                 caller = await self._keys.authenticate(request.headers.get("authorization"))
                 if caller is not None:
@@ -162,6 +176,12 @@ class _Authorize(BaseHTTPMiddleware):
             if needed is not None and not caller.may(needed):
                 refusal = caller.refusal(f"{request.method} {path}", needed)
                 return _problem(403, "permission_denied", refusal)
+            if metrics and caller.environment != DEFAULT_ENVIRONMENT:
+                return _problem(
+                    403,
+                    "permission_denied",
+                    "GET /metrics counts the default environment: it needs a key of it",
+                )
             request.scope[CALLER_SCOPE_KEY] = caller
         return await call_next(request)
 

@@ -36,9 +36,10 @@ def create_key(db_url: str, role: Role, *apps: str) -> tuple[str, str]:
         "keys", "create", "--name", f"{role} key", "--role", role, *app_args, "--db", db_url
     )
     assert made.code == 0, made.stderr
-    first, secret = made.stdout.splitlines()[:2]
+    [secret] = made.stdout.splitlines()
     assert "only time the key is shown" in made.stderr
-    return first.split()[2], secret
+    key_id = made.stderr.split()[2]
+    return key_id, secret
 
 
 @pytest.fixture
@@ -310,3 +311,22 @@ async def test_keys_kept_in_files_work_for_the_server_the_cli_and_the_sdk(
     )
     assert started.code != 0
     assert f"the API key file {empty} holds no key (one key per line)" in started.stderr
+
+
+def test_metrics_can_be_closed_to_all_but_read_keys(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'tether.db'}"
+    reader = create_key(db_url, Role.READ)[1]
+    sender = create_key(db_url, Role.SEND)[1]
+    process = ControlPlaneProcess(
+        db_url, tmp_path, http=True, extra_args=["--metrics-need-key"]
+    ).start()
+    try:
+        metrics = f"{process.http_url}/metrics"
+        assert http(metrics, None)[0] == 401
+        assert http(metrics, sender)[0] == 403
+        request = urllib.request.Request(metrics, headers={"Authorization": f"Bearer {reader}"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert b"tether_" in reply.read()
+        assert http(f"{process.http_url}/healthz", None)[0] == 200, "health stays open"
+    finally:
+        process.stop()

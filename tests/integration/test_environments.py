@@ -33,7 +33,8 @@ def create_key(db_url: str, environment: str, role: Role, *apps: str) -> str:
         "keys", "create", "--name", f"{environment} {role}", "--role", role,
         "--env", environment, *app_args, "--db", db_url,
     ).ok()  # fmt: skip
-    return made.stdout.splitlines()[1]
+    [secret] = made.stdout.splitlines()
+    return secret
 
 
 @dataclass
