@@ -27,12 +27,18 @@ SHOP_FUNCTIONS = {
 
 
 class ShopCluster:
-    """A control plane on SQLite in ``workdir`` and one shop worker."""
+    """A control plane on SQLite in ``workdir`` and one shop worker. With
+    ``api_key``, the control plane is started with ``--api-key`` (an admin key),
+    and the worker and ``http`` use it."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, api_key: str = "") -> None:
         self.workdir = workdir
+        self.api_key = api_key
         self.control_plane = ControlPlaneProcess(
-            f"sqlite:///{workdir / 'tether.db'}", workdir, http=True
+            f"sqlite:///{workdir / 'tether.db'}",
+            workdir,
+            http=True,
+            extra_args=["--api-key", api_key] if api_key else [],
         )
         self.worker: WorkerProcess | None = None
 
@@ -41,14 +47,22 @@ class ShopCluster:
         return self.control_plane.http_url
 
     @property
+    def db_url(self) -> str:
+        return self.control_plane.db_url
+
+    @property
     def http(self) -> Http:
-        return Http(self.url)
+        return Http(self.url, self.api_key)
 
     def start(self) -> ShopCluster:
         self.control_plane.start()
-        self.worker = WorkerProcess(SHOP_APP, self.control_plane.address, self.workdir).start()
+        self.worker = self._start_worker()
         wait_until(self._worker_ready, timeout=30, what="the shop worker to connect")
         return self
+
+    def _start_worker(self) -> WorkerProcess:
+        env = {"TETHER_API_KEY": self.api_key} if self.api_key else None
+        return WorkerProcess(SHOP_APP, self.control_plane.address, self.workdir, env=env).start()
 
     def stop_worker(self) -> None:
         """SIGKILL the worker (its functions stay registered, with no worker)."""
@@ -57,7 +71,7 @@ class ShopCluster:
 
     def restart_worker(self) -> None:
         self.stop_worker()
-        self.worker = WorkerProcess(SHOP_APP, self.control_plane.address, self.workdir).start()
+        self.worker = self._start_worker()
         wait_until(self._worker_ready, timeout=30, what="the shop worker to reconnect")
 
     def _worker_ready(self) -> bool:

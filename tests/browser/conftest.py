@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -34,12 +35,10 @@ class Shoot(Protocol):
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="module")
-def shop(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ShopCluster]:
-    """A control plane with HTTP and a shop worker, with a few runs already made."""
-    cluster = ShopCluster(tmp_path_factory.mktemp("shop")).start()
+@contextmanager
+def running(cluster: ShopCluster, request: pytest.FixtureRequest) -> Iterator[ShopCluster]:
+    """Start ``cluster`` and seed it; stop it after, printing its logs if a test failed."""
+    cluster.start()
     failed_before = request.session.testsfailed
     try:
         cluster.seed()
@@ -48,6 +47,15 @@ def shop(
         if request.session.testsfailed > failed_before:
             print(cluster.logs())
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def shop(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ShopCluster]:
+    """A control plane with HTTP and a shop worker, with a few runs already made."""
+    with running(ShopCluster(tmp_path_factory.mktemp("shop")), request) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,51 @@ export const api = {
   replay: (id, mode) => request("POST", `/api/runs/${enc(id)}/replay`, { mode }),
 };
 
+// -- who is calling ----------------------------------------------------------------
+
+/** What each role may do: "read" runs, events and functions; "send" events;
+"admin" cancel, replay, pause, resume and invoke (the server checks it again). */
+const GRANTS = {
+  admin: ["read", "send", "admin"],
+  read: ["read"],
+  send: ["send"],
+  worker: ["send"],
+};
+
+let caller = null; // GET /api/me: {environment, role, apps, key_id}; null while unknown
+const callerListeners = new Set();
+
+/** The caller the stored key makes, or null until the control plane said. */
+export function currentCaller() {
+  return caller;
+}
+
+/** Whether the caller may do ``what`` ("read", "send" or "admin"); never while unknown. */
+export function may(what) {
+  return Boolean(caller) && (GRANTS[caller.role] || []).includes(what);
+}
+
+/** Called with the caller each time /api/me answers (or with null when it refuses the key). */
+export function onCaller(listener) {
+  callerListeners.add(listener);
+}
+
+/** Ask the control plane who the stored key is. Rejects with the ApiError (status
+0 when it cannot be reached); a refused key (401) leaves no caller. */
+export async function loadCaller() {
+  try {
+    caller = await request("GET", "/api/me");
+  } catch (error) {
+    if (error.status === 401 && caller) {
+      caller = null;
+      callerListeners.forEach((listener) => listener(caller));
+    }
+    throw error;
+  }
+  callerListeners.forEach((listener) => listener(caller));
+  return caller;
+}
+
 /**
  * Check JSON typed by a user: returns {ok: true, text} with the text to send
  * (exactly as typed, so large integers survive) or {ok: false, message}.

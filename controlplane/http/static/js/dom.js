@@ -1,7 +1,7 @@
 // Building DOM safely: every piece of data goes in as text (textContent or a
 // text node), never as HTML.
 
-import { setApiKey } from "./api.js";
+import { loadCaller, setApiKey } from "./api.js";
 import { formatAbsolute, formatDuration, formatRelative } from "./format.js";
 
 /**
@@ -177,6 +177,7 @@ export function section(key, title, { open = true, count } = {}) {
 }
 
 export function emptyState(message, ...actions) {
+  actions = actions.filter(Boolean);
   return h("div.empty", null, h("p", null, message), actions.length ? h("div.empty-actions", null, actions) : null);
 }
 
@@ -202,19 +203,30 @@ export function clearError(slot) {
   slot.replaceChildren();
 }
 
-/** The control plane runs with --api-key: ask for one, keep it in this browser. */
+/** The control plane runs with --api-key: ask for one, keep it in this browser.
+Once /api/me accepts it, the caller's listeners redraw the screen for its role. */
 function apiKeyForm(message) {
   const input = h("input.input.mono", { type: "password", placeholder: "API key", autocomplete: "off", "aria-label": "API key" });
+  const text = h("span", null, message);
+  const submit = h("button.btn.btn-primary.btn-sm", { type: "submit" }, "Use key");
   const form = h(
     "form.banner.banner-error.key-form",
-    { role: "alert" },
-    h("div", null, h("strong", null, "This control plane needs an API key. "), h("span", null, message)),
-    h("div.btn-row", null, input, h("button.btn.btn-primary.btn-sm", { type: "submit" }, "Use key")),
+    { role: "alert", "data-testid": "api-key-form" },
+    h("div", null, h("strong", null, "This control plane needs an API key. "), text),
+    h("div.btn-row", null, input, submit),
   );
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     setApiKey(input.value.trim());
-    location.reload();
+    submit.disabled = true;
+    try {
+      await loadCaller();
+    } catch (error) {
+      text.textContent = error.status === 401 ? "That key was refused: check it and try again." : error.message;
+      input.select();
+    } finally {
+      submit.disabled = false;
+    }
   });
   return form;
 }

@@ -1,7 +1,7 @@
 // The dev UI: hash routes (#/runs, #/runs/<id>, #/functions, #/events,
 // #/events/<id>) rendered into <main id="view">.
 
-import { onConnection } from "./api.js";
+import { loadCaller, may, onCaller, onConnection } from "./api.js";
 import { emptyState, h, put, tickTimes } from "./dom.js";
 import { navigate, parseHash } from "./nav.js";
 import { openSendEvent } from "./send.js";
@@ -76,8 +76,57 @@ function connectionIndicator() {
   });
 }
 
+const ROLE_WORDS = { admin: "admin", read: "read-only", send: "send-only", worker: "worker" };
+const ROLE_HINTS = {
+  admin: "This key may do everything: cancel and replay runs, pause, resume and invoke functions, send events.",
+  read: "This key may look at runs, events and functions, and change nothing.",
+  send: "This key may send events, and nothing else.",
+  worker: "A worker key: here it may send events, and nothing else.",
+};
+
+/** "default · read-only" under the brand; the sidebar's Send event only for a role that may. */
+function showCaller(caller) {
+  const element = document.getElementById("caller");
+  element.hidden = !caller;
+  if (caller) {
+    element.dataset.role = caller.role;
+    element.title = `Environment ${caller.environment}. ${ROLE_HINTS[caller.role] || ""}`;
+    put(element, h("span.caller-env", null, caller.environment), " · ", h("span.caller-role", null, ROLE_WORDS[caller.role] || caller.role));
+  }
+  document.getElementById("send-event-button").hidden = !may("send");
+}
+
+// Who the key is decides which actions are offered: ask at start, again when a key
+// is entered (the API key form), and once the control plane answers if it could
+// not be reached. A new answer redraws the screen.
+let started = false;
+let askAgain = false;
+function whoAmI() {
+  return loadCaller().then(
+    () => (askAgain = false),
+    (error) => (askAgain = error.status === 0),
+  );
+}
+onCaller((caller) => {
+  showCaller(caller);
+  if (!started) return;
+  if (current && current.instance.unmount) current.instance.unmount();
+  current = null;
+  route();
+});
+onConnection((ok) => {
+  if (ok && askAgain) {
+    askAgain = false;
+    whoAmI();
+  }
+});
+
 document.getElementById("send-event-button").addEventListener("click", () => openSendEvent());
 window.addEventListener("hashchange", route);
 connectionIndicator();
+showCaller(null);
 setInterval(() => tickTimes(), 1000);
-route();
+whoAmI().finally(() => {
+  started = true;
+  route();
+});

@@ -1,6 +1,6 @@
 // An event: its payload, the runs it started and the functions that skipped it.
 
-import { api, stringifyJson } from "../api.js";
+import { api, may, stringifyJson } from "../api.js";
 import { copyable, emptyState, facts, h, liveDuration, loading, pill, put, timeStack, clearError, showError } from "../dom.js";
 import { formatAbsolute } from "../format.js";
 import { jsonView } from "../json.js";
@@ -47,8 +47,8 @@ export function mount(root, { params }) {
 
 function render(detail) {
   const event = detail.event;
-  const copy = h("button.btn", { type: "button", "data-testid": "send-copy" }, "Send a copy");
-  copy.addEventListener("click", () => openSendEvent({ name: event.name, data: stringifyJson(event.data ?? {}) }));
+  const copy = may("send") ? h("button.btn", { type: "button", "data-testid": "send-copy" }, "Send a copy") : null;
+  if (copy) copy.addEventListener("click", () => openSendEvent({ name: event.name, data: stringifyJson(event.data ?? {}) }));
   return [
     h(
       "div.run-head",

@@ -1,6 +1,6 @@
 // Events: newest first, searched by exact name, paged; live on the first page.
 
-import { api } from "../api.js";
+import { api, may } from "../api.js";
 import { emptyState, h, put, timeStack, clearError, showError } from "../dom.js";
 import { jsonPreview } from "../json.js";
 import { eventHref, navigate } from "../nav.js";
@@ -57,7 +57,9 @@ export function mount(root, { query }) {
       "header.page-head",
       null,
       h("div", null, h("h1", null, "Events"), h("p.subtitle", null, "Every event received, newest first.")),
-      h("button.btn.btn-primary", { type: "button", onclick: () => openSendEvent(name ? { name } : {}), "data-testid": "events-send" }, "Send event"),
+      may("send")
+        ? h("button.btn.btn-primary", { type: "button", onclick: () => openSendEvent(name ? { name } : {}), "data-testid": "events-send" }, "Send event")
+        : null,
     ),
     h("div.toolbar", null, form),
     errorSlot,
@@ -84,13 +86,14 @@ export function mount(root, { query }) {
     lastJson = json;
     put(tbody, reply.events.map(eventRow));
     table.hidden = !reply.events.length;
+    const send = (label, prefill) => (may("send") ? h("button.btn.btn-sm", { type: "button", onclick: () => openSendEvent(prefill) }, label) : null);
     put(
       emptySlot,
       reply.events.length
         ? null
         : name
-          ? emptyState(`No event named ${name}.`, h("button.btn.btn-sm", { type: "button", onclick: () => openSendEvent({ name }) }, "Send one"))
-          : emptyState("No events yet.", h("button.btn.btn-sm", { type: "button", onclick: () => openSendEvent() }, "Send event")),
+          ? emptyState(`No event named ${name}.`, send("Send one", { name }))
+          : emptyState("No events yet.", send("Send event", {})),
     );
   }
 

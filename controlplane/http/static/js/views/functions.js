@@ -1,6 +1,7 @@
-// Functions: triggers, options, connected workers, paused state; Invoke, Pause/Resume.
+// Functions: triggers, options, connected workers, paused state; Invoke, Pause/Resume
+// (for an admin key only).
 
-import { api, checkJsonObject } from "../api.js";
+import { api, checkJsonObject, may } from "../api.js";
 import { confirmDialog, openDialog } from "../dialog.js";
 import { emptyState, errorBanner, h, loading, put, relTime, clearError, showError } from "../dom.js";
 import { formatAbsolute, formatPeriod } from "../format.js";
@@ -41,6 +42,7 @@ function render(content, functions, refresh) {
     );
     return;
   }
+  const columns = ["Function", "Triggers", "Options", "Workers", ...(may("admin") ? [""] : [])];
   const byApp = new Map();
   for (const fn of functions) {
     if (!byApp.has(fn.app_id)) byApp.set(fn.app_id, []);
@@ -61,7 +63,7 @@ function render(content, functions, refresh) {
         h(
           "table.table.functions",
           null,
-          h("thead", null, h("tr", null, ["Function", "Triggers", "Options", "Workers", ""].map((t) => h("th", null, t)))),
+          h("thead", null, h("tr", null, columns.map((t) => h("th", null, t)))),
           h("tbody", null, fns.map((fn) => functionRow(fn, refresh))),
         ),
       ),
@@ -85,16 +87,18 @@ function functionRow(fn, refresh) {
     h("td.triggers", null, fn.triggers.map(triggerView)),
     h("td.options", null, optionChips(fn.options)),
     h("td.workers", null, workersBadge(fn.connected_workers)),
-    h(
-      "td.actions",
-      null,
-      h("div.btn-row", null,
-        h("button.btn.btn-sm", { type: "button", onclick: () => openInvoke(fn), "data-testid": "invoke" }, "Invoke"),
-        fn.paused
-          ? h("button.btn.btn-sm", { type: "button", onclick: () => resume(fn, refresh), "data-testid": "resume" }, "Resume")
-          : h("button.btn.btn-sm", { type: "button", onclick: () => openPause(fn, refresh), "data-testid": "pause" }, "Pause"),
-      ),
-    ),
+    may("admin")
+      ? h(
+          "td.actions",
+          null,
+          h("div.btn-row", null,
+            h("button.btn.btn-sm", { type: "button", onclick: () => openInvoke(fn), "data-testid": "invoke" }, "Invoke"),
+            fn.paused
+              ? h("button.btn.btn-sm", { type: "button", onclick: () => resume(fn, refresh), "data-testid": "resume" }, "Resume")
+              : h("button.btn.btn-sm", { type: "button", onclick: () => openPause(fn, refresh), "data-testid": "pause" }, "Pause"),
+          ),
+        )
+      : null,
   );
 }
 

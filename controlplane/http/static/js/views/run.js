@@ -1,6 +1,6 @@
 // A run: header, output or error, actions, timeline, step details, steps, history.
 
-import { api } from "../api.js";
+import { api, may } from "../api.js";
 import { confirmDialog } from "../dialog.js";
 import { copyable, emptyState, facts, h, liveDuration, loading, pill, put, relTime, section, timeStack, clearError, showError } from "../dom.js";
 import { formatAbsolute, formatDuration, formatExact } from "../format.js";
@@ -180,12 +180,14 @@ function header(detail, { cancel, replay }) {
   const run = detail.run;
   const finished = FINISHED.has(run.status);
   const event = detail.events.find((e) => e.id === run.event_id) || detail.events[0];
+  // Cancel and replay need an admin key: other keys are offered neither.
+  const admin = may("admin");
   const actions = [];
-  if (!finished) {
+  if (admin && !finished) {
     const button = h("button.btn.btn-danger-outline", { type: "button", "data-testid": "cancel-run" }, "Cancel run");
     button.addEventListener("click", () => cancel(button));
     actions.push(button);
-  } else {
+  } else if (admin) {
     if (run.status === "failed") {
       const fromFailed = h("button.btn", { type: "button", "data-testid": "replay-from-failed" }, "Replay from failed step");
       fromFailed.addEventListener("click", () => replay("from_failed_step", fromFailed));
