@@ -265,6 +265,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     )
                 kind = frame.WhichOneof("frame")
                 if kind == "outcomes":
+                    problem = nul_problem(frame.outcomes, "an outcomes frame")
+                    if problem:
+                        raise ProtocolError(problem)
                     outcomes = [convert.outcome(o) for o in frame.outcomes.outcomes]
                     engine.receive_outcomes(session, outcomes)
                     # Back-pressure: no further frame is read while this worker

@@ -16,7 +16,7 @@ from controlplane.engine.observer import run_log_extra
 from controlplane.engine.outcomes import LEASE_LOST, RUN_FINISHED, AppliedOutcomes, apply_outcomes
 from controlplane.engine.sessions import InFlight, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
-from controlplane.engine.validation import load_json
+from controlplane.engine.validation import MAX_STEP_ID_LENGTH, MAX_STEP_NAME_LENGTH, load_json
 from controlplane.model import (
     ErrorData,
     NonDeterminism,
@@ -193,6 +193,9 @@ def check_frame(session: WorkerSession, outcomes: list[Outcome]) -> None:
                 f"stream had seq {previous}"
             )
         previous = outcome.seq
+        problem = _step_names_problem(outcome.body)
+        if problem:
+            raise ProtocolError(f"outcome seq {outcome.seq}: {problem}")
         info = session.in_flight.get(outcome.execution_id)
         if info is None and outcome.execution_id in session.cancelled:
             info = session.cancelled[outcome.execution_id][0]
@@ -201,6 +204,30 @@ def check_frame(session: WorkerSession, outcomes: list[Outcome]) -> None:
                 f"outcome seq {outcome.seq} names run {outcome.run_id!r}, but execution "
                 f"{outcome.execution_id} is of run {info.run_id}"
             )
+
+
+def _step_names_problem(body: OutcomeBody) -> str:
+    """Why the step ids and names an outcome carries break the protocol (5.2),
+    or "": an id is the 40-character SHA-1 of the name, a name at most 512
+    characters (an SDK limits ids as written to 256, suffixes included)."""
+    if isinstance(body, StepCompleted | StepFailed):
+        steps: list[tuple[str, str]] = [(body.step_id, body.name)]
+    elif isinstance(body, Suspended):
+        steps = [(wait.step_id, wait.name) for wait in body.waits]
+    else:
+        return ""
+    for step_id, name in steps:
+        if not 0 < len(step_id) <= MAX_STEP_ID_LENGTH:
+            return (
+                f"step id {step_id[:64]!r} is not a step id: it is the hex SHA-1 of the "
+                f"step's name, {MAX_STEP_ID_LENGTH} characters"
+            )
+        if len(name) > MAX_STEP_NAME_LENGTH:
+            return (
+                f"step name {name[:64]!r}... is {len(name)} characters; "
+                f"the limit is {MAX_STEP_NAME_LENGTH}"
+            )
+    return ""
 
 
 def checked(info: InFlight, body: OutcomeBody, settings: EngineSettings) -> tuple[OutcomeBody, str]:

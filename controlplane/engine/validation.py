@@ -39,6 +39,9 @@ MAX_NAME_LENGTH = 256
 MAX_EVENT_ID_LENGTH = 256
 MAX_APP_ID_LENGTH = 128
 MAX_FUNCTION_ID_LENGTH = 128
+# A step's wire id (the hex SHA-1 of its name) and its name, suffixes included.
+MAX_STEP_ID_LENGTH = 40
+MAX_STEP_NAME_LENGTH = 512
 # What one Hello may declare: checked before any other work on it, so that no
 # worker can hold the control plane busy with its registration.
 MAX_FUNCTIONS_PER_APP = 1000

@@ -492,8 +492,41 @@ def _another_run(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
     )
 
 
+def _long_step_name(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    name = "n" * 513
+    return [_completed(1, execute, name, 1)], (
+        f"outcome seq 1: step name {'n' * 64!r}... is 513 characters; the limit is 512"
+    )
+
+
+def _not_a_step_id(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    completed = _completed(1, execute, "first", 1)
+    completed.step_completed.step_id = "x" * 41
+    return [completed], (
+        f"outcome seq 1: step id {'x' * 41!r} is not a step id: it is the hex SHA-1 of the "
+        "step's name, 40 characters"
+    )
+
+
+def _nul_in_a_name(execute: ws.Execute) -> tuple[list[ws.Outcome], str]:
+    return [_completed(1, execute, "first", 1), _completed(2, execute, "se\x00cond", 2)], (
+        "field outcomes[1].step_completed.name of an outcomes frame contains a NUL "
+        "character (U+0000), which text cannot hold"
+    )
+
+
 @pytest.mark.parametrize(
-    "broken", [_no_kind, _wait_without_kind, _repeated_seq, _seq_zero, _another_run]
+    "broken",
+    [
+        _no_kind,
+        _wait_without_kind,
+        _repeated_seq,
+        _seq_zero,
+        _another_run,
+        _long_step_name,
+        _not_a_step_id,
+        _nul_in_a_name,
+    ],
 )
 async def test_a_protocol_error_ends_the_stream_with_invalid_argument_and_applies_nothing(
     worker: RawWorker,
