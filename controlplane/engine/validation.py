@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import zoneinfo
 from typing import Any
@@ -151,7 +152,7 @@ def load_json(payload: bytes, what: str) -> Any:
             "of arrays and objects"
         )
     try:
-        value = json.loads(payload.decode("utf-8"))
+        value = _DECODER.decode(payload.decode("utf-8"))
         if b"\\u" in payload and _LONE_SURROGATE.search(payload):
             # Escapes of half a UTF-16 pair parse, but make text no UTF-8 holds
             # (nor the store, nor any reader): refused like any other bad text.
@@ -160,6 +161,22 @@ def load_json(payload: bytes, what: str) -> Any:
         raise InvalidArgument(f"{what} is not valid UTF-8 JSON: {error}") from None
     return value
 
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (JSON has no NaN or Infinity; send null)")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(
+            f"the number {text[:32]} is too large for a double (at most about 1.8e308)"
+        )
+    return number
+
+
+# Python reads NaN, Infinity and 1e999 (as infinity) by default; other readers do not.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 # An escaped UTF-16 surrogate (\\uD800-\\uDFFF); whether it is alone is found on encoding.
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 
 import pytest
@@ -111,6 +112,20 @@ def test_data_not_json(data: bytes) -> None:
     with pytest.raises(InvalidArgument) as caught:
         validate_events([ev("app/x", data)], LIMITS)
     assert str(caught.value).startswith("event 0 ('app/x'): data is not valid UTF-8 JSON: ")
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b'{"x": NaN}', "NaN is not a JSON value (JSON has no NaN or Infinity; send null)"),
+        (b'{"x": -Infinity}', "-Infinity is not a JSON value"),
+        (b'{"x": 1e999}', "the number 1e999 is too large for a double (at most about 1.8e308)"),
+    ],
+)
+def test_numbers_json_does_not_have_are_refused(data: bytes, problem: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(problem)):
+        validate_events([ev("app/x", data)], LIMITS)
+    validate_events([ev("app/x", b'{"x": 1.7e308, "big": 123456789012345678901234567890}')], LIMITS)
 
 
 @pytest.mark.parametrize(
