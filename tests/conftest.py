@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.databases import fresh_database, postgres_url
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    """Keep each phase's report on the test (``item.report_call``...), so that
+    fixtures print the processes' logs of a test that failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 def database_params() -> list[object]:

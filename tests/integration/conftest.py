@@ -15,13 +15,6 @@ from tests.support.processes import ControlPlaneProcess, WorkerProcess
 DURABLE_APP = "tests.integration.apps.durable:app"
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
 class Cluster:
     """A control plane, the workers started against it, and a ledger."""
 
