@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.e2e.cli import tether
 from tests.support import private_postgres
 from tests.support.admin import Admin
 from tests.support.private_postgres import PrivatePostgres
@@ -115,3 +116,58 @@ def test_an_outage_is_unavailable_to_callers_not_ready_in_health_and_two_log_lin
     assert log.count(UNAVAILABLE) == 1, log
     assert log.count("database available again") == 1, log
     assert "Traceback" not in log, log
+
+
+def test_a_key_looked_up_during_an_outage_is_unavailable_not_refused(
+    database: PrivatePostgres, tmp_path: Path
+) -> None:
+    made = tether("keys", "create", "--name", "ops", "--role", "admin", "--db", database.url)
+    [known] = made.ok().stdout.splitlines()
+    process = ControlPlaneProcess(database.url, tmp_path, http=True).start()
+    unknown = "tk_" + "A" * 43  # not in memory: only the database could say
+    try:
+        listing = "/tether.v1.RunService/ListRuns"
+        assert call_status(process.address, listing, known)[0] == grpc.StatusCode.OK
+        database.stop()
+        wait_until(
+            lambda: (
+                call_status(process.address, listing, known)
+                == (grpc.StatusCode.UNAVAILABLE, UNAVAILABLE)
+            ),
+            timeout=30,
+            what="the outage to be seen",
+        )
+        assert call_status(process.address, listing, unknown) == (
+            grpc.StatusCode.UNAVAILABLE,
+            UNAVAILABLE,
+        )
+        request = urllib.request.Request(
+            f"{process.http_url}/api/runs", headers={"Authorization": f"Bearer {unknown}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 503
+        assert json.loads(refused.value.read())["message"] == UNAVAILABLE
+
+        database.start()
+        wait_until(
+            lambda: (
+                call_status(process.address, listing, unknown)[0] == grpc.StatusCode.UNAUTHENTICATED
+            ),
+            timeout=30,
+            what="the unknown key to be refused once the database answers",
+        )
+    finally:
+        process.stop()
+    assert "Traceback" not in process.logs()
+
+
+def call_status(address: str, method: str, key: str) -> tuple[grpc.StatusCode, str]:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            channel.unary_unary(method, request_serializer=None, response_deserializer=None)(
+                b"", metadata=(("authorization", f"Bearer {key}"),), timeout=10
+            )
+        except grpc.RpcError as error:
+            return error.code(), error.details() or ""
+    return grpc.StatusCode.OK, ""
