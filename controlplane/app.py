@@ -48,7 +48,7 @@ class ControlPlane:
         self._background: set[asyncio.Task[None]] = set()
         self.keys: KeyRing | None = None
         self.environments: HostedEnvironments | None = None
-        self._observers: Observers | None = None
+        self._run_tracer: RunTracer | None = None
 
     @property
     def port(self) -> int:
@@ -62,13 +62,12 @@ class ControlPlane:
 
     async def start(self) -> None:
         config = self.config
-        tracer = self._tracer or RunTracer.from_environment()
+        # Shared by every environment's engine, and shut down by stop().
+        self._run_tracer = self._tracer or RunTracer.from_environment()
         # GET /metrics renders it (render_prometheus); it also exports over OTLP if told to.
         self.metrics = Metrics.from_environment()
-        self._observers = Observers(tracer, self.metrics)
         self.engine = await self._open_engine(DEFAULT_ENVIRONMENT)
         store = self.store = self.engine.store
-        self.metrics.start(self.engine.stats)
         keys = KeyRing(store, config.api_keys)
         await keys.reload()
         self.keys = keys
@@ -146,12 +145,16 @@ class ControlPlane:
             lease_timeout_ms=config.lease_timeout_ms,
             release_leases_on_start=not store.shared,
         )
-        engine = Engine(store, clock, settings, self._observers)
+        assert self.metrics is not None
+        assert self._run_tracer is not None
+        observer = Observers(self._run_tracer, self.metrics.environment(environment), owned=False)
+        engine = Engine(store, clock, settings, observer)
         try:
             await engine.start()
         except BaseException:
             await store.close()
             raise
+        self.metrics.start(engine.stats, environment)
         return engine
 
     async def _open_listening_engine(self, environment: str) -> Engine:
@@ -165,6 +168,8 @@ class ControlPlane:
             self.grpc.workers.close_environment(environment, "the environment was deleted")
         await engine.stop()
         await engine.store.close()
+        if self.metrics is not None:
+            self.metrics.forget(environment)
 
     def _database_changed(self, available: bool) -> None:
         """The gRPC health service says what the database does (as /readyz does)."""
@@ -217,6 +222,11 @@ class ControlPlane:
         if self.engine is not None:
             await self.engine.stop()
             self.engine = None
+        # After every engine: their last reports are in.
+        for shared in (self.metrics, self._run_tracer):
+            if shared is not None:
+                await shared.shutdown()
+        self._run_tracer = None
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -50,8 +50,10 @@ class EngineObserver:
 class Observers(EngineObserver):
     """Several observers, each told everything in turn."""
 
-    def __init__(self, *observers: EngineObserver) -> None:
+    def __init__(self, *observers: EngineObserver, owned: bool = True) -> None:
         self._observers = observers
+        # Not owned: shared with other engines, whose owner shuts them down.
+        self._owned = owned
 
     def events_stored(self, events: Sequence[EventSpanRecord]) -> None:
         for observer in self._observers:
@@ -74,6 +76,8 @@ class Observers(EngineObserver):
             observer.runs_finished(runs)
 
     async def shutdown(self) -> None:
+        if not self._owned:
+            return
         for observer in self._observers:
             await observer.shutdown()
 

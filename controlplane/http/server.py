@@ -180,7 +180,7 @@ class _Authorize(BaseHTTPMiddleware):
                 return _problem(
                     403,
                     "permission_denied",
-                    "GET /metrics counts the default environment: it needs a key of it",
+                    "GET /metrics covers every environment: it needs a key of the default one",
                 )
             request.scope[CALLER_SCOPE_KEY] = caller
         return await call_next(request)

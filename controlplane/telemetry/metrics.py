@@ -38,6 +38,7 @@ from controlplane.model import (
     StepKind,
     StepSpanRecord,
 )
+from controlplane.model.access import DEFAULT_ENVIRONMENT
 from controlplane.telemetry._env import DEFAULT_SERVICE_NAME, otlp_endpoint, service_name
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,15 @@ _STARTED = "started"
 
 APP = "tether.app_id"
 FUNCTION = "tether.function_id"
+ENVIRONMENT = "tether.environment"
 
 
 class Metrics(EngineObserver):
     """The control plane's meters, with a private Prometheus registry (several
-    control planes may share a process) and an optional OTLP exporter."""
+    control planes may share a process) and an optional OTLP exporter. Every
+    series is labelled with its environment: each engine reports through
+    :meth:`environment` (reports made to this object directly count for the
+    default environment)."""
 
     def __init__(
         self,
@@ -86,9 +91,9 @@ class Metrics(EngineObserver):
             resource=Resource.create({"service.name": service_name(service)}),
         )
         meter = self._provider.get_meter("tether.controlplane")
-        # Runs counted per (what happened, app id, function id); only the event
-        # loop writes, the collecting thread reads a copy.
-        self._runs: dict[tuple[str, str, str], int] = {}
+        # Runs counted per (what happened, environment, app id, function id);
+        # only the event loop writes, the collecting thread reads a copy.
+        self._runs: dict[tuple[str, str, str, str], int] = {}
         for what, description in (
             (_STARTED, "Runs whose first execution was leased to a worker"),
             (RunStatus.COMPLETED.value, "Runs that completed"),
@@ -131,8 +136,8 @@ class Metrics(EngineObserver):
             "{worker}",
             "Worker streams connected to this control plane",
         )
-        self._stats: StatsSource | None = None
-        self._snapshot: EngineStats | None = None
+        self._stats: dict[str, StatsSource] = {}
+        self._snapshots: dict[str, EngineStats] = {}
         self._lock = asyncio.Lock()
         self._loop: asyncio.Task[None] | None = None
         self._closed = False
@@ -157,9 +162,16 @@ class Metrics(EngineObserver):
         log.info("exporting metrics over OTLP to %s every %g ms", endpoint, interval)
         return cls(OTLPMetricExporter(), export_interval_ms=interval, service=service)
 
-    def start(self, stats: StatsSource) -> None:
-        """Read gauges from ``stats``; start exporting over OTLP if configured."""
-        self._stats = stats
+    def environment(self, name: str) -> EngineObserver:
+        """The observer of environment ``name``'s engine: its reports are
+        labelled with it. Its shutdown does nothing (this object's owner shuts
+        this object down)."""
+        return _EnvironmentMetrics(self, name)
+
+    def start(self, stats: StatsSource, environment: str = DEFAULT_ENVIRONMENT) -> None:
+        """Read environment ``environment``'s gauges from ``stats``; start
+        exporting over OTLP if configured."""
+        self._stats[environment] = stats
         if self._otlp is not None and self._loop is None:
             self._loop = asyncio.get_running_loop().create_task(
                 self._export_loop(), name="tether-metrics-export"
@@ -189,7 +201,7 @@ class Metrics(EngineObserver):
             self._loop = None
         await self.export()  # the last values
         self._closed = True
-        self._stats = None
+        self._stats.clear()
         await asyncio.to_thread(self._provider.shutdown)
 
     async def _export_loop(self) -> None:
@@ -200,30 +212,43 @@ class Metrics(EngineObserver):
             except Exception:
                 log.exception("could not export metrics")
 
+    def forget(self, environment: str) -> None:
+        """Drop every series of a deleted environment."""
+        self._stats.pop(environment, None)
+        self._snapshots.pop(environment, None)
+        self._runs = {key: n for key, n in self._runs.items() if key[1] != environment}
+
     async def _refresh(self) -> None:
-        if self._stats is None:
-            return
-        try:
-            self._snapshot = await self._stats()
-        except Exception as error:
-            # Serve the last snapshot rather than no metrics at all.
-            log.warning("could not read the engine's state for metrics: %s", error)
+        for environment, stats in list(self._stats.items()):
+            try:
+                self._snapshots[environment] = await stats()
+            except Exception as error:
+                # Serve the last snapshot rather than no metrics at all.
+                log.warning("could not read the engine's state for metrics: %s", error)
 
     # -- the engine's reports (on the event loop, O(1) each) --------------------------
 
-    def runs_claimed(self, claims: Sequence[ClaimRecord]) -> None:
+    def runs_claimed(
+        self, claims: Sequence[ClaimRecord], environment: str = DEFAULT_ENVIRONMENT
+    ) -> None:
         runs = self._runs
         for claim in claims:
-            self._lag.record(claim.lag_ms / 1000, {APP: claim.app_id, FUNCTION: claim.function_id})
+            self._lag.record(
+                claim.lag_ms / 1000,
+                {ENVIRONMENT: environment, APP: claim.app_id, FUNCTION: claim.function_id},
+            )
             if claim.first:
-                key = (_STARTED, claim.app_id, claim.function_id)
+                key = (_STARTED, environment, claim.app_id, claim.function_id)
                 runs[key] = runs.get(key, 0) + 1
 
-    def steps_ended(self, steps: Sequence[StepSpanRecord]) -> None:
+    def steps_ended(
+        self, steps: Sequence[StepSpanRecord], environment: str = DEFAULT_ENVIRONMENT
+    ) -> None:
         for step in steps:
             self._step_duration.record(
                 max(0, step.ended_at_ms - step.started_at_ms) / 1000,
                 {
+                    ENVIRONMENT: environment,
                     APP: step.app_id,
                     FUNCTION: step.function_id,
                     "tether.step_kind": step.kind.value,
@@ -231,10 +256,12 @@ class Metrics(EngineObserver):
                 },
             )
 
-    def runs_finished(self, runs: Sequence[RunSpanRecord]) -> None:
+    def runs_finished(
+        self, runs: Sequence[RunSpanRecord], environment: str = DEFAULT_ENVIRONMENT
+    ) -> None:
         counts = self._runs
         for run in runs:
-            key = (run.status.value, run.app_id, run.function_id)
+            key = (run.status.value, environment, run.app_id, run.function_id)
             counts[key] = counts.get(key, 0) + 1
 
     # -- observed (in the collecting thread: read copies and the snapshot only) -------
@@ -242,37 +269,55 @@ class Metrics(EngineObserver):
     def _run_counter(self, what: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             return [
-                Observation(n, {APP: app_id, FUNCTION: function_id})
-                for (kind, app_id, function_id), n in self._runs.copy().items()
+                Observation(n, {ENVIRONMENT: environment, APP: app_id, FUNCTION: function_id})
+                for (kind, environment, app_id, function_id), n in self._runs.copy().items()
                 if kind == what
             ]
 
         return observe
 
     def _observe_queue(self, _options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._snapshot
-        if snapshot is None:
-            return []
         return [
-            Observation(n, {APP: key.app_id, FUNCTION: key.function_id})
+            Observation(n, {ENVIRONMENT: env, APP: key.app_id, FUNCTION: key.function_id})
+            for env, snapshot in self._snapshots.copy().items()
             for key, n in snapshot.queue_depth.items()
         ]
 
     def _observe_waits(self, _options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._snapshot
-        if snapshot is None:
-            return []
         return [
-            Observation(snapshot.pending_waits.get(kind, 0), {"tether.step_kind": kind})
+            Observation(
+                snapshot.pending_waits.get(kind, 0), {ENVIRONMENT: env, "tether.step_kind": kind}
+            )
+            for env, snapshot in self._snapshots.copy().items()
             for kind in _WAIT_KINDS
         ]
 
     def _observe_sleeps(self, _options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._snapshot
-        return [] if snapshot is None else [Observation(snapshot.pending_sleeps)]
+        return [
+            Observation(snapshot.pending_sleeps, {ENVIRONMENT: env})
+            for env, snapshot in self._snapshots.copy().items()
+        ]
 
     def _observe_workers(self, _options: CallbackOptions) -> Iterable[Observation]:
-        snapshot = self._snapshot
-        if snapshot is None:
-            return []
-        return [Observation(n, {APP: app}) for app, n in snapshot.workers_connected.items()]
+        return [
+            Observation(n, {ENVIRONMENT: env, APP: app})
+            for env, snapshot in self._snapshots.copy().items()
+            for app, n in snapshot.workers_connected.items()
+        ]
+
+
+class _EnvironmentMetrics(EngineObserver):
+    """What one environment's engine reports, labelled with the environment."""
+
+    def __init__(self, metrics: Metrics, environment: str) -> None:
+        self._metrics = metrics
+        self._environment = environment
+
+    def runs_claimed(self, claims: Sequence[ClaimRecord]) -> None:
+        self._metrics.runs_claimed(claims, self._environment)
+
+    def steps_ended(self, steps: Sequence[StepSpanRecord]) -> None:
+        self._metrics.steps_ended(steps, self._environment)
+
+    def runs_finished(self, runs: Sequence[RunSpanRecord]) -> None:
+        self._metrics.runs_finished(runs, self._environment)

@@ -154,6 +154,8 @@ async def test_nothing_in_one_environment_reaches_another(
     done = await prod.runs.wait(fulfil_id, timeout=30)
     assert done.output == {"packed_by": "prod", "shipped": True}
     assert len(shipped.run_ids) == 1, "prod's audit, not default's"
+    assert completed_runs(control_plane, "prod", "fulfil") == 1
+    assert completed_runs(control_plane, "default", "fulfil") == 0
 
     # prod's admin manages prod's keys, and cannot even see default's.
     with grpc.insecure_channel(control_plane.address) as channel:
@@ -176,6 +178,20 @@ async def test_nothing_in_one_environment_reaches_another(
     ).ok()  # fmt: skip
     ids = {event["id"] for event in listed_events.json()}
     assert ids == {other.event_id, shipped_elsewhere.event_id}
+
+
+def completed_runs(control_plane: ControlPlaneProcess, environment: str, function: str) -> float:
+    """tether_runs_completed_total of a function of an environment, from /metrics."""
+    with urllib.request.urlopen(f"{control_plane.http_url}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("tether_runs_completed_total{") and (
+            f'tether_environment="{environment}"' in line
+            and f'tether_function_id="{function}"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _holds_prod(db_url: str, tmp_path: Path) -> bool:
@@ -217,9 +233,15 @@ async def test_a_deleted_environment_stops_serving_and_its_data_goes(
     assert not _holds_prod(control_plane.db_url, tmp_path)
     assert "default" in tether("env", "list", "--db", control_plane.db_url).ok().stdout
     assert "prod" not in tether("env", "list", "--db", control_plane.db_url).ok().stdout
-    # default goes on.
+    # default goes on, and so do its metrics (prod's are gone).
     [again] = await clients["default"].send({"name": "order/paid", "data": {"order": 8}})
     assert len(again.run_ids) == 2
+    [audit] = [
+        i for i in again.run_ids if (await clients["default"].runs.get(i)).function_id == "audit"
+    ]
+    await clients["default"].runs.wait(audit, timeout=30)
+    assert completed_runs(control_plane, "default", "audit") == 1
+    assert completed_runs(control_plane, "prod", "audit") == 0
 
 
 def test_environment_and_key_mistakes_are_named(tmp_path: Path) -> None:

@@ -182,8 +182,16 @@ async def test_metrics_are_exported_over_otlp(
             workers = _exported(receiver, "tether.workers.connected")
             steps = _exported(receiver, "tether.step.duration")
             return (
-                ({"tether.app_id": APP, "tether.function_id": "quick"}, 1) in completed
-                and ({"tether.app_id": APP}, 1) in workers
+                (
+                    {
+                        "tether.environment": "default",
+                        "tether.app_id": APP,
+                        "tether.function_id": "quick",
+                    },
+                    1,
+                )
+                in completed
+                and ({"tether.environment": "default", "tether.app_id": APP}, 1) in workers
                 and any(count == 1 for _, count in steps)
             )
 

@@ -17,6 +17,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from tests.e2e.cli import tether as tether_cli
 from tests.integration.apps import observed
 from tests.support.admin import Admin
 from tests.support.http import Http
@@ -228,3 +229,33 @@ def test_an_event_sent_over_http_is_a_child_of_the_callers_span(
     assert event.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert event.parent_span_id == "00f067aa0ba902b7"
     assert event.attributes["tether.event_id"] == result["event_id"]
+
+
+def test_deleting_an_environment_leaves_the_others_traced(
+    receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracer is shared by every environment's engine: closing one must
+    not shut it down for the rest."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    db_url = f"sqlite:///{tmp_path / 'tether.db'}"
+    tether_cli("env", "create", "staging", "--db", db_url).ok()
+    plane = ControlPlaneProcess(db_url, tmp_path, http=True)
+    plane.start()
+    try:
+        http = Http(plane.http_url)
+        wait_until(
+            lambda: "serving environment 'staging'" in plane.logs(), what="staging to be served"
+        )
+        tether_cli("env", "delete", "staging", "--yes", "--db", db_url).ok()
+        wait_until(lambda: "no longer serving it" in plane.logs(), what="staging to be closed")
+        reply = http.request("POST", "/api/events", {"name": "observed/after", "data": {}})
+        assert reply.status == 200, reply.body
+
+        def event_span() -> list[ReceivedSpan]:
+            return [s for s in receiver.spans() if s.name == "event observed/after"]
+
+        wait_until(event_span, what="the default environment's event span")
+    finally:
+        plane.stop()
