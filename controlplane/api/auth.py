@@ -54,9 +54,15 @@ UNAUTHENTICATED = "missing or invalid API key: send 'authorization: Bearer <key>
 current_caller: ContextVar[Caller] = ContextVar("current_caller")
 
 
-def caller_engine(environments: HostedEnvironments) -> Engine:
-    """The engine of the environment of the call being served."""
-    return environments.engine(current_caller.get().environment)
+class InCallersEnvironment:
+    """A servicer whose every call works on the engine of its caller's environment."""
+
+    def __init__(self, environments: HostedEnvironments) -> None:
+        self._environments = environments
+
+    @property
+    def _engine(self) -> Engine:
+        return self._environments.engine(current_caller.get().environment)
 
 
 if TYPE_CHECKING:

@@ -6,11 +6,9 @@ from typing import Any
 
 import grpc
 
-from controlplane.access.environments import HostedEnvironments
-from controlplane.api.auth import caller_engine
+from controlplane.api.auth import InCallersEnvironment
 from controlplane.api.errors import unary
 from controlplane.engine.clock import Clock, VirtualClock
-from controlplane.engine.engine import Engine
 from controlplane.model.errors import FailedPrecondition
 from tether.v1 import clock_service_pb2 as cs
 from tether.v1 import clock_service_pb2_grpc as cs_grpc
@@ -18,14 +16,7 @@ from tether.v1 import clock_service_pb2_grpc as cs_grpc
 Context = grpc.aio.ServicerContext[Any, cs.GetTimeResponse]
 
 
-class ClockServicer(cs_grpc.ClockServiceServicer):
-    def __init__(self, environments: HostedEnvironments) -> None:
-        self._environments = environments
-
-    @property
-    def _engine(self) -> Engine:
-        return caller_engine(self._environments)
-
+class ClockServicer(InCallersEnvironment, cs_grpc.ClockServiceServicer):
     @property
     def _clock(self) -> Clock:
         return self._engine.clock

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import grpc
 
-from controlplane.access.environments import HostedEnvironments
 from controlplane.api import convert
-from controlplane.api.auth import caller_engine
+from controlplane.api.auth import InCallersEnvironment
 from controlplane.api.errors import unary
-from controlplane.engine.engine import Engine
 from tether.v1 import event_service_pb2 as es
 from tether.v1 import event_service_pb2_grpc as es_grpc
 
 Context = grpc.aio.ServicerContext[es.SendRequest, es.SendResponse]
 
 
-class EventServicer(es_grpc.EventServiceServicer):
-    def __init__(self, environments: HostedEnvironments) -> None:
-        self._environments = environments
-
-    @property
-    def _engine(self) -> Engine:
-        return caller_engine(self._environments)
-
+class EventServicer(InCallersEnvironment, es_grpc.EventServiceServicer):
     @unary
     async def Send(self, request: es.SendRequest, context: Context) -> es.SendResponse:
         # The sender's span, propagated as W3C trace context in the metadata.

@@ -7,11 +7,9 @@ from typing import Any
 
 import grpc
 
-from controlplane.access.environments import HostedEnvironments
 from controlplane.api import convert
-from controlplane.api.auth import caller_engine
+from controlplane.api.auth import InCallersEnvironment
 from controlplane.api.errors import server_stream, unary
-from controlplane.engine.engine import Engine
 from controlplane.model import EventFilter, ReplayMode, RunFilter
 from controlplane.model.errors import InvalidArgument
 from tether.v1 import run_service_pb2 as rs
@@ -32,14 +30,7 @@ def _require_id(value: str, what: str) -> str:
     return value
 
 
-class RunServicer(rs_grpc.RunServiceServicer):
-    def __init__(self, environments: HostedEnvironments) -> None:
-        self._environments = environments
-
-    @property
-    def _engine(self) -> Engine:
-        return caller_engine(self._environments)
-
+class RunServicer(InCallersEnvironment, rs_grpc.RunServiceServicer):
     @unary
     async def GetRun(self, request: rs.GetRunRequest, context: Context) -> rs.GetRunResponse:
         detail = await self._engine.get_run(_require_id(request.run_id, "run_id"))
