@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,25 @@ import pytest
 from tests.support.admin import Admin
 from tests.support.ledger import LEDGER_VARIABLE
 from tests.support.processes import ControlPlaneProcess, WorkerProcess
+from tests.support.raw_worker import RawWorker
 
 DURABLE_APP = "tests.integration.apps.durable:app"
+
+
+@pytest.fixture
+def admin(control_plane: ControlPlaneProcess) -> Iterator[Admin]:
+    """RunService and EventService calls to the module's ``control_plane``."""
+    client = Admin(control_plane.address)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def worker(control_plane: ControlPlaneProcess) -> AsyncIterator[RawWorker]:
+    """A raw worker stream to the module's ``control_plane`` (nothing sent yet)."""
+    raw = RawWorker(control_plane.address)
+    yield raw
+    await raw.close()
 
 
 class Cluster:

@@ -12,7 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,20 +53,6 @@ def control_plane(db_url: str, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     ).start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def admin(control_plane: ControlPlaneProcess) -> Iterator[Admin]:
-    client = Admin(control_plane.address)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def worker(control_plane: ControlPlaneProcess) -> AsyncIterator[RawWorker]:
-    raw = RawWorker(control_plane.address)
-    yield raw
-    await raw.close()
 
 
 def _clean(message: str) -> bool:

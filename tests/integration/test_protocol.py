@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -27,20 +27,6 @@ def control_plane(db_url: str, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     process = ControlPlaneProcess(db_url, tmp_path, heartbeat_ms=200, lease_timeout_ms=1000).start()
     yield process
     process.stop()
-
-
-@pytest.fixture
-def admin(control_plane: ControlPlaneProcess) -> Iterator[Admin]:
-    client = Admin(control_plane.address)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def worker(control_plane: ControlPlaneProcess) -> AsyncIterator[RawWorker]:
-    raw = RawWorker(control_plane.address)
-    yield raw
-    await raw.close()
 
 
 async def _connect(
