@@ -6,6 +6,7 @@ and the JSON API's routes."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import grpc
 import pytest
 
 from controlplane.api.auth import METHOD_ROLES
+from controlplane.http.server import route_role
 from controlplane.model.access import Caller, Role
 from tests.e2e.cli import tether
 from tests.support.processes import ControlPlaneProcess
@@ -330,3 +332,29 @@ def test_metrics_can_be_closed_to_all_but_read_keys(tmp_path: Path) -> None:
         assert http(f"{process.http_url}/healthz", None)[0] == 200, "health stays open"
     finally:
         process.stop()
+
+
+def test_every_route_allows_exactly_the_roles_route_role_gives(
+    control_plane: ControlPlaneProcess, secrets: dict[Role, str]
+) -> None:
+    """Each route of the OpenAPI document, with each role: refused (403 naming
+    the role) exactly when the role does not grant what the route needs."""
+    base = control_plane.http_url
+    status, document = http(f"{base}/api/openapi.json", None)
+    assert status == 200
+    routes = [
+        (method.upper(), re.sub(r"\{[^}]+\}", "x", path))
+        for path, operations in document["paths"].items()
+        for method in operations
+    ]
+    assert len(routes) >= 15, routes
+    for role, secret in secrets.items():
+        for method, path in routes:
+            body: object = {} if method == "POST" else None
+            status, problem = http(f"{base}{path}", secret, method, body)
+            needed = route_role(method, path)
+            if needed is None or Caller(role).may(needed):
+                assert status not in (401, 403), (role, method, path, problem)
+            else:
+                assert (status, problem["error"]) == (403, "permission_denied"), (role, path)
+                assert f"needs the '{needed}' role" in problem["message"]
