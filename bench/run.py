@@ -19,6 +19,11 @@ no flow control, by functions with concurrency limits (10, 20, and 1 per key
 over 20 keys) and by one with a throttle (100 starts/s): durable steps/s of each,
 how many runs were in flight, and the throttle's achieved start rate next to the
 configured one (see bench/flow_workload.py).
+
+The registration scenario: a raw worker registers an app of 1,000 functions,
+then registers it again (replacing them), while a client probes the control
+plane's health check every ~5 ms; the registration times and the health checks'
+latency, next to rounds of probing alone (see bench/registration_workload.py).
 """
 
 from __future__ import annotations
@@ -39,13 +44,21 @@ from bench.databases import postgres_base_url, redact
 from bench.dbos_workload import MODES, measure_dbos
 from bench.flow_workload import VARIANTS, FlowMeasurement, measure_flow, violations
 from bench.flow_workload import table as flow_table
+from bench.registration_workload import (
+    MAX_FUNCTIONS,
+    TARGET_MS,
+    RegistrationMeasurement,
+    measure_registration,
+    verdicts,
+)
+from bench.registration_workload import table as registration_table
 from bench.stats import Measurement, Spread, columns
 from bench.tether_workload import MAX_EVENTS_PER_SEND, WORKERS, ProfileHook, measure_tether
 from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("steps", "waits", "flow")
+SCENARIOS = ("steps", "waits", "flow", "registration")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -60,10 +73,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         type=_scenarios,
         default=list(SCENARIOS),
-        metavar="all|steps|waits|flow",
+        metavar="all|steps|waits|flow|registration",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
         "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
-        "throttle (Tether); all: the three (default); or a comma-separated list, e.g. "
+        "throttle (Tether); registration: health-check latency while a large app "
+        "registers (Tether); all: the four (default); or a comma-separated list, e.g. "
         "steps,flow",
     )
     parser.add_argument(
@@ -116,6 +130,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1000,
         metavar="K",
         help="waits scenario: pending waits resolved by matching events (default 1000)",
+    )
+    parser.add_argument(
+        "--registration-rounds",
+        type=_positive,
+        default=10,
+        metavar="R",
+        help="registration scenario: measured rounds, each an idle round of probing "
+        "and a registration round (default 10)",
+    )
+    parser.add_argument(
+        "--registration-functions",
+        type=_functions,
+        default=MAX_FUNCTIONS,
+        metavar="N",
+        help=f"registration scenario: functions of the app registered (default and "
+        f"most {MAX_FUNCTIONS})",
     )
     parser.add_argument(
         "--backends",
@@ -175,6 +205,13 @@ def _batch(text: str) -> int:
     value = _positive(text)
     if value > MAX_EVENTS_PER_SEND:
         raise argparse.ArgumentTypeError(f"at most {MAX_EVENTS_PER_SEND} events per Send")
+    return value
+
+
+def _functions(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_FUNCTIONS:
+        raise argparse.ArgumentTypeError(f"an app declares at most {MAX_FUNCTIONS} functions")
     return value
 
 
@@ -471,6 +508,50 @@ def waits_report(args: argparse.Namespace, measurements: list[WaitsMeasurement])
     )
 
 
+def registration_report(
+    args: argparse.Namespace, measurements: list[RegistrationMeasurement]
+) -> str:
+    """The registration scenario."""
+    return "\n".join(
+        [
+            "",
+            f"Registering an app of {args.registration_functions:,} functions, then the same "
+            f"app again (replacing them), while health checks are probed every "
+            f"~5 ms; {args.registration_rounds} measured round(s) after {args.warmup} "
+            "warm-up, each on a fresh database and control plane; median [min-max] across "
+            "rounds",
+            "",
+            registration_table(measurements),
+            "",
+            "register new / again: Hello sent to Welcome received, for the new app and for "
+            "the same Hello again; health p50 / p99 / max: of the checks of one round "
+            "(Check call to answer, from the benchmark); idle rounds: probing alone, as long "
+            f"as the registration round before; > {TARGET_MS:.0f} ms: checks over the target, "
+            "of all checks of those rounds",
+            *verdicts(measurements),
+        ]
+    )
+
+
+def _registration_progress(measurement: RegistrationMeasurement) -> None:
+    for kind, done in (("idle", measurement.idle), ("registering", measurement.registering)):
+        if not done:
+            continue
+        slowest = ", ".join(_latency(r.health_max_ms) for r in done)
+        print(
+            f"  {kind} on {measurement.backend}: slowest health check per round (ms): {slowest}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if measurement.error:
+        print(
+            f"  registration on {measurement.backend}: failed: {measurement.error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        _print_logs(measurement.notes)
+
+
 def _progress(measurement: Measurement) -> None:
     label = f"{measurement.system} on {measurement.backend}"
     if measurement.error:
@@ -694,14 +775,54 @@ def run_waits(args: argparse.Namespace, workdir: Path) -> list[WaitsMeasurement]
     return measurements
 
 
-def run(
-    args: argparse.Namespace, workdir: Path
-) -> tuple[dict[str, Any], list[Measurement], list[WaitsMeasurement], list[FlowMeasurement]]:
-    env = environment(args.backends)
-    steps = run_steps(args, workdir, env) if "steps" in args.scenario else []
-    waits = run_waits(args, workdir) if "waits" in args.scenario else []
-    flow = run_flow(args, workdir) if "flow" in args.scenario else []
-    return env, steps, waits, flow
+def run_registration(args: argparse.Namespace, workdir: Path) -> list[RegistrationMeasurement]:
+    measurements: list[RegistrationMeasurement] = []
+    for backend in args.backends:
+        print(
+            f"Tether on {backend}, registering {args.registration_functions:,} functions...",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            measurement = measure_registration(
+                backend,
+                functions=args.registration_functions,
+                rounds=args.registration_rounds,
+                warmup=args.warmup,
+                timeout=args.timeout,
+                workdir=workdir,
+            )
+        except Exception as error:  # a database that cannot be created, ...
+            measurement = RegistrationMeasurement(
+                backend, args.registration_functions, error=f"{type(error).__name__}: {error}"
+            )
+        measurements.append(measurement)
+        _registration_progress(measurement)
+    return measurements
+
+
+class Results:
+    """What every scenario measured (empty for a scenario not run)."""
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env
+        self.steps: list[Measurement] = []
+        self.waits: list[WaitsMeasurement] = []
+        self.flow: list[FlowMeasurement] = []
+        self.registration: list[RegistrationMeasurement] = []
+
+
+def run(args: argparse.Namespace, workdir: Path) -> Results:
+    results = Results(environment(args.backends))
+    if "steps" in args.scenario:
+        results.steps = run_steps(args, workdir, results.env)
+    if "waits" in args.scenario:
+        results.waits = run_waits(args, workdir)
+    if "flow" in args.scenario:
+        results.flow = run_flow(args, workdir)
+    if "registration" in args.scenario:
+        results.registration = run_registration(args, workdir)
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -714,10 +835,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        env, measurements, waits, flow = run(args, args.workdir.resolve())
+        results = run(args, args.workdir.resolve())
     else:
         with tempfile.TemporaryDirectory(prefix="tether-bench-") as directory:
-            env, measurements, waits, flow = run(args, Path(directory))
+            results = run(args, Path(directory))
+    env, measurements, waits, flow = results.env, results.steps, results.waits, results.flow
+    registration = results.registration
     env["load_average_after"] = _load_average()
     print("\n".join(_header(args, env)))
     if measurements:
@@ -726,6 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(waits_report(args, waits))
     if flow:
         print(flow_report(args, flow, measurements))
+    if registration:
+        print(registration_report(args, registration))
     if args.json is not None:
         payload = {
             "workload": {
@@ -743,12 +868,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "waits_events": args.waits_events,
                 "waits_batch": args.waits_batch,
                 "waits_resolve": args.waits_resolve,
+                "registration_rounds": args.registration_rounds,
+                "registration_functions": args.registration_functions,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
             "ratios": ratios(measurements),
             "waits": [m.to_json() for m in waits],
             "flow": [m.to_json() for m in flow],
+            "registration": [m.to_json() for m in registration],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -756,6 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         any(m.error for m in measurements)
         or any(m.error for m in waits)
         or any(m.error for m in flow)
+        or any(m.error for m in registration)
         or bool(violations(flow))
     )
     return 1 if failed else 0
