@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from controlplane import __version__
+from controlplane.cli.doctor import doctor
 from controlplane.cli.environments import environments
 from controlplane.cli.events import events, send
 from controlplane.cli.functions import functions
@@ -33,6 +34,7 @@ for command in (
     functions,
     keys,
     environments,
+    doctor,
     migrate_command,
 ):
     cli.add_command(command)

@@ -28,19 +28,15 @@ db_option = click.option(
 )
 
 
-def on_store(db: str, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``work`` on the store at ``db``; the engine's errors become the
-    command's error message."""
+def on_store(db: str, work: Callable[[Store], Awaitable[T]], environment: str | None = None) -> T:
+    """Run ``work`` on the store at ``db`` (the default environment's), or on
+    the store of ``environment``; the engine's errors become the command's
+    error message."""
+    from controlplane.access.environments import list_environments, store_location
+    from controlplane.model.access import DEFAULT_ENVIRONMENT
     from controlplane.model.errors import EngineError
-    from controlplane.store import migrate, open_store
 
-    async def run() -> T:
-        try:
-            store = open_store(db)
-        except ValueError as error:
-            raise click.ClickException(str(error)) from None
-        await asyncio.to_thread(migrate, store.engine)
-        await store.start()
+    async def on(store: Store) -> T:
         try:
             return await work(store)
         except EngineError as error:
@@ -48,4 +44,29 @@ def on_store(db: str, work: Callable[[Store], Awaitable[T]]) -> T:
         finally:
             await store.close()
 
+    async def run() -> T:
+        home = await _opened(db, None)
+        if environment in (None, DEFAULT_ENVIRONMENT):
+            return await on(home)
+        try:
+            names = {e.name for e in await list_environments(home)}
+        finally:
+            await home.close()
+        if environment not in names:
+            raise click.ClickException(f"no environment {environment!r} (tether env list)")
+        return await on(await _opened(*store_location(db, environment)))
+
     return asyncio.run(run())
+
+
+async def _opened(url: str, schema: str | None) -> Store:
+    """The store at ``url`` (tables in ``schema``), migrated and started."""
+    from controlplane.store import migrate, open_store
+
+    try:
+        store = open_store(url, schema=schema)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    await asyncio.to_thread(migrate, store.engine, schema)
+    await store.start()
+    return store

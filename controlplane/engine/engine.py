@@ -12,6 +12,7 @@ from controlplane.engine import admin, cron, ingest, invocation, leases
 from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
+from controlplane.engine.doctor import InvariantWatch
 from controlplane.engine.effects import Effects
 from controlplane.engine.observer import EngineObserver, report_committed, run_log_extra
 from controlplane.engine.outcome_intake import OutcomeIntake
@@ -111,6 +112,7 @@ class Engine:
         # How long a cancelled execution's running step may still report.
         self._keep_cancelled_s = self.settings.lease_timeout_ms / 1000 * 4
         self._background: set[asyncio.Task[None]] = set()
+        self.invariants = InvariantWatch(store, clock, self.settings.invariant_check_interval_ms)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -122,6 +124,7 @@ class Engine:
             if released:
                 log.info("requeued %d run(s) leased before the restart", len(released))
         self.dispatcher.start()
+        self.invariants.start()
 
     @property
     def stopping(self) -> bool:
@@ -138,12 +141,15 @@ class Engine:
 
     async def stop(self) -> None:
         self._stopping = True
+        await self.invariants.stop()
         await self.dispatcher.stop()
         await self.observer.shutdown()
 
     async def stats(self) -> EngineStats:
         """The queue, waits and connected workers now (for gauges)."""
-        return await collect_stats(self.store, self.clock.now_ms(), self.registry, self.sessions)
+        return await collect_stats(
+            self.store, self.clock.now_ms(), self.registry, self.sessions, self.invariants.counts
+        )
 
     # -- events ----------------------------------------------------------------------
 

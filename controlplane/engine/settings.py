@@ -39,6 +39,8 @@ class EngineSettings:
     # Release every lease at start-up. Safe only when this control plane is the
     # store's one user (SQLite); with PostgreSQL leases expire by deadline.
     release_leases_on_start: bool = False
+    # How often the doctor's checks run in the background (0: never).
+    invariant_check_interval_ms: int = 300_000
 
 
 def format_bytes(n: int) -> str:

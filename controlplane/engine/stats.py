@@ -24,21 +24,34 @@ class EngineStats:
     # Worker streams connected to this control plane, per app id; every app
     # with a registered function is present.
     workers_connected: dict[str, int] = field(default_factory=dict)
+    # How long the oldest run due and not leased has waited (ms), per function
+    # that has one.
+    oldest_ready_ms: dict[FunctionKey, int] = field(default_factory=dict)
+    # What the last background check found, per invariant (all present).
+    invariant_violations: dict[str, int] = field(default_factory=dict)
 
 
 async def collect_stats(
-    store: Store, now_ms: int, registry: FunctionRegistry, sessions: SessionTable
+    store: Store,
+    now_ms: int,
+    registry: FunctionRegistry,
+    sessions: SessionTable,
+    invariant_violations: dict[str, int] | None = None,
 ) -> EngineStats:
-    """Two COUNT queries (on a reader connection) and the session table."""
+    """Two grouped queries (on a reader connection) and the session table."""
     ready, waiting = await store.read(lambda r: (r.ready_counts(now_ms), r.pending_wait_counts()))
+    counts = {key: n for key, (n, _) in ready.items()}
+    oldest = {key: max(0, now_ms - due) for key, (_, due) in ready.items()}
     functions = [spec.key for spec, _, _ in registry.all()]
     workers = dict.fromkeys(sorted({key.app_id for key in functions}), 0)
     for session in sessions:
         if not session.closed:
             workers[session.app_id] = workers.get(session.app_id, 0) + 1
     return EngineStats(
-        queue_depth=dict.fromkeys(functions, 0) | ready,
+        queue_depth=dict.fromkeys(functions, 0) | counts,
         pending_waits={k: n for k, n in waiting.items() if k != StepKind.SLEEP.value},
         pending_sleeps=waiting.get(StepKind.SLEEP.value, 0),
         workers_connected=workers,
+        oldest_ready_ms=oldest,
+        invariant_violations=dict(invariant_violations or {}),
     )

@@ -22,15 +22,18 @@ class StatsReads(TxBase):
         newest_event = self.conn.execute(select(func.max(events.c.received_at_ms))).scalar()
         return max(int(newest_entry or 0), int(newest_event or 0))
 
-    def ready_counts(self, now_ms: int) -> dict[FunctionKey, int]:
-        """Queue items due by ``now_ms`` and not leased, per function (only
-        functions that have some)."""
+    def ready_counts(self, now_ms: int) -> dict[FunctionKey, tuple[int, int]]:
+        """(how many, the earliest due time) of the queue items due by
+        ``now_ms`` and not leased, per function (only functions that have some)."""
         rows = self.conn.execute(
-            select(queue.c.app_id, queue.c.function_id, func.count())
+            select(queue.c.app_id, queue.c.function_id, func.count(), func.min(queue.c.due_at_ms))
             .where(queue.c.lease_execution_id.is_(None), queue.c.due_at_ms <= now_ms)
             .group_by(queue.c.app_id, queue.c.function_id)
         )
-        return {FunctionKey(app_id, function_id): int(n) for app_id, function_id, n in rows}
+        return {
+            FunctionKey(app_id, function_id): (int(n), int(earliest))
+            for app_id, function_id, n, earliest in rows
+        }
 
     def pending_wait_counts(self) -> dict[str, int]:
         """Pending sleeps, event waits and invokes, by step kind."""

@@ -42,6 +42,7 @@ from controlplane.model import (
 )
 from controlplane.store import codec
 from controlplane.store._txbase import NOT_DUE, InsertFactory, TxBase, chunks
+from controlplane.store.doctor_tx import DoctorReads
 from controlplane.store.flow_tx import FlowReads, FlowWrites
 from controlplane.store.keys_tx import KeyReads, KeyWrites
 from controlplane.store.queue_tx import Claimed, QueueWrites
@@ -76,7 +77,7 @@ class FunctionRow:
 __all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "WriteTx"]
 
 
-class ReadTx(ScheduleReads, FlowReads, StatsReads, KeyReads, TxBase):
+class ReadTx(ScheduleReads, FlowReads, StatsReads, KeyReads, DoctorReads, TxBase):
     # -- functions ---------------------------------------------------------
 
     def load_functions(self) -> list[FunctionRow]:

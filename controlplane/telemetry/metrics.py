@@ -131,6 +131,18 @@ class Metrics(EngineObserver):
             "tether.sleeps.pending", [self._observe_sleeps], "{sleep}", "Pending sleeps"
         )
         meter.create_observable_gauge(
+            "tether.queue.oldest_age",
+            [self._observe_oldest],
+            "s",
+            "How long the oldest run due and not leased has waited, per function",
+        )
+        meter.create_observable_gauge(
+            "tether.invariant.violations",
+            [self._observe_violations],
+            "{violation}",
+            "What the last background check of the invariants found (tether doctor)",
+        )
+        meter.create_observable_gauge(
             "tether.workers.connected",
             [self._observe_workers],
             "{worker}",
@@ -296,6 +308,20 @@ class Metrics(EngineObserver):
         return [
             Observation(snapshot.pending_sleeps, {ENVIRONMENT: env})
             for env, snapshot in self._snapshots.copy().items()
+        ]
+
+    def _observe_oldest(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(ms / 1000, {ENVIRONMENT: env, APP: key.app_id, FUNCTION: key.function_id})
+            for env, snapshot in self._snapshots.copy().items()
+            for key, ms in snapshot.oldest_ready_ms.items()
+        ]
+
+    def _observe_violations(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(n, {ENVIRONMENT: env, "tether.invariant": invariant})
+            for env, snapshot in self._snapshots.copy().items()
+            for invariant, n in snapshot.invariant_violations.items()
         ]
 
     def _observe_workers(self, _options: CallbackOptions) -> Iterable[Observation]:

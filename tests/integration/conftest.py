@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.admin import Admin
+from tests.support.invariants import violations
 from tests.support.ledger import LEDGER_VARIABLE
 from tests.support.processes import ControlPlaneProcess, WorkerProcess
 from tests.support.raw_worker import RawWorker
@@ -89,6 +90,10 @@ def cluster_factory(
         if failed is not None and failed.failed:
             print(cluster.logs())
         cluster.close()
+    if clusters and not (failed is not None and failed.failed):
+        # Whatever the test did, the control plane left no run stuck and
+        # nothing held for a finished run.
+        assert violations(db_url) == [], "tether doctor finds the store broken"
 
 
 @pytest.fixture

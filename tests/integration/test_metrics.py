@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, delete
 
 from controlplane.app import ControlPlane
 from controlplane.config import Config
 from controlplane.model import ClaimRecord, RunSpanRecord, RunStatus
+from controlplane.store import schema
 from controlplane.telemetry import Metrics
 from tests.support.otlp import OtlpReceiver, attributes
 from tests.support.processes import WorkerProcess
@@ -240,3 +242,39 @@ async def test_each_metrics_object_has_its_own_registry() -> None:
         assert two.value("tether_runs_started_total") == 0
     finally:
         await asyncio.gather(first.shutdown(), second.shutdown())
+
+
+async def test_a_stuck_run_shows_in_the_oldest_age_and_the_invariant_gauge(
+    observed: Observed, db_url: str
+) -> None:
+    """A run nobody serves ages in tether_queue_oldest_age_seconds; once its
+    queue entry is lost, the background check counts it as a violation."""
+    await observed.gauge("tether_workers_connected", 1, tether_app_id=APP)
+    observed.worker.kill()
+    await observed.gauge("tether_workers_connected", 0, tether_app_id=APP)
+    [run_id] = await observed.send("observed/quick")
+
+    async def aged() -> bool:
+        scrape = await observed.scrape()
+        return scrape.value("tether_queue_oldest_age_seconds", tether_function_id="quick") > 0.2
+
+    await wait_until_async(aged, what="the queued run to age")
+    scrape = await observed.scrape()
+    assert (
+        scrape.value("tether_invariant_violations", tether_invariant="run_without_queue_entry") == 0
+    )
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(schema.queue).where(schema.queue.c.run_id == run_id))
+    finally:
+        engine.dispose()
+    assert observed.plane.engine is not None
+    [found] = await observed.plane.engine.invariants.check()
+    assert (found.invariant, found.run_id) == ("run_without_queue_entry", run_id)
+    scrape = await observed.scrape()
+    assert (
+        scrape.value("tether_invariant_violations", tether_invariant="run_without_queue_entry") == 1
+    )
+    assert scrape.value("tether_queue_oldest_age_seconds", tether_function_id="quick") == 0
