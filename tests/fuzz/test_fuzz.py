@@ -56,6 +56,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from controlplane.api.server import SERVICE_NAMES
 from tests.conftest import database_params
 from tests.support.admin import FINISHED, Admin
+from tests.support.channels import aio_channel
+from tests.support.channels import channel as channel_to
 from tests.support.databases import fresh_database
 from tests.support.processes import ControlPlaneProcess
 from tests.support.raw_worker import RawWorker, definition, hello, outcomes, payload
@@ -119,6 +121,8 @@ DISPATCH_FN = "fuzz-dispatch-fn"
 DISPATCH_EVENT = "fuzz-dispatch/go"
 # Every id the tests themselves use starts so.
 MARKER = b"fuzz-"
+# The control plane's admin key, sent with every call.
+FUZZ_KEY = "fuzz-admin-key"
 
 # Hypothesis caches what it learns from the source (its constants) in a directory
 # of its own: keep it out of the repository.
@@ -183,10 +187,17 @@ def plane(
     """A control plane with HTTP, holding one completed run (a step and an output)."""
     workdir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
     with fresh_database(request.param, workdir) as url:
+        # With a key, as a shared control plane runs: keys the fuzz creates
+        # (KeyService, POST /api/keys) then change nothing for the rest.
         process = ControlPlaneProcess(
-            url, workdir, heartbeat_ms=200, lease_timeout_ms=1000, http=True
+            url,
+            workdir,
+            heartbeat_ms=200,
+            lease_timeout_ms=1000,
+            http=True,
+            extra_args=["--api-key", FUZZ_KEY],
         ).start()
-        admin = Admin(process.address)
+        admin = Admin(process.address, FUZZ_KEY)
         try:
             run_id = asyncio.run(_record_a_run(process.address))
             recorded = admin.get(run_id)
@@ -203,11 +214,11 @@ def plane(
 
 async def _record_a_run(address: str) -> str:
     """Through a raw worker: an event starts a run, which completes a step and returns."""
-    worker = RawWorker(address)
+    worker = RawWorker(address, FUZZ_KEY)
     try:
         await worker.send(hello([definition(RECORDED_FN, RECORDED_EVENT)], app_id=RECORDED_APP))
         assert (await worker.receive_kind("welcome")).welcome.session_id
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with aio_channel(address, FUZZ_KEY) as channel:
             event = common_pb2.Event(name=RECORDED_EVENT, data=payload({"n": 1}))
             sent = await event_service_pb2_grpc.EventServiceStub(channel).Send(
                 event_service_pb2.SendRequest(events=[event]), timeout=DEADLINE
@@ -299,12 +310,12 @@ def _pages(port: int, path: str, most: int = 20) -> Iterator[dict[str, Any]]:
 
 
 async def _still_serving(address: str, check: int) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with aio_channel(address, FUZZ_KEY) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=DEADLINE
         )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        worker = RawWorker(address)
+        worker = RawWorker(address, FUZZ_KEY)
         try:
             await worker.send(hello([definition(AFTER_FN, AFTER_EVENT)], app_id=AFTER_APP))
             assert (await worker.receive_kind("welcome")).welcome.session_id
@@ -862,7 +873,7 @@ def _check_answer(plane: Plane, what: str, body: bytes, code: Any, details: str)
 
 @pytest.fixture(scope="module")
 def channel(plane: Plane) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(plane.address) as opened:
+    with channel_to(plane.address, FUZZ_KEY) as opened:
         yield opened
 
 
@@ -1065,7 +1076,8 @@ def _http(
     """One request; its status and its body as JSON (as bytes if it is not JSON)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
     try:
-        connection.request(method, target, body=body, headers=headers or {})
+        sent = {"Authorization": f"Bearer {FUZZ_KEY}", **(headers or {})}
+        connection.request(method, target, body=body, headers=sent)
         response = connection.getresponse()
         raw = response.read()
     finally:

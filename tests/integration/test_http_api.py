@@ -223,7 +223,10 @@ def test_health_and_openapi(served: Cluster) -> None:
     metrics = http.request("GET", "/metrics")
     assert metrics.status == 200
     assert metrics.content_type.startswith("text/plain")
-    assert 'tether_workers_connected{tether_app_id="durable"} 1.0' in metrics.body.decode()
+    assert (
+        'tether_workers_connected{tether_app_id="durable",tether_environment="default"} 1.0'
+        in metrics.body.decode()
+    )
     index = http.request("GET", "/")
     assert index.status == 200
     assert index.content_type.startswith("text/html")

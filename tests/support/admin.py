@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import grpc
-
+from tests.support.channels import channel
 from tether.v1 import common_pb2, event_service_pb2, event_service_pb2_grpc, run_service_pb2_grpc
 from tether.v1 import run_service_pb2 as rs
 
@@ -18,9 +17,9 @@ FINISHED = {
 
 
 class Admin:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, api_key: str | None = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address)
+        self.channel = channel(address, api_key)
         self.runs = run_service_pb2_grpc.RunServiceStub(self.channel)
         self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
 

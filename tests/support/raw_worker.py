@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from tests.support.channels import aio_channel
 from tether.v1 import common_pb2
 from tether.v1 import worker_service_pb2 as ws
 from tether.v1 import worker_service_pb2_grpc as ws_grpc
@@ -55,8 +56,8 @@ def payload(value: Any) -> bytes:
 
 
 class RawWorker:
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, api_key: str | None = None) -> None:
+        self.channel = aio_channel(address, api_key)
         self.stub = ws_grpc.WorkerServiceStub(self.channel)
         self.call: Any = self.stub.Connect()  # type: ignore[call-arg]
         # gRPC takes one write at a time on a stream.
