@@ -26,6 +26,7 @@ from controlplane.model import (
     NonDeterminism,
     Outcome,
     OutcomeBody,
+    ParentClose,
     PauseMode,
     PlannedEventWait,
     PlannedInvoke,
@@ -302,6 +303,9 @@ def planned_wait(wait: ws.PlannedWait, seq: int) -> PlannedWait:
             i.data,
             i.timeout_until_ms,
             wait.started_at_ms,
+            ParentClose.ABANDON
+            if i.parent_close == ws.PARENT_CLOSE_ABANDON
+            else ParentClose.CANCEL,
         )
     raise ProtocolError(
         f"outcome seq {seq}: planned wait {wait.name!r} has no kind: set one of sleep, "

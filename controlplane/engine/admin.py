@@ -45,6 +45,7 @@ def cancel_unfinished(
     tx.update_runs([RunUpdate(run_id, cancelled, row.attempt, None, error, now_ms)], now_ms)
     if holder is not None:
         tx.set_cancelled_execution(run_id, holder)
+    children = tx.children_to_close([run_id])
     tx.delete_queue_items([run_id])
     tx.delete_waits_of([run_id])
     tx.add_history([HistoryRecord(run_id, now_ms, HistoryKind.RUN_CANCELLED, message=reason)])
@@ -54,6 +55,24 @@ def cancel_unfinished(
     link = tx.event_links([row.event_pk]).get(row.event_pk) if row.event_pk else None
     effects.run_spans.append(run_span(state, RunStatus.CANCELLED, now_ms, error, link))
     effects.merge(waits.finish_child(tx, state, now_ms, error=error))
+    effects.merge(close_children(tx, children, now_ms, "was cancelled"))
+    return effects
+
+
+def close_children(
+    tx: WriteTx, children: list[tuple[str, str, str]], now_ms: int, what_happened: str
+) -> Effects:
+    """Cancel these (parent, child, invoke step) children, invoked with
+    parent_close cancel, whose parent ``what_happened``; their own children
+    follow them the same way. Call once the parents' waits are gone."""
+    effects = Effects()
+    for parent_id, child_id, step in children:
+        reason = (
+            f"its parent run {parent_id} {what_happened} (invoke {step!r}, parent_close: cancel)"
+        )
+        done = cancel_unfinished(tx, child_id, reason, now_ms)
+        if done is not None:
+            effects.merge(done)
     return effects
 
 

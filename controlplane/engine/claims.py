@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from controlplane.engine import run_states, waits
+from controlplane.engine import admin, run_states, waits
 from controlplane.engine.effects import Effects
 from controlplane.engine.trace_ids import traceparent
 from controlplane.model import (
@@ -52,7 +52,8 @@ def claim_executions(
         claimed = [c for c in claimed if c.run_id not in set(stale)]
         run_ids = [c.run_id for c in claimed]
     history_rows: list[HistoryRecord] = []
-    waits.resolve_due(tx, run_ids, now_ms, history_rows, effects)
+    timed_out = waits.resolve_due(tx, run_ids, now_ms, history_rows, effects)
+    effects.merge(admin.close_children(tx, timed_out, now_ms, "stopped waiting for it"))
     finish_by: dict[str, int | None] = {}
     for c in claimed:
         finish = finish_timeout_of(c.function_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controlplane.engine import ingest, run_states, waits
+from controlplane.engine import admin, ingest, run_states, waits
 from controlplane.engine.backoff import retry_delay_ms
 from controlplane.engine.creation import Routing
 from controlplane.engine.effects import Effects, run_span
@@ -412,5 +412,8 @@ def _flush(batch: _Batch) -> None:
     )
     tx.requeue(batch.requeues)
     if batch.deletes:
+        # Children still running for runs that ended without them.
+        children = tx.children_to_close(batch.deletes)
         tx.delete_queue_items(batch.deletes)
         tx.delete_waits_of(batch.deletes)
+        batch.result.merge(admin.close_children(tx, children, batch.now, "ended"))

@@ -40,6 +40,7 @@ from controlplane.model import (
     FunctionKey,
     HistoryKind,
     HistoryRecord,
+    ParentClose,
     PlannedEventWait,
     PlannedInvoke,
     PlannedSleep,
@@ -363,6 +364,7 @@ class WaitPlanner:
             wait.timeout_until_ms or NOT_DUE,
             wait.started_at_ms,
             child_run_id=child,
+            parent_close=wait.parent_close,
         )
 
 
@@ -389,13 +391,16 @@ def resolve_due(
     now_ms: int,
     history_rows: list[HistoryRecord],
     effects: Effects,
-) -> None:
+) -> list[tuple[str, str, str]]:
     """Waits whose time has come, for runs being claimed: sleeps end (null),
-    event waits time out (null), invokes time out (the step fails for good)."""
+    event waits time out (null), invokes time out (the step fails for good).
+    Returns the (parent, child, step) of the invokes that timed out whose
+    child goes with them (parent_close cancel), for the caller to cancel."""
     due = tx.waits_due(run_ids, now_ms)
     if not due:
-        return
+        return []
     results: list[StepResult] = []
+    to_cancel: list[tuple[str, str, str]] = []
     for w in due:
         kind = w.step_kind
         ended_at = min(w.until_ms, now_ms)
@@ -422,6 +427,8 @@ def resolve_due(
             error = ErrorData(
                 "InvokeTimeout", f"the invoked run {w.child_run_id} did not finish in time"
             )
+            if w.child_run_id and w.parent_close is not ParentClose.ABANDON:
+                to_cancel.append((w.run_id, w.child_run_id, w.name))
             entry = HistoryRecord(
                 w.run_id,
                 now_ms,
@@ -456,6 +463,7 @@ def resolve_due(
         )
     tx.record_steps(results)
     tx.delete_waits([(w.run_id, w.step_id) for w in due])
+    return to_cancel
 
 
 def finish_child(

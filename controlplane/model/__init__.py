@@ -76,6 +76,7 @@ from controlplane.model.spans import (
 )
 from controlplane.model.statuses import (
     HistoryKind,
+    ParentClose,
     ReplayMode,
     RunStatus,
     StepKind,
@@ -132,6 +133,7 @@ __all__ = [
     "Outcome",
     "OutcomeBody",
     "Page",
+    "ParentClose",
     "PauseMode",
     "PlannedEventWait",
     "PlannedInvoke",

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from controlplane.model.events import StoredEvent
 from controlplane.model.functions import FunctionKey
 from controlplane.model.outcomes import CronTick, ErrorData
-from controlplane.model.statuses import HistoryKind, RunStatus, StepKind, StepStatus, WaitKind
+from controlplane.model.statuses import (
+    HistoryKind,
+    ParentClose,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    WaitKind,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +186,8 @@ class WaitRecord:
     child_run_id: str | None = None
     #: The run's root span, for the wait's span (none for cancel_on watches).
     traceparent: str | None = None
+    #: Invokes: what happens to the child when the parent is gone.
+    parent_close: ParentClose | None = None
 
     @property
     def step_kind(self) -> StepKind:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controlplane.model.events import StoredEvent
-from controlplane.model.statuses import StepKind
+from controlplane.model.statuses import ParentClose, StepKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,7 @@ class PlannedInvoke:
     data: bytes
     timeout_until_ms: int
     started_at_ms: int = 0
+    parent_close: ParentClose = ParentClose.CANCEL
 
 
 PlannedWait = PlannedSleep | PlannedEventWait | PlannedInvoke

@@ -40,6 +40,14 @@ class WaitKind(enum.StrEnum):
     CANCEL_ON = "cancel"
 
 
+class ParentClose(enum.StrEnum):
+    """What happens to an invoked run when its parent is cancelled or ends
+    without it, or the invoke step times out."""
+
+    CANCEL = "cancel"
+    ABANDON = "abandon"
+
+
 class StepStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"

@@ -21,6 +21,7 @@ from controlplane.model import (
     IdempotencyClaim,
     NewEvent,
     NewRunRecord,
+    ParentClose,
     QueueEntry,
     RunEventLink,
     RunStatus,
@@ -277,6 +278,7 @@ def wait_row(wait: WaitRecord) -> dict[str, Any]:
         "trigger_event_pk": wait.trigger_event_pk,
         "child_run_id": wait.child_run_id,
         "traceparent": wait.traceparent,
+        "parent_close": wait.parent_close.value if wait.parent_close else None,
     }
 
 
@@ -296,6 +298,7 @@ def wait_from_row(row: Row[Any]) -> WaitRecord:
         trigger_event_pk=m["trigger_event_pk"],
         child_run_id=m["child_run_id"],
         traceparent=m["traceparent"],
+        parent_close=ParentClose(m["parent_close"]) if m["parent_close"] else None,
     )
 
 

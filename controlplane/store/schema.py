@@ -199,6 +199,9 @@ waits = Table(
     # The run's root span (W3C traceparent), for the span emitted when the wait
     # ends. None for cancel_on watches, which have no span.
     Column("traceparent", String(55), nullable=True),
+    # Invokes: cancel | abandon, what happens to the child when the run is
+    # gone (null: cancel).
+    Column("parent_close", String(8), nullable=True),
     PrimaryKeyConstraint("run_id", "step_id", name="pk_waits"),
     Index("ix_waits_until", "until_ms"),
     Index("ix_waits_match", "event_name", "match_path", "match_value"),

@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     true,
     tuple_,
@@ -22,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from controlplane.model import (
+    ParentClose,
     StepKind,
     StepStatus,
     StoredEvent,
@@ -214,6 +216,27 @@ class WaitWrites(TxBase):
         self._add_wait_paths(
             {(w.event_name, w.match_path or "") for w in records if w.event_name is not None}
         )
+
+    def children_to_close(self, run_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(parent run id, child run id, invoke step name) of the pending invokes
+        of these runs whose child goes with its parent (parent_close cancel)."""
+        found: list[tuple[str, str, str]] = []
+        for chunk in chunks(sorted(set(run_ids))):
+            rows = self.conn.execute(
+                select(waits.c.run_id, waits.c.child_run_id, waits.c.name)
+                .where(
+                    waits.c.run_id.in_(chunk),
+                    waits.c.kind == WaitKind.INVOKE.value,
+                    waits.c.child_run_id.is_not(None),
+                    or_(
+                        waits.c.parent_close.is_(None),
+                        waits.c.parent_close == ParentClose.CANCEL.value,
+                    ),
+                )
+                .order_by(waits.c.run_id, waits.c.child_run_id)
+            )
+            found.extend((r.run_id, r.child_run_id, r.name) for r in rows)
+        return found
 
     def delete_waits_of(self, run_ids: Sequence[str]) -> None:
         for chunk in chunks(list(run_ids)):

@@ -9,7 +9,7 @@ import datetime as dt
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from tether import _json
 from tether._convert import EventLike, event_message
@@ -247,12 +247,21 @@ class Step:
         function: Function | str,
         data: Mapping[str, Any] | None = None,
         timeout: DurationLike | None = None,
+        parent_close: Literal["cancel", "abandon"] = "cancel",
     ) -> Any:
         """Run another function (``function``: a Function of this app, its id, or
         ``"app-id/function-id"`` for another app's) as a child run with ``data``
         as its event data, and return its output. If the child fails, is
         cancelled or does not finish within ``timeout``, StepError is raised here
-        (the step is not retried: the child retried already)."""
+        (the step is not retried: the child retried already).
+
+        ``parent_close``: when this run is cancelled (or ends without the child),
+        or ``timeout`` passes, the child is cancelled too (``"cancel"``), or
+        left to run on by itself (``"abandon"``)."""
+        if parent_close not in _PARENT_CLOSE:
+            raise ValueError(
+                f"invoke {id!r}: parent_close is 'cancel' or 'abandon', not {parent_close!r}"
+            )
         if isinstance(function, Function):
             app_id, function_id = "", function.id
         elif isinstance(function, str) and function:
@@ -264,7 +273,12 @@ class Step:
         except _json.NotSerializableError as problem:
             raise ValueError(f"invoke {id!r}: data is not JSON-serializable: {problem}") from None
         timeout_ms = to_milliseconds(timeout) if timeout is not None else None
-        invoke = worker_service_pb2.Invoke(app_id=app_id, function_id=function_id, data=payload)
+        invoke = worker_service_pb2.Invoke(
+            app_id=app_id,
+            function_id=function_id,
+            data=payload,
+            parent_close=_PARENT_CLOSE[parent_close],
+        )
 
         def plan(now: int) -> worker_service_pb2.PlannedWait:
             if timeout_ms is not None:
@@ -296,6 +310,14 @@ class Step:
         wait.started_at_ms = now
         # In a worker this never returns: the run resumes in a later execution.
         return await x.plan(wait, target)
+
+
+# The default goes out unset (UNSPECIFIED means cancel): the plan's bytes stay
+# what they were before the field existed.
+_PARENT_CLOSE = {
+    "cancel": worker_service_pb2.PARENT_CLOSE_UNSPECIFIED,
+    "abandon": worker_service_pb2.PARENT_CLOSE_ABANDON,
+}
 
 
 def _event(value: Any) -> Event | None:

@@ -14,7 +14,7 @@ import { NotSerializableError, decodeJson, encodeJson } from "./json.js";
 import { inStepSpan } from "./telemetry.js";
 import type { EventFor, EventName, EventSchemas, Jsonify, PayloadFor } from "./types.js";
 import { StepKind } from "./gen/tether/v1/common.js";
-import type { PlannedWait } from "./gen/tether/v1/worker_service.js";
+import { ParentClose, type PlannedWait } from "./gen/tether/v1/worker_service.js";
 
 /** The step whose code is running: its attempt (0-based) and id, for `attempt` and the logger. */
 export interface StepScope {
@@ -53,7 +53,20 @@ export interface InvokeOptions<TOutput> {
   data?: Record<string, unknown>;
   /** Give up waiting after this long (the step then throws StepError). */
   timeout?: Duration;
+  /**
+   * When this run is cancelled (or ends without the child), or `timeout`
+   * passes: cancel the child too (`"cancel"`, the default) or let it run on
+   * by itself (`"abandon"`).
+   */
+  parentClose?: "cancel" | "abandon";
 }
+
+// The default goes out unset (UNSPECIFIED means cancel): the plan's bytes stay
+// what they were before the field existed.
+const PARENT_CLOSE: Record<string, ParentClose | undefined> = {
+  cancel: ParentClose.PARENT_CLOSE_UNSPECIFIED,
+  abandon: ParentClose.PARENT_CLOSE_ABANDON,
+};
 
 type Prepared = [fn: (...args: never[]) => unknown, args: unknown[]];
 
@@ -287,11 +300,23 @@ export class Step<TEvents extends EventSchemas = EventSchemas> {
       throw problem;
     }
     const timeoutMs = options.timeout === undefined ? undefined : toMilliseconds(options.timeout);
+    const parentClose = PARENT_CLOSE[options.parentClose ?? "cancel"];
+    if (parentClose === undefined) {
+      throw new TypeError(
+        `invoke ${quote(id)}: parentClose is "cancel" or "abandon", not ${describeType(options.parentClose)}`,
+      );
+    }
     return (await this.#suspend(
       id,
       (now) => ({
         $case: "invoke",
-        value: { appId, functionId, data, timeoutUntilMs: timeoutMs === undefined ? 0 : now + timeoutMs },
+        value: {
+          appId,
+          functionId,
+          data,
+          timeoutUntilMs: timeoutMs === undefined ? 0 : now + timeoutMs,
+          parentClose,
+        },
       }),
       typeof target === "string" ? undefined : target,
     )) as TOutput;

@@ -111,6 +111,21 @@ async def slow_child(ctx: Context) -> str:
     return "late"
 
 
+@app.function(id="middle-child", trigger=[])
+async def middle_child(ctx: Context) -> Any:
+    return await ctx.step.invoke("deep", function=slow_child)
+
+
+@app.function(id="tree-root", trigger="tree/go")
+async def tree_root(ctx: Context) -> list[Any]:
+    return list(
+        await asyncio.gather(
+            ctx.step.invoke("kept", function=slow_child, parent_close="abandon"),
+            ctx.step.invoke("tied", function=middle_child),
+        )
+    )
+
+
 @billing.function(id="charge", trigger=[])
 async def charge(ctx: Context) -> dict[str, Any]:
     return {"charged": ctx.event.data["amount"]}
@@ -533,6 +548,45 @@ async def test_invoke_returns_the_childs_output_and_links_the_runs(env: TestEnvi
     assert child.events[0].name == "tether/function.invoked"
     assert steps["break"].attempts == 1, "the invoke step was retried"
     assert attempts["fragile-child"] == 2, "the child runs its own retries (retries=1), once"
+    # The parent stopped waiting for the slow child: it goes too (parent_close cancel).
+    slow = await app.runs.get(steps["slow"].child_run_id)
+    assert slow.status is RunStatus.CANCELLED
+    assert slow.error is not None
+    assert slow.error.message == (
+        f"its parent run {run.id} stopped waiting for it (invoke 'slow', parent_close: cancel)"
+    )
+
+
+async def test_cancelling_a_run_cancels_the_tree_it_invoked_but_not_what_it_abandoned(
+    env: TestEnvironment,
+) -> None:
+    async with env.hold_clock():  # the children's 2-hour naps must not end by themselves
+        root_id = await _start("tree/go")
+
+        async def grown() -> bool:
+            middles = await _children(root_id, "middle-child")
+            return bool(middles) and bool(await _children(middles[0].id, "slow-child"))
+
+        await wait_until_async(grown, what="the tree to grow three levels")
+        [kept] = await _children(root_id, "slow-child")
+        [middle] = await _children(root_id, "middle-child")
+        [deep] = await _children(middle.id, "slow-child")
+        await app.runs.wait(kept.id, until=RunStatus.SLEEPING, timeout=20)
+
+        await app.runs.cancel(root_id, "the order was withdrawn")
+
+        middle = await app.runs.wait(middle.id, timeout=20)
+        deep = await app.runs.wait(deep.id, timeout=20)
+        assert (middle.status, deep.status) == (RunStatus.CANCELLED, RunStatus.CANCELLED)
+        assert middle.error is not None
+        assert deep.error is not None
+        assert middle.error.message == (
+            f"its parent run {root_id} was cancelled (invoke 'tied', parent_close: cancel)"
+        )
+        assert deep.error.message == (
+            f"its parent run {middle.id} was cancelled (invoke 'deep', parent_close: cancel)"
+        )
+        assert (await app.runs.get(kept.id)).status is RunStatus.SLEEPING, "abandoned: it runs on"
 
 
 async def test_a_child_that_finishes_while_its_parent_runs_is_not_invoked_again(

@@ -88,6 +88,30 @@ REJECT_CODE_SHUTTING_DOWN: RejectCode.ValueType  # 5
 """The control plane is shutting down; connect again later."""
 Global___RejectCode: _TypeAlias = RejectCode  # noqa: Y015
 
+class _ParentClose:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParentCloseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParentClose.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PARENT_CLOSE_UNSPECIFIED: _ParentClose.ValueType  # 0
+    """CANCEL."""
+    PARENT_CLOSE_CANCEL: _ParentClose.ValueType  # 1
+    """The child is cancelled (and so, in turn, are the runs it invoked the same way)."""
+    PARENT_CLOSE_ABANDON: _ParentClose.ValueType  # 2
+    """The child runs on by itself."""
+
+class ParentClose(_ParentClose, metaclass=_ParentCloseEnumTypeWrapper):
+    """An invoked run's fate when its parent is gone (Temporal's parent-close policy)."""
+
+PARENT_CLOSE_UNSPECIFIED: ParentClose.ValueType  # 0
+"""CANCEL."""
+PARENT_CLOSE_CANCEL: ParentClose.ValueType  # 1
+"""The child is cancelled (and so, in turn, are the runs it invoked the same way)."""
+PARENT_CLOSE_ABANDON: ParentClose.ValueType  # 2
+"""The child runs on by itself."""
+Global___ParentClose: _TypeAlias = ParentClose  # noqa: Y015
+
 @_typing.final
 class WorkerFrame(_message.Message):
     """---------------------------------------------------------------------------
@@ -989,6 +1013,7 @@ class Invoke(_message.Message):
     FUNCTION_ID_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     TIMEOUT_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    PARENT_CLOSE_FIELD_NUMBER: _builtins.int
     app_id: _builtins.str
     """The function's app; empty means the invoking run's app."""
     function_id: _builtins.str
@@ -999,6 +1024,10 @@ class Invoke(_message.Message):
     """
     timeout_until_ms: _builtins.int
     """When to give up waiting (control-plane clock); 0: never."""
+    parent_close: Global___ParentClose.ValueType
+    """What happens to the child when the invoking run is cancelled or ends
+    without it, or when this step times out.
+    """
     def __init__(
         self,
         *,
@@ -1006,10 +1035,11 @@ class Invoke(_message.Message):
         function_id: _builtins.str = ...,
         data: _builtins.bytes = ...,
         timeout_until_ms: _builtins.int = ...,
+        parent_close: Global___ParentClose.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "data", b"data", "function_id", b"function_id", "timeout_until_ms", b"timeout_until_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "data", b"data", "function_id", b"function_id", "parent_close", b"parent_close", "timeout_until_ms", b"timeout_until_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,6 +8,7 @@ Steps record what ran in the ledger (``TETHER_TEST_LEDGER``) under the run's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -158,6 +159,30 @@ async def invoke(ctx: Context) -> Any:
         "double", function=invoke_child, data={"n": 21, "key": key_of(ctx)}
     )
     return {"child": child}
+
+
+@app.function(id="napping-child", trigger=[])
+async def napping_child(ctx: Context) -> None:
+    await ctx.step.sleep("nap", "1h")
+    record(ctx, f"woke-{ctx.event.data['label']}")
+
+
+@app.function(id="invoke-parent-close", trigger="conformance/invoke-parent-close")
+async def invoke_parent_close(ctx: Context) -> str:
+    def data(label: str) -> dict[str, str]:
+        return {"label": label, "key": key_of(ctx)}
+
+    with contextlib.suppress(StepError):  # the default parent_close: cancel
+        await ctx.step.invoke("tied", function=napping_child, data=data("tied"), timeout="1m")
+    with contextlib.suppress(StepError):
+        await ctx.step.invoke(
+            "kept",
+            function=napping_child,
+            data=data("kept"),
+            timeout="1m",
+            parent_close="abandon",
+        )
+    return "gave up"
 
 
 @app.function(id="send-event-once", trigger="conformance/send-event-once")

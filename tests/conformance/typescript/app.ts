@@ -127,6 +127,30 @@ tether.createFunction({ id: "invoke", event: "conformance/invoke" }, async (ctx)
   return { child };
 });
 
+const nappingChild = tether.createFunction({ id: "napping-child" }, async (ctx) => {
+  await ctx.step.sleep("nap", "1h");
+  record(keyOf(ctx), `woke-${String(ctx.event.data.label)}`);
+});
+
+tether.createFunction({ id: "invoke-parent-close", event: "conformance/invoke-parent-close" }, async (ctx) => {
+  for (const [label, parentClose] of [
+    ["tied", undefined],
+    ["kept", "abandon"],
+  ] as const) {
+    try {
+      await ctx.step.invoke(label, {
+        function: nappingChild,
+        data: { label, key: keyOf(ctx) },
+        timeout: "1m",
+        ...(parentClose === undefined ? {} : { parentClose }),
+      });
+    } catch (error) {
+      if (!(error instanceof StepError)) throw error;
+    }
+  }
+  return "gave up";
+});
+
 tether.createFunction({ id: "send-event-once", event: "conformance/send-event-once" }, async (ctx) => {
   await ctx.step.sendEvent("notify", { name: "conformance/notified", data: { key: keyOf(ctx) } });
   if (ctx.attempt === 0) throw new Error("the body fails once after sending");

@@ -58,6 +58,16 @@ export enum RejectCode {
   REJECT_CODE_SHUTTING_DOWN = 5,
 }
 
+/** An invoked run's fate when its parent is gone (Temporal's parent-close policy). */
+export enum ParentClose {
+  /** PARENT_CLOSE_UNSPECIFIED - CANCEL. */
+  PARENT_CLOSE_UNSPECIFIED = 0,
+  /** PARENT_CLOSE_CANCEL - The child is cancelled (and so, in turn, are the runs it invoked the same way). */
+  PARENT_CLOSE_CANCEL = 1,
+  /** PARENT_CLOSE_ABANDON - The child runs on by itself. */
+  PARENT_CLOSE_ABANDON = 2,
+}
+
 /**
  * Worker -> control plane. The first frame must be `hello`, and only the
  * first. A frame with no kind set (or one this control plane does not know) is
@@ -498,6 +508,11 @@ export interface Invoke {
   data: Buffer;
   /** When to give up waiting (control-plane clock); 0: never. */
   timeoutUntilMs: number;
+  /**
+   * What happens to the child when the invoking run is cancelled or ends
+   * without it, or when this step times out.
+   */
+  parentClose: ParentClose;
 }
 
 /** Resume the run at a time. */
@@ -2714,7 +2729,7 @@ export const WaitForEvent: MessageFns<WaitForEvent> = {
 };
 
 function createBaseInvoke(): Invoke {
-  return { appId: "", functionId: "", data: Buffer.alloc(0), timeoutUntilMs: 0 };
+  return { appId: "", functionId: "", data: Buffer.alloc(0), timeoutUntilMs: 0, parentClose: 0 };
 }
 
 export const Invoke: MessageFns<Invoke> = {
@@ -2730,6 +2745,9 @@ export const Invoke: MessageFns<Invoke> = {
     }
     if (message.timeoutUntilMs !== 0) {
       writer.uint32(32).int64(message.timeoutUntilMs);
+    }
+    if (message.parentClose !== 0) {
+      writer.uint32(40).int32(message.parentClose);
     }
     return writer;
   },
@@ -2779,6 +2797,14 @@ export const Invoke: MessageFns<Invoke> = {
             message.timeoutUntilMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.parentClose = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2800,6 +2826,7 @@ export const Invoke: MessageFns<Invoke> = {
     message.functionId = object.functionId ?? "";
     message.data = object.data ?? Buffer.alloc(0);
     message.timeoutUntilMs = object.timeoutUntilMs ?? 0;
+    message.parentClose = object.parentClose ?? 0;
     return message;
   },
 };
