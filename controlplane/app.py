@@ -23,7 +23,7 @@ from controlplane.engine.clock import Clock, SystemClock, VirtualClock
 from controlplane.engine.engine import Engine
 from controlplane.engine.observer import Observers
 from controlplane.engine.settings import EngineSettings
-from controlplane.model.access import DEFAULT_ENVIRONMENT
+from controlplane.model.access import DEFAULT_ENVIRONMENT, FOREVER
 from controlplane.store import Store, migrate, open_store
 from controlplane.telemetry import Metrics, RunTracer
 
@@ -144,6 +144,7 @@ class ControlPlane:
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             lease_timeout_ms=config.lease_timeout_ms,
             release_leases_on_start=not store.shared,
+            retention_ms=await self._retention_of(environment),
         )
         assert self.metrics is not None
         assert self._run_tracer is not None
@@ -156,6 +157,16 @@ class ControlPlane:
             raise
         self.metrics.start(engine.stats, environment)
         return engine
+
+    async def _retention_of(self, environment: str) -> int | None:
+        """The environment's own retention if it set one, else the control plane's."""
+        own: int | None = None
+        if environment != DEFAULT_ENVIRONMENT and self.store is not None:
+            listed = await self.store.read(lambda r: r.environments())
+            own = next((e.retention_ms for e in listed if e.name == environment), None)
+        if own is None:
+            return self.config.retention_ms
+        return None if own == FOREVER else own
 
     async def _open_listening_engine(self, environment: str) -> Engine:
         engine = await self._open_engine(environment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ class Config:
     insecure_no_auth: bool = False
     # GET /metrics needs a read (or admin) key of the default environment.
     metrics_need_key: bool = False
+    # How long finished runs (and events nothing needs) are kept; None: forever.
+    # An environment may set its own (tether env create --retention).
+    retention_ms: int | None = None
     # Written once the servers listen: {"grpc_port": ..., "http_port": ..., "pid": ...}.
     # For tools and tests that start a control plane on port 0.
     ready_file: Path | None = None
@@ -186,3 +190,23 @@ def read_key_file(path: Path) -> tuple[str, ...]:
     if not keys:
         raise ValueError(f"the API key file {path} holds no key (one key per line)")
     return keys
+
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_retention(text: str) -> int | None:
+    """``7d``, ``36h``, ``1d12h``, ``90m`` in milliseconds; ``forever``: None."""
+    if text.strip().lower() == "forever":
+        return None
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(
+            f"invalid retention {text!r}: use days, hours, minutes or seconds such as "
+            "'7d', '36h' or '1d12h', or 'forever'"
+        )
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    ms = (((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000
+    if ms < 60_000:
+        raise ValueError(f"invalid retention {text!r}: keep runs for at least a minute")
+    return ms

@@ -68,13 +68,16 @@ def checked_name(name: str) -> str:
     return name
 
 
-async def create_environment(home: Store, name: str, *, now_ms: int) -> Environment:
+async def create_environment(
+    home: Store, name: str, *, now_ms: int, retention_ms: int | None = None
+) -> Environment:
     """List a new environment in the default store (its own store is made by
-    whoever opens it first)."""
+    whoever opens it first); ``retention_ms`` overrides the control planes'
+    retention (FOREVER keeps its runs)."""
     if checked_name(name) == DEFAULT_ENVIRONMENT:
         raise InvalidArgument("the default environment always exists")
     store_location(home.url, name)  # refuses a store that cannot have others
-    environment = Environment(name, now_ms)
+    environment = Environment(name, now_ms, retention_ms)
     if not await home.write(lambda tx: tx.add_environment(environment)):
         raise InvalidArgument(f"an environment named {name!r} already exists")
     home.announce("environments")

@@ -10,6 +10,7 @@ from controlplane.cli.environments import environments
 from controlplane.cli.events import events, send
 from controlplane.cli.functions import functions
 from controlplane.cli.keys import keys
+from controlplane.cli.purge import purge
 from controlplane.cli.runs import runs
 from controlplane.cli.serve import dev, migrate_command, server, worker
 
@@ -35,6 +36,7 @@ for command in (
     keys,
     environments,
     doctor,
+    purge,
     migrate_command,
 ):
     cli.add_command(command)

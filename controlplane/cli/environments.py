@@ -10,7 +10,10 @@ import time
 import click
 
 from controlplane.cli._store import db_option, on_store
+from controlplane.config import parse_retention
 from controlplane.engine.clock import SystemClock
+from controlplane.engine.settings import format_duration
+from controlplane.model.access import FOREVER
 
 
 @click.group("env")
@@ -18,14 +21,35 @@ def environments() -> None:
     """Environments: each has its own functions, events, runs and keys."""
 
 
+def _retention(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """The environment's own retention: None (the control plane's), or ms, or FOREVER."""
+    if value is None:
+        return None
+    try:
+        ms = parse_retention(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    return FOREVER if ms is None else ms
+
+
 @environments.command("create")
 @click.argument("name")
+@click.option(
+    "--retention",
+    "retention_ms",
+    callback=_retention,
+    help="Keep its finished runs this long ('30d', 'forever'); default: the control "
+    "plane's --retention.",
+)
 @db_option
-def create(name: str, db: str) -> None:
+def create(name: str, retention_ms: int | None, db: str) -> None:
     """Create an environment (then give it keys: tether keys create --env NAME)."""
     from controlplane.access.environments import create_environment
 
-    on_store(db, lambda store: create_environment(store, name, now_ms=SystemClock().now_ms()))
+    now = SystemClock().now_ms()
+    on_store(
+        db, lambda store: create_environment(store, name, now_ms=now, retention_ms=retention_ms)
+    )
     click.echo(f"created environment {name}")
 
 
@@ -37,12 +61,23 @@ def list_environments(as_json: bool, db: str) -> None:
     from controlplane.access.environments import list_environments
 
     for environment in on_store(db, list_environments):
+        retention = environment.retention_ms
+        shown = (
+            "default retention"
+            if retention is None
+            else "kept forever"
+            if retention == FOREVER
+            else f"kept {format_duration(retention)}"
+        )
         if as_json:
-            click.echo(
-                json.dumps({"name": environment.name, "created_at_ms": environment.created_at_ms})
-            )
+            line = {
+                "name": environment.name,
+                "created_at_ms": environment.created_at_ms,
+                "retention_ms": retention,
+            }
+            click.echo(json.dumps(line))
         else:
-            click.echo(environment.name)
+            click.echo(f"{environment.name:<32}  {shown}")
 
 
 @environments.command("delete")

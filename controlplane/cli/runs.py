@@ -1,8 +1,10 @@
-"""tether runs list|show|cancel|replay|watch."""
+"""tether runs list|show|cancel|replay|watch|export."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from typing import Any
 
 import click
 import grpc
@@ -241,3 +243,65 @@ def watch_run(
     if response.run.status != common_pb2.RUN_STATUS_COMPLETED:
         # Scripts can tell a run that did not complete from one that did.
         raise SystemExit(1)
+
+
+@runs.command("export")
+@click.option("--function", "function_id", default="", help="Only runs of this function.")
+@click.option("--app", "app_id", default="", help="Only runs of this app.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(sorted(_format.STATUS_BY_NAME)),
+    help="Only runs in this state (repeatable).",
+)
+@click.option("--created-after", type=_UtcTime(), default=0, help="Created at or after (UTC).")
+@click.option("--created-before", type=_UtcTime(), default=0, help="Created before (UTC).")
+@click.option(
+    "--output",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="Where to write (default: standard output).",
+)
+@remote_options
+def export_runs(
+    function_id: str,
+    app_id: str,
+    statuses: tuple[str, ...],
+    created_after: int,
+    created_before: int,
+    output: Any,
+    address: str,
+    api_key: str | None,
+    tls: bool | None,
+) -> None:
+    """Runs with their events, steps and history, one JSON object per line
+    (as 'runs show --json' prints them): for archiving before retention
+    deletes them."""
+    remote = make_remote(address, api_key, tls)
+    request = run_service_pb2.ListRunsRequest(
+        app_id=app_id,
+        function_id=function_id,
+        statuses=[_format.STATUS_BY_NAME[s] for s in statuses],  # type: ignore[misc]
+        created_after_ms=created_after,
+        created_before_ms=created_before,
+        page_size=_EXPORT_PAGE,
+    )
+    written = 0
+    with remote.runs() as stub:
+        while True:
+            page = stub.ListRuns(request, metadata=remote.metadata)
+            for run in page.runs:
+                detail = stub.GetRun(
+                    run_service_pb2.GetRunRequest(run_id=run.id), metadata=remote.metadata
+                )
+                output.write(json.dumps(_format.run_detail_json(detail), ensure_ascii=False))
+                output.write("\n")
+                written += 1
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+    click.echo(f"exported {written} run(s)", err=True)
+
+
+_EXPORT_PAGE = 500

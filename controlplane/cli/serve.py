@@ -22,6 +22,7 @@ from controlplane.config import (
     Config,
     grpc_address,
     is_loopback,
+    parse_retention,
     read_key_file,
 )
 
@@ -63,6 +64,27 @@ def _with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def _retention(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    try:
+        return parse_retention(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _retention_option(default: str) -> Callable[[F], F]:
+    return click.option(
+        "--retention",
+        "retention_ms",
+        default=default,
+        show_default=True,
+        envvar="TETHER_RETENTION",
+        callback=_retention,
+        help="Delete finished runs (with their steps and history) and the events nothing "
+        "needs this long after they ended: '7d', '36h', or 'forever' (TETHER_RETENTION). "
+        "An environment may set its own (tether env create --retention).",
+    )
 
 
 _with_log_options = _with_options(_log_options)
@@ -110,6 +132,7 @@ _with_http_options = _with_options(_http_options)
 @click.option(
     "--clock", default="system", show_default=True, type=click.Choice(["system", "virtual"])
 )
+@_retention_option("1d")
 @_with_http_options
 @_with_log_options
 def dev(
@@ -120,6 +143,7 @@ def dev(
     worker_commands: tuple[str, ...],
     app_dir: str,
     clock: str,
+    retention_ms: int | None,
     http_port: int,
     no_http: bool,
     log_level: str,
@@ -136,7 +160,12 @@ def dev(
         )
     _logging.configure(log_level, log_format)
     config = _config(
-        db_url=db, host=host, port=port, clock=clock, http_port=None if no_http else http_port
+        db_url=db,
+        host=host,
+        port=port,
+        clock=clock,
+        http_port=None if no_http else http_port,
+        retention_ms=retention_ms,
     )
     commands = [[sys.executable, "-m", "tether", spec] for spec in workers]
     commands += [shlex.split(command) for command in worker_commands]
@@ -327,6 +356,7 @@ async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyn
     default=None,
     help='Write {"grpc_port": ..., "http_port": ...} here once listening (for tools and tests).',
 )
+@_retention_option("7d")
 @_with_http_options
 @_with_log_options
 def server(
@@ -345,6 +375,7 @@ def server(
     lease_timeout_ms: int,
     clock: str,
     ready_file: Path | None,
+    retention_ms: int | None,
     http_port: int,
     no_http: bool,
     log_level: str,
@@ -382,6 +413,7 @@ def server(
         api_keys=keys,
         insecure_no_auth=insecure_no_auth,
         metrics_need_key=metrics_need_key,
+        retention_ms=retention_ms,
         sqlite_synchronous=sqlite_synchronous.upper(),
         heartbeat_interval_ms=heartbeat_ms,
         lease_timeout_ms=lease_timeout_ms,

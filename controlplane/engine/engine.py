@@ -20,6 +20,7 @@ from controlplane.engine.outcomes import (
     LEASE_LOST,
 )
 from controlplane.engine.registry import FunctionRegistry, spec_from_json, spec_to_json
+from controlplane.engine.retention import RetentionPurge
 from controlplane.engine.sessions import SessionSink, SessionTable, WorkerSession
 from controlplane.engine.settings import EngineSettings, format_bytes
 from controlplane.engine.stats import EngineStats, collect_stats
@@ -113,6 +114,7 @@ class Engine:
         self._keep_cancelled_s = self.settings.lease_timeout_ms / 1000 * 4
         self._background: set[asyncio.Task[None]] = set()
         self.invariants = InvariantWatch(store, clock, self.settings.invariant_check_interval_ms)
+        self.retention = RetentionPurge(store, clock, self.settings.retention_ms)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -125,6 +127,7 @@ class Engine:
                 log.info("requeued %d run(s) leased before the restart", len(released))
         self.dispatcher.start()
         self.invariants.start()
+        self.retention.start()
 
     @property
     def stopping(self) -> bool:
@@ -142,13 +145,19 @@ class Engine:
     async def stop(self) -> None:
         self._stopping = True
         await self.invariants.stop()
+        await self.retention.stop()
         await self.dispatcher.stop()
         await self.observer.shutdown()
 
     async def stats(self) -> EngineStats:
         """The queue, waits and connected workers now (for gauges)."""
         return await collect_stats(
-            self.store, self.clock.now_ms(), self.registry, self.sessions, self.invariants.counts
+            self.store,
+            self.clock.now_ms(),
+            self.registry,
+            self.sessions,
+            self.invariants.counts,
+            self.retention.purged,
         )
 
     # -- events ----------------------------------------------------------------------

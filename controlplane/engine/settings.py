@@ -41,6 +41,9 @@ class EngineSettings:
     release_leases_on_start: bool = False
     # How often the doctor's checks run in the background (0: never).
     invariant_check_interval_ms: int = 300_000
+    # Finished runs, and events nothing needs, are deleted this long after
+    # they ended (None: kept forever). See retention.py.
+    retention_ms: int | None = None
 
 
 def format_bytes(n: int) -> str:

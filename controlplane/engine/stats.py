@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controlplane.engine.registry import FunctionRegistry
+from controlplane.engine.retention import Purged
 from controlplane.engine.sessions import SessionTable
 from controlplane.model import FunctionKey, StepKind
 from controlplane.store import Store
@@ -29,6 +30,10 @@ class EngineStats:
     oldest_ready_ms: dict[FunctionKey, int] = field(default_factory=dict)
     # What the last background check found, per invariant (all present).
     invariant_violations: dict[str, int] = field(default_factory=dict)
+    # The store's tables and indexes, in bytes.
+    stored_bytes: int = 0
+    # What retention deleted since the start: runs, events, state rows.
+    purged: dict[str, int] = field(default_factory=dict)
 
 
 async def collect_stats(
@@ -37,9 +42,13 @@ async def collect_stats(
     registry: FunctionRegistry,
     sessions: SessionTable,
     invariant_violations: dict[str, int] | None = None,
+    purged: Purged | None = None,
 ) -> EngineStats:
-    """Two grouped queries (on a reader connection) and the session table."""
-    ready, waiting = await store.read(lambda r: (r.ready_counts(now_ms), r.pending_wait_counts()))
+    """Two grouped queries and the store's size (on a reader connection), and
+    the session table."""
+    ready, waiting, stored = await store.read(
+        lambda r: (r.ready_counts(now_ms), r.pending_wait_counts(), r.stored_bytes())
+    )
     counts = {key: n for key, (n, _) in ready.items()}
     oldest = {key: max(0, now_ms - due) for key, (_, due) in ready.items()}
     functions = [spec.key for spec, _, _ in registry.all()]
@@ -54,4 +63,8 @@ async def collect_stats(
         workers_connected=workers,
         oldest_ready_ms=oldest,
         invariant_violations=dict(invariant_violations or {}),
+        stored_bytes=stored,
+        purged={}
+        if purged is None
+        else {"runs": purged.runs, "events": purged.events, "state": purged.state},
     )

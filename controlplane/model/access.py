@@ -44,6 +44,13 @@ class Environment:
 
     name: str
     created_at_ms: int
+    #: How long its finished runs are kept: None for the control plane's
+    #: default, FOREVER to keep them.
+    retention_ms: int | None = None
+
+
+#: An environment's retention that keeps finished runs forever.
+FOREVER = -1
 
 
 @dataclass(frozen=True, slots=True)

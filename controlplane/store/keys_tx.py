@@ -42,7 +42,7 @@ class KeyReads(TxBase):
     def environments(self) -> list[Environment]:
         """The environments besides the default one, by name."""
         rows = self.conn.execute(select(environments).order_by(environments.c.name))
-        return [Environment(r.name, r.created_at_ms) for r in rows]
+        return [Environment(r.name, r.created_at_ms, r.retention_ms) for r in rows]
 
 
 class KeyWrites(KeyReads):
@@ -83,7 +83,9 @@ class KeyWrites(KeyReads):
             return False
         self.conn.execute(
             environments.insert().values(
-                name=environment.name, created_at_ms=environment.created_at_ms
+                name=environment.name,
+                created_at_ms=environment.created_at_ms,
+                retention_ms=environment.retention_ms,
             )
         )
         return True

@@ -318,4 +318,6 @@ environments = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("created_at_ms", BigInteger, nullable=False),
+    # Its own retention (null: the control plane's --retention); -1: forever.
+    Column("retention_ms", BigInteger, nullable=True),
 )

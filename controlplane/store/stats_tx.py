@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from controlplane.model import EventLink, FunctionKey, WaitKind
 from controlplane.store._txbase import TxBase, chunks
@@ -21,6 +21,23 @@ class StatsReads(TxBase):
         ).scalar()
         newest_event = self.conn.execute(select(func.max(events.c.received_at_ms))).scalar()
         return max(int(newest_entry or 0), int(newest_event or 0))
+
+    def stored_bytes(self) -> int:
+        """The size of the store's tables and indexes (SQLite: the database
+        file's pages; PostgreSQL: the relations of the current schema)."""
+        if self._postgres:
+            size = self.conn.execute(
+                text(
+                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                )
+            ).scalar()
+        else:
+            pages = self.conn.exec_driver_sql("PRAGMA page_count").scalar()
+            page_size = self.conn.exec_driver_sql("PRAGMA page_size").scalar()
+            size = int(pages or 0) * int(page_size or 0)
+        return int(size or 0)
 
     def ready_counts(self, now_ms: int) -> dict[FunctionKey, tuple[int, int]]:
         """(how many, the earliest due time) of the queue items due by

@@ -46,6 +46,7 @@ from controlplane.store.doctor_tx import DoctorReads
 from controlplane.store.flow_tx import FlowReads, FlowWrites
 from controlplane.store.keys_tx import KeyReads, KeyWrites
 from controlplane.store.queue_tx import Claimed, QueueWrites
+from controlplane.store.retention_tx import RetentionReads, RetentionWrites
 from controlplane.store.runs_tx import RunWrites
 from controlplane.store.schedules_tx import ScheduleReads, ScheduleWrites
 from controlplane.store.schema import (
@@ -77,7 +78,7 @@ class FunctionRow:
 __all__ = ["NOT_DUE", "Claimed", "FunctionRow", "InsertFactory", "ReadTx", "WriteTx"]
 
 
-class ReadTx(ScheduleReads, FlowReads, StatsReads, KeyReads, DoctorReads, TxBase):
+class ReadTx(ScheduleReads, FlowReads, StatsReads, KeyReads, DoctorReads, RetentionReads, TxBase):
     # -- functions ---------------------------------------------------------
 
     def load_functions(self) -> list[FunctionRow]:
@@ -261,7 +262,16 @@ class ReadTx(ScheduleReads, FlowReads, StatsReads, KeyReads, DoctorReads, TxBase
 # Statements used with executemany; built once.
 
 
-class WriteTx(QueueWrites, WaitWrites, RunWrites, ScheduleWrites, FlowWrites, KeyWrites, ReadTx):
+class WriteTx(
+    QueueWrites,
+    WaitWrites,
+    RunWrites,
+    ScheduleWrites,
+    FlowWrites,
+    KeyWrites,
+    RetentionWrites,
+    ReadTx,
+):
     """Reads and writes inside the writer's transaction."""
 
     # -- functions -------------------------------------------------------------

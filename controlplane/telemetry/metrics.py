@@ -143,6 +143,18 @@ class Metrics(EngineObserver):
             "What the last background check of the invariants found (tether doctor)",
         )
         meter.create_observable_gauge(
+            "tether.store.size",
+            [self._observe_store_size],
+            "By",
+            "The size of the environment's store: its tables and indexes",
+        )
+        meter.create_observable_counter(
+            "tether.purged",
+            [self._observe_purged],
+            "{row}",
+            "What retention deleted since the control plane started: runs, events, state",
+        )
+        meter.create_observable_gauge(
             "tether.workers.connected",
             [self._observe_workers],
             "{worker}",
@@ -322,6 +334,19 @@ class Metrics(EngineObserver):
             Observation(n, {ENVIRONMENT: env, "tether.invariant": invariant})
             for env, snapshot in self._snapshots.copy().items()
             for invariant, n in snapshot.invariant_violations.items()
+        ]
+
+    def _observe_store_size(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(snapshot.stored_bytes, {ENVIRONMENT: env})
+            for env, snapshot in self._snapshots.copy().items()
+        ]
+
+    def _observe_purged(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(n, {ENVIRONMENT: env, "tether.purged_kind": kind})
+            for env, snapshot in self._snapshots.copy().items()
+            for kind, n in snapshot.purged.items()
         ]
 
     def _observe_workers(self, _options: CallbackOptions) -> Iterable[Observation]:

@@ -72,6 +72,8 @@ class ControlPlaneProcess:
             "--ready-file",
             str(ready),
             *(["--http-port", str(self.http_port)] if self.http else ["--no-http"]),
+            # A virtual clock skips days: retention would delete what a test looks at.
+            *(["--retention", "forever"] if self.clock == "virtual" else []),
             *self.extra_args,
         ]
         log = self.log_path.open("wb")

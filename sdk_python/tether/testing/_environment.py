@@ -112,6 +112,9 @@ class TestEnvironment:
             "--no-http",
             "--log-level",
             "info",
+            # Time skips by days here: retention would delete what a test looks at.
+            "--retention",
+            "forever",
             *self._server_args,
         ]
         log = self.log_file.open("wb")

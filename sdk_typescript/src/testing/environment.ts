@@ -110,6 +110,9 @@ export class TestEnvironment<TEvents extends EventSchemas = EventSchemas> {
       "--no-http",
       "--log-level",
       "info",
+      // Time skips by days here: retention would delete what a test looks at.
+      "--retention",
+      "forever",
       ...(options.serverArgs ?? []),
     ];
     const log = openSync(logFile, "w");

@@ -1,0 +1,110 @@
+"""Retention: nothing grows forever. Finished runs (with their steps, history
+and event links) are deleted once they ended longer ago than the retention
+period, and events once no stored run was started by them, no wait reads them
+and they were received before the same cutoff; expired idempotency keys and
+flow-control state that holds nothing go too. Unfinished runs, and the events
+they still need, are never touched.
+
+The purge works in small transactions (PURGE_BATCH runs, then as many events),
+yielding between them, so that it never holds the writer (or a lock) for long:
+a control plane runs it in the background every PURGE_INTERVAL_S; ``tether
+purge`` runs it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from controlplane.engine.clock import Clock
+from controlplane.engine.settings import format_duration
+from controlplane.store import Store
+from controlplane.store.tx import WriteTx
+
+log = logging.getLogger("tether.engine")
+
+PURGE_BATCH = 500
+PURGE_INTERVAL_S = 30.0
+
+
+@dataclass(slots=True)
+class Purged:
+    """How much a purge deleted."""
+
+    runs: int = 0
+    events: int = 0
+    #: Expired idempotency keys and flow-control state.
+    state: int = 0
+
+    def add(self, other: Purged) -> None:
+        self.runs += other.runs
+        self.events += other.events
+        self.state += other.state
+
+
+def purge_batch(tx: WriteTx, cutoff_ms: int, batch: int = PURGE_BATCH) -> Purged:
+    """One transaction's worth: up to ``batch`` runs that ended before
+    ``cutoff_ms``, then up to ``batch`` events received before it that nothing
+    needs any more (those runs' events among them)."""
+    run_ids = tx.runs_ended_before(cutoff_ms, batch)
+    tx.delete_runs(run_ids)
+    events = tx.delete_events(tx.events_unneeded_before(cutoff_ms, batch))
+    return Purged(len(run_ids), events)
+
+
+async def purge(store: Store, now_ms: int, older_than_ms: int, batch: int = PURGE_BATCH) -> Purged:
+    """Everything older than ``older_than_ms``, batch after batch."""
+    cutoff = now_ms - older_than_ms
+    total = Purged()
+    while True:
+        done = await store.write(lambda tx: purge_batch(tx, cutoff, batch))
+        total.add(done)
+        if done.runs < batch and done.events < batch:
+            break
+        await asyncio.sleep(0)  # let other writes in between batches
+    total.state = await store.write(lambda tx: tx.delete_expired_state(now_ms))
+    return total
+
+
+class RetentionPurge:
+    """The purge a control plane runs in the background; ``purged`` counts
+    what it deleted since start, for metrics."""
+
+    def __init__(self, store: Store, clock: Clock, retention_ms: int | None) -> None:
+        self._store = store
+        self._clock = clock
+        self.retention_ms = retention_ms
+        self.purged = Purged()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.retention_ms is not None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="tether-purge")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self) -> Purged:
+        assert self.retention_ms is not None
+        done = await purge(self._store, self._clock.now_ms(), self.retention_ms)
+        self.purged.add(done)
+        if done.runs or done.events:
+            log.info(
+                "retention: deleted %d finished run(s) and %d event(s) older than %s",
+                done.runs,
+                done.events,
+                format_duration(self.retention_ms),
+            )
+        return done
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # an outage is the store's to report
+                await self.run_once()
+            await asyncio.sleep(PURGE_INTERVAL_S)
