@@ -129,7 +129,12 @@ class ControlPlane:
         """The started engine of ``environment``, on its store (migrated)."""
         config = self.config
         url, schema = store_location(config.db_url, environment)
-        store = open_store(url, sqlite_synchronous=config.sqlite_synchronous, schema=schema)
+        store = open_store(
+            url,
+            sqlite_synchronous=config.sqlite_synchronous,
+            schema=schema,
+            hold_window_s=config.outage_window_s,
+        )
         revision = await asyncio.to_thread(migrate, store.engine, schema)
         where = _redact(url) + (f", schema {schema}" if schema else "")
         log.info("environment %r: database %s at schema revision %s", environment, where, revision)

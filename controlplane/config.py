@@ -49,6 +49,8 @@ class Config:
     insecure_no_auth: bool = False
     # GET /metrics needs a read (or admin) key of the default environment.
     metrics_need_key: bool = False
+    # How long what workers report waits out a database outage (seconds; 0: not at all).
+    outage_window_s: float = 30.0
     # How long finished runs (and events nothing needs) are kept; None: forever.
     # An environment may set its own (tether env create --retention).
     retention_ms: int | None = None

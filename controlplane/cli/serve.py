@@ -326,6 +326,16 @@ async def _supervise(command: list[str], address: str, app_dir: Path, stop: asyn
     "kept out of the process list and the environment.",
 )
 @click.option(
+    "--outage-window",
+    "outage_window_s",
+    default=30,
+    show_default=True,
+    type=click.IntRange(0, 600),
+    envvar="TETHER_OUTAGE_WINDOW",
+    help="Seconds that workers' outcomes and heartbeats wait out a database outage, "
+    "unacknowledged, before their executions are given up (0: at once).",
+)
+@click.option(
     "--metrics-need-key",
     is_flag=True,
     envvar="TETHER_METRICS_NEED_KEY",
@@ -368,6 +378,7 @@ def server(
     tls_client_ca: Path | None,
     api_keys: tuple[str, ...],
     api_key_file: Path | None,
+    outage_window_s: int,
     metrics_need_key: bool,
     insecure_no_auth: bool,
     sqlite_synchronous: str,
@@ -413,6 +424,7 @@ def server(
         api_keys=keys,
         insecure_no_auth=insecure_no_auth,
         metrics_need_key=metrics_need_key,
+        outage_window_s=float(outage_window_s),
         retention_ms=retention_ms,
         sqlite_synchronous=sqlite_synchronous.upper(),
         heartbeat_interval_ms=heartbeat_ms,

@@ -333,9 +333,13 @@ class Engine:
         session.prune_cancelled(self._keep_cancelled_s)
         unknown = [e for e in execution_ids if e not in session.in_flight]
         known = [e for e in execution_ids if e in session.in_flight]
-        deadline = self.clock.now_ms() + self.settings.lease_timeout_ms
+        clock, timeout = self.clock, self.settings.lease_timeout_ms
+        # Held through a database outage, and timed when it applies: a lease
+        # must not lapse because the database was away.
         lost = (
-            await self.store.write(lambda tx: leases.extend(tx, known, deadline))
+            await self.store.write(
+                lambda tx: leases.extend(tx, known, clock.now_ms() + timeout), hold=True
+            )
             if known
             else set()
         )

@@ -125,6 +125,8 @@ class OutcomeIntake:
                 else AppliedOutcomes()
             ),
             release_held if held else None,
+            # Through a database outage the outcomes wait, unacknowledged.
+            hold=True,
         )
         future.add_done_callback(
             lambda f: self._applied(session, outcomes, through, refusals, stopped, f)

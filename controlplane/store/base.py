@@ -38,12 +38,16 @@ class Store(ABC):
     #: The PostgreSQL schema holding the tables (None: the default search path).
     schema: str | None = None
 
-    def __init__(self, url: str, *, readers: int = 4) -> None:
+    def __init__(self, url: str, *, readers: int = 4, hold_window_s: float = 30.0) -> None:
         self.url = url
         self.engine: Engine = self._create_engine(url)
         self.availability = Availability()
+        # What workers report waits out an outage this long (writer.py).
         self._writer = GroupCommitWriter(
-            self._connect_writer, self._outage_error, self.availability.succeeded
+            self._connect_writer,
+            self._outage_error,
+            self.availability.succeeded,
+            hold_window_s=hold_window_s,
         )
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="tether-reader")
         self._probe: asyncio.Task[None] | None = None
@@ -94,10 +98,14 @@ class Store(ABC):
         self,
         op: Callable[[WriteTx], T],
         fallback: Callable[[WriteTx, Exception], object] | None = None,
+        *,
+        hold: bool = False,
     ) -> asyncio.Future[T]:
         """Queue ``op`` for the next group-committed transaction, now. Operations
         are applied in the order they are submitted. If ``op`` fails,
-        ``fallback`` runs in its place (its own transaction) before anything later."""
+        ``fallback`` runs in its place (its own transaction) before anything later.
+        With ``hold``, an outage keeps it waiting (up to the hold window)
+        instead of failing it at once: for what workers report."""
         insert = self.insert
         lock_rows = self.shared
         lock_namespace = self.schema or ""
@@ -111,11 +119,11 @@ class Store(ABC):
             def on_failure(conn: Connection, error: Exception) -> object:
                 return fallback(tx(conn), error)
 
-        return self._writer.submit(lambda conn: op(tx(conn)), on_failure)
+        return self._writer.submit(lambda conn: op(tx(conn)), on_failure, hold=hold)
 
-    async def write(self, op: Callable[[WriteTx], T]) -> T:
+    async def write(self, op: Callable[[WriteTx], T], *, hold: bool = False) -> T:
         """Run ``op`` in the next group-committed transaction and wait for the commit."""
-        return await self.submit(op)
+        return await self.submit(op, hold=hold)
 
     def announce(self, kind: str = "work") -> None:
         """Tell other control planes sharing the store that something they may

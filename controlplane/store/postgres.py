@@ -39,10 +39,17 @@ class PostgresStore(Store):
     dialect = "postgresql"
     shared = True
 
-    def __init__(self, url: str, *, schema: str | None = None, readers: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        readers: int = 4,
+        hold_window_s: float = 30.0,
+    ) -> None:
         self.schema = schema
         self.channel = CHANNEL if schema is None else f"{CHANNEL}_{schema}"
-        super().__init__(url, readers=readers)
+        super().__init__(url, readers=readers, hold_window_s=hold_window_s)
         self.node_id = new_hex_id(8)
         self._conninfo = (
             make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -21,7 +21,14 @@ class SQLiteStore(Store):
     dialect = "sqlite"
     shared = False
 
-    def __init__(self, url: str, *, synchronous: str = "FULL", readers: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str = "FULL",
+        readers: int = 4,
+        hold_window_s: float = 30.0,
+    ) -> None:
         mode = synchronous.upper()
         if mode not in SYNCHRONOUS_MODES:
             raise ValueError(
@@ -29,7 +36,7 @@ class SQLiteStore(Store):
                 f"use one of {', '.join(SYNCHRONOUS_MODES)}"
             )
         self._synchronous = mode
-        super().__init__(url, readers=readers)
+        super().__init__(url, readers=readers, hold_window_s=hold_window_s)
 
     def _create_engine(self, url: str) -> Engine:
         parsed = make_url(url)

@@ -4,12 +4,20 @@ Callers submit operations (functions of a connection). The writer takes every
 operation waiting, runs them in one transaction, commits once, then resolves each
 caller's future. While a transaction is being committed the next batch builds up,
 so under load each fsync covers many outcomes.
+
+During a database outage most callers learn it at once (Unavailable). An
+operation submitted with ``hold=True`` (what workers report: outcomes,
+heartbeats) is kept instead and tried again, with backoff, for up to
+``hold_window_s``; later held operations queue behind it in order, while the
+others keep failing at once. So a short outage re-runs no step: the workers'
+results wait, unacknowledged, and are applied when the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +42,20 @@ class _Op:
     # Run in its own transaction, in the failed operation's place in the queue,
     # when ``fn`` fails: before any later operation.
     fallback: Fallback | None = None
+    # Kept through an outage (up to the hold window) instead of failing at once.
+    hold: bool = False
+
+
+@dataclass(slots=True)
+class _Outage:
+    """Nothing of the batch reached the database (no fallback ran yet)."""
+
+    error: Exception
+
+
+# Backoff between attempts of held operations during an outage.
+_RETRY_FIRST_S = 0.2
+_RETRY_MAX_S = 2.0
 
 
 class GroupCommitWriter:
@@ -44,11 +66,13 @@ class GroupCommitWriter:
         committed: Callable[[], None] = lambda: None,
         *,
         max_batch: int = 1024,
+        hold_window_s: float = 30.0,
     ) -> None:
         """``outage_error`` turns an error meaning "the database is unreachable"
         into the error callers get (else None); ``committed`` hears of every
-        commit."""
+        commit; held operations wait out an outage for ``hold_window_s``."""
         self._connect = connect
+        self._hold_window_s = hold_window_s
         self._outage_error = outage_error
         self._committed = committed
         self._max_batch = max_batch
@@ -81,16 +105,17 @@ class GroupCommitWriter:
         self._executor.shutdown(wait=True)
 
     def submit(
-        self, fn: Callable[[Connection], T], fallback: Fallback | None = None
+        self, fn: Callable[[Connection], T], fallback: Fallback | None = None, *, hold: bool = False
     ) -> asyncio.Future[T]:
         """Queue ``fn`` for the next group transaction; the future holds its result
-        once committed. Operations run in the order they were submitted."""
+        once committed. Operations run in the order they were submitted; with
+        ``hold``, one waits out an outage (see the module's docstring)."""
         if self._queue is None:
             raise RuntimeError("the writer is not started")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.pending += 1
         self._idle.clear()
-        self._queue.put_nowait(_Op(fn, future, fallback))
+        self._queue.put_nowait(_Op(fn, future, fallback, hold))
         return future
 
     async def _run(self) -> None:
@@ -101,28 +126,72 @@ class GroupCommitWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results = await loop.run_in_executor(self._executor, self._apply, batch)
+                applied = await loop.run_in_executor(self._executor, self._apply, batch)
             except BaseException as error:  # the executor itself failed
-                results = [(False, error)] * len(batch)
+                applied = [(False, error)] * len(batch)
             self.batches += 1
-            # Count the batch done only after its callers resumed (their wake-ups
-            # were queued by the futures first): until then an idle check must not
-            # think nothing is happening.
-            loop.call_soon(self._settled, len(batch))
-            for op, (ok, value) in zip(batch, results, strict=True):
-                if op.future.done():
-                    continue
-                if ok:
-                    op.future.set_result(value)
-                else:
-                    op.future.set_exception(value)
+            if isinstance(applied, _Outage):
+                holding = self._hold_window_s > 0
+                held = [op for op in batch if holding and op.hold]
+                others = [op for op in batch if not (holding and op.hold)]
+                await self._resolve(others, await self._fail_all(others, applied.error))
+                if held:
+                    await self._resolve(held, await self._retry_held(held, applied.error))
+                continue
+            await self._resolve(batch, applied)
+
+    async def _resolve(self, ops: list[_Op], results: list[tuple[bool, Any]]) -> None:
+        # Count the ops done only after their callers resumed (their wake-ups
+        # were queued by the futures first): until then an idle check must not
+        # think nothing is happening.
+        asyncio.get_running_loop().call_soon(self._settled, len(ops))
+        for op, (ok, value) in zip(ops, results, strict=True):
+            if op.future.done():
+                continue
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+
+    async def _fail_all(self, ops: list[_Op], error: Exception) -> list[tuple[bool, Any]]:
+        if not ops:
+            return []
+        conn = self._conn
+        assert conn is not None
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: [self._failed(conn, op, error) for op in ops]
+        )
+
+    async def _retry_held(self, held: list[_Op], error: Exception) -> list[tuple[bool, Any]]:
+        """Try the held operations again until the database answers or the hold
+        window passes; meanwhile later held operations join them (in order)
+        and the others fail at once."""
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        give_up_at = time.monotonic() + self._hold_window_s
+        delay = _RETRY_FIRST_S
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+            arrived: list[_Op] = []
+            while not self._queue.empty():
+                arrived.append(self._queue.get_nowait())
+            held.extend(op for op in arrived if op.hold)
+            refused = [op for op in arrived if not op.hold]
+            await self._resolve(refused, await self._fail_all(refused, error))
+            applied = await loop.run_in_executor(self._executor, self._apply, held)
+            if not isinstance(applied, _Outage):
+                return applied
+            error = applied.error
+            if time.monotonic() >= give_up_at:
+                return await self._fail_all(held, error)
 
     def _settled(self, count: int) -> None:
         self.pending -= count
         if not self.pending:
             self._idle.set()
 
-    def _apply(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+    def _apply(self, batch: list[_Op]) -> list[tuple[bool, Any]] | _Outage:
         conn = self._conn
         assert conn is not None
         try:
@@ -133,8 +202,8 @@ class GroupCommitWriter:
         except Exception as error:
             outage = self._outage_error(error)
             if outage is not None:
-                # Nothing reaches the database: every caller learns it at once.
-                return [self._failed(conn, op, outage) for op in batch]
+                # Nothing reaches the database: the caller decides who learns it.
+                return _Outage(outage)
             if len(batch) == 1:
                 return [self._failed(conn, batch[0], error)]
         # One operation failed and took the batch down: run each on its own so the

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +19,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.cli import tether
-from tests.support import private_postgres
+from tests.support import ledger, private_postgres
 from tests.support.admin import Admin
 from tests.support.private_postgres import PrivatePostgres
-from tests.support.processes import ControlPlaneProcess
+from tests.support.processes import ControlPlaneProcess, WorkerProcess
 from tests.support.raw_worker import RawWorker, definition, hello
 from tests.support.waiting import wait_until
+from tether.v1 import common_pb2
+from tether.v1 import run_service_pb2 as rs
 
 pytestmark = pytest.mark.skipif(
     not private_postgres.available(), reason="PostgreSQL's initdb and pg_ctl are not installed"
@@ -171,3 +175,47 @@ def call_status(address: str, method: str, key: str) -> tuple[grpc.StatusCode, s
         except grpc.RpcError as error:
             return error.code(), error.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+def test_a_short_outage_re_runs_no_step_and_the_runs_go_on(
+    database: PrivatePostgres, control_plane: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    """PostgreSQL stopped for 5 s while runs execute: the workers' results
+    wait, unacknowledged, and are applied when it is back; no lease is lost."""
+    journal = tmp_path / "ledger.tsv"
+    worker = WorkerProcess(
+        "tests.integration.apps.durable:app",
+        control_plane.address,
+        tmp_path,
+        env={ledger.LEDGER_VARIABLE: str(journal)},
+    ).start()
+    admin = Admin(control_plane.address)
+    try:
+        wait_until(
+            lambda: any(
+                f.connected_workers
+                for f in admin.runs.ListFunctions(rs.ListFunctionsRequest()).functions
+            ),
+            what="the worker to register",
+        )
+        run_ids = admin.send_many([("test/paced", {}) for _ in range(10)])
+        wait_until(
+            lambda: journal.exists() and len(ledger.read(journal)) >= 10,
+            what="steps to be running",
+        )
+        database.stop()
+        time.sleep(5)  # the outage itself: five seconds without the database
+        database.start()
+        finished = [wait_until(lambda r=r: admin.finished(r), timeout=60) for r in run_ids]  # type: ignore[misc]
+    finally:
+        admin.close()
+        worker.kill()
+    for run_id, run in zip(run_ids, finished, strict=True):
+        assert run is not None
+        assert run.run.status == common_pb2.RUN_STATUS_COMPLETED, run.run.error
+        lost = [h for h in run.history if h.kind == rs.HISTORY_KIND_EXECUTION_LOST]
+        assert lost == [], f"run {run_id} lost its lease: {lost[0].message}"
+    counts = Counter((row[0], row[1]) for row in ledger.read(journal))
+    reruns = {key: n for key, n in counts.items() if n > 1}
+    assert reruns == {}, "steps ran again after the outage"
+    assert len(counts) == 10 * 6

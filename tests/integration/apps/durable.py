@@ -158,3 +158,19 @@ async def slow_step(ctx: Context) -> str:
         return _worker_name()
 
     return await ctx.step.run("slow", slow)
+
+
+@app.function(id="paced", trigger="test/paced")
+async def paced(ctx: Context) -> int:
+    """Six steps of half a second each, recorded: what runs while the
+    database goes away (test_database_outage)."""
+
+    def step(i: int) -> int:
+        ledger.record(ctx.run_id, f"step-{i}", _worker_name())
+        time.sleep(0.5)
+        return i
+
+    total = 0
+    for i in range(6):
+        total += await ctx.step.run(f"step-{i}", step, i)
+    return total
