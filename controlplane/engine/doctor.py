@@ -25,8 +25,6 @@ a running control plane has meanwhile moved on from:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections import Counter
@@ -36,6 +34,7 @@ from dataclasses import dataclass
 from controlplane.engine import cron, leases
 from controlplane.engine.clock import Clock
 from controlplane.engine.flow import concurrency_slots
+from controlplane.engine.periodic import Periodic
 from controlplane.engine.registry import spec_from_json
 from controlplane.model import CronTrigger, FunctionKey, FunctionSpec, QueueEntry
 from controlplane.model.invariants import Invariant, Violation
@@ -224,22 +223,21 @@ class InvariantWatch:
     def __init__(self, store: Store, clock: Clock, interval_ms: int) -> None:
         self._store = store
         self._clock = clock
-        self._interval_s = interval_ms / 1000
         self.counts: dict[str, int] = dict.fromkeys(Invariant, 0)
-        self._task: asyncio.Task[None] | None = None
+        interval_s = interval_ms / 1000
+        self._pass = (
+            Periodic("tether-invariants", self.check, interval_s, first_after_s=interval_s)
+            if interval_s > 0
+            else None
+        )
 
     def start(self) -> None:
-        if self._interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(
-                self._loop(), name="tether-invariants"
-            )
+        if self._pass is not None:
+            self._pass.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._pass is not None:
+            await self._pass.stop()
 
     async def check(self) -> list[Violation]:
         """One pass now."""
@@ -256,9 +254,3 @@ class InvariantWatch:
             )
         self.counts = fresh
         return found
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            with contextlib.suppress(Exception):  # an outage is the store's to report
-                await self.check()

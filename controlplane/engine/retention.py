@@ -14,11 +14,11 @@ purge`` runs it once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from controlplane.engine.clock import Clock
+from controlplane.engine.periodic import Periodic
 from controlplane.engine.settings import format_duration
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
@@ -77,18 +77,14 @@ class RetentionPurge:
         self._clock = clock
         self.retention_ms = retention_ms
         self.purged = Purged()
-        self._task: asyncio.Task[None] | None = None
+        self._pass = Periodic("tether-purge", self.run_once, PURGE_INTERVAL_S, first_after_s=0)
 
     def start(self) -> None:
         if self.retention_ms is not None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="tether-purge")
+            self._pass.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._pass.stop()
 
     async def run_once(self) -> Purged:
         assert self.retention_ms is not None
@@ -102,9 +98,3 @@ class RetentionPurge:
                 format_duration(self.retention_ms),
             )
         return done
-
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(Exception):  # an outage is the store's to report
-                await self.run_once()
-            await asyncio.sleep(PURGE_INTERVAL_S)

@@ -191,13 +191,7 @@ def test_a_short_outage_re_runs_no_step_and_the_runs_go_on(
     ).start()
     admin = Admin(control_plane.address)
     try:
-        wait_until(
-            lambda: any(
-                f.connected_workers
-                for f in admin.runs.ListFunctions(rs.ListFunctionsRequest()).functions
-            ),
-            what="the worker to register",
-        )
+        wait_until(lambda: any(admin.workers_of("durable")), what="the worker to register")
         run_ids = admin.send_many([("test/paced", {}) for _ in range(10)])
         wait_until(
             lambda: journal.exists() and len(ledger.read(journal)) >= 10,

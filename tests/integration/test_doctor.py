@@ -41,23 +41,10 @@ def doctor(db_url: str, *args: str) -> tuple[int, list[dict[str, Any]]]:
     return result.code, [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def serve(control_plane: ControlPlaneProcess, tmp_path: Path) -> WorkerProcess:
+def serve(control_plane: ControlPlaneProcess, tmp_path: Path, admin: Admin) -> WorkerProcess:
     worker = WorkerProcess(APP, control_plane.address, tmp_path, name="clinic").start()
-    admin = Admin(control_plane.address)
-    try:
-        wait_until(
-            lambda: len(admin.runs.ListFunctions(_functions()).functions) == 2,
-            what="the clinic worker to register",
-        )
-    finally:
-        admin.close()
+    wait_until(lambda: admin.workers_of("clinic") == [1, 1], what="the clinic worker to register")
     return worker
-
-
-def _functions() -> Any:
-    from tether.v1 import run_service_pb2
-
-    return run_service_pb2.ListFunctionsRequest(app_id="clinic")
 
 
 def test_the_doctor_finds_each_broken_invariant_and_repairs_it(
@@ -66,19 +53,12 @@ def test_the_doctor_finds_each_broken_invariant_and_repairs_it(
     # Runs in each state the damage needs: one completed, two left queued.
     control_plane = ControlPlaneProcess(db_url, tmp_path).start()
     admin = Admin(control_plane.address)
-    worker = serve(control_plane, tmp_path)
+    worker = serve(control_plane, tmp_path, admin)
     try:
         [done] = admin.send("clinic/go", {"n": 1})
         wait_until(lambda: admin.finished(done), what="the first run to complete")
         worker.kill()
-        wait_until(
-            lambda: (
-                not any(
-                    f.connected_workers for f in admin.runs.ListFunctions(_functions()).functions
-                )
-            ),
-            what="the worker to be gone",
-        )
+        wait_until(lambda: not any(admin.workers_of("clinic")), what="the worker to be gone")
         [stranded] = admin.send("clinic/go", {"n": 2})
         [leased] = admin.send("clinic/go", {"n": 3})
     finally:
@@ -149,7 +129,7 @@ def test_the_doctor_finds_each_broken_invariant_and_repairs_it(
     # What was stranded now runs to the end.
     control_plane.start()
     admin = Admin(control_plane.address)
-    worker = serve(control_plane, tmp_path)
+    worker = serve(control_plane, tmp_path, admin)
     try:
         for run_id, doubled in ((stranded, 4), (leased, 6)):
 

@@ -32,20 +32,9 @@ def control_plane(db_url: str, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     process.stop()
 
 
-def serve(control_plane: ControlPlaneProcess, tmp_path: Path) -> WorkerProcess:
+def serve(control_plane: ControlPlaneProcess, tmp_path: Path, admin: Admin) -> WorkerProcess:
     worker = WorkerProcess(APP, control_plane.address, tmp_path, name="clinic").start()
-    admin = Admin(control_plane.address)
-    request = run_service_pb2.ListFunctionsRequest(app_id="clinic")
-    try:
-        wait_until(
-            lambda: (
-                all(f.connected_workers for f in admin.runs.ListFunctions(request).functions)
-                and len(admin.runs.ListFunctions(request).functions) == 2
-            ),
-            what="the clinic worker to register",
-        )
-    finally:
-        admin.close()
+    wait_until(lambda: admin.workers_of("clinic") == [1, 1], what="the clinic worker to register")
     return worker
 
 
@@ -70,22 +59,12 @@ def test_old_finished_runs_and_unneeded_events_go_and_unfinished_ones_stay(
 ) -> None:
     db_url = control_plane.db_url
     admin = Admin(control_plane.address)
-    worker = serve(control_plane, tmp_path)
+    worker = serve(control_plane, tmp_path, admin)
     try:
         [done] = admin.send("clinic/go", {"n": 1})
         wait_until(lambda: admin.finished(done), what="the first run to complete")
         worker.kill()
-        wait_until(
-            lambda: (
-                not any(
-                    f.connected_workers
-                    for f in admin.runs.ListFunctions(
-                        run_service_pb2.ListFunctionsRequest(app_id="clinic")
-                    ).functions
-                )
-            ),
-            what="the worker to be gone",
-        )
+        wait_until(lambda: not any(admin.workers_of("clinic")), what="the worker to be gone")
         [waiting] = admin.send("clinic/go", {"n": 2})  # no worker: it stays queued
         assert admin.send("clinic/unheard") == []  # an event no function wants
         advance_days(admin, 2)
@@ -117,8 +96,8 @@ def test_old_finished_runs_and_unneeded_events_go_and_unfinished_ones_stay(
     finally:
         admin.close()
 
-    worker = serve(control_plane, tmp_path)
     admin = Admin(control_plane.address)
+    worker = serve(control_plane, tmp_path, admin)
     try:
         for run_id in (waiting, fresh):
             wait_until(lambda run_id=run_id: admin.finished(run_id), what=f"run {run_id}")  # type: ignore[misc]
@@ -132,7 +111,7 @@ def test_the_control_plane_purges_by_itself_and_counts_it(
     control_plane: ControlPlaneProcess, tmp_path: Path
 ) -> None:
     admin = Admin(control_plane.address)
-    worker = serve(control_plane, tmp_path)
+    worker = serve(control_plane, tmp_path, admin)
     try:
         [done] = admin.send("clinic/go", {"n": 1})
         wait_until(lambda: admin.finished(done), what="the run to complete")

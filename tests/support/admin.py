@@ -53,6 +53,11 @@ class Admin:
         raw = self.get(run_id).run.output
         return json.loads(raw) if raw else None
 
+    def workers_of(self, app_id: str) -> list[int]:
+        """How many workers serve each registered function of ``app_id``."""
+        request = rs.ListFunctionsRequest(app_id=app_id)
+        return [f.connected_workers for f in self.runs.ListFunctions(request).functions]
+
     def runs_of(self, function_id: str) -> list[rs.Run]:
         """Every run of ``function_id``, newest first."""
         request = rs.ListRunsRequest(function_id=function_id, page_size=1000)
