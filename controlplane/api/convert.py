@@ -210,6 +210,7 @@ def function_spec(app_id: str, definition: common.FunctionDefinition) -> Functio
             if d.HasField("singleton")
             else None
         ),
+        retention_ms=d.retention_ms,
     )
 
 
@@ -472,6 +473,7 @@ def function_definition(spec: FunctionSpec) -> common.FunctionDefinition:
         definition.singleton.CopyFrom(
             common.Singleton(key=spec.singleton.key, mode=SINGLETON_MODE_TO_PB[spec.singleton.mode])
         )
+    definition.retention_ms = spec.retention_ms
     for trigger in spec.triggers:
         if isinstance(trigger, EventTrigger):
             definition.triggers.add(

@@ -114,7 +114,16 @@ class Engine:
         self._keep_cancelled_s = self.settings.lease_timeout_ms / 1000 * 4
         self._background: set[asyncio.Task[None]] = set()
         self.invariants = InvariantWatch(store, clock, self.settings.invariant_check_interval_ms)
-        self.retention = RetentionPurge(store, clock, self.settings.retention_ms)
+        self.retention = RetentionPurge(
+            store,
+            clock,
+            self.settings.retention_ms,
+            lambda: {
+                spec.key: spec.retention_ms
+                for spec, _, _ in self.registry.all()
+                if spec.retention_ms
+            },
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -68,6 +68,7 @@ def spec_to_json(spec: FunctionSpec) -> str:
             "priority": spec.priority,
             "batching": _options(spec.batching),
             "singleton": _options(spec.singleton),
+            "retention_ms": spec.retention_ms,
         }
     )
 
@@ -109,6 +110,7 @@ def spec_from_json(app_id: str, function_id: str, raw: str) -> FunctionSpec:
             if singleton is not None
             else None
         ),
+        retention_ms=int(value.get("retention_ms", 0)),
     )
 
 

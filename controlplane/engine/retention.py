@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from controlplane.engine.clock import Clock
 from controlplane.engine.periodic import Periodic
 from controlplane.engine.settings import format_duration
+from controlplane.model import FunctionKey
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
 
@@ -44,26 +47,49 @@ class Purged:
         self.state += other.state
 
 
-def purge_batch(tx: WriteTx, cutoff_ms: int, batch: int = PURGE_BATCH) -> Purged:
+def purge_batch(
+    tx: WriteTx,
+    cutoff_ms: int,
+    batch: int = PURGE_BATCH,
+    *,
+    only: FunctionKey | None = None,
+    excluding: Sequence[FunctionKey] = (),
+    events: bool = True,
+) -> Purged:
     """One transaction's worth: up to ``batch`` runs that ended before
-    ``cutoff_ms``, then up to ``batch`` events received before it that nothing
-    needs any more (those runs' events among them)."""
-    run_ids = tx.runs_ended_before(cutoff_ms, batch)
+    ``cutoff_ms`` (of one function, or of all but some), then up to ``batch``
+    events received before it that nothing needs any more."""
+    run_ids = tx.runs_ended_before(cutoff_ms, batch, only=only, excluding=excluding)
     tx.delete_runs(run_ids)
-    events = tx.delete_events(tx.events_unneeded_before(cutoff_ms, batch))
-    return Purged(len(run_ids), events)
+    gone = tx.delete_events(tx.events_unneeded_before(cutoff_ms, batch)) if events else 0
+    return Purged(len(run_ids), gone)
 
 
-async def purge(store: Store, now_ms: int, older_than_ms: int, batch: int = PURGE_BATCH) -> Purged:
-    """Everything older than ``older_than_ms``, batch after batch."""
-    cutoff = now_ms - older_than_ms
+async def purge(
+    store: Store,
+    now_ms: int,
+    older_than_ms: int | None,
+    functions: Mapping[FunctionKey, int] | None = None,
+    batch: int = PURGE_BATCH,
+) -> Purged:
+    """Everything older than ``older_than_ms`` (None: keep, but for
+    ``functions``), batch after batch; the runs of ``functions`` by their own
+    retention (ms) instead."""
+    own = dict(functions or {})
     total = Purged()
-    while True:
-        done = await store.write(lambda tx: purge_batch(tx, cutoff, batch))
-        total.add(done)
-        if done.runs < batch and done.events < batch:
-            break
-        await asyncio.sleep(0)  # let other writes in between batches
+
+    async def drain(cutoff: int, **scope: Any) -> None:
+        while True:
+            done = await store.write(lambda tx: purge_batch(tx, cutoff, batch, **scope))
+            total.add(done)
+            if done.runs < batch and done.events < batch:
+                return
+            await asyncio.sleep(0)  # let other writes in between batches
+
+    if older_than_ms is not None:
+        await drain(now_ms - older_than_ms, excluding=sorted(own))
+    for key, retention_ms in sorted(own.items()):
+        await drain(now_ms - retention_ms, only=key, events=False)
     total.state = await store.write(lambda tx: tx.delete_expired_state(now_ms))
     return total
 
@@ -72,29 +98,40 @@ class RetentionPurge:
     """The purge a control plane runs in the background; ``purged`` counts
     what it deleted since start, for metrics."""
 
-    def __init__(self, store: Store, clock: Clock, retention_ms: int | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        retention_ms: int | None,
+        functions: Callable[[], Mapping[FunctionKey, int]] = dict,
+    ) -> None:
         self._store = store
         self._clock = clock
         self.retention_ms = retention_ms
+        # The functions with a retention of their own (FunctionSpec.retention_ms).
+        self._functions = functions
         self.purged = Purged()
         self._pass = Periodic("tether-purge", self.run_once, PURGE_INTERVAL_S, first_after_s=0)
 
     def start(self) -> None:
-        if self.retention_ms is not None:
-            self._pass.start()
+        self._pass.start()
 
     async def stop(self) -> None:
         await self._pass.stop()
 
     async def run_once(self) -> Purged:
-        assert self.retention_ms is not None
-        done = await purge(self._store, self._clock.now_ms(), self.retention_ms)
+        functions = self._functions()
+        if self.retention_ms is None and not functions:
+            return Purged()
+        done = await purge(self._store, self._clock.now_ms(), self.retention_ms, functions)
         self.purged.add(done)
         if done.runs or done.events:
             log.info(
                 "retention: deleted %d finished run(s) and %d event(s) older than %s",
                 done.runs,
                 done.events,
-                format_duration(self.retention_ms),
+                format_duration(self.retention_ms)
+                if self.retention_ms
+                else "their functions' retention",
             )
         return done

@@ -413,6 +413,8 @@ def _check_flow_control(spec: FunctionSpec) -> None:
         _check_key(spec.debounce.key, "debounce")
     if spec.priority:
         compile_expression(spec.priority, EVENT_ONLY, "priority")
+    if spec.retention_ms:
+        _check_period("the retention", spec.retention_ms, 60 * SECOND_MS, 100 * 365 * DAY_MS)
     if spec.batching is not None:
         _check_count("the batch max_size", spec.batching.max_size, MAX_BATCH_SIZE)
         _check_period("the batch timeout", spec.batching.timeout_ms, SECOND_MS, HOUR_MS)

@@ -129,6 +129,8 @@ class FunctionSpec:
     priority: str = ""
     batching: Batching | None = None
     singleton: Singleton | None = None
+    #: How long its finished runs are kept (ms); 0: the environment's retention.
+    retention_ms: int = 0
 
     @property
     def crons(self) -> list[CronTrigger]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, or_, select, tuple_
 
-from controlplane.model import RunStatus
+from controlplane.model import FunctionKey, RunStatus
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import (
     event_skips,
@@ -40,20 +40,31 @@ def _unneeded() -> list[ColumnElement[bool]]:
 
 
 class RetentionReads(TxBase):
-    def runs_ended_before(self, before_ms: int, limit: int) -> list[str]:
-        """Finished runs that ended before ``before_ms``, oldest first."""
-        # A run ends after it is created: the (status, created_at_ms) index
-        # narrows the search to runs created before the cutoff.
-        rows = self.conn.execute(
-            select(runs.c.id)
-            .where(
-                runs.c.status.in_(_FINISHED),
-                runs.c.created_at_ms < before_ms,
-                runs.c.ended_at_ms < before_ms,
-            )
-            .order_by(runs.c.created_at_ms, runs.c.id)
-            .limit(limit)
+    def runs_ended_before(
+        self,
+        before_ms: int,
+        limit: int,
+        *,
+        only: FunctionKey | None = None,
+        excluding: Sequence[FunctionKey] = (),
+    ) -> list[str]:
+        """Finished runs that ended before ``before_ms``, oldest first: of one
+        function (``only``), or of every function but ``excluding``."""
+        # A run ends after it is created: the (status, created_at_ms) index (or
+        # the function's) narrows the search to runs created before the cutoff.
+        query = select(runs.c.id).where(
+            runs.c.status.in_(_FINISHED),
+            runs.c.created_at_ms < before_ms,
+            runs.c.ended_at_ms < before_ms,
         )
+        if only is not None:
+            query = query.where(
+                runs.c.app_id == only.app_id, runs.c.function_id == only.function_id
+            )
+        if excluding:
+            pairs = [(k.app_id, k.function_id) for k in excluding]
+            query = query.where(not_(tuple_(runs.c.app_id, runs.c.function_id).in_(pairs)))
+        rows = self.conn.execute(query.order_by(runs.c.created_at_ms, runs.c.id).limit(limit))
         return [r.id for r in rows]
 
     def events_unneeded_before(self, before_ms: int, limit: int) -> list[str]:

@@ -34,6 +34,7 @@ from tether._function import (
     check_function_id,
     check_handler,
     check_retries,
+    retention_of,
     timeouts_of,
 )
 from tether._functions_admin import FunctionsClient
@@ -124,6 +125,7 @@ class Tether:
         priority: PriorityLike | None = None,
         batching: BatchingLike | None = None,
         singleton: SingletonLike | None = None,
+        retention: DurationLike | None = None,
     ) -> Callable[[Handler], Function]:
         """Declare a durable function::
 
@@ -155,9 +157,13 @@ class Tether:
           ``max_size`` events (``ctx.events``), started when full or after ``timeout``.
         - ``singleton=Singleton(key=, mode="skip"|"cancel")``: at most one
           unfinished run per key; a new event is skipped or cancels that run.
+
+        ``retention="90d"`` keeps this function's finished runs that long (at
+        least a minute) instead of the environment's retention.
         """
         check_function_id(id)
         check_retries(id, retries)
+        retention_ms = retention_of(id, retention)
         triggers = normalize_triggers(id, trigger)
         watches = cancel_on_list(id, list(cancel_on) if cancel_on is not None else None)
         start_ms, finish_ms = timeouts_of(id, dict(timeouts) if timeouts is not None else None)
@@ -199,6 +205,7 @@ class Tether:
                 start_timeout_ms=start_ms,
                 finish_timeout_ms=finish_ms,
                 flow=flow,
+                retention_ms=retention_ms,
             )
             self._functions[id] = function
             if on_failure is not None:

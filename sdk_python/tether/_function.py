@@ -59,6 +59,8 @@ class Function:
     finish_timeout_ms: int = 0
     #: concurrency, throttle, rate_limit, debounce, priority, batching, singleton.
     flow: FlowControl = field(default_factory=FlowControl)
+    #: How long finished runs are kept (ms); 0: the environment's retention.
+    retention_ms: int = 0
 
     def definition(self) -> common_pb2.FunctionDefinition:
         definition = common_pb2.FunctionDefinition(
@@ -78,6 +80,7 @@ class Function:
             timeouts=common_pb2.Timeouts(
                 start_ms=self.start_timeout_ms, finish_ms=self.finish_timeout_ms
             ),
+            retention_ms=self.retention_ms,
         )
         for trigger in self.triggers:
             if isinstance(trigger, EventTrigger):
@@ -163,6 +166,21 @@ def timeouts_of(function_id: str, timeouts: object) -> tuple[int, int]:
     except (TypeError, ValueError) as error:
         raise ConfigError(f"function {function_id!r}: timeouts: {error}") from None
     return start, finish
+
+
+def retention_of(function_id: str, retention: object) -> int:
+    """A function's own retention in ms (0: none), at least a minute."""
+    if retention is None:
+        return 0
+    try:
+        ms = to_milliseconds(retention)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"function {function_id!r}: retention: {error}") from None
+    if ms < 60_000:
+        raise ConfigError(
+            f"function {function_id!r}: retention must be at least a minute; got {retention!r}"
+        )
+    return ms
 
 
 def check_handler(function_id: str, handler: object) -> None:

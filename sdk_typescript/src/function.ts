@@ -123,6 +123,8 @@ export interface FunctionOptions<TEvents extends EventSchemas, TTrigger extends 
   idempotency?: string;
   cancelOn?: readonly CancelOnOption<EventName<TEvents>>[];
   timeouts?: TimeoutsOption;
+  /** Keep this function's finished runs this long (at least a minute) instead of the environment's retention. */
+  retention?: Duration;
   /** Runs when a run of this function fails for good, with its `tether/function.failed` event. */
   onFailure?: Handler<TetherEvent<typeof FUNCTION_FAILED, FunctionFailedData>, TEvents, unknown>;
 }
@@ -241,6 +243,7 @@ export function functionDefinition(
     idempotency,
     timeouts: { startMs, finishMs },
     ...flowDefinition(id, options, { idempotency: idempotency !== "", cancelOn: cancelOn.length > 0 }),
+    retentionMs: retentionOf(id, options.retention),
   };
 }
 
@@ -267,6 +270,7 @@ export function failureDefinition(appId: string, definition: FunctionDefinition)
     idempotency: "",
     timeouts: { startMs: 0, finishMs: 0 },
     concurrency: [],
+    retentionMs: 0,
   };
 }
 
@@ -377,6 +381,20 @@ function cancelOnList(id: string, items: unknown): CancelOn[] {
     }
     return { event: entry.event, match: entry.match ?? "", ifExpression: entry.if ?? "", timeoutMs };
   });
+}
+
+function retentionOf(id: string, retention: unknown): number {
+  if (retention === undefined) return 0;
+  let ms: number;
+  try {
+    ms = toMilliseconds(retention as Duration);
+  } catch (error) {
+    throw new ConfigError(`function '${id}': retention: ${(error as Error).message}`);
+  }
+  if (ms < 60_000) {
+    throw new ConfigError(`function '${id}': retention must be at least a minute; got ${JSON.stringify(retention)}`);
+  }
+  return ms;
 }
 
 function timeoutsOf(id: string, timeouts: unknown): [number, number] {

@@ -41,6 +41,7 @@ function everything() {
       debounce: { period: "30s", key: "event.data.doc", timeout: "5m" },
       priority: { run: "event.data.vip ? 600 : -600" },
       singleton: { key: "event.data.user_id", mode: "cancel" },
+      retention: "90d",
       onFailure: ({ event }) => `${event.data.function_id} failed: ${event.data.error.message}`,
     },
     () => "sent",
@@ -93,6 +94,7 @@ describe("a function with every option", () => {
       priority: { run: "event.data.vip ? 600 : -600" },
       batching: undefined,
       singleton: { key: "event.data.user_id", mode: SingletonMode.SINGLETON_MODE_CANCEL },
+      retentionMs: 90 * 24 * 3_600_000,
     };
     assert.deepEqual(everything().digest.definition, expected);
   });
@@ -113,6 +115,7 @@ describe("a function with every option", () => {
       priority: { run: "1" },
       batching: { maxSize: 1000, timeoutMs: 3_600_000, key: "event.data.tenant" },
       singleton: undefined,
+      retentionMs: 0,
     };
     assert.deepEqual(everything().batched.definition, expected);
   });
@@ -161,6 +164,7 @@ describe("the onFailure companion", () => {
       idempotency: "",
       timeouts: { startMs: 0, finishMs: 0 },
       concurrency: [],
+      retentionMs: 0,
     };
     assert.deepEqual(companion?.definition, expected);
     assert.equal(companion.appId, "shop");

@@ -43,7 +43,9 @@ def doctor(db_url: str, *args: str) -> tuple[int, list[dict[str, Any]]]:
 
 def serve(control_plane: ControlPlaneProcess, tmp_path: Path, admin: Admin) -> WorkerProcess:
     worker = WorkerProcess(APP, control_plane.address, tmp_path, name="clinic").start()
-    wait_until(lambda: admin.workers_of("clinic") == [1, 1], what="the clinic worker to register")
+    wait_until(
+        lambda: admin.workers_of("clinic") == [1, 1, 1], what="the clinic worker to register"
+    )
     return worker
 
 

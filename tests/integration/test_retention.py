@@ -34,7 +34,9 @@ def control_plane(db_url: str, tmp_path: Path) -> Iterator[ControlPlaneProcess]:
 
 def serve(control_plane: ControlPlaneProcess, tmp_path: Path, admin: Admin) -> WorkerProcess:
     worker = WorkerProcess(APP, control_plane.address, tmp_path, name="clinic").start()
-    wait_until(lambda: admin.workers_of("clinic") == [1, 1], what="the clinic worker to register")
+    wait_until(
+        lambda: admin.workers_of("clinic") == [1, 1, 1], what="the clinic worker to register"
+    )
     return worker
 
 
@@ -110,21 +112,31 @@ def test_old_finished_runs_and_unneeded_events_go_and_unfinished_ones_stay(
 def test_the_control_plane_purges_by_itself_and_counts_it(
     control_plane: ControlPlaneProcess, tmp_path: Path
 ) -> None:
+    """The environment keeps runs 1 day; the function 'keeper' its own for 3."""
     admin = Admin(control_plane.address)
     worker = serve(control_plane, tmp_path, admin)
     try:
         [done] = admin.send("clinic/go", {"n": 1})
-        wait_until(lambda: admin.finished(done), what="the run to complete")
-        advance_days(admin, 2)
-        admin.send("clinic/unheard")  # records the new time, where the clock resumes
+        [kept] = admin.send("clinic/keep")
+        for run_id in (done, kept):
+            wait_until(lambda run_id=run_id: admin.finished(run_id), what=f"run {run_id}")  # type: ignore[misc]
     finally:
         worker.kill()
         admin.close()
-    control_plane.stop()
-    control_plane.start()  # the purge runs at start, then every 30 s
-    admin = Admin(control_plane.address)
+
+    def two_days_later() -> Admin:
+        admin = Admin(control_plane.address)
+        advance_days(admin, 2)
+        admin.send("clinic/unheard")  # records the new time, where the clock resumes
+        admin.close()
+        control_plane.stop()
+        control_plane.start()  # the purge runs at start, then every 30 s
+        return Admin(control_plane.address)
+
+    admin = two_days_later()
     try:
         wait_until(lambda: not exists(admin, done), what="the control plane to purge the run")
+        assert exists(admin, kept), "its function keeps it 3 days"
     finally:
         admin.close()
     with urllib.request.urlopen(f"{control_plane.http_url}/metrics", timeout=10) as reply:
@@ -138,3 +150,9 @@ def test_the_control_plane_purges_by_itself_and_counts_it(
         if line.startswith("tether_store_size_bytes{")
     ]
     assert size > 0
+
+    admin = two_days_later()
+    try:
+        wait_until(lambda: not exists(admin, kept), what="the keeper's run to go after 3 days")
+    finally:
+        admin.close()

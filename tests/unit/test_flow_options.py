@@ -418,3 +418,19 @@ def test_function_info_from_the_wire() -> None:
 async def test_pause_refuses_an_unknown_mode_before_calling(app: Tether) -> None:
     with pytest.raises(ValueError, match=exactly("a pause mode is 'hold' or 'skip', not 'later'")):
         await app.functions.pause("sync", mode="later")
+
+
+def test_a_function_keeps_its_runs_as_long_as_it_says(app: Tether) -> None:
+    definition = declare(app, retention="90d")
+    assert definition.retention_ms == 90 * 86_400_000
+    spec = convert.function_spec("shop", definition)
+    assert spec.retention_ms == 90 * 86_400_000
+    assert validation.function_problem(spec) is None
+    assert declare_other(app).retention_ms == 0, "no option: the environment's"
+    with pytest.raises(ConfigError, match="retention must be at least a minute"):
+        declare(app, retention="30s")
+    # What another SDK could send: refused by the control plane, naming the limit.
+    definition.retention_ms = 1000
+    problem = validation.function_problem(convert.function_spec("shop", definition))
+    assert problem is not None
+    assert "the retention must be between 1m and" in problem

@@ -142,6 +142,7 @@ def test_spec_json_round_trip() -> None:
         priority="event.data.vip ? 60 : 0",
         batching=None,
         singleton=Singleton("event.data.user_id", SingletonMode.CANCEL),
+        retention_ms=90 * 86_400_000,
     )
     batched = FunctionSpec(
         "shop", "digest", "digest", (), batching=Batching(100, 5_000, "event.data.team")
@@ -173,6 +174,7 @@ def test_spec_json_round_trip() -> None:
         "priority": "event.data.vip ? 60 : 0",
         "batching": None,
         "singleton": {"key": "event.data.user_id", "mode": "cancel"},
+        "retention_ms": 90 * 86_400_000,
     }
 
 

@@ -24,23 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tether/v1/common.proto\x12\ttether.v1\"L\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04user\x18\x04 \x01(\x0c\x12\r\n\x05ts_ms\x18\x05 \x01(\x03\"9\n\tErrorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"\xf6\x03\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.tether.v1.Trigger\x12\x14\n\x07retries\x18\x04 \x01(\rH\x00\x88\x01\x01\x12&\n\tcancel_on\x18\x05 \x03(\x0b\x32\x13.tether.v1.CancelOn\x12\x13\n\x0bidempotency\x18\x06 \x01(\t\x12%\n\x08timeouts\x18\x07 \x01(\x0b\x32\x13.tether.v1.Timeouts\x12+\n\x0b\x63oncurrency\x18\x08 \x03(\x0b\x32\x16.tether.v1.Concurrency\x12%\n\x08throttle\x18\t \x01(\x0b\x32\x13.tether.v1.Throttle\x12(\n\nrate_limit\x18\n \x01(\x0b\x32\x14.tether.v1.RateLimit\x12%\n\x08\x64\x65\x62ounce\x18\x0b \x01(\x0b\x32\x13.tether.v1.Debounce\x12%\n\x08priority\x18\x0c \x01(\x0b\x32\x13.tether.v1.Priority\x12%\n\x08\x62\x61tching\x18\r \x01(\x0b\x32\x13.tether.v1.Batching\x12\'\n\tsingleton\x18\x0e \x01(\x0b\x32\x14.tether.v1.SingletonB\n\n\x08_retries\"U\n\x0b\x43oncurrency\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.tether.v1.ConcurrencyScope\"H\n\x08Throttle\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x03\x12\r\n\x05\x62urst\x18\x03 \x01(\r\x12\x0b\n\x03key\x18\x04 \x01(\t\":\n\tRateLimit\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x03\x12\x0b\n\x03key\x18\x03 \x01(\t\">\n\x08\x44\x65\x62ounce\x12\x11\n\tperiod_ms\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\"\x17\n\x08Priority\x12\x0b\n\x03run\x18\x01 \x01(\t\"=\n\x08\x42\x61tching\x12\x10\n\x08max_size\x18\x01 \x01(\r\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x12\x0b\n\x03key\x18\x03 \x01(\t\"@\n\tSingleton\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.tether.v1.SingletonMode\"S\n\x08\x43\x61ncelOn\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x15\n\rif_expression\x18\x03 \x01(\t\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"/\n\x08Timeouts\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x11\n\tfinish_ms\x18\x02 \x01(\x03\"c\n\x07Trigger\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.tether.v1.EventTriggerH\x00\x12&\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.tether.v1.CronTriggerH\x00\x42\x06\n\x04kind\"3\n\x0c\x45ventTrigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rif_expression\x18\x02 \x01(\t\"[\n\x0b\x43ronTrigger\x12\x10\n\x08schedule\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12(\n\x08\x63\x61tch_up\x18\x03 \x01(\x0e\x32\x16.tether.v1.CronCatchUp\"\x91\x01\n\x06Limits\x12\x17\n\x0fmax_event_bytes\x18\x01 \x01(\x04\x12\x1d\n\x15max_step_output_bytes\x18\x02 \x01(\x04\x12\x1b\n\x13max_run_state_bytes\x18\x03 \x01(\x04\x12\x19\n\x11max_steps_per_run\x18\x04 \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x05 \x01(\x04*\x8e\x01\n\x10\x43oncurrencyScope\x12!\n\x1d\x43ONCURRENCY_SCOPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43ONCURRENCY_SCOPE_FUNCTION\x10\x01\x12\x19\n\x15\x43ONCURRENCY_SCOPE_APP\x10\x02\x12\x1c\n\x18\x43ONCURRENCY_SCOPE_GLOBAL\x10\x03*c\n\rSingletonMode\x12\x1e\n\x1aSINGLETON_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13SINGLETON_MODE_SKIP\x10\x01\x12\x19\n\x15SINGLETON_MODE_CANCEL\x10\x02*r\n\x0b\x43ronCatchUp\x12\x1d\n\x19\x43RON_CATCH_UP_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43RON_CATCH_UP_ONE\x10\x01\x12\x16\n\x12\x43RON_CATCH_UP_NONE\x10\x02\x12\x15\n\x11\x43RON_CATCH_UP_ALL\x10\x03*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x03\x12\x14\n\x10STEP_KIND_INVOKE\x10\x04\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tether/v1/common.proto\x12\ttether.v1\"L\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04user\x18\x04 \x01(\x0c\x12\r\n\x05ts_ms\x18\x05 \x01(\x03\"9\n\tErrorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05stack\x18\x03 \x01(\t\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"\x8c\x04\n\x12\x46unctionDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12$\n\x08triggers\x18\x03 \x03(\x0b\x32\x12.tether.v1.Trigger\x12\x14\n\x07retries\x18\x04 \x01(\rH\x00\x88\x01\x01\x12&\n\tcancel_on\x18\x05 \x03(\x0b\x32\x13.tether.v1.CancelOn\x12\x13\n\x0bidempotency\x18\x06 \x01(\t\x12%\n\x08timeouts\x18\x07 \x01(\x0b\x32\x13.tether.v1.Timeouts\x12+\n\x0b\x63oncurrency\x18\x08 \x03(\x0b\x32\x16.tether.v1.Concurrency\x12%\n\x08throttle\x18\t \x01(\x0b\x32\x13.tether.v1.Throttle\x12(\n\nrate_limit\x18\n \x01(\x0b\x32\x14.tether.v1.RateLimit\x12%\n\x08\x64\x65\x62ounce\x18\x0b \x01(\x0b\x32\x13.tether.v1.Debounce\x12%\n\x08priority\x18\x0c \x01(\x0b\x32\x13.tether.v1.Priority\x12%\n\x08\x62\x61tching\x18\r \x01(\x0b\x32\x13.tether.v1.Batching\x12\'\n\tsingleton\x18\x0e \x01(\x0b\x32\x14.tether.v1.Singleton\x12\x14\n\x0cretention_ms\x18\x0f \x01(\x03\x42\n\n\x08_retries\"U\n\x0b\x43oncurrency\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\t\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.tether.v1.ConcurrencyScope\"H\n\x08Throttle\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x03\x12\r\n\x05\x62urst\x18\x03 \x01(\r\x12\x0b\n\x03key\x18\x04 \x01(\t\":\n\tRateLimit\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x11\n\tperiod_ms\x18\x02 \x01(\x03\x12\x0b\n\x03key\x18\x03 \x01(\t\">\n\x08\x44\x65\x62ounce\x12\x11\n\tperiod_ms\x18\x01 \x01(\x03\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x03\"\x17\n\x08Priority\x12\x0b\n\x03run\x18\x01 \x01(\t\"=\n\x08\x42\x61tching\x12\x10\n\x08max_size\x18\x01 \x01(\r\x12\x12\n\ntimeout_ms\x18\x02 \x01(\x03\x12\x0b\n\x03key\x18\x03 \x01(\t\"@\n\tSingleton\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x04mode\x18\x02 \x01(\x0e\x32\x18.tether.v1.SingletonMode\"S\n\x08\x43\x61ncelOn\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\r\n\x05match\x18\x02 \x01(\t\x12\x15\n\rif_expression\x18\x03 \x01(\t\x12\x12\n\ntimeout_ms\x18\x04 \x01(\x03\"/\n\x08Timeouts\x12\x10\n\x08start_ms\x18\x01 \x01(\x03\x12\x11\n\tfinish_ms\x18\x02 \x01(\x03\"c\n\x07Trigger\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.tether.v1.EventTriggerH\x00\x12&\n\x04\x63ron\x18\x02 \x01(\x0b\x32\x16.tether.v1.CronTriggerH\x00\x42\x06\n\x04kind\"3\n\x0c\x45ventTrigger\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rif_expression\x18\x02 \x01(\t\"[\n\x0b\x43ronTrigger\x12\x10\n\x08schedule\x18\x01 \x01(\t\x12\x10\n\x08timezone\x18\x02 \x01(\t\x12(\n\x08\x63\x61tch_up\x18\x03 \x01(\x0e\x32\x16.tether.v1.CronCatchUp\"\x91\x01\n\x06Limits\x12\x17\n\x0fmax_event_bytes\x18\x01 \x01(\x04\x12\x1d\n\x15max_step_output_bytes\x18\x02 \x01(\x04\x12\x1b\n\x13max_run_state_bytes\x18\x03 \x01(\x04\x12\x19\n\x11max_steps_per_run\x18\x04 \x01(\r\x12\x17\n\x0fmax_frame_bytes\x18\x05 \x01(\x04*\x8e\x01\n\x10\x43oncurrencyScope\x12!\n\x1d\x43ONCURRENCY_SCOPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43ONCURRENCY_SCOPE_FUNCTION\x10\x01\x12\x19\n\x15\x43ONCURRENCY_SCOPE_APP\x10\x02\x12\x1c\n\x18\x43ONCURRENCY_SCOPE_GLOBAL\x10\x03*c\n\rSingletonMode\x12\x1e\n\x1aSINGLETON_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13SINGLETON_MODE_SKIP\x10\x01\x12\x19\n\x15SINGLETON_MODE_CANCEL\x10\x02*r\n\x0b\x43ronCatchUp\x12\x1d\n\x19\x43RON_CATCH_UP_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43RON_CATCH_UP_ONE\x10\x01\x12\x16\n\x12\x43RON_CATCH_UP_NONE\x10\x02\x12\x15\n\x11\x43RON_CATCH_UP_ALL\x10\x03*\xd2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x17\n\x13RUN_STATUS_SLEEPING\x10\x03\x12\x16\n\x12RUN_STATUS_WAITING\x10\x04\x12\x18\n\x14RUN_STATUS_COMPLETED\x10\x05\x12\x15\n\x11RUN_STATUS_FAILED\x10\x06\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x07*\x9b\x01\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rSTEP_KIND_RUN\x10\x01\x12\x13\n\x0fSTEP_KIND_SLEEP\x10\x02\x12\x1c\n\x18STEP_KIND_WAIT_FOR_EVENT\x10\x03\x12\x14\n\x10STEP_KIND_INVOKE\x10\x04\x12\x18\n\x14STEP_KIND_SEND_EVENT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tether.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONCURRENCYSCOPE']._serialized_start=1705
-  _globals['_CONCURRENCYSCOPE']._serialized_end=1847
-  _globals['_SINGLETONMODE']._serialized_start=1849
-  _globals['_SINGLETONMODE']._serialized_end=1948
-  _globals['_CRONCATCHUP']._serialized_start=1950
-  _globals['_CRONCATCHUP']._serialized_end=2064
-  _globals['_RUNSTATUS']._serialized_start=2067
-  _globals['_RUNSTATUS']._serialized_end=2277
-  _globals['_STEPKIND']._serialized_start=2280
-  _globals['_STEPKIND']._serialized_end=2435
+  _globals['_CONCURRENCYSCOPE']._serialized_start=1727
+  _globals['_CONCURRENCYSCOPE']._serialized_end=1869
+  _globals['_SINGLETONMODE']._serialized_start=1871
+  _globals['_SINGLETONMODE']._serialized_end=1970
+  _globals['_CRONCATCHUP']._serialized_start=1972
+  _globals['_CRONCATCHUP']._serialized_end=2086
+  _globals['_RUNSTATUS']._serialized_start=2089
+  _globals['_RUNSTATUS']._serialized_end=2299
+  _globals['_STEPKIND']._serialized_start=2302
+  _globals['_STEPKIND']._serialized_end=2457
   _globals['_EVENT']._serialized_start=37
   _globals['_EVENT']._serialized_end=113
   _globals['_ERRORINFO']._serialized_start=115
@@ -48,31 +48,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACECONTEXT']._serialized_start=174
   _globals['_TRACECONTEXT']._serialized_end=229
   _globals['_FUNCTIONDEFINITION']._serialized_start=232
-  _globals['_FUNCTIONDEFINITION']._serialized_end=734
-  _globals['_CONCURRENCY']._serialized_start=736
-  _globals['_CONCURRENCY']._serialized_end=821
-  _globals['_THROTTLE']._serialized_start=823
-  _globals['_THROTTLE']._serialized_end=895
-  _globals['_RATELIMIT']._serialized_start=897
-  _globals['_RATELIMIT']._serialized_end=955
-  _globals['_DEBOUNCE']._serialized_start=957
-  _globals['_DEBOUNCE']._serialized_end=1019
-  _globals['_PRIORITY']._serialized_start=1021
-  _globals['_PRIORITY']._serialized_end=1044
-  _globals['_BATCHING']._serialized_start=1046
-  _globals['_BATCHING']._serialized_end=1107
-  _globals['_SINGLETON']._serialized_start=1109
-  _globals['_SINGLETON']._serialized_end=1173
-  _globals['_CANCELON']._serialized_start=1175
-  _globals['_CANCELON']._serialized_end=1258
-  _globals['_TIMEOUTS']._serialized_start=1260
-  _globals['_TIMEOUTS']._serialized_end=1307
-  _globals['_TRIGGER']._serialized_start=1309
-  _globals['_TRIGGER']._serialized_end=1408
-  _globals['_EVENTTRIGGER']._serialized_start=1410
-  _globals['_EVENTTRIGGER']._serialized_end=1461
-  _globals['_CRONTRIGGER']._serialized_start=1463
-  _globals['_CRONTRIGGER']._serialized_end=1554
-  _globals['_LIMITS']._serialized_start=1557
-  _globals['_LIMITS']._serialized_end=1702
+  _globals['_FUNCTIONDEFINITION']._serialized_end=756
+  _globals['_CONCURRENCY']._serialized_start=758
+  _globals['_CONCURRENCY']._serialized_end=843
+  _globals['_THROTTLE']._serialized_start=845
+  _globals['_THROTTLE']._serialized_end=917
+  _globals['_RATELIMIT']._serialized_start=919
+  _globals['_RATELIMIT']._serialized_end=977
+  _globals['_DEBOUNCE']._serialized_start=979
+  _globals['_DEBOUNCE']._serialized_end=1041
+  _globals['_PRIORITY']._serialized_start=1043
+  _globals['_PRIORITY']._serialized_end=1066
+  _globals['_BATCHING']._serialized_start=1068
+  _globals['_BATCHING']._serialized_end=1129
+  _globals['_SINGLETON']._serialized_start=1131
+  _globals['_SINGLETON']._serialized_end=1195
+  _globals['_CANCELON']._serialized_start=1197
+  _globals['_CANCELON']._serialized_end=1280
+  _globals['_TIMEOUTS']._serialized_start=1282
+  _globals['_TIMEOUTS']._serialized_end=1329
+  _globals['_TRIGGER']._serialized_start=1331
+  _globals['_TRIGGER']._serialized_end=1430
+  _globals['_EVENTTRIGGER']._serialized_start=1432
+  _globals['_EVENTTRIGGER']._serialized_end=1483
+  _globals['_CRONTRIGGER']._serialized_start=1485
+  _globals['_CRONTRIGGER']._serialized_end=1576
+  _globals['_LIMITS']._serialized_start=1579
+  _globals['_LIMITS']._serialized_end=1724
 # @@protoc_insertion_point(module_scope)

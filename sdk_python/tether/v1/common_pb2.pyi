@@ -317,6 +317,7 @@ class FunctionDefinition(_message.Message):
     PRIORITY_FIELD_NUMBER: _builtins.int
     BATCHING_FIELD_NUMBER: _builtins.int
     SINGLETON_FIELD_NUMBER: _builtins.int
+    RETENTION_MS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique within the app; kebab-case (`[a-z0-9]+(-[a-z0-9]+)*`), at most 128
     characters. Runs, the CLI and the API refer to the function by this id.
@@ -333,6 +334,10 @@ class FunctionDefinition(_message.Message):
     `event.data.order_id`: at most one run per key and function in 24 hours;
     later events are stored and reported as skipped. Empty: no key. An
     expression that yields null or a missing field gives no key.
+    """
+    retention_ms: _builtins.int
+    """How long this function's finished runs are kept before retention deletes
+    them, in milliseconds, at least a minute; 0: the environment's retention.
     """
     @_builtins.property
     def triggers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trigger]:
@@ -400,10 +405,11 @@ class FunctionDefinition(_message.Message):
         priority: Global___Priority | None = ...,
         batching: Global___Batching | None = ...,
         singleton: Global___Singleton | None = ...,
+        retention_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "batching", b"batching", "debounce", b"debounce", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "throttle", b"throttle", "timeouts", b"timeouts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "batching", b"batching", "cancel_on", b"cancel_on", "concurrency", b"concurrency", "debounce", b"debounce", "id", b"id", "idempotency", b"idempotency", "name", b"name", "priority", b"priority", "rate_limit", b"rate_limit", "retries", b"retries", "singleton", b"singleton", "throttle", b"throttle", "timeouts", b"timeouts", "triggers", b"triggers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retries", b"_retries", "batching", b"batching", "cancel_on", b"cancel_on", "concurrency", b"concurrency", "debounce", b"debounce", "id", b"id", "idempotency", b"idempotency", "name", b"name", "priority", b"priority", "rate_limit", b"rate_limit", "retention_ms", b"retention_ms", "retries", b"retries", "singleton", b"singleton", "throttle", b"throttle", "timeouts", b"timeouts", "triggers", b"triggers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retries: _TypeAlias = _typing.Literal["retries"]  # noqa: Y015
     _WhichOneofArgType__retries: _TypeAlias = _typing.Literal["_retries", b"_retries"]  # noqa: Y015

@@ -16,3 +16,9 @@ async def quick(ctx: Context) -> int:
 @app.function(id="nightly", trigger=cron("0 3 * * *"))
 async def nightly(ctx: Context) -> str:
     return "swept"
+
+
+@app.function(id="keeper", trigger="clinic/keep", retention="3d")
+async def keeper(ctx: Context) -> str:
+    """Its finished runs outlive the environment's retention (3 days)."""
+    return "kept"

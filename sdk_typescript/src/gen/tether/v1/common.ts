@@ -211,7 +211,14 @@ export interface FunctionDefinition {
     | Batching
     | undefined;
   /** At most one unfinished run per key. */
-  singleton?: Singleton | undefined;
+  singleton?:
+    | Singleton
+    | undefined;
+  /**
+   * How long this function's finished runs are kept before retention deletes
+   * them, in milliseconds, at least a minute; 0: the environment's retention.
+   */
+  retentionMs: number;
 }
 
 /** At most `limit` runs execute at once (per key value, when `key` is set). */
@@ -677,6 +684,7 @@ function createBaseFunctionDefinition(): FunctionDefinition {
     priority: undefined,
     batching: undefined,
     singleton: undefined,
+    retentionMs: 0,
   };
 }
 
@@ -723,6 +731,9 @@ export const FunctionDefinition: MessageFns<FunctionDefinition> = {
     }
     if (message.singleton !== undefined) {
       Singleton.encode(message.singleton, writer.uint32(114).fork()).join();
+    }
+    if (message.retentionMs !== 0) {
+      writer.uint32(120).int64(message.retentionMs);
     }
     return writer;
   },
@@ -852,6 +863,14 @@ export const FunctionDefinition: MessageFns<FunctionDefinition> = {
             message.singleton = Singleton.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.retentionMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -897,6 +916,7 @@ export const FunctionDefinition: MessageFns<FunctionDefinition> = {
     message.singleton = (object.singleton !== undefined && object.singleton !== null)
       ? Singleton.fromPartial(object.singleton)
       : undefined;
+    message.retentionMs = object.retentionMs ?? 0;
     return message;
   },
 };
