@@ -85,6 +85,8 @@ class GroupCommitWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self.batches = 0
+        # Set by close(): held operations stop waiting out an outage.
+        self._closing = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,7 +96,9 @@ class GroupCommitWriter:
 
     async def close(self) -> None:
         if self._task is not None:
-            # Let queued operations finish before stopping.
+            # Let queued operations finish before stopping (held ones give up
+            # waiting for a database that is away).
+            self._closing = True
             await self._idle.wait()
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -183,7 +187,7 @@ class GroupCommitWriter:
             if not isinstance(applied, _Outage):
                 return applied
             error = applied.error
-            if time.monotonic() >= give_up_at:
+            if self._closing or time.monotonic() >= give_up_at:
                 return await self._fail_all(held, error)
 
     def _settled(self, count: int) -> None:
