@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -73,9 +73,10 @@ class Process:
 
 
 def start_control_plane(
-    db_url: str, workdir: Path, *, timeout: float = 60.0
+    db_url: str, workdir: Path, *, timeout: float = 60.0, extra_args: Sequence[str] = ()
 ) -> tuple[Process, int]:
-    """``tether server`` on a port chosen by the OS; returns it and its port."""
+    """``tether server`` on a port chosen by the OS (with ``extra_args`` after
+    the others, e.g. ``--retention 1d``); returns it and its port."""
     ready = workdir / "control-plane.ready.json"
     # A file left by an earlier run in the same directory names a dead port.
     ready.unlink(missing_ok=True)
@@ -95,6 +96,7 @@ def start_control_plane(
             "--ready-file",
             str(ready),
             "--no-http",
+            *extra_args,
         ],
         workdir / "control-plane.log",
         _python_env(),

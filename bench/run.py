@@ -24,6 +24,12 @@ The registration scenario: a raw worker registers an app of 1,000 functions,
 then registers it again (replacing them), while a client probes the control
 plane's health check every ~5 ms; the registration times and the health checks'
 latency, next to rounds of probing alone (see bench/registration_workload.py).
+
+The purge scenario: the steps workload (batches of N runs x K steps, back to
+back) on a control plane started with ``--retention forever`` (baseline) and with
+``--retention 1d``, whose start-up purge deletes 100,000 finished runs seeded
+into the database two days old while the workload runs; the steps/s of both,
+their ratio and how long the purge took (see bench/purge_workload.py).
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ from bench.databases import postgres_base_url, redact
 from bench.dbos_workload import MODES, measure_dbos
 from bench.flow_workload import VARIANTS, FlowMeasurement, measure_flow, violations
 from bench.flow_workload import table as flow_table
+from bench.purge_workload import BATCHES, SEEDED_RUNS, PurgeMeasurement, measure_purge
+from bench.purge_workload import table as purge_table
+from bench.purge_workload import verdicts as purge_verdicts
 from bench.registration_workload import (
     MAX_FUNCTIONS,
     TARGET_MS,
@@ -58,7 +67,7 @@ from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("steps", "waits", "flow", "registration")
+SCENARIOS = ("steps", "waits", "flow", "registration", "purge")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -73,24 +82,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         type=_scenarios,
         default=list(SCENARIOS),
-        metavar="all|steps|waits|flow|registration",
+        metavar="all|steps|waits|flow|registration|purge",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
         "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
         "throttle (Tether); registration: health-check latency while a large app "
-        "registers (Tether); all: the four (default); or a comma-separated list, e.g. "
-        "steps,flow",
+        "registers (Tether); purge: durable steps/s while retention purges 100,000 "
+        "finished runs (Tether); all: the five (default); or a comma-separated list, "
+        "e.g. steps,flow",
     )
     parser.add_argument(
-        "--runs", type=_positive, default=200, help="concurrent runs (N; steps and flow)"
+        "--runs",
+        type=_positive,
+        default=200,
+        help="concurrent runs (N; steps, flow and purge: per batch)",
     )
     parser.add_argument(
-        "--steps", type=_positive, default=10, help="steps per run (K; steps and flow)"
+        "--steps", type=_positive, default=10, help="steps per run (K; steps, flow and purge)"
     )
     parser.add_argument(
         "--rounds",
         type=_positive,
         default=3,
-        help="measured rounds (steps scenario; flow: of each function)",
+        help="measured rounds (steps scenario; flow: of each function; purge: of each "
+        "retention, alternating)",
     )
     parser.add_argument(
         "--warmup", type=_not_negative, default=1, help="warm-up rounds (every scenario)"
@@ -146,6 +160,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help=f"registration scenario: functions of the app registered (default and "
         f"most {MAX_FUNCTIONS})",
+    )
+    parser.add_argument(
+        "--purge-runs",
+        type=_positive,
+        default=SEEDED_RUNS,
+        metavar="N",
+        help=f"purge scenario: finished runs seeded two days old into each round's "
+        f"database (default {SEEDED_RUNS})",
+    )
+    parser.add_argument(
+        "--purge-batches",
+        type=_positive,
+        default=BATCHES,
+        metavar="B",
+        help=f"purge scenario: measured batches of --runs x --steps per round, after one "
+        f"warm-up batch (default {BATCHES})",
     )
     parser.add_argument(
         "--backends",
@@ -228,7 +258,8 @@ def _counts(text: str) -> list[int]:
 def _scenarios(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if names == ["all"]:
-        return list(SCENARIOS)
+        # The purge scenario (about 9 minutes) only when asked for.
+        return [name for name in SCENARIOS if name != "purge"]
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
@@ -533,6 +564,30 @@ def registration_report(
     )
 
 
+def purge_report(args: argparse.Namespace, measurements: list[PurgeMeasurement]) -> str:
+    """The purge scenario."""
+    return "\n".join(
+        [
+            "",
+            f"Durable steps/s while retention purges {args.purge_runs:,} finished runs: "
+            f"{args.purge_batches} batches of {args.runs} runs x {args.steps} steps back to back "
+            f"(after 1 warm-up batch) on a control plane with --retention forever (baseline) "
+            f"and with --retention 1d (its start-up purge deletes the seeded runs); "
+            f"{args.rounds} measured round(s) of each, alternating, after {args.warmup} warm-up "
+            "pair(s), each on a freshly seeded database; median [min-max] across rounds",
+            "",
+            purge_table(measurements),
+            "",
+            "purging / baseline: the ratio of the medians [min-max of each purge round over the "
+            "baseline round before it]; purge s: the first purge transaction seen committed to "
+            "no seeded run left (polled every 20 ms); purge running: the part of the measured "
+            "workload's time during which the purge ran, and in how many rounds it ended after "
+            "the workload",
+            *purge_verdicts(measurements),
+        ]
+    )
+
+
 def _registration_progress(measurement: RegistrationMeasurement) -> None:
     for kind, done in (("idle", measurement.idle), ("registering", measurement.registering)):
         if not done:
@@ -775,6 +830,47 @@ def run_waits(args: argparse.Namespace, workdir: Path) -> list[WaitsMeasurement]
     return measurements
 
 
+def run_purge(args: argparse.Namespace, workdir: Path) -> list[PurgeMeasurement]:
+    measurements: list[PurgeMeasurement] = []
+    for backend in args.backends:
+        print(
+            f"Tether on {backend}, purging {args.purge_runs:,} finished runs...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+        def progress(line: str, backend: str = backend) -> None:
+            print(f"  {backend}: {line}", file=sys.stderr, flush=True)
+
+        try:
+            measurement = measure_purge(
+                backend,
+                seeded_runs=args.purge_runs,
+                runs=args.runs,
+                steps=args.steps,
+                batches=args.purge_batches,
+                rounds=args.rounds,
+                warmup=args.warmup,
+                timeout=args.timeout,
+                workdir=workdir,
+                progress=progress,
+            )
+        except Exception as error:  # a database that cannot be created, ...
+            measurement = PurgeMeasurement(
+                backend,
+                args.purge_runs,
+                args.runs,
+                args.steps,
+                args.purge_batches,
+                error=f"{type(error).__name__}: {error}",
+            )
+        if measurement.error:
+            print(f"  purge on {backend}: failed: {measurement.error}", file=sys.stderr, flush=True)
+            _print_logs(measurement.notes)
+        measurements.append(measurement)
+    return measurements
+
+
 def run_registration(args: argparse.Namespace, workdir: Path) -> list[RegistrationMeasurement]:
     measurements: list[RegistrationMeasurement] = []
     for backend in args.backends:
@@ -810,6 +906,7 @@ class Results:
         self.waits: list[WaitsMeasurement] = []
         self.flow: list[FlowMeasurement] = []
         self.registration: list[RegistrationMeasurement] = []
+        self.purge: list[PurgeMeasurement] = []
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Results:
@@ -822,6 +919,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Results:
         results.flow = run_flow(args, workdir)
     if "registration" in args.scenario:
         results.registration = run_registration(args, workdir)
+    if "purge" in args.scenario:
+        results.purge = run_purge(args, workdir)
     return results
 
 
@@ -840,7 +939,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="tether-bench-") as directory:
             results = run(args, Path(directory))
     env, measurements, waits, flow = results.env, results.steps, results.waits, results.flow
-    registration = results.registration
+    registration, purge = results.registration, results.purge
     env["load_average_after"] = _load_average()
     print("\n".join(_header(args, env)))
     if measurements:
@@ -851,6 +950,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(flow_report(args, flow, measurements))
     if registration:
         print(registration_report(args, registration))
+    if purge:
+        print(purge_report(args, purge))
     if args.json is not None:
         payload = {
             "workload": {
@@ -870,6 +971,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "waits_resolve": args.waits_resolve,
                 "registration_rounds": args.registration_rounds,
                 "registration_functions": args.registration_functions,
+                "purge_runs": args.purge_runs,
+                "purge_batches": args.purge_batches,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
@@ -877,6 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "waits": [m.to_json() for m in waits],
             "flow": [m.to_json() for m in flow],
             "registration": [m.to_json() for m in registration],
+            "purge": [m.to_json() for m in purge],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -885,6 +989,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         or any(m.error for m in waits)
         or any(m.error for m in flow)
         or any(m.error for m in registration)
+        or any(m.error for m in purge)
         or bool(violations(flow))
     )
     return 1 if failed else 0

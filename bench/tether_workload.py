@@ -273,9 +273,9 @@ class Cluster:
     """A control plane on a database and a worker of the benchmark app: start
     with :meth:`connect`, always :meth:`stop`."""
 
-    def __init__(self, url: str, directory: Path) -> None:
+    def __init__(self, url: str, directory: Path, server_args: Sequence[str] = ()) -> None:
         self.directory = directory
-        self.control_plane, port = start_control_plane(url, directory)
+        self.control_plane, port = start_control_plane(url, directory, extra_args=server_args)
         self.address = f"127.0.0.1:{port}"
         self.client = Client(self.address)
         self.processes: dict[str, Process] = {"control-plane": self.control_plane}
