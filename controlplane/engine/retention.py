@@ -34,7 +34,7 @@ log = logging.getLogger("tether.engine")
 PURGE_BATCH = 500
 PURGE_INTERVAL_S = 30.0
 # The background purge: small transactions, and at most this part of the
-# writer's time (a backlog of 100,000 runs then takes a minute or two).
+# writer's time (a backlog of 100,000 runs then takes about three minutes).
 BACKGROUND_BATCH = 200
 BACKGROUND_SHARE = 0.1
 
