@@ -27,6 +27,16 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from controlplane.api.errors import abort_internal
+from controlplane.model import (
+    NonDeterminism,
+    Outcome,
+    PlannedEventWait,
+    PlannedInvoke,
+    RunFailed,
+    StepCompleted,
+    StepFailed,
+    Suspended,
+)
 
 if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
@@ -59,6 +69,29 @@ def nul_problem(message: Message, what: str = "the request") -> str | None:
     if path is None:
         return None
     return f"field {path} of {what} contains a NUL character (U+0000), which text cannot hold"
+
+
+def outcome_holds_nul(outcome: Outcome) -> bool:
+    """Whether any text of a converted outcome holds U+0000: a few ``in``
+    tests, for every outcome frame (nul_problem then names the field)."""
+    body = outcome.body
+    texts: list[str] = [outcome.execution_id, outcome.run_id]
+    if isinstance(body, StepCompleted):
+        texts += (body.step_id, body.name)
+    elif isinstance(body, StepFailed | RunFailed):
+        if isinstance(body, StepFailed):
+            texts += (body.step_id, body.name)
+        texts += (body.error.name, body.error.message, body.error.stack)
+    elif isinstance(body, Suspended):
+        for wait in body.waits:
+            texts += (wait.step_id, wait.name)
+            if isinstance(wait, PlannedEventWait):
+                texts += (wait.event, wait.match, wait.if_expression)
+            elif isinstance(wait, PlannedInvoke):
+                texts += (wait.app_id, wait.function_id)
+    elif isinstance(body, NonDeterminism):
+        texts += (body.message, *body.new_steps, *body.unreached_step_ids)
+    return any("\x00" in text for text in texts)
 
 
 def _nul_field(message: Message, prefix: str) -> str | None:

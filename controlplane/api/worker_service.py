@@ -13,7 +13,7 @@ from controlplane import __version__
 from controlplane.access.environments import HostedEnvironments
 from controlplane.api import convert
 from controlplane.api.auth import current_caller
-from controlplane.api.decoding import Undecodable, nul_problem
+from controlplane.api.decoding import Undecodable, nul_problem, outcome_holds_nul
 from controlplane.api.errors import status_code, status_message
 from controlplane.engine.engine import Engine
 from controlplane.engine.sessions import WorkerSession
@@ -265,10 +265,14 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
                     )
                 kind = frame.WhichOneof("frame")
                 if kind == "outcomes":
-                    problem = nul_problem(frame.outcomes, "an outcomes frame")
-                    if problem:
-                        raise ProtocolError(problem)
                     outcomes = [convert.outcome(o) for o in frame.outcomes.outcomes]
+                    if any(outcome_holds_nul(o) for o in outcomes):
+                        problem = nul_problem(frame.outcomes, "an outcomes frame")
+                        raise ProtocolError(
+                            problem
+                            or "an outcomes frame contains a NUL character (U+0000), "
+                            "which text cannot hold"
+                        )
                     engine.receive_outcomes(session, outcomes)
                     # Back-pressure: no further frame is read while this worker
                     # has a stream's worth of outcomes waiting for their commit.

@@ -164,3 +164,38 @@ def test_nul_problem_names_the_field_by_its_path() -> None:
         nul_problem(rs.ListRunsRequest(app_id="shop", statuses=[common_pb2.RUN_STATUS_QUEUED]))
         is None
     )
+
+
+def test_every_text_an_outcome_stores_is_checked_for_nul() -> None:
+    """The cheap check on converted outcomes misses no text the store keeps
+    (nul_problem then names the field)."""
+    from controlplane.api import convert
+    from controlplane.api.decoding import outcome_holds_nul
+    from tether.v1 import common_pb2
+    from tether.v1 import worker_service_pb2 as ws
+
+    def frames(text: str) -> list[ws.Outcome]:
+        error = common_pb2.ErrorInfo(name="E", message=text)
+        event_wait = ws.PlannedWait(
+            step_id="s", name="w", wait_for_event=ws.WaitForEvent(event="a/b", match=text)
+        )
+        invoke = ws.PlannedWait(step_id="s", name="i", invoke=ws.Invoke(function_id=text))
+        return [
+            ws.Outcome(seq=1, execution_id="e", run_id=text, run_completed=ws.RunCompleted()),
+            ws.Outcome(
+                seq=1, execution_id="e", run_id="r", step_completed=ws.StepCompleted(name=text)
+            ),
+            ws.Outcome(seq=1, execution_id="e", run_id="r", step_failed=ws.StepFailed(error=error)),
+            ws.Outcome(seq=1, execution_id="e", run_id="r", run_failed=ws.RunFailed(error=error)),
+            ws.Outcome(
+                seq=1, execution_id="e", run_id="r", suspended=ws.Suspended(waits=[event_wait])
+            ),
+            ws.Outcome(seq=1, execution_id="e", run_id="r", suspended=ws.Suspended(waits=[invoke])),
+            ws.Outcome(
+                seq=1, execution_id="e", run_id="r", non_determinism=ws.NonDeterminism(message=text)
+            ),
+        ]
+
+    for clean, dirty in zip(frames("fine"), frames("bad\x00"), strict=True):
+        assert not outcome_holds_nul(convert.outcome(clean))
+        assert outcome_holds_nul(convert.outcome(dirty)), dirty
