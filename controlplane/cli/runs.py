@@ -14,21 +14,34 @@ from controlplane.cli._client import make_remote, remote_options
 from tether.v1 import common_pb2, run_service_pb2
 
 
+def _run_filters(fn: Any) -> Any:
+    """--function, --app and --status (repeatable): which runs a listing takes."""
+    for option in reversed(
+        [
+            click.option(
+                "--function", "function_id", default="", help="Only runs of this function."
+            ),
+            click.option("--app", "app_id", default="", help="Only runs of this app."),
+            click.option(
+                "--status",
+                "statuses",
+                multiple=True,
+                type=click.Choice(sorted(_format.STATUS_BY_NAME)),
+                help="Only runs in this state (repeatable).",
+            ),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
 @click.group()
 def runs() -> None:
     """Inspect and administer runs."""
 
 
 @runs.command("list")
-@click.option("--function", "function_id", default="", help="Only runs of this function.")
-@click.option("--app", "app_id", default="", help="Only runs of this app.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(sorted(_format.STATUS_BY_NAME)),
-    help="Only runs in this state (repeatable).",
-)
+@_run_filters
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--page-token", default="", help="Continue from a previous page.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -246,15 +259,7 @@ def watch_run(
 
 
 @runs.command("export")
-@click.option("--function", "function_id", default="", help="Only runs of this function.")
-@click.option("--app", "app_id", default="", help="Only runs of this app.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(sorted(_format.STATUS_BY_NAME)),
-    help="Only runs in this state (repeatable).",
-)
+@_run_filters
 @click.option("--created-after", type=_UtcTime(), default=0, help="Created at or after (UTC).")
 @click.option("--created-before", type=_UtcTime(), default=0, help="Created before (UTC).")
 @click.option(
