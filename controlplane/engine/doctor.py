@@ -68,6 +68,7 @@ def examine(tx: ReadTx, now_ms: int) -> list[Violation]:
                 run.run_id,
                 f"run of {run.app_id}/{run.function_id} is {run.status} but has no queue "
                 "entry: nothing would ever run it",
+                (run.app_id, run.function_id, run.event_pk or ""),
             )
         )
     for run_id, execution_id in tx.queue_entries_without_unfinished_run(CHECK_LIMIT):
@@ -107,6 +108,7 @@ def examine(tx: ReadTx, now_ms: int) -> list[Violation]:
 def repair(tx: WriteTx, now_ms: int) -> list[Repair]:
     """Fix what the checks find now, in this transaction; what was done."""
     found = examine(tx, now_ms)
+    specs = _registered(tx)
     done: list[Repair] = []
     by_invariant: dict[Invariant, list[Violation]] = {}
     for violation in found:
@@ -114,7 +116,7 @@ def repair(tx: WriteTx, now_ms: int) -> list[Repair]:
 
     stranded = by_invariant.get(Invariant.RUN_WITHOUT_QUEUE_ENTRY, [])
     if stranded:
-        tx.add_queue_items(_requeued(tx, [v.run_id for v in stranded], now_ms))
+        tx.add_queue_items(_requeued(tx, stranded, specs, now_ms))
         done += [Repair(v, "queued again, due now") for v in stranded]
 
     orphans = by_invariant.get(Invariant.QUEUE_ENTRY_OF_FINISHED_RUN, [])
@@ -139,7 +141,6 @@ def repair(tx: WriteTx, now_ms: int) -> list[Repair]:
         v for v in found if v.invariant in (Invariant.SCHEDULE_MISSING, Invariant.SCHEDULE_ORPHANED)
     ]
     if schedule_faults:
-        specs = _registered(tx)
         apps = {v.subject[0] for v in schedule_faults}
         for app_id in sorted(apps):
             cron.sync_schedules(
@@ -163,24 +164,21 @@ def repair(tx: WriteTx, now_ms: int) -> list[Repair]:
     return done
 
 
-def _requeued(tx: WriteTx, run_ids: list[str], now_ms: int) -> list[QueueEntry]:
+def _requeued(
+    tx: WriteTx, stranded: list[Violation], specs: dict[FunctionKey, FunctionSpec], now_ms: int
+) -> list[QueueEntry]:
     """Queue entries due now for these runs, counting against their
     function's concurrency limits as a new run of it would."""
-    specs = _registered(tx)
-    stranded = {run.run_id: run for run in tx.runs_without_queue_entry(CHECK_LIMIT)}
-    pks = [run.event_pk for run in stranded.values() if run.event_pk]
-    stored = tx.events_by_pk(pks)
+    stored = tx.events_by_pk([v.subject[2] for v in stranded if v.subject[2]])
     entries: list[QueueEntry] = []
-    for run_id in run_ids:
-        run = stranded.get(run_id)
-        if run is None:
-            continue
-        key = FunctionKey(run.app_id, run.function_id)
+    for violation in stranded:
+        app_id, function_id, event_pk = violation.subject
+        key = FunctionKey(app_id, function_id)
         spec = specs.get(key)
-        event = stored.get(run.event_pk or "")
+        event = stored.get(event_pk)
         data = json.loads(event.data) if event is not None else None
         slots = concurrency_slots(spec, data) if spec is not None else ()
-        entries.append(QueueEntry(run_id, key, now_ms, concurrency=slots))
+        entries.append(QueueEntry(violation.run_id, key, now_ms, concurrency=slots))
     return entries
 
 
