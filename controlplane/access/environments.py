@@ -165,8 +165,10 @@ class HostedEnvironments:
             for name in sorted(listed - self._engines.keys()):
                 try:
                     self._engines[name] = await self._open_engine(name)
-                except Exception:
-                    log.exception("could not open environment %r; will retry", name)
+                except Exception as error:
+                    # Retried at every reload: one line each, not a traceback
+                    # (an unreachable database is what it usually is).
+                    log.warning("could not open environment %r (%s); will retry", name, error)
                     continue
                 log.info("serving environment %r", name)
             for name in sorted(self._engines.keys() - listed):
