@@ -7,6 +7,8 @@ server`` then only listens on loopback, see config.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,9 @@ METHOD_ROLES: dict[str, Role] = {
     "/tether.v1.KeyService/RotateKey": Role.ADMIN,
     "/tether.v1.KeyService/RevokeKey": Role.ADMIN,
 }
+
+#: How long a refused stream waits for its first frame before it ends.
+_FIRST_FRAME_WAIT_S = 1.0
 
 UNAUTHENTICATED = "missing or invalid API key: send 'authorization: Bearer <key>'"
 
@@ -122,10 +127,26 @@ def _deny(
         await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
+    async def after_first_frame(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        # A client that writes its first frame as the stream opens (a worker's
+        # Hello) would otherwise race the refusal: its write fails locally and
+        # its gRPC library reports INTERNAL "Internal error from Core" instead of
+        # this status. Reading that frame first (raw bytes, never decoded) lets
+        # the write finish.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(anext(aiter(requests)), _FIRST_FRAME_WAIT_S)
+        await context.abort(code, message)
+
+    async def stream_in_stream_out(
+        requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        await after_first_frame(requests, context)
+        yield  # pragma: no cover - makes this an async generator
+
     if handler is not None and (handler.request_streaming or handler.response_streaming):
         if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(stream)
+            return grpc.stream_stream_rpc_method_handler(stream_in_stream_out)
         if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(stream)
-        return grpc.stream_unary_rpc_method_handler(unary)
+        return grpc.stream_unary_rpc_method_handler(after_first_frame)
     return grpc.unary_unary_rpc_method_handler(unary)
