@@ -148,7 +148,7 @@ class ControlPlane:
         settings = EngineSettings(
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             lease_timeout_ms=config.lease_timeout_ms,
-            release_leases_on_start=not store.shared,
+            cap_leases_on_start=not store.shared,
             retention_ms=await self._retention_of(environment),
         )
         assert self.metrics is not None

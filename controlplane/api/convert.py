@@ -21,6 +21,7 @@ from controlplane.model import (
     Execution,
     FunctionInfo,
     FunctionSpec,
+    HeldExecution,
     HistoryEntry,
     HistoryKind,
     NonDeterminism,
@@ -229,6 +230,7 @@ def worker_hello(hello: ws.Hello) -> WorkerHello:
         sdk_version=hello.sdk_version,
         capacity=hello.capacity,
         functions=[function_spec(hello.app_id, f) for f in hello.functions],
+        held=tuple(HeldExecution(h.execution_id, h.run_id) for h in hello.held),
     )
 
 

@@ -49,7 +49,7 @@ EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]
 def _check_size(hello: ws.Hello) -> None:
     """What a Hello may declare, checked on the message before any other work."""
     app_id = hello.app_id[:MAX_APP_ID_LENGTH]
-    problem = hello_size_problem(app_id, len(hello.functions))
+    problem = hello_size_problem(app_id, len(hello.functions), len(hello.held))
     if problem:
         raise WorkerRejected("invalid_hello", problem)
     for definition in hello.functions:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from controlplane.engine import admin, run_states, waits
 from controlplane.engine.effects import Effects
+from controlplane.engine.sessions import InFlight
 from controlplane.engine.trace_ids import traceparent
 from controlplane.model import (
     ClaimRecord,
@@ -60,24 +62,7 @@ def claim_executions(
         finish_by[c.run_id] = now_ms + finish if finish else None
     tx.set_deadlines(finish_by)
 
-    memo: dict[str, list[MemoizedStep]] = {r: [] for r in run_ids}
-    attempts: dict[str, dict[str, int]] = {r: {} for r in run_ids}
-    not_before: dict[str, dict[str, int]] = {r: {} for r in run_ids}
-    state_bytes: dict[str, int] = dict.fromkeys(run_ids, 0)
-    # Memoized steps go out in the order their results were recorded: the SDK
-    # hands them back in that order (it keeps parallel branches deterministic).
-    for row in sorted(tx.steps_of(run_ids), key=lambda r: r.position):
-        if row.status is StepStatus.COMPLETED:
-            output = (row.output or "null").encode("utf-8")
-            memo[row.run_id].append(MemoizedStep(row.step_id, output, None))
-            state_bytes[row.run_id] += len(output)
-        elif row.status is StepStatus.FAILED:
-            memo[row.run_id].append(MemoizedStep(row.step_id, None, row.error))
-        else:
-            attempts[row.run_id][row.step_id] = row.attempts
-            if row.retry_at_ms is not None and row.retry_at_ms > now_ms:
-                not_before[row.run_id][row.step_id] = row.retry_at_ms
-
+    steps = _step_states(tx, run_ids, now_ms)
     batched = tx.run_event_pks(run_ids)
     event_pks = [s.event_pk for s in states.values() if s.event_pk]
     event_pks += [pk for pks in batched.values() for pk in pks]
@@ -112,15 +97,71 @@ def claim_executions(
                 function_id=c.function_id,
                 attempt=state.attempt,
                 events=trigger,
-                steps=memo[c.run_id],
-                step_attempts=attempts[c.run_id],
-                step_not_before=not_before[c.run_id],
+                steps=steps[c.run_id].memo,
+                step_attempts=steps[c.run_id].attempts,
+                step_not_before=steps[c.run_id].not_before,
                 traceparent=traceparent(state.trace_id, state.root_span_id),
                 lease_deadline_ms=deadline,
                 server_time_ms=now_ms,
-                state_bytes=state_bytes[c.run_id],
+                state_bytes=steps[c.run_id].state_bytes,
                 cron=state.cron,
             )
         )
     tx.add_history(history_rows)
     return executions
+
+
+def resume_executions(
+    tx: WriteTx, app_id: str, held: Mapping[str, str], now_ms: int, lease_timeout_ms: int
+) -> list[tuple[str, InFlight]]:
+    """Re-grant the executions a reconnecting worker of ``app_id`` re-announced
+    (execution id -> run id) whose runs' leases still name them; returns each
+    with what limits need to know of it. One given away meanwhile is left out."""
+    kept = tx.regrant_leases(app_id, held, now_ms + lease_timeout_ms) if held else []
+    steps = _step_states(tx, [c.run_id for c in kept], now_ms)
+    return [
+        (
+            c.execution_id,
+            InFlight(
+                run_id=c.run_id,
+                function_id=c.function_id,
+                state_bytes=steps[c.run_id].state_bytes,
+                step_count=len(steps[c.run_id].memo),
+                step_attempts=steps[c.run_id].attempts,
+                recorded=frozenset(m.step_id for m in steps[c.run_id].memo),
+            ),
+        )
+        for c in kept
+    ]
+
+
+@dataclass(slots=True)
+class _StepState:
+    """What is durable of a run's steps, as an execution needs it."""
+
+    memo: list[MemoizedStep] = field(default_factory=list)
+    # Failed attempts of the steps being retried, and when each may run again.
+    attempts: dict[str, int] = field(default_factory=dict)
+    not_before: dict[str, int] = field(default_factory=dict)
+    state_bytes: int = 0
+
+
+def _step_states(tx: WriteTx, run_ids: Sequence[str], now_ms: int) -> dict[str, _StepState]:
+    found = {r: _StepState() for r in run_ids}
+    if not run_ids:
+        return found
+    # Memoized steps go out in the order their results were recorded: the SDK
+    # hands them back in that order (it keeps parallel branches deterministic).
+    for row in sorted(tx.steps_of(run_ids), key=lambda r: r.position):
+        state = found[row.run_id]
+        if row.status is StepStatus.COMPLETED:
+            output = (row.output or "null").encode("utf-8")
+            state.memo.append(MemoizedStep(row.step_id, output, None))
+            state.state_bytes += len(output)
+        elif row.status is StepStatus.FAILED:
+            state.memo.append(MemoizedStep(row.step_id, None, row.error))
+        else:
+            state.attempts[row.step_id] = row.attempts
+            if row.retry_at_ms is not None and row.retry_at_ms > now_ms:
+                state.not_before[row.step_id] = row.retry_at_ms
+    return found

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from controlplane.engine import admin, cron, ingest, invocation, leases
+from controlplane.engine import admin, claims, cron, ingest, invocation, leases
 from controlplane.engine.clock import Clock, VirtualClock
 from controlplane.engine.creation import Routing
 from controlplane.engine.dispatcher import Dispatcher
@@ -129,11 +129,13 @@ class Engine:
 
     async def start(self) -> None:
         await self.reload_functions()
-        if self.settings.release_leases_on_start:
-            now = self.clock.now_ms()
-            released = await self.store.write(lambda tx: leases.release_all(tx, now))
-            if released:
-                log.info("requeued %d run(s) leased before the restart", len(released))
+        if self.settings.cap_leases_on_start:
+            # Leases of the previous process: their workers may re-announce them
+            # within a lease timeout; the ones not re-announced expire then.
+            cap = self.clock.now_ms() + self.settings.lease_timeout_ms
+            held = await self.store.write(lambda tx: tx.cap_leases(cap))
+            if held:
+                log.info("%d lease(s) from before the restart wait to be re-announced", held)
         self.dispatcher.start()
         self.invariants.start()
         self.retention.start()
@@ -280,8 +282,36 @@ class Engine:
             session.instance_id or "unnamed",
             session.id,
         )
+        if hello.held:
+            await self._resume(session, {h.execution_id: h.run_id for h in hello.held})
         self.dispatcher.wake()
         return session
+
+    async def _resume(self, session: WorkerSession, held: dict[str, str]) -> None:
+        """Re-grant a reconnecting worker the executions it still holds whose
+        leases are still theirs; tell it to stop the others (after its Welcome,
+        which the sink sends first)."""
+        clock, timeout = self.clock, self.settings.lease_timeout_ms
+        kept = await self.store.write(
+            lambda tx: claims.resume_executions(tx, session.app_id, held, clock.now_ms(), timeout),
+            hold=True,
+        )
+        for execution_id, info in kept:
+            # An earlier stream of this worker may not have ended yet here: the
+            # execution moves, so that stream's end does not release it.
+            self.sessions.untrack(execution_id)
+            self.sessions.track(session, execution_id, info)
+        resumed = {execution_id for execution_id, _ in kept}
+        for execution_id, run_id in held.items():
+            if execution_id not in resumed:
+                session.sink.cancel(execution_id, run_id, LEASE_LOST)
+        log.info(
+            "worker session %s re-announced %d execution(s): %d resumed, %d lost",
+            session.id,
+            len(held),
+            len(resumed),
+            len(held) - len(resumed),
+        )
 
     async def disconnect_worker(self, session: WorkerSession, reason: str) -> None:
         session.closed = True
@@ -292,6 +322,11 @@ class Engine:
             self.cancel_acknowledged(execution_id)  # the stream is gone: so is it
         log.info("worker disconnected: session %s (%s)", session.id, reason)
         if not held:
+            return
+        if self._stopping:
+            # The worker keeps running them and re-announces them to the next
+            # control plane; if it never does, they expire with their lease.
+            log.info("left %d lease(s) of session %s to be re-announced", len(held), session.id)
             return
         now = self.clock.now_ms()
         message = f"worker disconnected ({reason})"

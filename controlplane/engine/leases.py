@@ -43,11 +43,3 @@ def release_expired(tx: WriteTx, now_ms: int, lease_timeout_ms: int) -> list[tup
         return []
     reason = f"lease expired: no heartbeat from the worker for {lease_timeout_ms} ms"
     return release(tx, expired, now_ms, reason, expired_only=True)
-
-
-def release_all(tx: WriteTx, now_ms: int) -> list[tuple[str, str]]:
-    """At start-up with a store no one else uses: every lease is a leftover."""
-    holders = tx.all_lease_holders()
-    if not holders:
-        return []
-    return release(tx, holders, now_ms, "the control plane restarted")

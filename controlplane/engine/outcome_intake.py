@@ -87,6 +87,12 @@ class OutcomeIntake:
                 reason = info.stopped if info is not None else LEASE_LOST
                 refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
                 continue
+            if (
+                info.recorded
+                and isinstance(outcome.body, StepCompleted | StepFailed)
+                and outcome.body.step_id in info.recorded
+            ):
+                continue  # sent again after a reconnect, and already durable
             if isinstance(outcome.body, NonDeterminism):
                 log.warning(
                     "run %s: non-determinism: %s",

@@ -48,6 +48,10 @@ class InFlight:
     # Set when an outcome of this execution broke a rule: the reason its later
     # outcomes are refused.
     stopped: str = ""
+    # For an execution re-granted to a reconnecting worker: the steps whose
+    # results were already durable. The worker may send them again (their
+    # acknowledgement was lost); they are acknowledged and not applied twice.
+    recorded: frozenset[str] = frozenset()
 
 
 @dataclass(eq=False, slots=True)

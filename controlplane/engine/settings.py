@@ -36,9 +36,10 @@ class EngineSettings:
     # A worker's stream is not read while this many of its outcomes wait for
     # their commit: its frames stay in its buffers (gRPC flow control), not ours.
     max_unacknowledged_outcomes: int = 10_000
-    # Release every lease at start-up. Safe only when this control plane is the
-    # store's one user (SQLite); with PostgreSQL leases expire by deadline.
-    release_leases_on_start: bool = False
+    # At start-up, bring every lease deadline to at most a lease timeout from
+    # now: on a store no one else uses (SQLite), the leases are the previous
+    # process's, and its clock (a virtual one) may have been ahead of this one's.
+    cap_leases_on_start: bool = False
     # How often the doctor's checks run in the background (0: never).
     invariant_check_interval_ms: int = 300_000
     # Finished runs, and events nothing needs, are deleted this long after

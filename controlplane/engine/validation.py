@@ -46,6 +46,8 @@ MAX_STEP_NAME_LENGTH = 512
 # What one Hello may declare: checked before any other work on it, so that no
 # worker can hold the control plane busy with its registration.
 MAX_FUNCTIONS_PER_APP = 1000
+#: How many executions one Hello may re-announce (Hello.held).
+MAX_HELD_EXECUTIONS = 10_000
 MAX_TRIGGERS_PER_FUNCTION = 32
 MAX_CANCEL_ON_PER_FUNCTION = 16
 MAX_DEFINITION_BYTES = 64 * 1024
@@ -233,12 +235,17 @@ def app_id_problem(app_id: str) -> str | None:
     return None
 
 
-def hello_size_problem(app_id: str, function_count: int) -> str | None:
-    """Why a Hello declares too many functions, or None."""
+def hello_size_problem(app_id: str, function_count: int, held_count: int = 0) -> str | None:
+    """Why a Hello declares too many functions or held executions, or None."""
     if function_count > MAX_FUNCTIONS_PER_APP:
         return (
             f"app {app_id!r} declares {function_count:,} functions; "
             f"the limit is {MAX_FUNCTIONS_PER_APP:,} per app"
+        )
+    if held_count > MAX_HELD_EXECUTIONS:
+        return (
+            f"the Hello re-announces {held_count:,} held executions; "
+            f"the limit is {MAX_HELD_EXECUTIONS:,}"
         )
     return None
 

@@ -162,6 +162,14 @@ class FunctionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldExecution:
+    """An execution a reconnecting worker still holds (Hello.held)."""
+
+    execution_id: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerHello:
     protocol_version: int
     app_id: str
@@ -170,3 +178,4 @@ class WorkerHello:
     sdk_version: str
     capacity: int
     functions: list[FunctionSpec]
+    held: tuple[HeldExecution, ...] = ()

@@ -308,6 +308,45 @@ class QueueWrites(FlowWrites):
             held.update(r.lease_execution_id for r in result)
         return held
 
+    def regrant_leases(
+        self, app_id: str, held: Mapping[str, str], deadline_ms: int
+    ) -> list[Claimed]:
+        """Extend the leases a reconnecting worker of ``app_id`` still holds
+        (execution id -> run id): those whose run's queue row still names the
+        execution (the fencing token). Returns them; a lease given away meanwhile
+        is not among them."""
+        kept: list[Claimed] = []
+        for chunk in chunks(sorted(held)):
+            result = self.conn.execute(
+                update(queue)
+                .where(
+                    queue.c.lease_execution_id.in_(chunk),
+                    queue.c.run_id.in_([held[e] for e in chunk]),
+                    queue.c.app_id == app_id,
+                )
+                .values(lease_deadline_ms=deadline_ms)
+                .returning(queue.c.run_id, queue.c.function_id, queue.c.lease_execution_id)
+            )
+            kept.extend(
+                Claimed(r.run_id, app_id, r.function_id, r.lease_execution_id)
+                for r in result
+                if held.get(r.lease_execution_id) == r.run_id
+            )
+        return kept
+
+    def cap_leases(self, deadline_ms: int) -> int:
+        """Bring every lease deadline later than ``deadline_ms`` down to it;
+        returns how many leases are held."""
+        self.conn.execute(
+            update(queue)
+            .where(queue.c.lease_execution_id.is_not(None), queue.c.lease_deadline_ms > deadline_ms)
+            .values(lease_deadline_ms=deadline_ms)
+        )
+        held = self.conn.execute(
+            select(func.count()).where(queue.c.lease_execution_id.is_not(None))
+        ).scalar_one()
+        return int(held)
+
     def release_leases(
         self, execution_ids: Sequence[str], now_ms: int, *, expired_only: bool = False
     ) -> list[tuple[str, str]]:
@@ -356,12 +395,6 @@ class QueueWrites(FlowWrites):
             .where(queue.c.lease_execution_id.is_not(None))
             .values(lease_deadline_ms=queue.c.lease_deadline_ms + by_ms)
         )
-
-    def all_lease_holders(self) -> list[str]:
-        rows = self.conn.execute(
-            select(queue.c.lease_execution_id).where(queue.c.lease_execution_id.is_not(None))
-        )
-        return [r.lease_execution_id for r in rows]
 
     def lock_lease(self, run_id: str) -> QueueLease | None:
         """The run's lease (None without a queue item: it finished). On

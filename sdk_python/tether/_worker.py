@@ -1,10 +1,13 @@
 """The worker: one stream to the control plane, many executions at once.
 
 Outcomes are sent in batches as they happen; the control plane acknowledges them
-once durable. When the stream breaks, the worker drops what it was running (the
-control plane gives those runs to a worker again) and reconnects with jittered
-exponential backoff. ``drain()`` (SIGTERM) stops taking work, lets what is
-running finish and be acknowledged, then disconnects.
+once durable. When the stream breaks, executions keep running and their outcomes
+wait; the worker reconnects at once and then with jittered exponential backoff,
+re-announces what it holds in its Hello and sends every unacknowledged outcome
+again (the control plane re-grants the leases still theirs and cancels the rest).
+Disconnected for a whole lease timeout, it drops them: their runs have gone to
+another worker. ``drain()`` (SIGTERM) stops taking work, lets what is running
+finish and be acknowledged, then disconnects.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ log = logging.getLogger("tether.worker")
 
 RECONNECT_BASE_S = 0.1
 RECONNECT_MAX_S = 5.0
+# While it holds executions the worker retries sooner: their leases wait for it
+# only a lease timeout.
+RECONNECT_MAX_HOLDING_S = 0.5
+# Until a Welcome says otherwise (Welcome.lease_timeout_ms).
+DEFAULT_LEASE_TIMEOUT_S = 15.0
 # A worker that hears nothing from the control plane for this many heartbeat
 # intervals treats the connection as dead.
 SILENCE_INTERVALS = 3
@@ -81,11 +89,16 @@ class Worker:
             max_workers=threads or min(64, max(4, capacity)), thread_name_prefix="tether-step"
         )
         self._executions: dict[str, tuple[Execution, asyncio.Task[None]]] = {}
+        # Outcomes not yet sent, and those sent on this stream and not yet
+        # acknowledged (in seq order): both are sent again after a reconnect.
         self._outbox: list[ws.Outcome] = []
+        self._unacked: list[ws.Outcome] = []
         self._control: list[ws.WorkerFrame] = []
         self._wake_sender = asyncio.Event()
         self._next_seq = 1
-        self._acked_through = 0
+        self._lease_timeout_s = DEFAULT_LEASE_TIMEOUT_S
+        # Drops what the worker holds once disconnected for a lease timeout.
+        self._give_up: asyncio.TimerHandle | None = None
         self._limits = Limits()
         self._draining = False
         self._stopped = asyncio.Event()
@@ -135,17 +148,23 @@ class Worker:
                 except (WorkerRejectedError, UnauthenticatedError, PermissionDeniedError):
                     raise
                 except Exception as error:
-                    if self._draining and not self._executions:
+                    code = getattr(error, "code", None)
+                    if code == grpc.StatusCode.INVALID_ARGUMENT:
+                        # What was sent broke the protocol: sending it again would
+                        # too. Start clean.
+                        self._drop_held()
+                    if self._draining and not self._holds_work():
                         return
                     if self._welcomed:
                         # The connection was healthy before it broke: start over.
                         attempt = 0
                         self._welcomed = False
+                        self._arm_give_up()
+                    longest = RECONNECT_MAX_HOLDING_S if self._holds_work() else RECONNECT_MAX_S
                     delay = random.uniform(
-                        RECONNECT_BASE_S / 2, min(RECONNECT_MAX_S, RECONNECT_BASE_S * 2**attempt)
+                        RECONNECT_BASE_S / 2, min(longest, RECONNECT_BASE_S * 2**attempt)
                     )
                     attempt += 1
-                    code = getattr(error, "code", None)
                     log.log(
                         logging.ERROR if code in _PROBLEM_CODES else logging.WARNING,
                         "connection to %s lost (%s); reconnecting in %.2f s",
@@ -156,7 +175,7 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopped.wait(), delay)
         finally:
-            self._drop_executions()
+            self._drop_held()
             self._threads.shutdown(wait=False, cancel_futures=True)
 
     # -- one connection ----------------------------------------------------------------
@@ -189,6 +208,10 @@ class Worker:
                 max_frame_bytes=welcome.limits.max_frame_bytes or _DEFAULT_LIMITS.max_frame_bytes,
             )
             interval_s = (welcome.heartbeat_interval_ms or 3000) / 1000
+            self._lease_timeout_s = (welcome.lease_timeout_ms or 15_000) / 1000
+            if self._give_up is not None:
+                self._give_up.cancel()
+                self._give_up = None
             log.info(
                 "connected to %s as app %r (%d function(s), capacity %d, session %s)",
                 connection.address,
@@ -199,9 +222,11 @@ class Worker:
             )
             self.connected.set()
             self._welcomed = True
-            # A new stream starts a new sequence of outcomes.
+            # A new stream starts a new sequence of outcomes; what the last one
+            # left unacknowledged goes first.
             self._next_seq = 1
-            self._acked_through = 0
+            if self._outbox:
+                self._wake_sender.set()
             tasks = [
                 asyncio.create_task(self._read(call, interval_s), name="tether-read"),
                 asyncio.create_task(self._send(call), name="tether-send"),
@@ -239,8 +264,10 @@ class Worker:
             raise translate(error, connection.address) from None
         finally:
             self.connected.clear()
-            self._drop_executions()
-            self._outbox.clear()
+            # Executions go on; their outcomes wait for the next stream, after
+            # those this one did not acknowledge.
+            self._outbox = self._unacked + self._outbox
+            self._unacked = []
             self._control.clear()
             await channel.close(grace=None)
 
@@ -253,7 +280,21 @@ class Worker:
             sdk_version=__version__,
             functions=[f.definition() for f in self._functions.values()],
             capacity=self.capacity,
+            held=[
+                ws.HeldExecution(execution_id=execution_id, run_id=run_id)
+                for execution_id, run_id in self._held().items()
+            ],
         )
+
+    def _held(self) -> dict[str, str]:
+        """The executions this worker holds (execution id -> run id): those
+        running, and those with outcomes not yet acknowledged."""
+        held = {o.execution_id: o.run_id for o in self._outbox}
+        held.update((e, execution.run_id) for e, (execution, _) in self._executions.items())
+        return held
+
+    def _holds_work(self) -> bool:
+        return bool(self._executions or self._outbox or self._unacked)
 
     async def _read(self, call: Any, interval_s: float) -> None:
         silence = interval_s * SILENCE_INTERVALS
@@ -293,8 +334,18 @@ class Worker:
             for frame in control:
                 await call.write(frame)
             outcomes, self._outbox = self._outbox, []
+            self._number(outcomes)
+            # Unacknowledged from the moment they are handed to the stream: if it
+            # breaks mid-write, they are sent again.
+            self._unacked.extend(outcomes)
             for chunk in _chunks(outcomes, self._limits.max_frame_bytes):
                 await call.write(ws.WorkerFrame(outcomes=ws.Outcomes(outcomes=chunk)))
+
+    def _number(self, outcomes: list[ws.Outcome]) -> None:
+        """Give outcomes their seqs on this stream, as they are sent."""
+        for outcome in outcomes:
+            outcome.seq = self._next_seq
+            self._next_seq += 1
 
     async def _heartbeat(self, interval_s: float) -> None:
         while True:
@@ -307,9 +358,7 @@ class Worker:
     # -- executions ----------------------------------------------------------------------
 
     def _emit(self, outcome: ws.Outcome) -> None:
-        outcome.seq = self._next_seq
-        self._next_seq += 1
-        self._outbox.append(outcome)
+        self._outbox.append(outcome)  # numbered when sent
         self._wake_sender.set()
 
     def _start(self, execute: ws.Execute) -> None:
@@ -370,29 +419,54 @@ class Worker:
             execution.cancel()
         else:
             execution.drop()
+            self._outbox = [o for o in self._outbox if o.execution_id != execution_id]
         self._check_settled()
 
     def _on_acks(self, acks: ws.Acks) -> None:
-        self.acked += max(0, acks.through_seq - self._acked_through)
-        self._acked_through = max(self._acked_through, acks.through_seq)
+        done = 0
+        while done < len(self._unacked) and self._unacked[done].seq <= acks.through_seq:
+            done += 1
+        del self._unacked[:done]
+        self.acked += done
         for refusal in acks.refused:
             self._cancel(refusal.execution_id, f"outcome refused: {refusal.reason}")
         self._check_settled()
 
     def _check_settled(self) -> None:
-        if (
-            self._draining
-            and not self._executions
-            and not self._outbox
-            and self._acked_through >= self._next_seq - 1
-        ):
+        if self._draining and not self._holds_work():
             self._settled.set()
 
-    def _drop_executions(self) -> None:
+    def _arm_give_up(self) -> None:
+        """Drop what the worker holds if no stream is back within a lease timeout."""
+        if self._give_up is None and self._holds_work():
+            self._give_up = asyncio.get_running_loop().call_later(
+                self._lease_timeout_s, self._lease_timeout_passed
+            )
+
+    def _lease_timeout_passed(self) -> None:
+        self._give_up = None
+        if self.connected.is_set():
+            return
+        log.warning(
+            "no control plane for the lease timeout (%.0f s): dropping %d execution(s); "
+            "their runs go to another worker",
+            self._lease_timeout_s,
+            len(self._executions),
+        )
+        self._drop_held()
+
+    def _drop_held(self) -> None:
+        """Stop every execution and forget every outcome not yet acknowledged."""
         for execution, task in self._executions.values():
             execution.drop()
             task.cancel()
         self._executions.clear()
+        self._outbox.clear()
+        self._unacked.clear()
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        self._check_settled()
 
 
 def _chunks(outcomes: list[ws.Outcome], max_bytes: int) -> list[list[ws.Outcome]]:

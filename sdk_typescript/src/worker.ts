@@ -3,10 +3,14 @@
  *
  * Outcomes are sent in batches as they happen (everything emitted in one turn
  * of the event loop goes in one frame); the control plane acknowledges them
- * once durable. When the stream breaks, the worker drops what it was running
- * (the control plane gives those runs to a worker again) and reconnects with
- * jittered exponential backoff. `drain()` (SIGTERM) stops taking work, lets
- * what is running finish and be acknowledged, then disconnects.
+ * once durable. When the stream breaks, executions keep running and their
+ * outcomes wait; the worker reconnects at once and then with jittered
+ * exponential backoff, re-announces what it holds in its Hello and sends every
+ * unacknowledged outcome again (the control plane re-grants the leases still
+ * theirs and cancels the rest). Disconnected for a whole lease timeout, it
+ * drops them: their runs have gone to another worker. `drain()` (SIGTERM)
+ * stops taking work, lets what is running finish and be acknowledged, then
+ * disconnects.
  */
 
 import { hostname } from "node:os";
@@ -14,7 +18,13 @@ import { hostname } from "node:os";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 
 import type { Connection } from "./connection.js";
-import { PermissionDeniedError, UnauthenticatedError, WorkerRejectedError, errorMessage } from "./errors.js";
+import {
+  InvalidArgumentError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+  WorkerRejectedError,
+  errorMessage,
+} from "./errors.js";
 import { DEFAULT_LIMITS, Execution, type Limits, errorInfo } from "./execution.js";
 import type { TetherFunction } from "./function.js";
 import type { Logger } from "./logger.js";
@@ -33,6 +43,10 @@ import {
 
 const RECONNECT_BASE_MS = 100;
 const RECONNECT_MAX_MS = 5000;
+/** While it holds executions the worker retries sooner: their leases wait only a lease timeout. */
+const RECONNECT_MAX_HOLDING_MS = 500;
+/** Until a Welcome says otherwise (`Welcome.lease_timeout_ms`). */
+const DEFAULT_LEASE_TIMEOUT_MS = 15_000;
 /** A worker that hears nothing for this many heartbeat intervals treats the stream as dead. */
 const SILENCE_INTERVALS = 3;
 
@@ -143,12 +157,16 @@ export class Worker {
   readonly #app: WorkerApp;
   readonly #functions: ReadonlyMap<string, TetherFunction>;
   readonly #executions = new Map<string, Execution>();
+  /** Outcomes not yet sent; and those sent on this stream, not yet acknowledged (in seq order). */
   #outbox: Outcome[] = [];
+  #unacked: Outcome[] = [];
   #control: WorkerFrame[] = [];
   #flushScheduled = false;
   #call: ClientDuplexStream<WorkerFrame, ServerFrame> | undefined;
   #nextSeq = 1;
-  #ackedThrough = 0;
+  #leaseTimeoutMs = DEFAULT_LEASE_TIMEOUT_MS;
+  /** Drops what the worker holds once disconnected for a lease timeout. */
+  #giveUp: NodeJS.Timeout | undefined;
   #limits: Limits = DEFAULT_LIMITS;
   #draining = false;
   #welcomed = false;
@@ -220,13 +238,17 @@ export class Worker {
             error instanceof PermissionDeniedError
           )
             throw error;
-          if (this.#draining && this.#executions.size === 0) return;
+          // What was sent broke the protocol: sending it again would too. Start clean.
+          if (error instanceof InvalidArgumentError) this.#dropHeld();
+          if (this.#draining && !this.#holdsWork()) return;
           if (this.#welcomed) {
             // The connection was healthy before it broke: start over.
             attempt = 0;
             this.#welcomed = false;
+            this.#armGiveUp();
           }
-          const ceiling = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** attempt);
+          const longest = this.#holdsWork() ? RECONNECT_MAX_HOLDING_MS : RECONNECT_MAX_MS;
+          const ceiling = Math.min(longest, RECONNECT_BASE_MS * 2 ** attempt);
           const delay = RECONNECT_BASE_MS / 2 + Math.random() * (ceiling - RECONNECT_BASE_MS / 2);
           attempt += 1;
           this.#app.log.warn(
@@ -237,7 +259,7 @@ export class Worker {
         }
       }
     } finally {
-      this.#dropExecutions();
+      this.#dropHeld();
     }
   }
 
@@ -283,14 +305,18 @@ export class Worker {
         maxFrameBytes: limits?.maxFrameBytes || DEFAULT_LIMITS.maxFrameBytes,
       };
       const intervalMs = welcome.heartbeatIntervalMs || 3000;
+      this.#leaseTimeoutMs = welcome.leaseTimeoutMs || DEFAULT_LEASE_TIMEOUT_MS;
+      clearTimeout(this.#giveUp);
+      this.#giveUp = undefined;
       this.#app.log.info(
         `connected to ${connection.address} as app '${this.#app.appId}' (${this.#functions.size} ` +
           `function(s), capacity ${this.capacity}, session ${welcome.sessionId})`,
       );
-      // A new stream starts a new sequence of outcomes.
+      // A new stream starts a new sequence of outcomes; what the last one left
+      // unacknowledged goes first.
       this.#nextSeq = 1;
-      this.#ackedThrough = 0;
       this.#call = call;
+      if (this.#outbox.length > 0) this.#scheduleFlush();
       this.#welcomed = true;
       this.#connected = true;
       for (const wake of this.#connectedWaiters.splice(0)) wake();
@@ -321,8 +347,10 @@ export class Worker {
       clearInterval(heartbeat);
       this.#connected = false;
       this.#call = undefined;
-      this.#dropExecutions();
-      this.#outbox = [];
+      // Executions go on; their outcomes wait for the next stream, after those
+      // this one did not acknowledge.
+      this.#outbox = [...this.#unacked, ...this.#outbox];
+      this.#unacked = [];
       this.#control = [];
       call.cancel();
       client.close();
@@ -338,7 +366,19 @@ export class Worker {
       sdkVersion: VERSION,
       functions: [...this.#functions.values()].map((f) => f.definition),
       capacity: this.capacity,
+      held: [...this.#held()].map(([executionId, runId]) => ({ executionId, runId })),
     };
+  }
+
+  /** The executions this worker holds (execution id -> run id): running, or with outcomes not yet acknowledged. */
+  #held(): Map<string, string> {
+    const held = new Map(this.#outbox.map((o) => [o.executionId, o.runId]));
+    for (const [executionId, execution] of this.#executions) held.set(executionId, execution.runId);
+    return held;
+  }
+
+  #holdsWork(): boolean {
+    return this.#executions.size > 0 || this.#outbox.length > 0 || this.#unacked.length > 0;
   }
 
   /** Handles frames until the stream ends, fails or falls silent (it never returns normally). */
@@ -377,9 +417,7 @@ export class Worker {
   // -- sending ---------------------------------------------------------------------------
 
   #emit(outcome: Outcome): void {
-    outcome.seq = this.#nextSeq;
-    this.#nextSeq += 1;
-    this.#outbox.push(outcome);
+    this.#outbox.push(outcome); // numbered when sent
     this.#scheduleFlush();
   }
 
@@ -400,6 +438,12 @@ export class Worker {
     for (const frame of control) call.write(frame);
     const outcomes = this.#outbox;
     this.#outbox = [];
+    for (const outcome of outcomes) {
+      outcome.seq = this.#nextSeq;
+      this.#nextSeq += 1;
+    }
+    // Unacknowledged from the moment they are handed to the stream: sent again if it breaks.
+    this.#unacked.push(...outcomes);
     for (const chunk of chunks(outcomes, this.#limits.maxFrameBytes)) {
       call.write({ frame: { $case: "outcomes", value: { outcomes: chunk } } });
     }
@@ -460,13 +504,18 @@ export class Worker {
     this.#executions.delete(executionId);
     this.#app.log.info(`run ${execution.runId}: execution stopped: ${reason}`);
     if (letStepFinish) execution.cancel();
-    else execution.drop();
+    else {
+      execution.drop();
+      this.#outbox = this.#outbox.filter((o) => o.executionId !== executionId);
+    }
     this.#checkSettled();
   }
 
   #onAcks(acks: Acks): void {
-    this.acked += Math.max(0, acks.throughSeq - this.#ackedThrough);
-    this.#ackedThrough = Math.max(this.#ackedThrough, acks.throughSeq);
+    let done = 0;
+    while (done < this.#unacked.length && (this.#unacked[done]?.seq ?? Infinity) <= acks.throughSeq) done += 1;
+    this.#unacked.splice(0, done);
+    this.acked += done;
     for (const refusal of acks.refused) {
       this.#cancel(refusal.executionId, `outcome refused: ${refusal.reason}`, false);
     }
@@ -474,20 +523,35 @@ export class Worker {
   }
 
   #checkSettled(): void {
-    if (
-      this.#draining &&
-      this.#executions.size === 0 &&
-      this.#outbox.length === 0 &&
-      !this.#flushScheduled &&
-      this.#ackedThrough >= this.#nextSeq - 1
-    ) {
+    if (this.#draining && !this.#holdsWork() && !this.#flushScheduled) {
       this.#settled.resolve();
     }
   }
 
-  #dropExecutions(): void {
+  /** Drops what the worker holds if no stream is back within a lease timeout. */
+  #armGiveUp(): void {
+    if (this.#giveUp !== undefined || !this.#holdsWork()) return;
+    this.#giveUp = setTimeout(() => {
+      this.#giveUp = undefined;
+      if (this.#connected) return;
+      this.#app.log.warn(
+        `no control plane for the lease timeout (${Math.round(this.#leaseTimeoutMs / 1000)} s): dropping ` +
+          `${this.#executions.size} execution(s); their runs go to another worker`,
+      );
+      this.#dropHeld();
+    }, this.#leaseTimeoutMs);
+    this.#giveUp.unref();
+  }
+
+  /** Stops every execution and forgets every outcome not yet acknowledged. */
+  #dropHeld(): void {
     for (const execution of this.#executions.values()) execution.drop();
     this.#executions.clear();
+    this.#outbox = [];
+    this.#unacked = [];
+    clearTimeout(this.#giveUp);
+    this.#giveUp = undefined;
+    this.#checkSettled();
   }
 }
 

@@ -221,6 +221,34 @@ def test_killed_control_plane_loses_no_run(cluster: Cluster) -> None:
         assert [s.name for s in run.steps] == ["add", "add:1", "add:2", "add:3", "add:4"]
 
 
+def test_a_killed_control_plane_reruns_no_running_step(cluster_factory: Any) -> None:
+    """Workers keep running through a kill -9 of the control plane, re-announce
+    what they hold to the restarted one and send what it had not acknowledged:
+    no step runs twice, and nothing waits for a lease to time out (a minute
+    here, longer than the test's deadline)."""
+    cluster: Cluster = cluster_factory(lease_timeout_ms=60_000)
+    cluster.worker(capacity=50)
+    _connected(cluster, "paced")
+    run_ids = cluster.admin.send_many([("test/paced", {}) for _ in range(20)])
+
+    def in_second_step_everywhere() -> bool:
+        started = {row[0] for row in ledger.read(cluster.ledger) if row[1] == "step-1"}
+        return started >= set(run_ids)
+
+    wait_until(in_second_step_everywhere, what="every run to be in its second step")
+    cluster.control_plane.kill()
+    cluster.restart_control_plane()
+
+    for run_id in run_ids:
+        run = _wait_finished(cluster, run_id, timeout=30)
+        assert run.run.status == COMPLETED
+        assert cluster.admin.output(run_id) == sum(range(6))
+        counts = _counts(cluster, run_id)
+        assert [counts[f"step-{i}"] for i in range(6)] == [1] * 6, "a step ran again"
+        assert not _history(run, rs.HISTORY_KIND_EXECUTION_LOST)
+        assert len(_history(run, rs.HISTORY_KIND_EXECUTION_STARTED)) == 1
+
+
 def test_heartbeats_keep_a_long_step_on_its_worker(cluster_factory: Any) -> None:
     cluster: Cluster = cluster_factory(heartbeat_ms=200, lease_timeout_ms=1000)
     cluster.worker()

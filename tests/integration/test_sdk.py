@@ -457,12 +457,11 @@ async def test_a_worker_closed_for_its_silence_logs_why_and_reconnects(
 async def test_a_worker_that_breaks_the_protocol_logs_an_error_and_reconnects(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def emit_without_numbering(self: Worker, outcome: Any) -> None:
-        outcome.seq = 1  # never increases: the second outcome breaks the protocol
-        self._outbox.append(outcome)
-        self._wake_sender.set()
+    def number_badly(self: Worker, outcomes: list[Any]) -> None:
+        for outcome in outcomes:
+            outcome.seq = 1  # never increases: the second outcome breaks the protocol
 
-    monkeypatch.setattr(Worker, "_emit", emit_without_numbering)
+    monkeypatch.setattr(Worker, "_number", number_badly)
     caplog.set_level(logging.INFO, logger="tether.worker")
     async with TestEnvironment(quiet, server_args=SHORT_LEASES):
         await quiet.send({"name": "sdk/quiet-greet"})

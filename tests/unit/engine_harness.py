@@ -30,6 +30,7 @@ from controlplane.model import (
     EventTrigger,
     Execution,
     FunctionSpec,
+    HeldExecution,
     Outcome,
     OutcomeBody,
     Refusal,
@@ -104,12 +105,17 @@ class MemorySink:
 
 
 class EngineHarness:
-    def __init__(self, engine: Engine, store: Store, clock: VirtualClock) -> None:
+    def __init__(
+        self, engine: Engine, store: Store, clock: VirtualClock, settings: EngineSettings
+    ) -> None:
         self.engine = engine
         self.store = store
         self.clock = clock
+        self.settings = settings
         self.sink = MemorySink()
         self.session: WorkerSession | None = None
+        self.functions: list[FunctionSpec] = []
+        self.capacity = 0
         self._seq = 0
 
     @classmethod
@@ -127,22 +133,42 @@ class EngineHarness:
         await asyncio.to_thread(migrate, store.engine)
         await store.start()
         clock = VirtualClock(START_MS, auto_skip=False)
-        engine = Engine(store, clock, settings or EngineSettings())
+        settings = settings or EngineSettings()
+        engine = Engine(store, clock, settings)
         await engine.start()
-        harness = cls(engine, store, clock)
+        harness = cls(engine, store, clock, settings)
         try:
             if functions:
-                served = [*functions, spec(PROBE)]
-                hello = WorkerHello(1, APP, "harness-worker", "python", "test", capacity, served)
-                session = await engine.connect_worker(hello, harness.sink)
-                harness.session = session
-                harness.sink.confirm_cancel = lambda execution_id: (
-                    engine.worker_acknowledged_cancel(session, execution_id)
-                )
+                harness.functions = [*functions, spec(PROBE)]
+                harness.capacity = capacity
+                await harness.connect()
             yield harness
         finally:
-            await engine.stop()
+            await harness.engine.stop()
             await store.close()
+
+    async def connect(self, held: Sequence[HeldExecution] = ()) -> WorkerSession:
+        """A new stream of the worker (re-announcing ``held``), which becomes the
+        harness's session; the previous one is left as it is (not disconnected)."""
+        self.sink = MemorySink()
+        self._seq = 0
+        hello = WorkerHello(
+            1, APP, "harness-worker", "python", "test", self.capacity, self.functions, tuple(held)
+        )
+        session = await self.engine.connect_worker(hello, self.sink)
+        self.session = session
+        self.sink.confirm_cancel = lambda execution_id: self.engine.worker_acknowledged_cancel(
+            session, execution_id
+        )
+        return session
+
+    async def restart(self) -> None:
+        """A new engine on the same store and clock, as after a kill -9 of the
+        control plane: no stream, no in-memory state survives."""
+        await self.engine.stop()
+        self.session = None
+        self.engine = Engine(self.store, self.clock, self.settings)
+        await self.engine.start()
 
     # -- events and runs ------------------------------------------------------------
 

@@ -238,6 +238,7 @@ class Hello(_message.Message):
     SDK_VERSION_FIELD_NUMBER: _builtins.int
     FUNCTIONS_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
     protocol_version: _builtins.int
     """The protocol version the worker speaks: 1 for this contract."""
     app_id: _builtins.str
@@ -258,6 +259,15 @@ class Hello(_message.Message):
         definition of each function with the same id in the app.
         """
 
+    @_builtins.property
+    def held(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldExecution]:
+        """Executions this worker still holds from an earlier stream (the stream broke
+        or the control plane restarted) and whose outcomes it will send again: each
+        is re-granted to this stream if its run's lease still names it, otherwise
+        the control plane sends `Cancel` for it after `Welcome`. At most 10,000.
+        See docs/protocol.md, "Reconnecting".
+        """
+
     def __init__(
         self,
         *,
@@ -268,14 +278,41 @@ class Hello(_message.Message):
         sdk_version: _builtins.str = ...,
         functions: _abc.Iterable[_common_pb2.FunctionDefinition] | None = ...,
         capacity: _builtins.int = ...,
+        held: _abc.Iterable[Global___HeldExecution] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "capacity", b"capacity", "functions", b"functions", "instance_id", b"instance_id", "protocol_version", b"protocol_version", "sdk_language", b"sdk_language", "sdk_version", b"sdk_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "capacity", b"capacity", "functions", b"functions", "held", b"held", "instance_id", b"instance_id", "protocol_version", b"protocol_version", "sdk_language", b"sdk_language", "sdk_version", b"sdk_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hello: _TypeAlias = Hello  # noqa: Y015
+
+@_typing.final
+class HeldExecution(_message.Message):
+    """An execution a reconnecting worker still holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """`Execute.execution_id`."""
+    run_id: _builtins.str
+    """`Execute.run_id`."""
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldExecution: _TypeAlias = HeldExecution  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):

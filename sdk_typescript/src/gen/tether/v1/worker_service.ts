@@ -139,6 +139,22 @@ export interface Hello {
    * more than this many to the worker. At least 1.
    */
   capacity: number;
+  /**
+   * Executions this worker still holds from an earlier stream (the stream broke
+   * or the control plane restarted) and whose outcomes it will send again: each
+   * is re-granted to this stream if its run's lease still names it, otherwise
+   * the control plane sends `Cancel` for it after `Welcome`. At most 10,000.
+   * See docs/protocol.md, "Reconnecting".
+   */
+  held: HeldExecution[];
+}
+
+/** An execution a reconnecting worker still holds. */
+export interface HeldExecution {
+  /** `Execute.execution_id`. */
+  executionId: string;
+  /** `Execute.run_id`. */
+  runId: string;
 }
 
 /** The control plane accepted the worker. */
@@ -895,7 +911,16 @@ export const ServerFrame: MessageFns<ServerFrame> = {
 };
 
 function createBaseHello(): Hello {
-  return { protocolVersion: 0, appId: "", instanceId: "", sdkLanguage: "", sdkVersion: "", functions: [], capacity: 0 };
+  return {
+    protocolVersion: 0,
+    appId: "",
+    instanceId: "",
+    sdkLanguage: "",
+    sdkVersion: "",
+    functions: [],
+    capacity: 0,
+    held: [],
+  };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -920,6 +945,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.capacity !== 0) {
       writer.uint32(56).uint32(message.capacity);
+    }
+    for (const v of message.held) {
+      HeldExecution.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -993,6 +1021,14 @@ export const Hello: MessageFns<Hello> = {
             message.capacity = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.held.push(HeldExecution.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1017,6 +1053,74 @@ export const Hello: MessageFns<Hello> = {
     message.sdkVersion = object.sdkVersion ?? "";
     message.functions = object.functions?.map((e) => FunctionDefinition.fromPartial(e)) || [];
     message.capacity = object.capacity ?? 0;
+    message.held = object.held?.map((e) => HeldExecution.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHeldExecution(): HeldExecution {
+  return { executionId: "", runId: "" };
+}
+
+export const HeldExecution: MessageFns<HeldExecution> = {
+  encode(message: HeldExecution, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.executionId !== "") {
+      writer.uint32(10).string(message.executionId);
+    }
+    if (message.runId !== "") {
+      writer.uint32(18).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeldExecution {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeldExecution();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.executionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create<I extends Exact<DeepPartial<HeldExecution>, I>>(base?: I): HeldExecution {
+    return HeldExecution.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeldExecution>, I>>(object: I): HeldExecution {
+    const message = createBaseHeldExecution();
+    message.executionId = object.executionId ?? "";
+    message.runId = object.runId ?? "";
     return message;
   },
 };
