@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Insert, Table, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, make_url
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -15,6 +15,8 @@ from controlplane.store.base import Store
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 # SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary result codes).
 _UNREACHABLE = frozenset({10, 13, 14})
+# The execution option that marks the writer's connection.
+_WRITER_OPTION = "tether_writer"
 
 
 class SQLiteStore(Store):
@@ -61,9 +63,18 @@ class SQLiteStore(Store):
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # The writer takes the write lock as its transaction begins: a
+            # deferred transaction that read first and must then write fails at
+            # once with "database is locked" while another process holds the
+            # lock (SQLite does not wait there: it could deadlock), where an
+            # immediate one waits for the busy timeout.
+            writer = conn.get_execution_options().get(_WRITER_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
         return engine
+
+    def _connect_writer(self) -> Connection:
+        return self.engine.connect().execution_options(**{_WRITER_OPTION: True})
 
     def insert(self, table: Table) -> Insert:
         return sqlite_insert(table)
