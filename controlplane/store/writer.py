@@ -53,9 +53,12 @@ class _Outage:
     error: Exception
 
 
-# Backoff between attempts of held operations during an outage.
-_RETRY_FIRST_S = 0.2
-_RETRY_MAX_S = 2.0
+# Backoff between attempts of held operations during an outage. Short: what
+# is held is workers' results, and each second they wait once the database is
+# back is a second of every run's progress (an attempt that fails costs one
+# refused connection).
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 0.5
 
 
 class GroupCommitWriter:
