@@ -23,7 +23,7 @@ TS_PROTOC = $(PY) -m grpc_tools.protoc -I proto --plugin=protoc-gen-ts_proto=nod
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: dev test test-fast lint proto proto-check bench fuzz screenshots clean
+.PHONY: dev test test-fast lint proto proto-check bench chaos fuzz screenshots clean
 
 $(NODE_STAMP): package.json package-lock.json $(wildcard */package.json */*/package.json */*/*/package.json)
 	npm ci --no-audit --no-fund --loglevel=error
@@ -69,7 +69,15 @@ TEST_PROCESSES ?= 2
 test: $(STAMP) $(NODE_STAMP) $(TS_BUILT) $(CHROMIUM) lint proto-check
 	$(BIN)/pytest -q tests/unit
 	PATH=$(abspath $(BIN)):$$PATH npm test --silent --workspaces --if-present
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -n $(TEST_PROCESSES) tests/integration tests/fuzz tests/conformance tests/e2e tests/browser examples
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -q -n $(TEST_PROCESSES) tests/integration tests/fuzz tests/conformance tests/chaos tests/e2e tests/browser examples
+
+## chaos: the chaos suite with 1,000 runs per fault (tests/chaos; `make test` runs
+## it with 200): kill -9 of the control plane (PostgreSQL and SQLite), kill -9 of a
+## worker, PostgreSQL stopped for 5 s, two control planes with one killed. Prints
+## the recovery times.
+CHAOS_RUNS ?= 1000
+chaos: $(STAMP)
+	TETHER_CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/pytest -q -s tests/chaos
 
 ## fuzz: the property-based suite alone (tests/fuzz, also part of `make test`):
 ## garbage and hostile-but-valid messages to every RPC, the worker stream and
