@@ -60,7 +60,9 @@ class Entry:
 
 
 def _entries(path: Path) -> list[Entry]:
-    return [Entry(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in ledger.read(path)]
+    # The last line may be read while a worker is writing it: it counts once whole.
+    rows = [r for r in ledger.read(path) if len(r) == 5 and r[4].isdigit()]
+    return [Entry(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in rows]
 
 
 def _running(entries: list[Entry], worker: str | None = None) -> set[tuple[str, int]]:
