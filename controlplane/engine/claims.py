@@ -129,6 +129,7 @@ def resume_executions(
                 step_count=len(steps[c.run_id].memo),
                 step_attempts=steps[c.run_id].attempts,
                 recorded=frozenset(m.step_id for m in steps[c.run_id].memo),
+                failed_attempts_started=steps[c.run_id].failed_attempts_started,
             ),
         )
         for c in kept
@@ -136,18 +137,20 @@ def resume_executions(
 
 
 @dataclass(slots=True)
-class _StepState:
+class _DurableSteps:
     """What is durable of a run's steps, as an execution needs it."""
 
     memo: list[MemoizedStep] = field(default_factory=list)
     # Failed attempts of the steps being retried, and when each may run again.
     attempts: dict[str, int] = field(default_factory=dict)
     not_before: dict[str, int] = field(default_factory=dict)
+    # When the last failed attempt of each of those steps started.
+    failed_attempts_started: dict[str, int] = field(default_factory=dict)
     state_bytes: int = 0
 
 
-def _step_states(tx: WriteTx, run_ids: Sequence[str], now_ms: int) -> dict[str, _StepState]:
-    found = {r: _StepState() for r in run_ids}
+def _step_states(tx: WriteTx, run_ids: Sequence[str], now_ms: int) -> dict[str, _DurableSteps]:
+    found = {r: _DurableSteps() for r in run_ids}
     if not run_ids:
         return found
     # Memoized steps go out in the order their results were recorded: the SDK
@@ -162,6 +165,8 @@ def _step_states(tx: WriteTx, run_ids: Sequence[str], now_ms: int) -> dict[str, 
             state.memo.append(MemoizedStep(row.step_id, None, row.error))
         else:
             state.attempts[row.step_id] = row.attempts
+            if row.started_at_ms is not None:
+                state.failed_attempts_started[row.step_id] = row.started_at_ms
             if row.retry_at_ms is not None and row.retry_at_ms > now_ms:
                 state.not_before[row.step_id] = row.retry_at_ms
     return found

@@ -240,6 +240,13 @@ class Engine:
     # -- workers ---------------------------------------------------------------------
 
     async def connect_worker(self, hello: WorkerHello, sink: SessionSink) -> WorkerSession:
+        held = {h.execution_id: h.run_id for h in hello.held}
+        # Before anything waits: an earlier stream of this worker whose end is
+        # not noticed yet must not release what it re-announces when it ends.
+        for execution_id in held:
+            owner = self.sessions.owner(execution_id)
+            if owner is not None and owner.app_id == hello.app_id:
+                self.sessions.untrack(execution_id)
         now = self.clock.now_ms()
         # Off the event loop: a large app's checks must not hold up other callers.
         records = await asyncio.to_thread(_registration, hello, now)
@@ -273,6 +280,10 @@ class Engine:
             sink=sink,
             connected_at_ms=now,
         )
+        if held:
+            # Before the session is seen by the dispatcher: what it holds counts
+            # against its capacity from the start.
+            await self._resume(session, held)
         self.sessions.add(session)
         log.info(
             "worker connected: app %s, %d function(s), capacity %d (%s, session %s)",
@@ -282,8 +293,6 @@ class Engine:
             session.instance_id or "unnamed",
             session.id,
         )
-        if hello.held:
-            await self._resume(session, {h.execution_id: h.run_id for h in hello.held})
         self.dispatcher.wake()
         return session
 
@@ -297,9 +306,6 @@ class Engine:
             hold=True,
         )
         for execution_id, info in kept:
-            # An earlier stream of this worker may not have ended yet here: the
-            # execution moves, so that stream's end does not release it.
-            self.sessions.untrack(execution_id)
             self.sessions.track(session, execution_id, info)
         resumed = {execution_id for execution_id, _ in kept}
         for execution_id, run_id in held.items():

@@ -87,12 +87,8 @@ class OutcomeIntake:
                 reason = info.stopped if info is not None else LEASE_LOST
                 refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
                 continue
-            if (
-                info.recorded
-                and isinstance(outcome.body, StepCompleted | StepFailed)
-                and outcome.body.step_id in info.recorded
-            ):
-                continue  # sent again after a reconnect, and already durable
+            if _already_durable(info, outcome.body):
+                continue  # sent again after a reconnect
             if isinstance(outcome.body, NonDeterminism):
                 log.warning(
                     "run %s: non-determinism: %s",
@@ -326,3 +322,13 @@ def _why(error: BaseException) -> str:
     if isinstance(error, EngineError):
         return str(error)
     return "an unexpected error (the control plane's log has the details)"
+
+
+def _already_durable(info: InFlight, body: OutcomeBody) -> bool:
+    """Whether a re-granted execution's outcome was durable before the re-grant."""
+    if not isinstance(body, StepCompleted | StepFailed):
+        return False
+    if body.step_id in info.recorded:
+        return True
+    started = info.failed_attempts_started.get(body.step_id)
+    return isinstance(body, StepFailed) and started == body.started_at_ms

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,9 +49,11 @@ class InFlight:
     # outcomes are refused.
     stopped: str = ""
     # For an execution re-granted to a reconnecting worker: the steps whose
-    # results were already durable. The worker may send them again (their
-    # acknowledgement was lost); they are acknowledged and not applied twice.
+    # results were already durable, and when the durable failed attempt of each
+    # step being retried started. The worker may send those outcomes again
+    # (their acknowledgement was lost); they are acknowledged, not applied twice.
     recorded: frozenset[str] = frozenset()
+    failed_attempts_started: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False, slots=True)

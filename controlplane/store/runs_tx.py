@@ -73,6 +73,8 @@ class StepState:
     retry_at_ms: int | None
     #: The order in which results were recorded.
     position: int
+    #: When the attempt last recorded started (the worker's report).
+    started_at_ms: int | None = None
 
 
 class RunWrites(TxBase):
@@ -140,6 +142,7 @@ class RunWrites(TxBase):
                     steps.c.attempts,
                     steps.c.retry_at_ms,
                     steps.c.position,
+                    steps.c.started_at_ms,
                 ).where(steps.c.run_id.in_(chunk))
             )
             result.extend(
@@ -152,6 +155,7 @@ class RunWrites(TxBase):
                     r.attempts,
                     r.retry_at_ms,
                     r.position,
+                    r.started_at_ms,
                 )
                 for r in rows
             )

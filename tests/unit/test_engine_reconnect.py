@@ -4,6 +4,7 @@ one whose lease was given away meanwhile is cancelled, and its outcomes refused.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from controlplane.model import (
     RunStatus,
     StepFailed,
     StepKind,
+    StepStatus,
+    Suspended,
     WorkerHello,
 )
 from tests.unit.engine_harness import EngineHarness, spec
@@ -121,8 +124,10 @@ async def test_a_reconnect_before_the_old_stream_ended_moves_the_execution(
         old = h.session
         assert old is not None
 
-        await h.connect(held=_held(execution))
+        reconnecting = asyncio.create_task(h.connect(held=_held(execution)))
+        await asyncio.sleep(0)  # the Hello is being handled
         await h.engine.disconnect_worker(old, "stream ended")
+        await reconnecting
 
         assert await h.report(execution, RunCompleted(b'"done"')) == []
         assert await h.status(run_id) is RunStatus.COMPLETED
@@ -142,3 +147,31 @@ async def test_executions_of_another_app_are_not_regranted(tmp_path: Path) -> No
         await h.engine.connect_worker(hello, h.sink)
 
         assert h.sink.cancels == [(execution.execution_id, run_id, LEASE_LOST, False)]
+
+
+async def test_a_failed_attempt_sent_again_after_a_reconnect_counts_once(tmp_path: Path) -> None:
+    async with EngineHarness.start(tmp_path, [spec("charge", retries=1)], settings=RESTARTING) as h:
+        [run_id] = (await h.send("app/charge")).run_ids
+        execution = await h.next_execution()
+        now = h.clock.now_ms()
+        timed_out = StepFailed(
+            hash_step_id("charge"),
+            "charge",
+            StepKind.RUN,
+            ErrorData("TimeoutError", "the provider did not answer"),
+            True,
+            0,
+            now,
+            now,
+        )
+        await h.report(execution, timed_out)
+
+        await h.restart()
+        await h.connect(held=_held(execution))
+        assert await h.report(execution, timed_out, Suspended(waits=[])) == []
+
+        run = await h.run(run_id)
+        [step] = run.steps
+        assert (step.status, step.attempts) == (StepStatus.RETRYING, 1)
+        failures = [e for e in run.history if e.kind is HistoryKind.STEP_FAILED]
+        assert len(failures) == 1
