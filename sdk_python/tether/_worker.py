@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,7 +26,12 @@ from typing import Any
 import grpc
 
 from tether._channel import ConnectionProvider, translate
-from tether._errors import PermissionDeniedError, UnauthenticatedError, WorkerRejectedError
+from tether._errors import (
+    InvalidArgumentError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    WorkerRejectedError,
+)
 from tether._execution import Execution, Limits, Sender, error_info
 from tether._function import Function
 from tether._version import PROTOCOL_VERSION, __version__
@@ -41,6 +47,9 @@ RECONNECT_MAX_S = 5.0
 RECONNECT_MAX_HOLDING_S = 0.5
 # Until a Welcome says otherwise (Welcome.lease_timeout_ms).
 DEFAULT_LEASE_TIMEOUT_S = 15.0
+# The most executions a Hello may re-announce; any more are not re-granted
+# (their outcomes are refused, and the worker stops them).
+MAX_HELD = 10_000
 # A worker that hears nothing from the control plane for this many heartbeat
 # intervals treats the connection as dead.
 SILENCE_INTERVALS = 3
@@ -97,6 +106,10 @@ class Worker:
         self._wake_sender = asyncio.Event()
         self._next_seq = 1
         self._lease_timeout_s = DEFAULT_LEASE_TIMEOUT_S
+        self._heartbeat_interval_s = 3.0
+        # When the control plane was last heard from (monotonic): its leases
+        # were extended no earlier than a heartbeat interval before.
+        self._last_heard = 0.0
         # Drops what the worker holds once disconnected for a lease timeout.
         self._give_up: asyncio.TimerHandle | None = None
         self._limits = Limits()
@@ -149,7 +162,9 @@ class Worker:
                     raise
                 except Exception as error:
                     code = getattr(error, "code", None)
-                    if code == grpc.StatusCode.INVALID_ARGUMENT:
+                    if code == grpc.StatusCode.INVALID_ARGUMENT or isinstance(
+                        error, InvalidArgumentError
+                    ):
                         # What was sent broke the protocol: sending it again would
                         # too. Start clean.
                         self._drop_held()
@@ -209,6 +224,8 @@ class Worker:
             )
             interval_s = (welcome.heartbeat_interval_ms or 3000) / 1000
             self._lease_timeout_s = (welcome.lease_timeout_ms or 15_000) / 1000
+            self._heartbeat_interval_s = interval_s
+            self._last_heard = time.monotonic()
             if self._give_up is not None:
                 self._give_up.cancel()
                 self._give_up = None
@@ -282,7 +299,7 @@ class Worker:
             capacity=self.capacity,
             held=[
                 ws.HeldExecution(execution_id=execution_id, run_id=run_id)
-                for execution_id, run_id in self._held().items()
+                for execution_id, run_id in list(self._held().items())[:MAX_HELD]
             ],
         )
 
@@ -307,6 +324,7 @@ class Worker:
                 ) from None
             if frame is EOF:
                 raise ConnectionLost("the control plane closed the stream")
+            self._last_heard = time.monotonic()
             kind = frame.WhichOneof("frame")
             if kind == "dispatch":
                 for execute in frame.dispatch.executions:
@@ -437,10 +455,12 @@ class Worker:
             self._settled.set()
 
     def _arm_give_up(self) -> None:
-        """Drop what the worker holds if no stream is back within a lease timeout."""
+        """Drop what the worker holds unless a stream is back before its leases
+        can have expired: a lease timeout after their last possible extension."""
         if self._give_up is None and self._holds_work():
+            expiry = self._last_heard - self._heartbeat_interval_s + self._lease_timeout_s
             self._give_up = asyncio.get_running_loop().call_later(
-                self._lease_timeout_s, self._lease_timeout_passed
+                max(0.0, expiry - time.monotonic()), self._lease_timeout_passed
             )
 
     def _lease_timeout_passed(self) -> None:

@@ -47,6 +47,8 @@ const RECONNECT_MAX_MS = 5000;
 const RECONNECT_MAX_HOLDING_MS = 500;
 /** Until a Welcome says otherwise (`Welcome.lease_timeout_ms`). */
 const DEFAULT_LEASE_TIMEOUT_MS = 15_000;
+/** The most executions a Hello may re-announce; any more are not re-granted (the worker stops them). */
+const MAX_HELD = 10_000;
 /** A worker that hears nothing for this many heartbeat intervals treats the stream as dead. */
 const SILENCE_INTERVALS = 3;
 
@@ -165,6 +167,9 @@ export class Worker {
   #call: ClientDuplexStream<WorkerFrame, ServerFrame> | undefined;
   #nextSeq = 1;
   #leaseTimeoutMs = DEFAULT_LEASE_TIMEOUT_MS;
+  #heartbeatIntervalMs = 3000;
+  /** When the control plane was last heard from: its leases were extended no earlier than an interval before. */
+  #lastHeard = 0;
   /** Drops what the worker holds once disconnected for a lease timeout. */
   #giveUp: NodeJS.Timeout | undefined;
   #limits: Limits = DEFAULT_LIMITS;
@@ -306,6 +311,8 @@ export class Worker {
       };
       const intervalMs = welcome.heartbeatIntervalMs || 3000;
       this.#leaseTimeoutMs = welcome.leaseTimeoutMs || DEFAULT_LEASE_TIMEOUT_MS;
+      this.#heartbeatIntervalMs = intervalMs;
+      this.#lastHeard = performance.now();
       clearTimeout(this.#giveUp);
       this.#giveUp = undefined;
       this.#app.log.info(
@@ -366,7 +373,7 @@ export class Worker {
       sdkVersion: VERSION,
       functions: [...this.#functions.values()].map((f) => f.definition),
       capacity: this.capacity,
-      held: [...this.#held()].map(([executionId, runId]) => ({ executionId, runId })),
+      held: [...this.#held()].slice(0, MAX_HELD).map(([executionId, runId]) => ({ executionId, runId })),
     };
   }
 
@@ -389,6 +396,7 @@ export class Worker {
         throw new ConnectionLost(`no word from the control plane for ${Math.round(silenceMs / 1000)} s`);
       }
       if (frame === EOF) throw new ConnectionLost("the control plane closed the stream");
+      this.#lastHeard = performance.now();
       switch (frame.frame?.$case) {
         case "dispatch":
           for (const execute of frame.frame.value.executions) this.#start(execute);
@@ -528,9 +536,10 @@ export class Worker {
     }
   }
 
-  /** Drops what the worker holds if no stream is back within a lease timeout. */
+  /** Drops what the worker holds unless a stream is back before its leases can have expired. */
   #armGiveUp(): void {
     if (this.#giveUp !== undefined || !this.#holdsWork()) return;
+    const expiry = this.#lastHeard - this.#heartbeatIntervalMs + this.#leaseTimeoutMs;
     this.#giveUp = setTimeout(() => {
       this.#giveUp = undefined;
       if (this.#connected) return;
@@ -539,7 +548,7 @@ export class Worker {
           `${this.#executions.size} execution(s); their runs go to another worker`,
       );
       this.#dropHeld();
-    }, this.#leaseTimeoutMs);
+    }, Math.max(0, expiry - performance.now()));
     this.#giveUp.unref();
   }
 

@@ -34,7 +34,11 @@ class ConformanceCluster:
         self.ledger = workdir / "ledger.tsv"
         self.gates = workdir / "gates"
         self.gates.mkdir()
-        self.control_plane = ControlPlaneProcess(db_url, workdir, clock="virtual").start()
+        # A lease timeout well beyond a restart of the control plane: its
+        # workers keep what they hold through one (control-plane-restart).
+        self.control_plane = ControlPlaneProcess(
+            db_url, workdir, clock="virtual", lease_timeout_ms=10_000
+        ).start()
         self.admin = Admin(self.control_plane.address)
         self.clock = Clock(self.control_plane.address)
         self.worker = WorkerProcess(
