@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from controlplane.engine import admin, run_states, waits
 from controlplane.engine.effects import Effects
-from controlplane.engine.sessions import InFlight
+from controlplane.engine.sessions import InFlight, ResumedSteps
 from controlplane.engine.trace_ids import traceparent
 from controlplane.model import (
     ClaimRecord,
@@ -128,8 +128,10 @@ def resume_executions(
                 state_bytes=steps[c.run_id].state_bytes,
                 step_count=len(steps[c.run_id].memo),
                 step_attempts=steps[c.run_id].attempts,
-                recorded=frozenset(m.step_id for m in steps[c.run_id].memo),
-                failed_attempts_started=steps[c.run_id].failed_attempts_started,
+                resumed=ResumedSteps(
+                    frozenset(m.step_id for m in steps[c.run_id].memo),
+                    steps[c.run_id].failed_attempts_started,
+                ),
             ),
         )
         for c in kept

@@ -87,7 +87,7 @@ class OutcomeIntake:
                 reason = info.stopped if info is not None else LEASE_LOST
                 refusals.append(Refusal(outcome.seq, outcome.execution_id, reason))
                 continue
-            if _already_durable(info, outcome.body):
+            if info.resumed is not None and info.resumed.already_durable(outcome.body):
                 continue  # sent again after a reconnect
             if isinstance(outcome.body, NonDeterminism):
                 log.warning(
@@ -322,13 +322,3 @@ def _why(error: BaseException) -> str:
     if isinstance(error, EngineError):
         return str(error)
     return "an unexpected error (the control plane's log has the details)"
-
-
-def _already_durable(info: InFlight, body: OutcomeBody) -> bool:
-    """Whether a re-granted execution's outcome was durable before the re-grant."""
-    if not isinstance(body, StepCompleted | StepFailed):
-        return False
-    if body.step_id in info.recorded:
-        return True
-    started = info.failed_attempts_started.get(body.step_id)
-    return isinstance(body, StepFailed) and started == body.started_at_ms

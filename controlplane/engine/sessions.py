@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from controlplane.model import Execution, Refusal
+from controlplane.model import Execution, OutcomeBody, Refusal, StepCompleted, StepFailed
 from controlplane.model.errors import EngineError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,29 @@ class InFlight:
     # Set when an outcome of this execution broke a rule: the reason its later
     # outcomes are refused.
     stopped: str = ""
-    # For an execution re-granted to a reconnecting worker: the steps whose
-    # results were already durable, and when the durable failed attempt of each
-    # step being retried started. The worker may send those outcomes again
-    # (their acknowledgement was lost); they are acknowledged, not applied twice.
-    recorded: frozenset[str] = frozenset()
-    failed_attempts_started: Mapping[str, int] = field(default_factory=dict)
+    # Set for an execution re-granted to a reconnecting worker (None for one
+    # dispatched on this stream): what of its steps was durable then.
+    resumed: ResumedSteps | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumedSteps:
+    """What was durable of a run's steps when its execution was re-granted. The
+    worker may send those outcomes again (their acknowledgement was lost): they
+    are acknowledged, not applied twice."""
+
+    #: Steps with a final result (completed, or failed for good).
+    recorded: frozenset[str]
+    #: For each step being retried, when its durable failed attempt started.
+    failed_attempts_started: Mapping[str, int]
+
+    def already_durable(self, body: OutcomeBody) -> bool:
+        if not isinstance(body, StepCompleted | StepFailed):
+            return False
+        if body.step_id in self.recorded:
+            return True
+        started = self.failed_attempts_started.get(body.step_id)
+        return isinstance(body, StepFailed) and started == body.started_at_ms
 
 
 @dataclass(eq=False, slots=True)
