@@ -60,6 +60,18 @@ async def test_a_hello_over_the_function_limit_is_rejected_naming_it(
     assert rejected.reason == "app 'big' declares 1,001 functions; the limit is 1,000 per app"
 
 
+async def test_a_hello_reannouncing_too_many_executions_is_rejected_naming_the_limit(
+    control_plane: ControlPlaneProcess,
+) -> None:
+    frame = hello([definition("fn", "limits/go")], app_id="busy")
+    frame.hello.held.extend(
+        ws.HeldExecution(execution_id=f"{i:032x}", run_id=f"run-{i}") for i in range(10_001)
+    )
+    rejected = await rejection(control_plane.address, frame)
+    assert rejected.code == ws.REJECT_CODE_INVALID_HELLO
+    assert rejected.reason == ("the Hello re-announces 10,001 held executions; the limit is 10,000")
+
+
 async def test_an_oversized_definition_is_rejected_naming_the_function_and_limit(
     control_plane: ControlPlaneProcess,
 ) -> None:
