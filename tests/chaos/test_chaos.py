@@ -44,6 +44,8 @@ HEARTBEAT_MS = 3000
 LEASE_TIMEOUT_MS = 15_000
 COMPLETED = common_pb2.RUN_STATUS_COMPLETED
 SEND_BATCH = 500
+# How long a database stays away: the fault itself, so the test waits it out.
+OUTAGE_S = 5
 
 needs_postgres = pytest.mark.skipif(
     not private_postgres.available(), reason="PostgreSQL's initdb and pg_ctl are not installed"
@@ -67,11 +69,12 @@ def _entries(path: Path) -> list[Entry]:
 
 def _running(entries: list[Entry], worker: str | None = None) -> set[tuple[str, int]]:
     """The (run, step) pairs started and not ended (on ``worker``, if named)."""
-    started = {(e.run_id, e.step) for e in entries if e.phase == "start"}
-    ended = {(e.run_id, e.step) for e in entries if e.phase == "end"}
-    if worker is not None:
-        started = {(e.run_id, e.step) for e in entries if e.phase == "start" and e.worker == worker}
-    return started - ended
+    started = {
+        (e.run_id, e.step)
+        for e in entries
+        if e.phase == "start" and (worker is None or e.worker == worker)
+    }
+    return started - {(e.run_id, e.step) for e in entries if e.phase == "end"}
 
 
 class Chaos:
@@ -182,6 +185,14 @@ class Chaos:
         starts = Counter((e.run_id, e.step) for e in self.entries() if e.phase == "start")
         return Counter({pair: n - 1 for pair, n in starts.items() if n > 1})
 
+    def recover(self, fault: str, in_flight: set[tuple[str, int]], since: float, what: str) -> None:
+        """Wait for the steps running at the fault to be stored, then for every
+        run; check that none of them ran again; print how long each took."""
+        recovery = self.seconds_until_durable(in_flight, since)
+        rest = self.finish()
+        assert self.reruns() == Counter(), f"a step ran again after {fault}"
+        _report(fault, **{what: recovery, "rest_of_the_runs": rest})
+
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
@@ -237,11 +248,7 @@ def _kill_and_restart_the_control_plane(chaos: Chaos, fault: str) -> None:
     back = time.monotonic()
     chaos.reconnect_admin(plane)
 
-    recovery = chaos.seconds_until_durable(in_flight, back)
-    rest = chaos.finish()
-
-    assert chaos.reruns() == Counter(), "a step ran again after the control plane was killed"
-    _report(fault, in_flight_steps_stored_after_the_restart=recovery, rest_of_the_runs=rest)
+    chaos.recover(fault, in_flight, back, "in_flight_steps_stored_after_the_restart")
 
 
 @needs_postgres
@@ -304,20 +311,16 @@ def test_postgres_stopped_for_5_s(
     chaos.send_runs()
     chaos.until_half_done()
     postgres.stop("immediate")
-    stopped = time.monotonic()
     in_flight = _running(chaos.entries())
-    wait_until(lambda: time.monotonic() - stopped >= 5, timeout=10, interval=0.1)
+    time.sleep(OUTAGE_S)
     postgres.start()
     back = time.monotonic()
 
-    recovery = chaos.seconds_until_durable(in_flight, back)
-    rest = chaos.finish()
-
-    assert chaos.reruns() == Counter(), "a step ran again after the database stop"
-    _report(
-        "PostgreSQL stopped for 5 s",
-        in_flight_steps_stored_after_it_was_back=recovery,
-        rest_of_the_runs=rest,
+    chaos.recover(
+        f"PostgreSQL stopped for {OUTAGE_S} s",
+        in_flight,
+        back,
+        "in_flight_steps_stored_after_it_was_back",
     )
 
 
@@ -333,14 +336,11 @@ def test_two_control_planes_and_one_is_killed(
     chaos.reconnect_admin(chaos.planes[1])
     in_flight = _running(chaos.entries())
 
-    recovery = chaos.seconds_until_durable(in_flight, killed)
-    rest = chaos.finish()
-
-    assert chaos.reruns() == Counter(), "a step ran again after its control plane was killed"
-    _report(
+    chaos.recover(
         "two control planes, the workers' one killed",
-        in_flight_steps_stored_through_the_other_after=recovery,
-        rest_of_the_runs=rest,
+        in_flight,
+        killed,
+        "in_flight_steps_stored_through_the_other_after",
     )
 
 
@@ -355,18 +355,14 @@ def test_sqlite_locked_by_another_process_for_5_s(
     chaos.until_half_done()
     with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=30)) as holder:
         holder.execute("BEGIN EXCLUSIVE")
-        locked = time.monotonic()
         in_flight = _running(chaos.entries())
-        wait_until(lambda: time.monotonic() - locked >= 5, timeout=10, interval=0.1)
+        time.sleep(OUTAGE_S)
         holder.execute("COMMIT")
     back = time.monotonic()
 
-    recovery = chaos.seconds_until_durable(in_flight, back)
-    rest = chaos.finish()
-
-    assert chaos.reruns() == Counter(), "a step ran again after the database was locked"
-    _report(
-        "SQLite write-locked by another process for 5 s",
-        in_flight_steps_stored_after_the_lock_ended=recovery,
-        rest_of_the_runs=rest,
+    chaos.recover(
+        f"SQLite write-locked by another process for {OUTAGE_S} s",
+        in_flight,
+        back,
+        "in_flight_steps_stored_after_the_lock_ended",
     )
