@@ -30,6 +30,12 @@ back) on a control plane started with ``--retention forever`` (baseline) and wit
 ``--retention 1d``, whose start-up purge deletes 100,000 finished runs seeded
 into the database two days old while the workload runs; the steps/s of both,
 their ratio and how long the purge took (see bench/purge_workload.py).
+
+The latency scenario: one event at a time to an idle engine (one ``Send`` per
+event, the next only after the run completed), each starting a run of K stamped
+steps: the Send call, the event to the first step's body and the event to the
+run completed, p50/p99/max, next to DBOS doing the same in-process (see
+bench/latency_workload.py).
 """
 
 from __future__ import annotations
@@ -50,6 +56,12 @@ from bench.databases import postgres_base_url, redact
 from bench.dbos_workload import MODES, measure_dbos
 from bench.flow_workload import VARIANTS, FlowMeasurement, measure_flow, violations
 from bench.flow_workload import table as flow_table
+from bench.latency_workload import (
+    LatencyMeasurement,
+    measure_dbos_latency,
+    measure_tether_latency,
+)
+from bench.latency_workload import table as latency_table
 from bench.purge_workload import BATCHES, SEEDED_RUNS, PurgeMeasurement, measure_purge
 from bench.purge_workload import table as purge_table
 from bench.purge_workload import verdicts as purge_verdicts
@@ -67,7 +79,7 @@ from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("steps", "waits", "flow", "registration", "purge")
+SCENARIOS = ("steps", "latency", "waits", "flow", "registration", "purge")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -82,13 +94,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         type=_scenarios,
         default=list(SCENARIOS),
-        metavar="all|steps|waits|flow|registration|purge",
+        metavar="all|steps|latency|waits|flow|registration|purge",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
         "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
         "throttle (Tether); registration: health-check latency while a large app "
         "registers (Tether); purge: durable steps/s while retention purges 100,000 "
-        "finished runs (Tether); all: the five (default); or a comma-separated list, "
-        "e.g. steps,flow",
+        "finished runs (Tether); latency: one event at a time, event to first step and "
+        "to completed (Tether and DBOS); all: every one but purge (default); or a "
+        "comma-separated list, e.g. steps,flow",
     )
     parser.add_argument(
         "--runs",
@@ -144,6 +157,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1000,
         metavar="K",
         help="waits scenario: pending waits resolved by matching events (default 1000)",
+    )
+    parser.add_argument(
+        "--latency-samples",
+        type=_positive,
+        default=200,
+        metavar="N",
+        help="latency scenario: events sent one at a time per round (default 200)",
     )
     parser.add_argument(
         "--registration-rounds",
@@ -871,6 +891,50 @@ def run_purge(args: argparse.Namespace, workdir: Path) -> list[PurgeMeasurement]
     return measurements
 
 
+def run_latency(args: argparse.Namespace, workdir: Path) -> list[LatencyMeasurement]:
+    measurements: list[LatencyMeasurement] = []
+    systems = [("Tether", measure_tether_latency)]
+    if not args.skip_dbos:
+        systems.append(("DBOS", measure_dbos_latency))
+    for backend in args.backends:
+        for system, measure in systems:
+            print(f"{system} on {backend}, one event at a time...", file=sys.stderr, flush=True)
+            try:
+                measurement = measure(
+                    backend,
+                    samples=args.latency_samples,
+                    steps=args.steps,
+                    rounds=args.rounds,
+                    warmup=args.warmup,
+                    timeout=args.timeout,
+                    workdir=workdir,
+                )
+            except Exception as error:  # a database that cannot be created, ...
+                measurement = LatencyMeasurement(
+                    system, backend, args.steps, error=f"{type(error).__name__}: {error}"
+                )
+            if measurement.error:
+                print(f"  failed: {measurement.error}", file=sys.stderr, flush=True)
+                _print_logs(measurement.notes)
+            measurements.append(measurement)
+    return measurements
+
+
+def latency_report(args: argparse.Namespace, measurements: list[LatencyMeasurement]) -> str:
+    """The latency scenario."""
+    return "\n".join(
+        [
+            "",
+            f"One event at a time to an idle engine, each starting a run of {args.steps} "
+            f"steps: {args.latency_samples} events per round, {args.rounds} measured "
+            f"round(s) after {args.warmup} warm-up; each quantile is the median [min-max] "
+            "of the rounds",
+            "",
+            latency_table(measurements),
+        ]
+    )
+
+
 def run_registration(args: argparse.Namespace, workdir: Path) -> list[RegistrationMeasurement]:
     measurements: list[RegistrationMeasurement] = []
     for backend in args.backends:
@@ -907,12 +971,15 @@ class Results:
         self.flow: list[FlowMeasurement] = []
         self.registration: list[RegistrationMeasurement] = []
         self.purge: list[PurgeMeasurement] = []
+        self.latency: list[LatencyMeasurement] = []
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Results:
     results = Results(environment(args.backends))
     if "steps" in args.scenario:
         results.steps = run_steps(args, workdir, results.env)
+    if "latency" in args.scenario:
+        results.latency = run_latency(args, workdir)
     if "waits" in args.scenario:
         results.waits = run_waits(args, workdir)
     if "flow" in args.scenario:
@@ -944,6 +1011,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(_header(args, env)))
     if measurements:
         print(report(args, env, measurements))
+    if results.latency:
+        print(latency_report(args, results.latency))
     if waits:
         print(waits_report(args, waits))
     if flow:
@@ -973,6 +1042,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "registration_functions": args.registration_functions,
                 "purge_runs": args.purge_runs,
                 "purge_batches": args.purge_batches,
+                "latency_samples": args.latency_samples,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
@@ -981,6 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "flow": [m.to_json() for m in flow],
             "registration": [m.to_json() for m in registration],
             "purge": [m.to_json() for m in purge],
+            "latency": [m.to_json() for m in results.latency],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -990,6 +1061,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         or any(m.error for m in flow)
         or any(m.error for m in registration)
         or any(m.error for m in purge)
+        or any(m.error for m in results.latency)
         or bool(violations(flow))
     )
     return 1 if failed else 0

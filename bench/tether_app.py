@@ -12,11 +12,15 @@ Run by ``tether worker bench.tether_app:app``. The functions:
   spaced), each triggered by ``bench/<name>.requested``;
 - ``waiter``, triggered by ``bench/wait.start``, waits (up to 7 days) for a
   ``bench/wait.done`` event whose ``data.key`` equals its own event's, then
-  completes (the event-ingestion workload, ``bench/waits_workload.py``).
+  completes (the event-ingestion workload, ``bench/waits_workload.py``);
+- ``bench-latency``, triggered by ``bench/latency.requested``, runs
+  ``data["steps"]`` steps that return when they ran (the latency scenario,
+  ``bench/latency_workload.py``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tether import Concurrency, Context, Tether, Throttle
@@ -103,3 +107,23 @@ async def waiter(ctx: Context) -> dict[str, Any]:
         "wait-done", event=WAIT_DONE_EVENT, match=WAIT_MATCH, timeout=WAIT_TIMEOUT
     )
     return {"key": ctx.event.data["key"], "matched": done is not None}
+
+
+LATENCY_ID = "bench-latency"
+LATENCY_EVENT = "bench/latency.requested"
+
+
+async def stamped_step(index: int) -> dict[str, int]:
+    """A step that returns when its body ran (wall clock, ns)."""
+    return {"i": index, "ns": time.time_ns()}
+
+
+@app.function(id=LATENCY_ID, trigger=LATENCY_EVENT, retries=0)
+async def bench_latency(ctx: Context) -> list[int]:
+    """``data["steps"]`` steps in a row, each stamped: the latency scenario
+    (``bench/latency_workload.py``) reads when the first one ran."""
+    stamps = []
+    for index in range(int(ctx.event.data["steps"])):
+        result = await ctx.step.run(f"step-{index}", stamped_step, index)
+        stamps.append(result["ns"])
+    return stamps
