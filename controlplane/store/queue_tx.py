@@ -3,11 +3,14 @@ requeueing, deadlines, and the leases workers hold."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
+    Select,
     and_,
     bindparam,
     case,
@@ -52,6 +55,107 @@ class Claimed:
 
 
 _CLAIM_ROUNDS = 4
+
+_CANDIDATE_COLUMNS = (
+    queue.c.run_id,
+    queue.c.function_id,
+    queue.c.concurrency_key_1,
+    queue.c.concurrency_limit_1,
+    queue.c.concurrency_key_2,
+    queue.c.concurrency_limit_2,
+    queue.c.due_at_ms,
+)
+
+# Whether any run of the app's functions is due and unleased (leased rows are
+# never due): one probe of ix_queue_ready.
+_any_due = (
+    select(queue.c.run_id)
+    .where(
+        queue.c.app_id == bindparam("b_app"),
+        queue.c.function_id.in_(bindparam("b_functions", expanding=True)),
+        queue.c.due_at_ms <= bindparam("b_now"),
+        queue.c.lease_execution_id.is_(None),
+    )
+    .limit(1)
+)
+
+
+_lock_unleased = (
+    select(queue.c.run_id)
+    .where(queue.c.run_id.in_(bindparam("b_runs", expanding=True)))
+    .where(queue.c.lease_execution_id.is_(None))
+    .with_for_update(skip_locked=True)
+)
+
+
+@functools.cache
+def _ranked(saturated: bool) -> Select[Any]:
+    """Due, unleased runs of the app's functions in fair order (see
+    ``claim_ready``), built once: with ``saturated``, skipping the runs of the
+    concurrency keys in ``b_full``."""
+    function_ids: BindParameter[list[str]] = bindparam("b_functions", expanding=True)
+    conditions = [
+        queue.c.app_id == bindparam("b_app"),
+        queue.c.function_id.in_(function_ids),
+        queue.c.due_at_ms <= bindparam("b_now"),
+        queue.c.lease_execution_id.is_(None),
+        # A paused function's runs are held where they are.
+        queue.c.function_id.not_in(
+            select(functions.c.function_id).where(
+                functions.c.app_id == bindparam("b_app"), functions.c.paused.is_not(None)
+            )
+        ),
+    ]
+    if saturated:
+        full: BindParameter[list[str]] = bindparam("b_full", expanding=True)
+        conditions += [
+            or_(queue.c.concurrency_key_1.is_(None), queue.c.concurrency_key_1.not_in(full)),
+            or_(queue.c.concurrency_key_2.is_(None), queue.c.concurrency_key_2.not_in(full)),
+        ]
+    # Priority moves a run ahead by that many seconds.
+    order = queue.c.due_at_ms - queue.c.priority * 1000
+    group = (queue.c.function_id, queue.c.concurrency_key_1)
+    # A group's next run waits one turn per run of the group executing now,
+    # so a group that holds the slots yields to one that holds none, even
+    # when a single slot is free.
+    busy = (
+        select(
+            queue.c.function_id.label("function_id"),
+            queue.c.concurrency_key_1.label("key"),
+            func.count().label("executing"),
+        )
+        .where(
+            queue.c.app_id == bindparam("b_app"),
+            queue.c.function_id.in_(function_ids),
+            queue.c.lease_execution_id.is_not(None),
+        )
+        .group_by(*group)
+        .subquery()
+    )
+    turn = (
+        func.row_number().over(partition_by=group, order_by=order)
+        + func.coalesce(busy.c.executing, 0)
+    ).label("turn")
+    from_busy = queue.outerjoin(
+        busy,
+        and_(
+            busy.c.function_id == queue.c.function_id,
+            busy.c.key.is_not_distinct_from(queue.c.concurrency_key_1),
+        ),
+    )
+    ranked = (
+        select(*_CANDIDATE_COLUMNS, turn, order.label("ord"))
+        .select_from(from_busy)
+        .where(*conditions)
+        .subquery()
+    )
+    return (
+        select(*(ranked.c[c.name] for c in _CANDIDATE_COLUMNS))
+        # Groups on the same turn go in random order: with one free slot, the
+        # oldest group would otherwise win every time.
+        .order_by(ranked.c.turn, func.random())
+        .limit(bindparam("b_limit"))
+    )
 
 
 _lease = (
@@ -171,92 +275,23 @@ class QueueWrites(FlowWrites):
         """Due, unleased runs in fair order: (run id, function id, key 1,
         limit 1, key 2, limit 2, due at). PostgreSQL: locked, skipping rows another
         transaction holds."""
-        conditions = [
-            queue.c.app_id == app_id,
-            queue.c.function_id.in_(list(function_ids)),
-            queue.c.due_at_ms <= now_ms,
-            queue.c.lease_execution_id.is_(None),
-            # A paused function's runs are held where they are.
-            queue.c.function_id.not_in(
-                select(functions.c.function_id).where(
-                    functions.c.app_id == app_id, functions.c.paused.is_not(None)
-                )
-            ),
-        ]
+        parameters: dict[str, Any] = {
+            "b_app": app_id,
+            "b_functions": list(function_ids),
+            "b_now": now_ms,
+            "b_limit": limit,
+        }
         if saturated:
-            full = sorted(saturated)
-            conditions += [
-                or_(queue.c.concurrency_key_1.is_(None), queue.c.concurrency_key_1.not_in(full)),
-                or_(queue.c.concurrency_key_2.is_(None), queue.c.concurrency_key_2.not_in(full)),
-            ]
-        # Priority moves a run ahead by that many seconds.
-        order = queue.c.due_at_ms - queue.c.priority * 1000
-        group = (queue.c.function_id, queue.c.concurrency_key_1)
-        # A group's next run waits one turn per run of the group executing now,
-        # so a group that holds the slots yields to one that holds none, even
-        # when a single slot is free.
-        busy = (
-            select(
-                queue.c.function_id.label("function_id"),
-                queue.c.concurrency_key_1.label("key"),
-                func.count().label("executing"),
-            )
-            .where(
-                queue.c.app_id == app_id,
-                queue.c.function_id.in_(list(function_ids)),
-                queue.c.lease_execution_id.is_not(None),
-            )
-            .group_by(*group)
-            .subquery()
-        )
-        turn = (
-            func.row_number().over(partition_by=group, order_by=order)
-            + func.coalesce(busy.c.executing, 0)
-        ).label("turn")
-        from_busy = queue.outerjoin(
-            busy,
-            and_(
-                busy.c.function_id == queue.c.function_id,
-                busy.c.key.is_not_distinct_from(queue.c.concurrency_key_1),
-            ),
-        )
-        columns = (
-            queue.c.run_id,
-            queue.c.function_id,
-            queue.c.concurrency_key_1,
-            queue.c.concurrency_limit_1,
-            queue.c.concurrency_key_2,
-            queue.c.concurrency_limit_2,
-            queue.c.due_at_ms,
-        )
-        ranked = (
-            select(*columns, turn, order.label("ord"))
-            .select_from(from_busy)
-            .where(*conditions)
-            .subquery()
-        )
-        picked = [
-            tuple(r)
-            for r in self.conn.execute(
-                select(*(ranked.c[c.name] for c in columns))
-                # Groups on the same turn go in random order: with one free
-                # slot, the oldest group would otherwise win every time.
-                .order_by(ranked.c.turn, func.random())
-                .limit(limit)
-            )
-        ]
+            parameters["b_full"] = sorted(saturated)
+        elif self.conn.execute(_any_due, parameters).first() is None:
+            return []  # the common case of an idle queue, at the cost of one index probe
+        picked = [tuple(r) for r in self.conn.execute(_ranked(bool(saturated)), parameters)]
         if not picked or not self._lock_rows:
             return picked
         # PostgreSQL cannot lock rows of a windowed query: lock them now, skipping
         # rows another transaction holds and rows another node leased meanwhile.
         locked = {
-            r.run_id
-            for r in self.conn.execute(
-                select(queue.c.run_id)
-                .where(queue.c.run_id.in_([p[0] for p in picked]))
-                .where(queue.c.lease_execution_id.is_(None))
-                .with_for_update(skip_locked=True)
-            )
+            r.run_id for r in self.conn.execute(_lock_unleased, {"b_runs": [p[0] for p in picked]})
         }
         return [p for p in picked if p[0] in locked]
 
