@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from controlplane.engine import cron, leases, timeouts
 from controlplane.engine.claims import claim_executions
@@ -35,11 +36,37 @@ from controlplane.engine.settings import EngineSettings
 from controlplane.model import Execution, FunctionKey
 from controlplane.model.errors import Unavailable
 from controlplane.store import Store
+from controlplane.store.tx import WriteTx
 
 log = logging.getLogger(__name__)
 
 # After an unexpected failure (the database went away...), wait before retrying.
 _ERROR_BACKOFF_S = 0.5
+
+
+@dataclass(eq=False, slots=True)
+class ClaimTicket:
+    """Capacity of one worker session reserved for a claim until the claim's
+    transaction has committed (:meth:`release`): nothing else may promise it
+    meanwhile, neither the dispatcher nor another sender's claim."""
+
+    session: WorkerSession
+    limit: int
+    claim: Callable[[WriteTx], list[Execution]]
+    #: What the claim changed, for the event loop once it is committed.
+    effects: Effects = field(default_factory=Effects)
+    _released: bool = False
+
+    def drained(self, executions: list[Execution]) -> bool:
+        """Whether a claim of this ticket that leased ``executions`` left none
+        of its worker's functions' runs due (while the claim was committed the
+        dispatcher may have passed over this worker, its room reserved)."""
+        return len(executions) < self.limit
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.session.reserved -= self.limit
 
 
 class Dispatcher:
@@ -110,36 +137,62 @@ class Dispatcher:
                 log.exception("dispatcher round failed; retrying")
                 await asyncio.sleep(_ERROR_BACKOFF_S)
 
-    async def _dispatch_round(self) -> bool:
+    def _ready_sessions(self) -> list[WorkerSession]:
+        """Sessions that may be given work now, the starting one rotated so
+        that no worker is always served first."""
         # A worker silent for a whole lease timeout gets nothing new: it may be
         # frozen, or its event loop blocked.
         silent_limit = self._settings.lease_timeout_ms
         ready = [
             s for s in self._sessions if s.free > 0 and s.functions and s.silent_ms() < silent_limit
         ]
+        if ready:
+            self._turn = (self._turn + 1) % len(ready)
+            ready = ready[self._turn :] + ready[: self._turn]
+        return ready
+
+    async def _dispatch_round(self) -> bool:
+        ready = self._ready_sessions()
         if not ready:
             return False
-        # Rotate the starting session so that no worker is always served first.
-        self._turn = (self._turn + 1) % len(ready)
-        ready = ready[self._turn :] + ready[: self._turn]
         results = await asyncio.gather(*(self._claim_for(s) for s in ready))
         return any(results)
 
-    async def _claim_for(self, session: WorkerSession) -> bool:
-        limit = min(session.free, self._settings.max_claim_batch)
+    def tickets_for(self, wanted: Iterable[FunctionKey]) -> list[ClaimTicket]:
+        """Reserve, for a write about to make runs of these functions due, a
+        claim on a connected worker of each app with room for them: the caller
+        runs each ticket's ``claim`` in that same transaction, then
+        :meth:`ClaimTicket.release` and :meth:`deliver` once it commits.
+        So a run can be leased and dispatched with the commit that created it.
+
+        Each ticket claims what the dispatcher would (all the worker has room
+        for, oldest due first), so that nothing due waits behind the new runs;
+        a claim that takes fewer than its limit has left nothing due for that
+        worker (:meth:`ClaimTicket.drained`)."""
+        functions: dict[str, set[str]] = {}
+        for key in wanted:
+            functions.setdefault(key.app_id, set()).add(key.function_id)
+        if not functions:
+            return []
+        tickets: list[ClaimTicket] = []
+        for session in self._ready_sessions():
+            if not functions.get(session.app_id, set()) & session.functions:
+                continue
+            del functions[session.app_id]
+            tickets.append(self._ticket(session, session.free))
+        return tickets
+
+    def _ticket(self, session: WorkerSession, limit: int) -> ClaimTicket:
+        limit = min(limit, self._settings.max_claim_batch)
         app_id = session.app_id
         function_ids = sorted(session.functions)
         clock = self._clock
         lease_timeout = self._settings.lease_timeout_ms
-        spec_of = self._routing.spec_of
+        finish_timeout_of = self._finish_timeout_of(app_id)
+        effects = Effects()
 
-        def finish_timeout_of(function_id: str) -> int:
-            spec = spec_of(FunctionKey(app_id, function_id))
-            return spec.timeouts.finish_ms if spec is not None else 0
-
-        claimed = Effects()
-        executions: list[Execution] = await self._store.write(
-            lambda tx: claim_executions(
+        def claim(tx: WriteTx) -> list[Execution]:
+            return claim_executions(
                 tx,
                 app_id,
                 function_ids,
@@ -147,15 +200,41 @@ class Dispatcher:
                 clock.now_ms(),
                 lease_timeout,
                 finish_timeout_of,
-                claimed,
+                effects,
             )
-        )
+
+        session.reserved += limit
+        return ClaimTicket(session, limit, claim, effects)
+
+    def _finish_timeout_of(self, app_id: str) -> Callable[[str], int]:
+        spec_of = self._routing.spec_of
+
+        def finish_timeout_of(function_id: str) -> int:
+            spec = spec_of(FunctionKey(app_id, function_id))
+            return spec.timeouts.finish_ms if spec is not None else 0
+
+        return finish_timeout_of
+
+    async def _claim_for(self, session: WorkerSession) -> bool:
+        ticket = self._ticket(session, session.free)
+        try:
+            executions = await self._store.write(ticket.claim)
+        finally:
+            ticket.release()
+        return await self.deliver(ticket, executions)
+
+    async def deliver(self, ticket: ClaimTicket, executions: list[Execution]) -> bool:
+        """Hand a committed claim's executions to its worker (its ticket
+        released); False when there were none or the worker has left."""
         if not executions:
             return False
+        session = ticket.session
+        claimed = ticket.effects
         claimed.changed_runs.update(e.run_id for e in executions)
         if session.closed:
             # The worker left while its executions were being leased: give them back.
             ids = [e.execution_id for e in executions]
+            clock = self._clock
             await self._store.write(
                 lambda tx: leases.release(tx, ids, clock.now_ms(), "worker disconnected")
             )
@@ -178,7 +257,11 @@ class Dispatcher:
         self.dispatched += len(executions)
         deadline = executions[0].lease_deadline_ms
         if self._lease_check_at is None or deadline < self._lease_check_at:
+            # A claim made in another write may find the loop asleep with no
+            # lease to check for: it must look again.
             self._lease_check_at = deadline
+            self.wake()
+        finish_timeout_of = self._finish_timeout_of(session.app_id)
         for execution in executions:
             finish = finish_timeout_of(execution.function_id)
             if finish:
@@ -245,6 +328,7 @@ class Dispatcher:
             self._deadline_check_at is None or at_ms < self._deadline_check_at
         ):
             self._deadline_check_at = at_ms
+            self.wake()
 
     def note_schedules(self, at_ms: int | None) -> None:
         """A cron tick may be due at ``at_ms`` (a registration kept or added a

@@ -37,6 +37,7 @@ from controlplane.model import (
     EventDetail,
     EventFilter,
     EventInput,
+    Execution,
     FunctionInfo,
     FunctionKey,
     FunctionRecord,
@@ -182,9 +183,34 @@ class Engine:
         batch = [ingest.prepare(e, now, traceparent) for e in events]
         since = now - self.settings.dedupe_window_ms
         routing = self.routing
-        results, effects = await self.store.write(
-            lambda tx: ingest.store_events(tx, batch, now, since, routing)
+        # The runs these events start are leased to connected workers in the
+        # same transaction, and dispatched as soon as it commits.
+        tickets = self.dispatcher.tickets_for(
+            key for event in events for key in self.registry.matching(event.name)
         )
+
+        def store(tx: WriteTx) -> tuple[list[SendResult], Effects, list[list[Execution]]]:
+            results, effects = ingest.store_events(tx, batch, now, since, routing)
+            claimed = [t.claim(tx) if effects.wake else [] for t in tickets]
+            return results, effects, claimed
+
+        try:
+            results, effects, claimed = await self.store.write(store)
+        finally:
+            for ticket in tickets:
+                ticket.release()
+        leased: set[str] = set()
+        for ticket, executions in zip(tickets, claimed, strict=True):
+            if await self.dispatcher.deliver(ticket, executions):
+                leased.update(e.run_id for e in executions)
+        if (
+            leased
+            and all(t.drained(e) for t, e in zip(tickets, claimed, strict=True))
+            and all(
+                run_id in leased for r in results for run_id in (*r.run_ids, *r.resumed_run_ids)
+            )
+        ):
+            effects.wake = False  # nothing left for the dispatcher to hand out
         self.apply_effects(effects)
         if not self.store.shared:
             # With a shared store, a worker may be connected to another node.

@@ -96,6 +96,9 @@ class WorkerSession:
     last_seq: int = 0
     # Outcomes received and not yet acknowledged; set on every acknowledgement.
     unacknowledged: int = 0
+    # Capacity promised to claims being committed (the dispatcher's, or one
+    # made in the same transaction as an event): not free for another claim.
+    reserved: int = 0
     acknowledged: asyncio.Event = field(default_factory=asyncio.Event)
 
     def remember_cancelled(self, execution_id: str, info: InFlight, keep_s: float) -> None:
@@ -112,7 +115,7 @@ class WorkerSession:
     def free(self) -> int:
         if self.draining or self.closed:
             return 0
-        return max(0, self.capacity - len(self.in_flight))
+        return max(0, self.capacity - len(self.in_flight) - self.reserved)
 
     def silent_ms(self) -> int:
         """Milliseconds since the worker last sent a frame."""
