@@ -8,11 +8,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, union_all, update
+from sqlalchemy import bindparam, func, select, text, tuple_, union_all, update
 
 from controlplane.model import FunctionKey, PauseMode
 from controlplane.store._txbase import TxBase, chunks
 from controlplane.store.schema import flow_state, functions, queue, run_events, runs
+
+_run_event_pks = (
+    select(run_events.c.run_id, run_events.c.event_pk)
+    .where(run_events.c.run_id.in_(bindparam("b_runs", expanding=True)))
+    .order_by(run_events.c.run_id, run_events.c.position)
+)
 
 # Volatile functions in the select list run after the ORDER BY: the locks are
 # taken in id order.
@@ -48,12 +54,7 @@ class FlowReads(TxBase):
         """The events of batched runs, in order (runs with one event have none here)."""
         found: dict[str, list[str]] = {}
         for chunk in chunks(list(run_ids)):
-            rows = self.conn.execute(
-                select(run_events.c.run_id, run_events.c.event_pk)
-                .where(run_events.c.run_id.in_(chunk))
-                .order_by(run_events.c.run_id, run_events.c.position)
-            )
-            for r in rows:
+            for r in self.conn.execute(_run_event_pks, {"b_runs": chunk}):
                 found.setdefault(r.run_id, []).append(r.event_pk)
         return found
 

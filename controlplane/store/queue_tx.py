@@ -80,6 +80,20 @@ _any_due = (
 )
 
 
+_lease_holders = select(queue.c.run_id, queue.c.lease_execution_id, queue.c.due_at_ms).where(
+    queue.c.run_id.in_(bindparam("b_runs", expanding=True))
+)
+_lease_holders_locked = _lease_holders.with_for_update()
+
+_set_deadlines = (
+    update(queue)
+    .where(queue.c.run_id == bindparam("b_run_id"))
+    .values(
+        start_deadline_ms=bindparam("b_start"),
+        finish_deadline_ms=func.coalesce(queue.c.finish_deadline_ms, bindparam("b_finish")),
+    )
+)
+
 _lock_unleased = (
     select(queue.c.run_id)
     .where(queue.c.run_id.in_(bindparam("b_runs", expanding=True)))
@@ -302,16 +316,12 @@ class QueueWrites(FlowWrites):
         the rows stay locked until commit, fencing out other control planes.
         """
         found: dict[str, QueueLease] = {}
+        query = _lease_holders_locked if self._lock_rows else _lease_holders
         for chunk in chunks(sorted(set(run_ids))):
-            query = select(queue.c.run_id, queue.c.lease_execution_id, queue.c.due_at_ms).where(
-                queue.c.run_id.in_(chunk)
-            )
-            if self._lock_rows:
-                query = query.with_for_update()
             found.update(
                 {
                     r.run_id: QueueLease(r.lease_execution_id, r.due_at_ms)
-                    for r in self.conn.execute(query)
+                    for r in self.conn.execute(query, {"b_runs": chunk})
                 }
             )
         return found
@@ -448,14 +458,7 @@ class QueueWrites(FlowWrites):
         rows = [{"b_run_id": r, "b_start": None, "b_finish": f} for r, f in finish_by.items()]
         if rows:
             self.conn.execute(
-                update(queue)
-                .where(queue.c.run_id == bindparam("b_run_id"))
-                .values(
-                    start_deadline_ms=bindparam("b_start"),
-                    finish_deadline_ms=func.coalesce(
-                        queue.c.finish_deadline_ms, bindparam("b_finish")
-                    ),
-                ),
+                _set_deadlines,
                 rows,
             )
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BindParameter,
+    Insert,
     bindparam,
     func,
     select,
@@ -25,7 +27,7 @@ from controlplane.model import (
     StepStatus,
 )
 from controlplane.store import codec
-from controlplane.store._txbase import TxBase, chunks
+from controlplane.store._txbase import InsertFactory, TxBase, chunks
 from controlplane.store.schema import (
     history,
     run_events,
@@ -56,6 +58,65 @@ _start_run = (
         updated_at_ms=bindparam("b_now"),
     )
 )
+
+
+_IN_RUNS: BindParameter[list[str]] = bindparam("b_runs", expanding=True)
+
+_run_states = select(
+    runs.c.id,
+    runs.c.app_id,
+    runs.c.function_id,
+    runs.c.status,
+    runs.c.attempt,
+    runs.c.event_pk,
+    runs.c.trace_id,
+    runs.c.root_span_id,
+    runs.c.created_at_ms,
+    runs.c.started_at_ms,
+    runs.c.parent_run_id,
+    runs.c.cancelled_execution_id,
+    runs.c.ended_at_ms,
+    runs.c.cron,
+).where(runs.c.id.in_(_IN_RUNS))
+
+_steps_of = select(
+    steps.c.run_id,
+    steps.c.step_id,
+    steps.c.status,
+    steps.c.output,
+    steps.c.error,
+    steps.c.attempts,
+    steps.c.retry_at_ms,
+    steps.c.position,
+    steps.c.started_at_ms,
+).where(steps.c.run_id.in_(_IN_RUNS))
+
+_last_positions = (
+    select(steps.c.run_id, func.max(steps.c.position))
+    .where(steps.c.run_id.in_(_IN_RUNS))
+    .group_by(steps.c.run_id)
+)
+
+
+def _upsert_steps(insert: InsertFactory) -> Insert:
+    stmt = insert(steps)
+    excluded = stmt.excluded  # type: ignore[attr-defined]
+    return stmt.on_conflict_do_update(  # type: ignore[attr-defined, no-any-return]
+        index_elements=[steps.c.run_id, steps.c.step_id],
+        set_={
+            "status": excluded.status,
+            "output": excluded.output,
+            "error": excluded.error,
+            "attempts": steps.c.attempts + 1,
+            "started_at_ms": excluded.started_at_ms,
+            "ended_at_ms": excluded.ended_at_ms,
+            "retry_at_ms": excluded.retry_at_ms,
+            "child_run_id": excluded.child_run_id,
+            # A retried step's result is recorded when it finally comes.
+            "position": excluded.position,
+        },
+        where=steps.c.status == StepStatus.RETRYING.value,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,25 +152,7 @@ class RunWrites(TxBase):
     def run_states(self, run_ids: Sequence[str]) -> dict[str, RunState]:
         found: dict[str, RunState] = {}
         for chunk in chunks(list(run_ids)):
-            rows = self.conn.execute(
-                select(
-                    runs.c.id,
-                    runs.c.app_id,
-                    runs.c.function_id,
-                    runs.c.status,
-                    runs.c.attempt,
-                    runs.c.event_pk,
-                    runs.c.trace_id,
-                    runs.c.root_span_id,
-                    runs.c.created_at_ms,
-                    runs.c.started_at_ms,
-                    runs.c.parent_run_id,
-                    runs.c.cancelled_execution_id,
-                    runs.c.ended_at_ms,
-                    runs.c.cron,
-                ).where(runs.c.id.in_(chunk))
-            )
-            for r in rows:
+            for r in self.conn.execute(_run_states, {"b_runs": chunk}):
                 found[r.id] = RunState(
                     r.id,
                     r.app_id,
@@ -132,19 +175,7 @@ class RunWrites(TxBase):
         """The step rows of these runs."""
         result: list[StepState] = []
         for chunk in chunks(list(run_ids)):
-            rows = self.conn.execute(
-                select(
-                    steps.c.run_id,
-                    steps.c.step_id,
-                    steps.c.status,
-                    steps.c.output,
-                    steps.c.error,
-                    steps.c.attempts,
-                    steps.c.retry_at_ms,
-                    steps.c.position,
-                    steps.c.started_at_ms,
-                ).where(steps.c.run_id.in_(chunk))
-            )
+            rows = self.conn.execute(_steps_of, {"b_runs": chunk})
             result.extend(
                 StepState(
                     r.run_id,
@@ -194,34 +225,12 @@ class RunWrites(TxBase):
         for result in results:
             last[result.run_id] = position = last.get(result.run_id, 0) + 1
             rows.append(codec.step_row(result, position))
-        stmt = self._insert(steps)
-        excluded = stmt.excluded  # type: ignore[attr-defined]
-        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-            index_elements=[steps.c.run_id, steps.c.step_id],
-            set_={
-                "status": excluded.status,
-                "output": excluded.output,
-                "error": excluded.error,
-                "attempts": steps.c.attempts + 1,
-                "started_at_ms": excluded.started_at_ms,
-                "ended_at_ms": excluded.ended_at_ms,
-                "retry_at_ms": excluded.retry_at_ms,
-                "child_run_id": excluded.child_run_id,
-                # A retried step's result is recorded when it finally comes.
-                "position": excluded.position,
-            },
-            where=steps.c.status == StepStatus.RETRYING.value,
-        )
-        self.conn.execute(stmt, rows)
+        self.conn.execute(self._prepared("upsert_steps", _upsert_steps), rows)
 
     def _last_positions(self, run_ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in chunks(sorted(set(run_ids))):
-            rows = self.conn.execute(
-                select(steps.c.run_id, func.max(steps.c.position))
-                .where(steps.c.run_id.in_(chunk))
-                .group_by(steps.c.run_id)
-            )
+            rows = self.conn.execute(_last_positions, {"b_runs": chunk})
             found.update({run_id: int(last) for run_id, last in rows})
         return found
 

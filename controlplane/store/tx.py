@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     and_,
+    bindparam,
     func,
     or_,
     select,
@@ -63,7 +64,7 @@ from controlplane.store.schema import (
 from controlplane.store.stats_tx import StatsReads
 from controlplane.store.waits_tx import WaitWrites
 
-# Claim passes per call: each one skips the concurrency keys the previous found full.
+_events_by_pk = select(events).where(events.c.pk.in_(bindparam("b_pks", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +318,7 @@ class WriteTx(
     def events_by_pk(self, pks: Sequence[str]) -> dict[str, StoredEvent]:
         found: dict[str, StoredEvent] = {}
         for chunk in chunks(sorted(set(pks))):
-            for r in self.conn.execute(select(events).where(events.c.pk.in_(chunk))):
+            for r in self.conn.execute(_events_by_pk, {"b_pks": chunk}):
                 found[r.pk] = codec.event_from_row(r)
         return found
 
