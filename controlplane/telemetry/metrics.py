@@ -1,9 +1,10 @@
 """OpenTelemetry metrics of the control plane, served in the Prometheus text
 format (``GET /metrics``) and exported over OTLP when an endpoint is set.
 
-Histograms are recorded as the engine reports its commits; run counts are
-plain integers kept here (OpenTelemetry's per-call cost is several
-microseconds) and observed at collection. Gauges read a snapshot of the
+Histograms are counted here in buckets as the engine reports its commits
+(telemetry/_bucketed.py), and run counts are plain integers kept here:
+OpenTelemetry's per-call cost is several microseconds, too much once per step.
+Both are served at collection. Gauges read a snapshot of the
 engine's state (``Engine.stats``) taken on the event loop just before each
 collection, never the database from the collecting thread.
 """
@@ -39,6 +40,11 @@ from controlplane.model import (
     StepSpanRecord,
 )
 from controlplane.model.access import DEFAULT_ENVIRONMENT
+from controlplane.telemetry._bucketed import (
+    BucketedHistogram,
+    PrometheusHistogram,
+    WithBucketedHistograms,
+)
 from controlplane.telemetry._env import DEFAULT_SERVICE_NAME, otlp_endpoint, service_name
 
 log = logging.getLogger(__name__)
@@ -73,9 +79,27 @@ class Metrics(EngineObserver):
         service: str = DEFAULT_SERVICE_NAME,
     ) -> None:
         self._registry = CollectorRegistry()
+        self._step_duration = BucketedHistogram(
+            "tether.step.duration",
+            "s",
+            "Duration of step attempts run by workers, as reported by them",
+            (ENVIRONMENT, APP, FUNCTION, "tether.step_kind", "tether.step_outcome"),
+            _STEP_BUCKETS,
+        )
+        self._lag = BucketedHistogram(
+            "tether.scheduling.lag",
+            "s",
+            "How long after its due time a queued run was leased to a worker",
+            (ENVIRONMENT, APP, FUNCTION),
+            _LAG_BUCKETS,
+        )
+        histograms = (self._step_duration, self._lag)
+        self._registry.register(PrometheusHistogram(histograms))
         readers: list[MetricReader] = [
             PrometheusMetricReader(registry=self._registry, scope_info_enabled=False)
         ]
+        if exporter is not None:
+            exporter = WithBucketedHistograms(exporter, histograms)
         # Collected by our own loop (after a refresh of the gauges), not by the
         # reader's thread: hence an infinite interval.
         self._otlp = (
@@ -103,18 +127,6 @@ class Metrics(EngineObserver):
             meter.create_observable_counter(
                 f"tether.runs.{what}", [self._run_counter(what)], "{run}", description
             )
-        self._step_duration = meter.create_histogram(
-            "tether.step.duration",
-            "s",
-            "Duration of step attempts run by workers, as reported by them",
-            explicit_bucket_boundaries_advisory=_STEP_BUCKETS,
-        )
-        self._lag = meter.create_histogram(
-            "tether.scheduling.lag",
-            "s",
-            "How long after its due time a queued run was leased to a worker",
-            explicit_bucket_boundaries_advisory=_LAG_BUCKETS,
-        )
         meter.create_observable_gauge(
             "tether.queue.depth",
             [self._observe_queue],
@@ -241,6 +253,8 @@ class Metrics(EngineObserver):
         self._stats.pop(environment, None)
         self._snapshots.pop(environment, None)
         self._runs = {key: n for key, n in self._runs.items() if key[1] != environment}
+        for histogram in (self._step_duration, self._lag):
+            histogram.forget(ENVIRONMENT, environment)
 
     async def _refresh(self) -> None:
         for environment, stats in list(self._stats.items()):
@@ -256,11 +270,9 @@ class Metrics(EngineObserver):
         self, claims: Sequence[ClaimRecord], environment: str = DEFAULT_ENVIRONMENT
     ) -> None:
         runs = self._runs
+        lag = self._lag
         for claim in claims:
-            self._lag.record(
-                claim.lag_ms / 1000,
-                {ENVIRONMENT: environment, APP: claim.app_id, FUNCTION: claim.function_id},
-            )
+            lag.record(claim.lag_ms / 1000, (environment, claim.app_id, claim.function_id))
             if claim.first:
                 key = (_STARTED, environment, claim.app_id, claim.function_id)
                 runs[key] = runs.get(key, 0) + 1
@@ -268,16 +280,17 @@ class Metrics(EngineObserver):
     def steps_ended(
         self, steps: Sequence[StepSpanRecord], environment: str = DEFAULT_ENVIRONMENT
     ) -> None:
+        durations = self._step_duration
         for step in steps:
-            self._step_duration.record(
+            durations.record(
                 max(0, step.ended_at_ms - step.started_at_ms) / 1000,
-                {
-                    ENVIRONMENT: environment,
-                    APP: step.app_id,
-                    FUNCTION: step.function_id,
-                    "tether.step_kind": step.kind.value,
-                    "tether.step_outcome": "failed" if step.error else "completed",
-                },
+                (
+                    environment,
+                    step.app_id,
+                    step.function_id,
+                    step.kind.value,
+                    "failed" if step.error else "completed",
+                ),
             )
 
     def runs_finished(
