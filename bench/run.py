@@ -36,6 +36,10 @@ event, the next only after the run completed), each starting a run of K stamped
 steps: the Send call, the event to the first step's body and the event to the
 run completed, p50/p99/max, next to DBOS doing the same in-process (see
 bench/latency_workload.py).
+
+The timers scenario: 1,000 and 10,000 runs asleep at once, all due at the same
+moment, and how late each one's next step body runs (see
+bench/timers_workload.py).
 """
 
 from __future__ import annotations
@@ -75,11 +79,13 @@ from bench.registration_workload import (
 from bench.registration_workload import table as registration_table
 from bench.stats import Measurement, Spread, columns
 from bench.tether_workload import MAX_EVENTS_PER_SEND, WORKERS, ProfileHook, measure_tether
+from bench.timers_workload import TimersMeasurement, measure_timers
+from bench.timers_workload import table as timers_table
 from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("steps", "latency", "waits", "flow", "registration", "purge")
+SCENARIOS = ("steps", "latency", "timers", "waits", "flow", "registration", "purge")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -94,13 +100,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         type=_scenarios,
         default=list(SCENARIOS),
-        metavar="all|steps|latency|waits|flow|registration|purge",
+        metavar="all|steps|latency|timers|waits|flow|registration|purge",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
         "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
         "throttle (Tether); registration: health-check latency while a large app "
         "registers (Tether); purge: durable steps/s while retention purges 100,000 "
         "finished runs (Tether); latency: one event at a time, event to first step and "
-        "to completed (Tether and DBOS); all: every one but purge (default); or a "
+        "to completed (Tether and DBOS); timers: how late runs asleep at once wake "
+        "(Tether); all: every one but purge (default); or a "
         "comma-separated list, e.g. steps,flow",
     )
     parser.add_argument(
@@ -164,6 +171,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=200,
         metavar="N",
         help="latency scenario: events sent one at a time per round (default 200)",
+    )
+    parser.add_argument(
+        "--timers-runs",
+        type=_counts,
+        default=[1000, 10000],
+        metavar="N,...",
+        help="timers scenario: runs asleep at once, each measured on its own (default 1000,10000)",
     )
     parser.add_argument(
         "--registration-rounds",
@@ -920,6 +934,45 @@ def run_latency(args: argparse.Namespace, workdir: Path) -> list[LatencyMeasurem
     return measurements
 
 
+def run_timers(args: argparse.Namespace, workdir: Path) -> list[TimersMeasurement]:
+    measurements: list[TimersMeasurement] = []
+    for backend in args.backends:
+        for runs in args.timers_runs:
+            print(f"Tether on {backend}, {runs:,} runs asleep...", file=sys.stderr, flush=True)
+            try:
+                measurement = measure_timers(
+                    backend,
+                    runs=runs,
+                    rounds=args.rounds,
+                    warmup=args.warmup,
+                    timeout=args.timeout,
+                    workdir=workdir,
+                )
+            except Exception as error:  # a database that cannot be created, ...
+                measurement = TimersMeasurement(
+                    backend, runs, error=f"{type(error).__name__}: {error}"
+                )
+            if measurement.error:
+                print(f"  failed: {measurement.error}", file=sys.stderr, flush=True)
+                _print_logs(measurement.notes)
+            measurements.append(measurement)
+    return measurements
+
+
+def timers_report(args: argparse.Namespace, measurements: list[TimersMeasurement]) -> str:
+    """The timers scenario."""
+    return "\n".join(
+        [
+            "",
+            f"Runs asleep at once, all due at the same moment ({args.rounds} measured round(s) "
+            f"after {args.warmup} warm-up): how late each one's next step body ran; each "
+            "quantile is the median [min-max] of the rounds",
+            "",
+            timers_table(measurements),
+        ]
+    )
+
+
 def latency_report(args: argparse.Namespace, measurements: list[LatencyMeasurement]) -> str:
     """The latency scenario."""
     return "\n".join(
@@ -972,6 +1025,7 @@ class Results:
         self.registration: list[RegistrationMeasurement] = []
         self.purge: list[PurgeMeasurement] = []
         self.latency: list[LatencyMeasurement] = []
+        self.timers: list[TimersMeasurement] = []
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Results:
@@ -980,6 +1034,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Results:
         results.steps = run_steps(args, workdir, results.env)
     if "latency" in args.scenario:
         results.latency = run_latency(args, workdir)
+    if "timers" in args.scenario:
+        results.timers = run_timers(args, workdir)
     if "waits" in args.scenario:
         results.waits = run_waits(args, workdir)
     if "flow" in args.scenario:
@@ -1013,6 +1069,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report(args, env, measurements))
     if results.latency:
         print(latency_report(args, results.latency))
+    if results.timers:
+        print(timers_report(args, results.timers))
     if waits:
         print(waits_report(args, waits))
     if flow:
@@ -1043,6 +1101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "purge_runs": args.purge_runs,
                 "purge_batches": args.purge_batches,
                 "latency_samples": args.latency_samples,
+                "timers_runs": args.timers_runs,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
@@ -1052,6 +1111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "registration": [m.to_json() for m in registration],
             "purge": [m.to_json() for m in purge],
             "latency": [m.to_json() for m in results.latency],
+            "timers": [m.to_json() for m in results.timers],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -1062,6 +1122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         or any(m.error for m in registration)
         or any(m.error for m in purge)
         or any(m.error for m in results.latency)
+        or any(m.error for m in results.timers)
         or bool(violations(flow))
     )
     return 1 if failed else 0

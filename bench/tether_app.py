@@ -15,11 +15,15 @@ Run by ``tether worker bench.tether_app:app``. The functions:
   completes (the event-ingestion workload, ``bench/waits_workload.py``);
 - ``bench-latency``, triggered by ``bench/latency.requested``, runs
   ``data["steps"]`` steps that return when they ran (the latency scenario,
-  ``bench/latency_workload.py``).
+  ``bench/latency_workload.py``);
+- ``bench-sleeper``, triggered by ``bench/sleep.requested``, sleeps until
+  ``data["wake_at_ms"]`` and then runs a stamped step (the timers scenario,
+  ``bench/timers_workload.py``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -127,3 +131,17 @@ async def bench_latency(ctx: Context) -> list[int]:
         result = await ctx.step.run(f"step-{index}", stamped_step, index)
         stamps.append(result["ns"])
     return stamps
+
+
+SLEEPER_ID = "bench-sleeper"
+SLEEPER_EVENT = "bench/sleep.requested"
+
+
+@app.function(id=SLEEPER_ID, trigger=SLEEPER_EVENT, retries=0)
+async def bench_sleeper(ctx: Context) -> int:
+    """Sleeps until ``data["wake_at_ms"]``, then runs a stamped step: the timers
+    scenario (``bench/timers_workload.py``) reads how late it ran."""
+    wake_at = dt.datetime.fromtimestamp(int(ctx.event.data["wake_at_ms"]) / 1000, dt.UTC)
+    await ctx.step.sleep_until("nap", wake_at)
+    woke = await ctx.step.run("woke", stamped_step, 0)
+    return woke["ns"]
