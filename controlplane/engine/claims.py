@@ -32,17 +32,21 @@ def claim_executions(
     lease_timeout_ms: int,
     finish_timeout_of: Callable[[str], int] = lambda _function_id: 0,
     effects: Effects | None = None,
+    due_at: dict[str, int] | None = None,
 ) -> list[Execution]:
     """Lease up to ``limit`` due runs; resolve their due waits; load their state.
 
     A run's start deadline goes once it starts; its finish deadline (the
     function's ``timeouts.finish_ms``) is set the first time it starts.
-    ``effects`` learns of the claims and of the waits that ended."""
+    ``effects`` learns of the claims and of the waits that ended; ``due_at``,
+    when given, of when each run claimed was due (run id -> ms)."""
     effects = effects if effects is not None else Effects()
     deadline = now_ms + lease_timeout_ms
     claimed = tx.claim_ready(app_id, function_ids, now_ms, limit, deadline, lambda: new_hex_id(16))
     if not claimed:
         return []
+    if due_at is not None:
+        due_at.update((c.run_id, c.due_at_ms) for c in claimed)
     run_ids = [c.run_id for c in claimed]
     states = tx.run_states(run_ids)
     stale = [

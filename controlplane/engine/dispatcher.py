@@ -43,6 +43,23 @@ log = logging.getLogger(__name__)
 # After an unexpected failure (the database went away...), wait before retrying.
 _ERROR_BACKOFF_S = 0.5
 
+# Timers (sleeps, retries, a delayed start) due this soon are leased ahead and
+# held here until they fall due, so that nothing is left to commit when they
+# do: the run is dispatched on time however many fall due together.
+LEASE_AHEAD_MS = 1000
+# A claim ahead takes the timers due within this long of the earliest one.
+_AHEAD_WINDOW_MS = 20
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    """An execution leased ahead, to be dispatched when its run falls due."""
+
+    session: WorkerSession
+    execution: Execution
+    due_at_ms: int
+    timer: asyncio.TimerHandle | None = None
+
 
 @dataclass(eq=False, slots=True)
 class ClaimTicket:
@@ -100,11 +117,22 @@ class Dispatcher:
         # are not this node's to fire (their function is unknown here).
         self._fired_through = 0
         self.dispatched = 0
+        # Executions leased ahead and not dispatched yet (execution id ->).
+        # Only on the system clock: a virtual clock's jumps would outrun them.
+        self._lease_ahead = not clock.is_virtual
+        self._held: dict[str, _Held] = {}
+        # Timers due by then were leased ahead, or found no worker with room.
+        self._ahead_through = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="tether-dispatcher")
 
     async def stop(self) -> None:
+        # What is held goes back to the queue when its worker's stream ends
+        # (take_unsent); none is dispatched from here on.
+        for held in self._held.values():
+            if held.timer is not None:
+                held.timer.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,7 +210,15 @@ class Dispatcher:
             tickets.append(self._ticket(session, session.free))
         return tickets
 
-    def _ticket(self, session: WorkerSession, limit: int) -> ClaimTicket:
+    def _ticket(
+        self,
+        session: WorkerSession,
+        limit: int,
+        *,
+        at_ms: int | None = None,
+        due_at: dict[str, int] | None = None,
+    ) -> ClaimTicket:
+        """With ``at_ms``, the claim is made as of then (ahead of time)."""
         limit = min(limit, self._settings.max_claim_batch)
         app_id = session.app_id
         function_ids = sorted(session.functions)
@@ -197,10 +233,11 @@ class Dispatcher:
                 app_id,
                 function_ids,
                 limit,
-                clock.now_ms(),
+                clock.now_ms() if at_ms is None else at_ms,
                 lease_timeout,
                 finish_timeout_of,
                 effects,
+                due_at,
             )
 
         session.reserved += limit
@@ -229,8 +266,6 @@ class Dispatcher:
         if not executions:
             return False
         session = ticket.session
-        claimed = ticket.effects
-        claimed.changed_runs.update(e.run_id for e in executions)
         if session.closed:
             # The worker left while its executions were being leased: give them back.
             ids = [e.execution_id for e in executions]
@@ -238,9 +273,24 @@ class Dispatcher:
             await self._store.write(
                 lambda tx: leases.release(tx, ids, clock.now_ms(), "worker disconnected")
             )
-            self._apply_effects(claimed)
-            self.wake()
+            self._left(ticket, executions)
             return False
+        self._track(ticket, executions)
+        session.sink.dispatch(executions)
+        self.dispatched += len(executions)
+        return True
+
+    def _left(self, ticket: ClaimTicket, executions: list[Execution]) -> None:
+        ticket.effects.changed_runs.update(e.run_id for e in executions)
+        self._apply_effects(ticket.effects)
+        self.wake()
+
+    def _track(self, ticket: ClaimTicket, executions: list[Execution]) -> None:
+        """Count a committed claim's executions against their worker's room,
+        watch their leases and deadlines, and report the claim."""
+        session = ticket.session
+        claimed = ticket.effects
+        claimed.changed_runs.update(e.run_id for e in executions)
         for execution in executions:
             self._sessions.track(
                 session,
@@ -253,8 +303,6 @@ class Dispatcher:
                     step_attempts=execution.step_attempts,
                 ),
             )
-        session.sink.dispatch(executions)
-        self.dispatched += len(executions)
         deadline = executions[0].lease_deadline_ms
         if self._lease_check_at is None or deadline < self._lease_check_at:
             # A claim made in another write may find the loop asleep with no
@@ -267,7 +315,75 @@ class Dispatcher:
             if finish:
                 claimed.note_deadline(execution.server_time_ms + finish)
         self._apply_effects(claimed)
-        return True
+
+    # -- timers leased ahead ------------------------------------------------------
+
+    async def _lease_ahead_of(self, due_ms: int) -> bool:
+        """Lease, as of a moment just after ``due_ms`` (a timer coming within
+        LEASE_AHEAD_MS), the runs due by then to workers with room; hold each
+        until its own due time. True if any was leased."""
+        at_ms = due_ms + _AHEAD_WINDOW_MS
+        ready = self._ready_sessions()
+        results = await asyncio.gather(*(self._claim_ahead_for(s, at_ms) for s in ready))
+        if not any(full for _, full in results):
+            # Else a claim took all it might: there may be more due by then.
+            self._ahead_through = at_ms
+        return any(leased for leased, _ in results)
+
+    async def _claim_ahead_for(self, session: WorkerSession, at_ms: int) -> tuple[bool, bool]:
+        """(whether any was leased, whether the claim took all it might)."""
+        due_at: dict[str, int] = {}
+        ticket = self._ticket(session, session.free, at_ms=at_ms, due_at=due_at)
+        try:
+            executions = await self._store.write(ticket.claim)
+        finally:
+            ticket.release()
+        if not executions:
+            return False, False
+        if session.closed:
+            # Back to the queue, due when they were: they must not run early.
+            back = {e.run_id: due_at[e.run_id] for e in executions}
+            await self._store.write(lambda tx: tx.requeue(back))
+            self._left(ticket, executions)
+            return False, False
+        self._track(ticket, executions)
+        loop = asyncio.get_running_loop()
+        by_time: dict[int, list[str]] = {}
+        for execution in executions:
+            due = due_at[execution.run_id]
+            self._held[execution.execution_id] = _Held(session, execution, due)
+            by_time.setdefault(due, []).append(execution.execution_id)
+        for due, ids in by_time.items():
+            timer = loop.call_later(self._clock.seconds_until(due), self._send_held, ids)
+            for execution_id in ids:
+                self._held[execution_id].timer = timer
+        return True, not ticket.drained(executions)
+
+    def _send_held(self, execution_ids: list[str]) -> None:
+        by_session: dict[WorkerSession, list[Execution]] = {}
+        for execution_id in execution_ids:
+            held = self._held.pop(execution_id, None)
+            # Gone: cancelled, or its lease released meanwhile.
+            if held is not None and execution_id in held.session.in_flight:
+                by_session.setdefault(held.session, []).append(held.execution)
+        for session, executions in by_session.items():
+            if not session.closed:
+                session.sink.dispatch(executions)
+                self.dispatched += len(executions)
+
+    def drop_unsent(self, execution_id: str) -> bool:
+        """Forget an execution leased ahead and not dispatched yet (its run was
+        cancelled, its lease released); True if it was such a one, which its
+        worker never heard of."""
+        held = self._held.pop(execution_id, None)
+        return held is not None
+
+    def take_unsent(self, session: WorkerSession) -> dict[str, int]:
+        """The runs of a leaving worker's executions leased ahead and not
+        dispatched yet, each with its due time: they go back to the queue due
+        then, not now (their timers were resolved as of then)."""
+        mine = [e for e, held in self._held.items() if held.session is session]
+        return {held.execution.run_id: held.due_at_ms for held in (self._held.pop(e) for e in mine)}
 
     async def _idle(self, round_start: int) -> None:
         fired_through = self._fired_through
@@ -286,6 +402,14 @@ class Dispatcher:
         if self._wake.is_set():
             return
         clock = self._clock
+        if (
+            self._lease_ahead
+            and next_due is not None
+            and next_due > self._ahead_through
+            and next_due - clock.now_ms() <= LEASE_AHEAD_MS
+            and await self._lease_ahead_of(next_due)
+        ):
+            return
         fire_at = self._fire_at
         next_timer = min((t for t in (next_due, run_deadline) if t is not None), default=None)
         if (
@@ -299,6 +423,8 @@ class Dispatcher:
             log.debug("virtual clock: skipping ahead %d ms", next_timer - clock.now_ms())
             clock.advance_to(next_timer)
             return
+        if self._lease_ahead and next_due is not None and next_due > self._ahead_through:
+            next_due -= LEASE_AHEAD_MS  # wake to lease it ahead
         timers = [t for t in (next_due, next_deadline, run_deadline, fire_at) if t is not None]
         timeout = clock.seconds_until(min(timers)) + 0.001 if timers else None
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
@@ -371,7 +497,8 @@ class Dispatcher:
                 extra=run_log_extra(run_id, execution_id=execution_id),
             )
             owner = self._sessions.untrack(execution_id)
-            if owner is not None and not owner.closed:
+            unsent = self.drop_unsent(execution_id)
+            if owner is not None and not owner.closed and not unsent:
                 owner.sink.cancel(execution_id, run_id, reason)
         self._apply_effects(Effects(changed_runs={run_id for run_id, _ in released}))
         self.wake()

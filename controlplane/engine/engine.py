@@ -230,6 +230,11 @@ class Engine:
         for run_id, holder in effects.cancelled:
             if holder is None:
                 continue
+            if self.dispatcher.drop_unsent(holder):
+                # Leased ahead, never dispatched: its worker has nothing to stop.
+                self.sessions.untrack(holder)
+                self.cancel_acknowledged(holder)
+                continue
             owner = self.sessions.untrack_cancelled(holder, self._keep_cancelled_s)
             if owner is not None:
                 owner.sink.cancel(holder, run_id, "run cancelled", run_cancelled=True)
@@ -348,11 +353,15 @@ class Engine:
     async def disconnect_worker(self, session: WorkerSession, reason: str) -> None:
         session.closed = True
         session.acknowledged.set()
-        held = list(session.in_flight)
+        unsent = self.dispatcher.take_unsent(session)
+        held = [e for e, info in session.in_flight.items() if info.run_id not in unsent]
         self.sessions.remove(session)
         for execution_id in session.cancelled:
             self.cancel_acknowledged(execution_id)  # the stream is gone: so is it
         log.info("worker disconnected: session %s (%s)", session.id, reason)
+        if unsent:
+            # Leased ahead and never dispatched: queued again, due as they were.
+            await self.store.write(lambda tx: tx.requeue(unsent))
         if not held:
             return
         if self._stopping:

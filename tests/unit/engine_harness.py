@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controlplane.engine.clock import VirtualClock
+from controlplane.engine.clock import SystemClock, VirtualClock
 from controlplane.engine.engine import Engine
 from controlplane.engine.sessions import WorkerSession
 from controlplane.engine.settings import EngineSettings
@@ -127,14 +127,18 @@ class EngineHarness:
         *,
         capacity: int = 10,
         settings: EngineSettings | None = None,
+        system_clock: bool = False,
     ) -> AsyncIterator[EngineHarness]:
-        """An engine on a fresh SQLite file with one worker serving ``functions``."""
+        """An engine on a fresh SQLite file with one worker serving ``functions``.
+        With ``system_clock``, the engine runs on the wall clock, as a server
+        does (the harness's clock then reads the same time and cannot be
+        advanced)."""
         store = open_store(f"sqlite:///{directory / 'engine.db'}")
         await asyncio.to_thread(migrate, store.engine)
         await store.start()
-        clock = VirtualClock(START_MS, auto_skip=False)
+        clock = VirtualClock(None if system_clock else START_MS, auto_skip=False)
         settings = settings or EngineSettings()
-        engine = Engine(store, clock, settings)
+        engine = Engine(store, SystemClock() if system_clock else clock, settings)
         await engine.start()
         harness = cls(engine, store, clock, settings)
         try:
@@ -167,7 +171,7 @@ class EngineHarness:
         control plane: no stream, no in-memory state survives."""
         await self.engine.stop()
         self.session = None
-        self.engine = Engine(self.store, self.clock, self.settings)
+        self.engine = Engine(self.store, self.engine.clock, self.settings)
         await self.engine.start()
 
     # -- events and runs ------------------------------------------------------------
