@@ -15,12 +15,14 @@ from controlplane.model import (
     HistoryKind,
     HistoryRecord,
     MemoizedStep,
+    RunState,
     RunStatus,
+    StepKind,
     StepStatus,
     StoredEvent,
 )
 from controlplane.model.ids import new_hex_id
-from controlplane.store.tx import WriteTx
+from controlplane.store.tx import Claimed, WriteTx
 
 
 def claim_executions(
@@ -33,20 +35,24 @@ def claim_executions(
     finish_timeout_of: Callable[[str], int] = lambda _function_id: 0,
     effects: Effects | None = None,
     due_at: dict[str, int] | None = None,
+    ahead_of_ms: int | None = None,
 ) -> list[Execution]:
     """Lease up to ``limit`` due runs; resolve their due waits; load their state.
 
     A run's start deadline goes once it starts; its finish deadline (the
     function's ``timeouts.finish_ms``) is set the first time it starts.
     ``effects`` learns of the claims and of the waits that ended; ``due_at``,
-    when given, of when each run claimed was due (run id -> ms)."""
+    when given, of when each run claimed was due (run id -> ms).
+
+    With ``ahead_of_ms`` (the time now, ``now_ms`` being later: a claim ahead
+    of due timers), only runs resuming after a sleep or a step retry are
+    leased: an event may still come for a wait whose timeout falls due, or
+    join a run not started yet (a debounce, a batch), before ``now_ms``."""
     effects = effects if effects is not None else Effects()
     deadline = now_ms + lease_timeout_ms
     claimed = tx.claim_ready(app_id, function_ids, now_ms, limit, deadline, lambda: new_hex_id(16))
     if not claimed:
         return []
-    if due_at is not None:
-        due_at.update((c.run_id, c.due_at_ms) for c in claimed)
     run_ids = [c.run_id for c in claimed]
     states = tx.run_states(run_ids)
     stale = [
@@ -57,6 +63,11 @@ def claim_executions(
         tx.delete_queue_items(stale)
         claimed = [c for c in claimed if c.run_id not in set(stale)]
         run_ids = [c.run_id for c in claimed]
+    if ahead_of_ms is not None and claimed:
+        claimed = _only_timers(tx, claimed, states, now_ms, ahead_of_ms)
+        run_ids = [c.run_id for c in claimed]
+    if due_at is not None:
+        due_at.update((c.run_id, c.due_at_ms) for c in claimed)
     history_rows: list[HistoryRecord] = []
     timed_out = waits.resolve_due(tx, run_ids, now_ms, history_rows, effects)
     effects.merge(admin.close_children(tx, timed_out, now_ms, "stopped waiting for it"))
@@ -113,6 +124,27 @@ def claim_executions(
         )
     tx.add_history(history_rows)
     return executions
+
+
+def _only_timers(
+    tx: WriteTx,
+    claimed: list[Claimed],
+    states: Mapping[str, RunState],
+    now_ms: int,
+    ahead_of_ms: int,
+) -> list[Claimed]:
+    """Of runs leased as of ``now_ms`` at ``ahead_of_ms``, put back (due as they
+    were) those not started yet and those with an event wait or an invoke
+    timing out in between; the rest resume after a sleep or a step retry."""
+    back = {c.run_id for c in claimed if states[c.run_id].started_at_ms is None}
+    back.update(
+        w.run_id
+        for w in tx.waits_due([c.run_id for c in claimed], now_ms)
+        if w.step_kind is not StepKind.SLEEP and w.until_ms > ahead_of_ms
+    )
+    if back:
+        tx.requeue({c.run_id: c.due_at_ms for c in claimed if c.run_id in back})
+    return [c for c in claimed if c.run_id not in back]
 
 
 def resume_executions(

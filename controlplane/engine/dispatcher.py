@@ -238,6 +238,7 @@ class Dispatcher:
                 finish_timeout_of,
                 effects,
                 due_at,
+                None if at_ms is None else clock.now_ms(),
             )
 
         session.reserved += limit

@@ -6,11 +6,12 @@ not start early."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
 from controlplane.engine.dispatcher import LEASE_AHEAD_MS
-from controlplane.model import HistoryKind, PlannedSleep, RunStatus, Suspended
+from controlplane.model import HistoryKind, PlannedEventWait, PlannedSleep, RunStatus, Suspended
 from tests.support.waiting import wait_until_async
 from tests.unit.engine_harness import EngineHarness, spec
 from tether._step_ids import hash_step_id
@@ -83,3 +84,25 @@ async def test_a_run_held_for_a_worker_that_leaves_goes_to_the_next_one_when_due
         assert _wall_ms() >= due, "the run started before its timer"
         assert resumed.run_id == run_id
         assert [m.step_id for m in resumed.steps] == [hash_step_id("nap")]
+
+
+async def test_an_event_just_before_a_wait_times_out_still_resumes_it(tmp_path: Path) -> None:
+    # A timeout is no timer to lease ahead: the event may come until it passes.
+    async with EngineHarness.start(tmp_path, [spec("await-pay")], system_clock=True) as h:
+        [run_id] = (await h.send("app/await-pay", {"order": 7})).run_ids
+        now = h.clock.now_ms()
+        timeout_at = now + NAP_MS
+        wait = PlannedEventWait(
+            hash_step_id("paid"), "paid", "shop/paid", "data.order", "", timeout_at, now
+        )
+        await h.report(await h.next_execution(), Suspended(waits=[wait]))
+        # Inside the last stretch before the timeout, where timers are leased ahead.
+        await asyncio.sleep(max(0, timeout_at - 150 - _wall_ms()) / 1000)
+        assert await h.status(run_id) is RunStatus.WAITING
+
+        hit = await h.send("shop/paid", {"order": 7})
+        assert _wall_ms() < timeout_at
+        assert hit.resumed_run_ids == [run_id]
+        resumed = await h.next_execution()
+        [memo] = resumed.steps
+        assert json.loads(memo.output or b"")["data"] == {"order": 7}
