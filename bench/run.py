@@ -40,6 +40,11 @@ bench/latency_workload.py).
 The timers scenario: 1,000 and 10,000 runs asleep at once, all due at the same
 moment, and how late each one's next step body runs (see
 bench/timers_workload.py).
+
+The load scenario: one event per Send call, each sent as the previous one
+returns, while rounds of the steps workload run back to back: the Send
+latency, the producer's runs started per second and the background's durable
+steps per second (see bench/load_workload.py).
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ from bench.latency_workload import (
     measure_tether_latency,
 )
 from bench.latency_workload import table as latency_table
+from bench.load_workload import LoadMeasurement, measure_load
+from bench.load_workload import table as load_table
 from bench.purge_workload import BATCHES, SEEDED_RUNS, PurgeMeasurement, measure_purge
 from bench.purge_workload import table as purge_table
 from bench.purge_workload import verdicts as purge_verdicts
@@ -85,7 +92,7 @@ from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("steps", "latency", "timers", "waits", "flow", "registration", "purge")
+SCENARIOS = ("steps", "latency", "timers", "load", "waits", "flow", "registration", "purge")
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -100,14 +107,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         type=_scenarios,
         default=list(SCENARIOS),
-        metavar="all|steps|latency|timers|waits|flow|registration|purge",
+        metavar="all|steps|latency|timers|load|waits|flow|registration|purge",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
         "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
         "throttle (Tether); registration: health-check latency while a large app "
         "registers (Tether); purge: durable steps/s while retention purges 100,000 "
         "finished runs (Tether); latency: one event at a time, event to first step and "
         "to completed (Tether and DBOS); timers: how late runs asleep at once wake "
-        "(Tether); all: every one but purge (default); or a "
+        "(Tether); load: one event per Send while the engine is busy (Tether); all: "
+        "every one but purge (default); or a "
         "comma-separated list, e.g. steps,flow",
     )
     parser.add_argument(
@@ -178,6 +186,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[1000, 10000],
         metavar="N,...",
         help="timers scenario: runs asleep at once, each measured on its own (default 1000,10000)",
+    )
+    parser.add_argument(
+        "--load-seconds",
+        type=_positive,
+        default=5,
+        metavar="S",
+        help="load scenario: how long the producer sends, per round (default 5)",
     )
     parser.add_argument(
         "--registration-rounds",
@@ -973,6 +988,45 @@ def timers_report(args: argparse.Namespace, measurements: list[TimersMeasurement
     )
 
 
+def run_load(args: argparse.Namespace, workdir: Path) -> list[LoadMeasurement]:
+    measurements: list[LoadMeasurement] = []
+    for backend in args.backends:
+        print(f"Tether on {backend}, one Send at a time under load...", file=sys.stderr, flush=True)
+        try:
+            measurement = measure_load(
+                backend,
+                runs=args.runs,
+                steps=args.steps,
+                seconds=args.load_seconds,
+                rounds=args.rounds,
+                warmup=args.warmup,
+                timeout=args.timeout,
+                workdir=workdir,
+            )
+        except Exception as error:  # a database that cannot be created, ...
+            measurement = LoadMeasurement(backend, error=f"{type(error).__name__}: {error}")
+        if measurement.error:
+            print(f"  failed: {measurement.error}", file=sys.stderr, flush=True)
+            _print_logs(measurement.notes)
+        measurements.append(measurement)
+    return measurements
+
+
+def load_report(args: argparse.Namespace, measurements: list[LoadMeasurement]) -> str:
+    """The load scenario."""
+    return "\n".join(
+        [
+            "",
+            f"One event per Send, each as the previous returned, for {args.load_seconds} s "
+            f"while rounds of {args.runs} runs x {args.steps} steps run back to back "
+            f"({args.rounds} measured round(s) after {args.warmup} warm-up; median "
+            "[min-max] of the rounds)",
+            "",
+            load_table(measurements),
+        ]
+    )
+
+
 def latency_report(args: argparse.Namespace, measurements: list[LatencyMeasurement]) -> str:
     """The latency scenario."""
     return "\n".join(
@@ -1026,6 +1080,7 @@ class Results:
         self.purge: list[PurgeMeasurement] = []
         self.latency: list[LatencyMeasurement] = []
         self.timers: list[TimersMeasurement] = []
+        self.load: list[LoadMeasurement] = []
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Results:
@@ -1036,6 +1091,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Results:
         results.latency = run_latency(args, workdir)
     if "timers" in args.scenario:
         results.timers = run_timers(args, workdir)
+    if "load" in args.scenario:
+        results.load = run_load(args, workdir)
     if "waits" in args.scenario:
         results.waits = run_waits(args, workdir)
     if "flow" in args.scenario:
@@ -1071,6 +1128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(latency_report(args, results.latency))
     if results.timers:
         print(timers_report(args, results.timers))
+    if results.load:
+        print(load_report(args, results.load))
     if waits:
         print(waits_report(args, waits))
     if flow:
@@ -1102,6 +1161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "purge_batches": args.purge_batches,
                 "latency_samples": args.latency_samples,
                 "timers_runs": args.timers_runs,
+                "load_seconds": args.load_seconds,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
@@ -1112,6 +1172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "purge": [m.to_json() for m in purge],
             "latency": [m.to_json() for m in results.latency],
             "timers": [m.to_json() for m in results.timers],
+            "load": [m.to_json() for m in results.load],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -1123,6 +1184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         or any(m.error for m in purge)
         or any(m.error for m in results.latency)
         or any(m.error for m in results.timers)
+        or any(m.error for m in results.load)
         or bool(violations(flow))
     )
     return 1 if failed else 0
