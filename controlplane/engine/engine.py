@@ -63,6 +63,9 @@ from controlplane.model.ids import new_hex_id
 from controlplane.store import Store
 from controlplane.store.tx import WriteTx
 
+# A Send of at most this many events goes ahead of other writes.
+URGENT_SEND_EVENTS = 10
+
 log = logging.getLogger("tether.engine")
 
 MAX_PAGE_SIZE = 1000
@@ -195,7 +198,10 @@ class Engine:
             return results, effects, claimed
 
         try:
-            results, effects, claimed = await self.store.write(store)
+            # A Send of a few events goes ahead of what waits to be stored
+            # (workers' results, bulk Sends): its sender waits for one commit.
+            urgent = len(events) <= URGENT_SEND_EVENTS
+            results, effects, claimed = await self.store.write(store, urgent=urgent)
         finally:
             for ticket in tickets:
                 ticket.release()

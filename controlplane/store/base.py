@@ -100,12 +100,14 @@ class Store(ABC):
         fallback: Callable[[WriteTx, Exception], object] | None = None,
         *,
         hold: bool = False,
+        urgent: bool = False,
     ) -> asyncio.Future[T]:
         """Queue ``op`` for the next group-committed transaction, now. Operations
         are applied in the order they are submitted. If ``op`` fails,
         ``fallback`` runs in its place (its own transaction) before anything later.
         With ``hold``, an outage keeps it waiting (up to the hold window)
-        instead of failing it at once: for what workers report."""
+        instead of failing it at once: for what workers report. An ``urgent``
+        one goes ahead of all that wait (a client's Send of a few events)."""
         insert = self.insert
         lock_rows = self.shared
         lock_namespace = self.schema or ""
@@ -119,11 +121,13 @@ class Store(ABC):
             def on_failure(conn: Connection, error: Exception) -> object:
                 return fallback(tx(conn), error)
 
-        return self._writer.submit(lambda conn: op(tx(conn)), on_failure, hold=hold)
+        return self._writer.submit(lambda conn: op(tx(conn)), on_failure, hold=hold, urgent=urgent)
 
-    async def write(self, op: Callable[[WriteTx], T], *, hold: bool = False) -> T:
+    async def write(
+        self, op: Callable[[WriteTx], T], *, hold: bool = False, urgent: bool = False
+    ) -> T:
         """Run ``op`` in the next group-committed transaction and wait for the commit."""
-        return await self.submit(op, hold=hold)
+        return await self.submit(op, hold=hold, urgent=urgent)
 
     def announce(self, kind: str = "work") -> None:
         """Tell other control planes sharing the store that something they may

@@ -5,6 +5,11 @@ operation waiting, runs them in one transaction, commits once, then resolves eac
 caller's future. While a transaction is being committed the next batch builds up,
 so under load each fsync covers many outcomes.
 
+An operation submitted as ``urgent`` (a client's Send of a few events) goes
+into the next transaction ahead of every operation still waiting, so that a
+sender waits for at most the transaction being committed, not behind a
+backlog of workers' results.
+
 During a database outage most callers learn it at once (Unavailable). An
 operation submitted with ``hold=True`` (what workers report: outcomes,
 heartbeats) is kept instead and tried again, with backoff, for up to
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,7 +86,11 @@ class GroupCommitWriter:
         self._committed = committed
         self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="tether-writer")
-        self._queue: asyncio.Queue[_Op] | None = None
+        # Waiting operations, urgent ones apart; the event is set while any wait.
+        self._urgent: deque[_Op] = deque()
+        self._waiting: deque[_Op] = deque()
+        self._arrived = asyncio.Event()
+        self._started = False
         self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
         # Operations submitted and not yet resolved.
@@ -94,7 +104,7 @@ class GroupCommitWriter:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._conn = await loop.run_in_executor(self._executor, self._connect)
-        self._queue = asyncio.Queue()
+        self._started = True
         self._task = asyncio.create_task(self._run(), name="tether-writer")
 
     async def close(self) -> None:
@@ -112,26 +122,41 @@ class GroupCommitWriter:
         self._executor.shutdown(wait=True)
 
     def submit(
-        self, fn: Callable[[Connection], T], fallback: Fallback | None = None, *, hold: bool = False
+        self,
+        fn: Callable[[Connection], T],
+        fallback: Fallback | None = None,
+        *,
+        hold: bool = False,
+        urgent: bool = False,
     ) -> asyncio.Future[T]:
         """Queue ``fn`` for the next group transaction; the future holds its result
-        once committed. Operations run in the order they were submitted; with
-        ``hold``, one waits out an outage (see the module's docstring)."""
-        if self._queue is None:
+        once committed. Operations run in the order they were submitted, but
+        ``urgent`` ones go ahead of all that wait; with ``hold``, one waits out
+        an outage (see the module's docstring)."""
+        if not self._started:
             raise RuntimeError("the writer is not started")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.pending += 1
         self._idle.clear()
-        self._queue.put_nowait(_Op(fn, future, fallback, hold))
+        (self._urgent if urgent else self._waiting).append(_Op(fn, future, fallback, hold))
+        self._arrived.set()
         return future
 
+    def _take(self, limit: int) -> list[_Op]:
+        """Up to ``limit`` waiting operations, urgent ones first."""
+        batch: list[_Op] = []
+        for waiting in (self._urgent, self._waiting):
+            while waiting and len(batch) < limit:
+                batch.append(waiting.popleft())
+        if not self._urgent and not self._waiting:
+            self._arrived.clear()
+        return batch
+
     async def _run(self) -> None:
-        assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            await self._arrived.wait()
+            batch = self._take(self._max_batch)
             try:
                 applied = await loop.run_in_executor(self._executor, self._apply, batch)
             except BaseException as error:  # the executor itself failed
@@ -173,16 +198,13 @@ class GroupCommitWriter:
         """Try the held operations again until the database answers or the hold
         window passes; meanwhile later held operations join them (in order)
         and the others fail at once."""
-        assert self._queue is not None
         loop = asyncio.get_running_loop()
         give_up_at = time.monotonic() + self._hold_window_s
         delay = _RETRY_FIRST_S
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
-            arrived: list[_Op] = []
-            while not self._queue.empty():
-                arrived.append(self._queue.get_nowait())
+            arrived = self._take(len(self._urgent) + len(self._waiting))
             held.extend(op for op in arrived if op.hold)
             refused = [op for op in arrived if not op.hold]
             await self._resolve(refused, await self._fail_all(refused, error))
