@@ -41,6 +41,10 @@ The timers scenario: 1,000 and 10,000 runs asleep at once, all due at the same
 moment, and how late each one's next step body runs (see
 bench/timers_workload.py).
 
+The curve scenario: the steps workload at 1, 10, 100 and 1,000 concurrent
+runs (``--curve-runs``), Tether next to DBOS at each: durable steps/s and the
+run latency (created to ended) p50/p99/max, with Tether/DBOS ratios.
+
 The load scenario: one event per Send call, each sent as the previous one
 returns, while rounds of the steps workload run back to back: the Send
 latency, the producer's runs started per second and the background's durable
@@ -73,6 +77,8 @@ from bench.latency_workload import (
 from bench.latency_workload import table as latency_table
 from bench.load_workload import LoadMeasurement, measure_load
 from bench.load_workload import table as load_table
+from bench.machine import describe as describe_machine
+from bench.machine import measure_machine
 from bench.purge_workload import BATCHES, SEEDED_RUNS, PurgeMeasurement, measure_purge
 from bench.purge_workload import table as purge_table
 from bench.purge_workload import verdicts as purge_verdicts
@@ -84,7 +90,7 @@ from bench.registration_workload import (
     verdicts,
 )
 from bench.registration_workload import table as registration_table
-from bench.stats import Measurement, Spread, columns
+from bench.stats import Measurement, Spread, columns, percentile
 from bench.tether_workload import MAX_EVENTS_PER_SEND, WORKERS, ProfileHook, measure_tether
 from bench.timers_workload import TimersMeasurement, measure_timers
 from bench.timers_workload import table as timers_table
@@ -92,7 +98,17 @@ from bench.waits_workload import KINDS, RESOLVE, WaitsMeasurement, measure_waits
 from bench.waits_workload import table as waits_table
 
 BACKENDS = ("sqlite", "postgres")
-SCENARIOS = ("steps", "latency", "timers", "load", "waits", "flow", "registration", "purge")
+SCENARIOS = (
+    "steps",
+    "curve",
+    "latency",
+    "timers",
+    "load",
+    "waits",
+    "flow",
+    "registration",
+    "purge",
+)
 #: The project's aim: durable steps/s on SQLite with 200 concurrent 10-step runs.
 AIM_STEPS_PER_S = 2000
 
@@ -107,14 +123,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         type=_scenarios,
         default=list(SCENARIOS),
-        metavar="all|steps|latency|timers|load|waits|flow|registration|purge",
+        metavar="all|steps|curve|latency|timers|load|waits|flow|registration|purge",
         help="steps: durable steps/s (Tether and DBOS); waits: event ingestion with "
         "waits pending (Tether); flow: durable steps/s under concurrency limits and a "
         "throttle (Tether); registration: health-check latency while a large app "
         "registers (Tether); purge: durable steps/s while retention purges 100,000 "
         "finished runs (Tether); latency: one event at a time, event to first step and "
         "to completed (Tether and DBOS); timers: how late runs asleep at once wake "
-        "(Tether); load: one event per Send while the engine is busy (Tether); all: "
+        "(Tether); load: one event per Send while the engine is busy (Tether); curve: "
+        "the steps workload at several concurrencies (Tether and DBOS); all: "
         "every one but purge (default); or a "
         "comma-separated list, e.g. steps,flow",
     )
@@ -186,6 +203,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[1000, 10000],
         metavar="N,...",
         help="timers scenario: runs asleep at once, each measured on its own (default 1000,10000)",
+    )
+    parser.add_argument(
+        "--curve-runs",
+        type=_counts,
+        default=[1, 10, 100, 1000],
+        metavar="N,...",
+        help="curve scenario: concurrent runs, each measured on its own (default "
+        "1,10,100,1000; at most 100 runs, each takes at least 10 rounds, one run 30)",
     )
     parser.add_argument(
         "--load-seconds",
@@ -514,6 +539,7 @@ def _header(args: argparse.Namespace, env: dict[str, Any]) -> list[str]:
         + (f", PostgreSQL {env['postgres']}" if "postgres" in env else ""),
         f"load average (1/5/15 min) before: {_loads(env.get('load_average_before'))}, "
         f"after: {_loads(env.get('load_average_after'))}",
+        *([describe_machine(env["machine_limits"])] if env.get("machine_limits") else []),
     ]
 
 
@@ -988,6 +1014,85 @@ def timers_report(args: argparse.Namespace, measurements: list[TimersMeasurement
     )
 
 
+def _curve_rounds(args: argparse.Namespace, runs: int) -> int:
+    """Enough runs for a p99: small concurrencies take more rounds."""
+    rounds: int = args.rounds
+    if runs == 1:
+        return max(rounds, 30)
+    return max(rounds, 10) if runs <= 100 else rounds
+
+
+def run_curve(args: argparse.Namespace, workdir: Path) -> list[tuple[int, list[Measurement]]]:
+    curve: list[tuple[int, list[Measurement]]] = []
+    for runs in args.curve_runs:
+        point = argparse.Namespace(**vars(args))
+        point.runs = runs
+        point.rounds = _curve_rounds(args, runs)
+        point.workers = ["python"]
+        point.profile = None
+        print(f"curve: {runs:,} concurrent run(s)...", file=sys.stderr, flush=True)
+        curve.append((runs, run_steps(point, workdir, {})))
+    return curve
+
+
+def curve_report(args: argparse.Namespace, curve: list[tuple[int, list[Measurement]]]) -> str:
+    """The curve scenario."""
+    rows: list[tuple[str, ...]] = [
+        (
+            "runs",
+            "system",
+            "backend",
+            "steps/s",
+            "run ms p50",
+            "p99",
+            "max",
+            "Tether/DBOS steps/s",
+            "Tether/DBOS p50",
+        )
+    ]
+    failed: set[int] = set()
+    for runs, measurements in curve:
+        dbos = {m.backend: m for m in measurements if m.system == "DBOS" and m.rounds}
+        for m in measurements:
+            if m.error:
+                failed.add(len(rows))
+                rows.append((f"{runs:,}", m.system, m.backend, f"failed: {m.error}", *[""] * 5))
+                continue
+            ratio_rate = ratio_p50 = ""
+            other = dbos.get(m.backend)
+            if m.system != "DBOS" and other is not None:
+                ratio_rate = (
+                    f"{m.summary('steps_per_s').median / other.summary('steps_per_s').median:.2f}"
+                )
+                theirs = other.summary("run_latency_p50_ms").median
+                ratio_p50 = (
+                    f"{m.summary('run_latency_p50_ms').median / theirs:.2f}" if theirs else ""
+                )
+            rows.append(
+                (
+                    f"{runs:,}",
+                    m.system,
+                    m.backend,
+                    _throughput(m.summary("steps_per_s")),
+                    _latency(m.summary("run_latency_p50_ms").median),
+                    _latency(percentile([r.run_latency_p99_ms for r in m.rounds], 99)),
+                    _latency(max(r.run_latency_max_ms for r in m.rounds)),
+                    ratio_rate,
+                    ratio_p50,
+                )
+            )
+    return "\n".join(
+        [
+            "",
+            f"The steps workload ({args.steps} steps per run) at each concurrency; median of "
+            "the rounds (steps/s: [min-max]); run latency, created to ended: the median of "
+            "the rounds' p50, the 99th percentile of their p99, the largest of all",
+            "",
+            columns(rows, failed),
+        ]
+    )
+
+
 def run_load(args: argparse.Namespace, workdir: Path) -> list[LoadMeasurement]:
     measurements: list[LoadMeasurement] = []
     for backend in args.backends:
@@ -1081,16 +1186,21 @@ class Results:
         self.latency: list[LatencyMeasurement] = []
         self.timers: list[TimersMeasurement] = []
         self.load: list[LoadMeasurement] = []
+        self.curve: list[tuple[int, list[Measurement]]] = []
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Results:
     results = Results(environment(args.backends))
+    print("measuring the machine's limits...", file=sys.stderr, flush=True)
+    results.env["machine_limits"] = measure_machine(args.backends, workdir)
     if "steps" in args.scenario:
         results.steps = run_steps(args, workdir, results.env)
     if "latency" in args.scenario:
         results.latency = run_latency(args, workdir)
     if "timers" in args.scenario:
         results.timers = run_timers(args, workdir)
+    if "curve" in args.scenario:
+        results.curve = run_curve(args, workdir)
     if "load" in args.scenario:
         results.load = run_load(args, workdir)
     if "waits" in args.scenario:
@@ -1128,6 +1238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(latency_report(args, results.latency))
     if results.timers:
         print(timers_report(args, results.timers))
+    if results.curve:
+        print(curve_report(args, results.curve))
     if results.load:
         print(load_report(args, results.load))
     if waits:
@@ -1162,6 +1274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "latency_samples": args.latency_samples,
                 "timers_runs": args.timers_runs,
                 "load_seconds": args.load_seconds,
+                "curve_runs": args.curve_runs,
             },
             "environment": env,
             "results": [m.to_json() for m in measurements],
@@ -1173,6 +1286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "latency": [m.to_json() for m in results.latency],
             "timers": [m.to_json() for m in results.timers],
             "load": [m.to_json() for m in results.load],
+            "curve": [
+                {"runs": runs, "results": [m.to_json() for m in ms], "ratios": ratios(ms)}
+                for runs, ms in results.curve
+            ],
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
@@ -1185,6 +1302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         or any(m.error for m in results.latency)
         or any(m.error for m in results.timers)
         or any(m.error for m in results.load)
+        or any(m.error for _, ms in results.curve for m in ms)
         or bool(violations(flow))
     )
     return 1 if failed else 0

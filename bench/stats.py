@@ -44,6 +44,7 @@ class RoundResult:
     run_latency_p99_ms: float
     #: Run created -> its first step started (queueing and dispatch).
     first_step_p50_ms: float
+    run_latency_max_ms: float = math.nan
 
     @classmethod
     def from_samples(
@@ -66,6 +67,7 @@ class RoundResult:
             run_latency_p50_ms=percentile(run_latencies, 50),
             run_latency_p99_ms=percentile(run_latencies, 99),
             first_step_p50_ms=percentile(first_step_latencies, 50),
+            run_latency_max_ms=max(run_latencies, default=math.nan),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -73,7 +75,7 @@ class RoundResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoundResult:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 #: The metrics summarised over rounds, in the order the report shows them.
@@ -83,6 +85,7 @@ METRICS = (
     "step_gap_p99_ms",
     "run_latency_p50_ms",
     "run_latency_p99_ms",
+    "run_latency_max_ms",
     "first_step_p50_ms",
     "elapsed_s",
 )
