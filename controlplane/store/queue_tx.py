@@ -262,8 +262,9 @@ class QueueWrites(FlowWrites):
                     break
             if fresh:
                 # Leased at once, so that the next pass does not find them again.
-                self.conn.execute(
-                    _lease,
+                self._execute_rows(
+                    "lease",
+                    lambda: _lease,
                     [
                         {
                             "b_run_id": c.run_id,
@@ -457,8 +458,9 @@ class QueueWrites(FlowWrites):
         (run id -> when, None for none) is set unless it already is."""
         rows = [{"b_run_id": r, "b_start": None, "b_finish": f} for r, f in finish_by.items()]
         if rows:
-            self.conn.execute(
-                _set_deadlines,
+            self._execute_rows(
+                "set_deadlines",
+                lambda: _set_deadlines,
                 rows,
             )
 

@@ -196,7 +196,7 @@ class RunWrites(TxBase):
         """Run id -> its status as it starts executing; sets started_at the first time."""
         rows = [{"b_id": r, "b_status": s.value, "b_now": now_ms} for r, s in statuses.items()]
         if rows:
-            self.conn.execute(_start_run, rows)
+            self._execute_rows("start_run", lambda: _start_run, rows)
 
     def step_attempts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
@@ -225,7 +225,8 @@ class RunWrites(TxBase):
         for result in results:
             last[result.run_id] = position = last.get(result.run_id, 0) + 1
             rows.append(codec.step_row(result, position))
-        self.conn.execute(self._prepared("upsert_steps", _upsert_steps), rows)
+        insert = self._insert
+        self._execute_rows("upsert_steps", lambda: _upsert_steps(insert), rows, tuple(rows[0]))
 
     def _last_positions(self, run_ids: Sequence[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -264,7 +265,7 @@ class RunWrites(TxBase):
             for u in updates
         ]
         if rows:
-            self.conn.execute(_update_run, rows)
+            self._execute_rows("update_run", lambda: _update_run, rows)
 
     def set_cancelled_execution(self, run_id: str, execution_id: str) -> None:
         self.conn.execute(
