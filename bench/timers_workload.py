@@ -3,11 +3,12 @@ how late each one's next step body runs.
 
 Each round sends N events (``bench/sleep.requested``, in Sends of 1,000) that
 start runs of ``bench-sleeper``; each sleeps until the ``wake_at_ms`` its event
-carries (the same for all: 2 s after the round began, plus 0.5 ms per run for
-the sending), then runs one step that returns the wall clock. Lateness is that
-stamp less ``wake_at_ms``: the timer firing, the lease, the dispatch and the
-worker starting the step. The round checks that every run was asleep before
-the moment came (else it measured creation, not timers).
+carries (the same for all: 2 s after the round began, plus 1 ms per run for
+creating them and running them to their sleep), then runs one step that
+returns the wall clock. Lateness is that stamp less ``wake_at_ms``: the timer
+firing, the lease, the dispatch and the worker starting the step. The round
+checks that every run was asleep before the moment came (else it measured
+creation, not timers).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def measure_timers(
 
 def _round(cluster: Cluster, runs: int, timeout: float) -> list[float]:
     client = cluster.client
-    wake_at_ms = time.time_ns() // 1_000_000 + SLEEP_MS + runs // 2
+    wake_at_ms = time.time_ns() // 1_000_000 + SLEEP_MS + runs
     data = json.dumps({"wake_at_ms": wake_at_ms}).encode()
     run_ids: list[str] = []
     for start in range(0, runs, MAX_EVENTS_PER_SEND):
@@ -100,7 +101,9 @@ def _round(cluster: Cluster, runs: int, timeout: float) -> list[float]:
     )
     while client.runs.ListRuns(sleeping, timeout=timeout).runs:
         if time.time_ns() // 1_000_000 >= wake_at_ms:
-            raise RuntimeError(f"{runs} runs were not all asleep {SLEEP_MS} ms after the start")
+            raise RuntimeError(
+                f"{runs} runs were not all asleep {SLEEP_MS + runs} ms after the round began"
+            )
         time.sleep(0.05)
     client.wait_all_finished(time.monotonic() + timeout, function_id=tether_app.SLEEPER_ID)
     lateness: list[float] = []
