@@ -133,7 +133,13 @@ $(BENCH_VENV)/.installed: pyproject.toml $(CONSTRAINTS) requirements/bench.txt
 	$(BENCH_VENV)/bin/pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e . -r requirements/bench.txt
 	touch $@
 
-bench: $(BENCH_VENV)/.installed $(NODE_STAMP) $(TS_BUILT)
+# Restate's server, for the comparison only: its own lockfile, not in the workspace.
+RESTATE_STAMP := bench/restate/node_modules/.installed
+$(RESTATE_STAMP): bench/restate/package-lock.json
+	npm ci --prefix bench/restate --no-audit --no-fund
+	touch $@
+
+bench: $(BENCH_VENV)/.installed $(NODE_STAMP) $(TS_BUILT) $(RESTATE_STAMP)
 	$(BENCH_VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -287,29 +287,42 @@ def _cell(spread: Spread) -> str:
 
 def table(measurements: Sequence[LatencyMeasurement]) -> str:
     """Each figure's p50, p99 and max per system and backend: median [min-max]
-    of the rounds; and Tether's p50 over DBOS's on the same backend."""
-    header = ("system", "backend", "figure", "p50 ms", "p99 ms", "max ms", "p50 Tether/DBOS")
+    of the rounds; and Tether's p50 over DBOS's on the same backend, and over
+    Restate's."""
+    header = (
+        "system",
+        "backend",
+        "figure",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "p50 Tether/DBOS",
+        "p50 Tether/Restate",
+    )
     rows: list[tuple[str, ...]] = [header]
     failed: set[int] = set()
     by_key = {(m.system, m.backend): m for m in measurements}
     for m in measurements:
         if m.error:
             failed.add(len(rows))
-            rows.append((m.system, m.backend, f"failed: {m.error}", "", "", "", ""))
+            rows.append((m.system, m.backend, f"failed: {m.error}", "", "", "", "", ""))
             continue
-        dbos = by_key.get(("DBOS", m.backend))
+        others = (by_key.get(("DBOS", m.backend)), by_key.get(("Restate", "restate")))
         for figure in FIGURES:
-            ratio = ""
-            if m.system != "DBOS" and dbos is not None and dbos.rounds and figure != "send_ms":
-                ours, theirs = m.spread(figure, 50).median, dbos.spread(figure, 50).median
-                ratio = f"{ours / theirs:.2f}" if theirs else ""
+            ratios = []
+            for other in others:
+                ratio = ""
+                if m.system == "Tether" and other is not None and other.rounds:
+                    ours, theirs = m.spread(figure, 50).median, other.spread(figure, 50).median
+                    ratio = f"{ours / theirs:.2f}" if theirs else ""
+                ratios.append(ratio)
             rows.append(
                 (
                     m.system,
                     m.backend,
                     FIGURE_TITLES[figure],
                     *(_cell(m.spread(figure, q)) for _, q in QUANTILES),
-                    ratio,
+                    *ratios,
                 )
             )
     return columns(rows, failed)

@@ -90,6 +90,7 @@ from bench.registration_workload import (
     verdicts,
 )
 from bench.registration_workload import table as registration_table
+from bench.restate_workload import measure_restate_latency
 from bench.stats import Measurement, Spread, columns, percentile
 from bench.tether_workload import MAX_EVENTS_PER_SEND, WORKERS, ProfileHook, measure_tether
 from bench.timers_workload import TimersMeasurement, measure_timers
@@ -258,6 +259,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated: sqlite,postgres (default: both)",
     )
     parser.add_argument("--skip-dbos", action="store_true", help="measure Tether only")
+    parser.add_argument(
+        "--skip-restate",
+        action="store_true",
+        help="latency scenario: leave out Restate (its server and its own storage)",
+    )
     parser.add_argument(
         "--workers",
         type=_workers,
@@ -972,6 +978,20 @@ def run_latency(args: argparse.Namespace, workdir: Path) -> list[LatencyMeasurem
                 print(f"  failed: {measurement.error}", file=sys.stderr, flush=True)
                 _print_logs(measurement.notes)
             measurements.append(measurement)
+    if not args.skip_restate:
+        print("Restate, one invocation at a time...", file=sys.stderr, flush=True)
+        restate = measure_restate_latency(
+            samples=args.latency_samples,
+            steps=args.steps,
+            rounds=args.rounds,
+            warmup=args.warmup,
+            timeout=args.timeout,
+            workdir=workdir,
+        )
+        if restate.error:
+            print(f"  failed: {restate.error}", file=sys.stderr, flush=True)
+            _print_logs(restate.notes)
+        measurements.append(restate)
     return measurements
 
 
