@@ -29,13 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench import tether_app
-from bench.databases import fresh_database, redact
+from bench.databases import fresh_database
 from bench.processes import ROOT
 from bench.stats import Spread, columns, percentile
-from bench.tether_workload import Cluster, describe_error
+from bench.tether_workload import Cluster, rounds_on_a_cluster
 from tether.v1 import common_pb2, event_service_pb2
 from tether.v1 import run_service_pb2 as rs
 
@@ -110,22 +108,17 @@ def measure_tether_latency(
     """A control plane on a fresh ``backend`` database and a Python worker;
     ``warmup`` rounds, then ``rounds`` measured ones of ``samples`` events each."""
     measurement = LatencyMeasurement("Tether", backend, steps)
-    directory = workdir / f"tether-latency-{backend}"
-    directory.mkdir(parents=True, exist_ok=True)
-    with fresh_database(backend, directory, "tether_latency") as url:
-        measurement.notes = {"database": redact(url)}
-        cluster = Cluster(url, directory)
-        try:
-            cluster.connect(10, [tether_app.LATENCY_ID])
-            for index in range(warmup + rounds):
-                result = _tether_round(cluster, samples, steps, timeout)
-                if index >= warmup:
-                    measurement.rounds.append(result)
-        except (RuntimeError, TimeoutError, grpc.RpcError) as error:
-            measurement.error = describe_error(error)
-            measurement.notes.update(cluster.logs())
-        finally:
-            cluster.stop()
+    measurement.rounds, measurement.error = rounds_on_a_cluster(
+        backend,
+        workdir / f"tether-latency-{backend}",
+        "tether_latency",
+        capacity=10,
+        function_ids=[tether_app.LATENCY_ID],
+        rounds=rounds,
+        warmup=warmup,
+        one_round=lambda cluster: _tether_round(cluster, samples, steps, timeout),
+        notes=measurement.notes,
+    )
     return measurement
 
 

@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench import tether_app
-from bench.databases import fresh_database, redact
 from bench.stats import Spread, columns, percentile
-from bench.tether_workload import Client, Cluster, describe_error
+from bench.tether_workload import Client, rounds_on_a_cluster
 from tether.v1 import common_pb2, event_service_pb2
 
 QUANTILES = (("p50", 50.0), ("p99", 99.0), ("max", 100.0))
@@ -78,24 +75,19 @@ def measure_load(
     timeout: float,
     workdir: Path,
 ) -> LoadMeasurement:
-    measurement = LoadMeasurement(backend)
-    directory = workdir / f"tether-load-{backend}"
-    directory.mkdir(parents=True, exist_ok=True)
-    with fresh_database(backend, directory, "tether_load") as url:
-        measurement.notes = {"database": redact(url), "background": f"{runs} x {steps}"}
-        cluster = Cluster(url, directory)
-        try:
-            # Room for every background run and for the producer's.
-            cluster.connect(runs * 2, [tether_app.FUNCTION_ID, tether_app.LATENCY_ID])
-            for index in range(warmup + rounds):
-                result = _round(cluster.address, runs, steps, seconds, timeout)
-                if index >= warmup:
-                    measurement.rounds.append(result)
-        except (RuntimeError, TimeoutError, grpc.RpcError) as error:
-            measurement.error = describe_error(error)
-            measurement.notes.update(cluster.logs())
-        finally:
-            cluster.stop()
+    measurement = LoadMeasurement(backend, notes={"background": f"{runs} x {steps}"})
+    measurement.rounds, measurement.error = rounds_on_a_cluster(
+        backend,
+        workdir / f"tether-load-{backend}",
+        "tether_load",
+        # Room for every background run and for the producer's.
+        capacity=runs * 2,
+        function_ids=[tether_app.FUNCTION_ID, tether_app.LATENCY_ID],
+        rounds=rounds,
+        warmup=warmup,
+        one_round=lambda cluster: _round(cluster.address, runs, steps, seconds, timeout),
+        notes=measurement.notes,
+    )
     return measurement
 
 

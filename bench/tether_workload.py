@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 
@@ -50,6 +51,8 @@ UNFINISHED = [
 #: the worker is connected and warmed up), and again with ``None`` after it: a
 #: profiler's hook (``bench.profiling.PySpyProfiler``).
 ProfileHook = Callable[[dict[str, Process] | None], None]
+
+T = TypeVar("T")
 
 
 class Client:
@@ -310,6 +313,42 @@ class Cluster:
         self.client.close()
         for process in reversed(self.processes.values()):
             process.stop()
+
+
+def rounds_on_a_cluster(
+    backend: str,
+    directory: Path,
+    database: str,
+    *,
+    capacity: int,
+    function_ids: Sequence[str],
+    rounds: int,
+    warmup: int,
+    one_round: Callable[[Cluster], T],
+    notes: dict[str, Any],
+) -> tuple[list[T], str]:
+    """A control plane on a fresh ``backend`` database named ``database`` and a
+    Python worker of ``capacity`` serving ``function_ids``; ``warmup`` rounds,
+    then ``rounds`` measured ones of ``one_round``. Returns the measured
+    rounds and why they stopped ("" when all ran); ``notes`` gets the database
+    and, on a failure, the processes' logs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    measured: list[T] = []
+    with fresh_database(backend, directory, database) as url:
+        notes["database"] = redact(url)
+        cluster = Cluster(url, directory)
+        try:
+            cluster.connect(capacity, function_ids)
+            for index in range(warmup + rounds):
+                result = one_round(cluster)
+                if index >= warmup:
+                    measured.append(result)
+        except (RuntimeError, TimeoutError, grpc.RpcError) as error:
+            notes.update(cluster.logs())
+            return measured, describe_error(error)
+        finally:
+            cluster.stop()
+    return measured, ""
 
 
 def describe_error(error: BaseException) -> str:

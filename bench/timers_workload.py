@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench import tether_app
-from bench.databases import fresh_database, redact
 from bench.stats import Spread, columns, percentile
-from bench.tether_workload import MAX_EVENTS_PER_SEND, Cluster, describe_error
+from bench.tether_workload import MAX_EVENTS_PER_SEND, Cluster, rounds_on_a_cluster
 from tether.v1 import common_pb2, event_service_pb2
 from tether.v1 import run_service_pb2 as rs
 
@@ -61,22 +58,17 @@ def measure_timers(
     """A control plane on a fresh ``backend`` database and a Python worker with
     room for every run; ``warmup`` rounds, then ``rounds`` measured ones."""
     measurement = TimersMeasurement(backend, runs)
-    directory = workdir / f"tether-timers-{backend}-{runs}"
-    directory.mkdir(parents=True, exist_ok=True)
-    with fresh_database(backend, directory, "tether_timers") as url:
-        measurement.notes = {"database": redact(url)}
-        cluster = Cluster(url, directory)
-        try:
-            cluster.connect(runs, [tether_app.SLEEPER_ID])
-            for index in range(warmup + rounds):
-                lateness = _round(cluster, runs, timeout)
-                if index >= warmup:
-                    measurement.rounds.append(lateness)
-        except (RuntimeError, TimeoutError, grpc.RpcError) as error:
-            measurement.error = describe_error(error)
-            measurement.notes.update(cluster.logs())
-        finally:
-            cluster.stop()
+    measurement.rounds, measurement.error = rounds_on_a_cluster(
+        backend,
+        workdir / f"tether-timers-{backend}-{runs}",
+        "tether_timers",
+        capacity=runs,
+        function_ids=[tether_app.SLEEPER_ID],
+        rounds=rounds,
+        warmup=warmup,
+        one_round=lambda cluster: _round(cluster, runs, timeout),
+        notes=measurement.notes,
+    )
     return measurement
 
 
