@@ -157,6 +157,8 @@ class GroupCommitWriter:
         while True:
             await self._arrived.wait()
             batch = self._take(self._max_batch)
+            if not batch:  # a wake-up with nothing waiting: wait again
+                continue
             try:
                 applied = await loop.run_in_executor(self._executor, self._apply, batch)
             except BaseException as error:  # the executor itself failed

@@ -74,11 +74,14 @@ class BucketedHistogram:
         self._series = {k: s for k, s in self._series.items() if k[index] != value}
 
     def snapshot(self) -> list[tuple[tuple[str, ...], _Series]]:
-        """A copy of every series, for a collecting thread."""
-        return [
-            (key, _Series(list(s.counts), s.total, s.count, s.low, s.high))
-            for key, s in list(self._series.items())
-        ]
+        """A copy of every series, for a collecting thread. Its count is the
+        sum of its buckets, so that a value recorded as the copy is taken
+        cannot make them disagree (the sum may lag by that value)."""
+        copies = []
+        for key, s in list(self._series.items()):
+            counts = list(s.counts)
+            copies.append((key, _Series(counts, s.total, sum(counts), s.low, s.high)))
+        return copies
 
     def otel_metric(self) -> Metric:
         now = time.time_ns()
